@@ -1,0 +1,71 @@
+"""The typer application and the one place that turns errors into exit codes."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from lrbench import __version__
+from lrbench.errors import RunFailed, UserError
+
+app = typer.Typer(
+    name="lrbench",
+    help=(
+        "Budgeted-training benchmarks of learning-rate schedules.\n\n"
+        "Preview a schedule (lrbench schedule rex --steps 1000), train one run (lrbench run), "
+        "run a YAML sweep (lrbench sweep configs/smoke.yaml) and turn it into the REX paper's "
+        "tables (lrbench report results/smoke)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lrbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    _state["debug"] = debug
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app, map UserError to exit 2 and RunFailed to exit 1."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except (UserError, RunFailed) as err:
+        if _state["debug"]:
+            traceback.print_exc()
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except typer.Exit as ex:
+        sys.exit(ex.exit_code)
+    except Exception as err:  # click's usage errors and anything unexpected
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        if isinstance(err, click.exceptions.Abort):
+            print("aborted", file=sys.stderr)
+            sys.exit(130)
+        raise

@@ -1,0 +1,111 @@
+"""`lrbench report`: turn run folders into the REX paper's tables, CSVs and plots.
+
+Thin: it checks the options, calls lrbench.report.build_report, and prints. Files are always
+all written; --format only chooses what goes to stdout, and problems go to stderr so a piped
+table stays clean.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from lrbench.cli.app import app
+from lrbench.errors import UserError
+from lrbench.report import Report, build_report
+from lrbench.report.problems import SKIPPED, problems_text
+from lrbench.report.tables import METRICS, rich_tables
+
+FORMATS = ("table", "markdown", "latex", "csv")
+HELP = "\n\n".join(
+    [
+        "Rank the schedules of finished runs per cell and write the REX paper's tables and plots.",
+        "Examples:",
+        "  lrbench report results/rex-cifar10",
+        "  lrbench report results --out reports/all --format markdown",
+        "  lrbench report results/a results/b --metric accuracy -f latex",
+        "A cell is (dataset, model, optimizer, budget). A run scores the test_acc of its last "
+        "epoch and schedules are ranked by their mean over seeds. Top-1: no schedule strictly "
+        "better (ties all count); top-3: fewer than three strictly better; low budget < 0.25, "
+        "high >= 0.25. A schedule with diverged seeds ranks below those with fewer. With an lr "
+        "grid the rate is chosen on val_acc, never on test.",
+        "Written to --out: tables.md, tables.tex (booktabs), summary.csv, finishes.csv, "
+        "lr_curves.png, test_acc_<setting>.png, error_vs_budget.png, rank_vs_budget.png, and "
+        "problems.txt naming every skipped run (failed, unfinished, unreadable) and every note "
+        "(missing seeds, ...). Problems are also printed on stderr; the exit code is 0 whenever "
+        "a report was written.",
+    ]
+)
+
+
+@app.command("report", help=HELP)
+def report_command(
+    results: list[Path] = typer.Argument(
+        ...,
+        help="Sweep folders (holding runs/), or results roots holding several sweeps; "
+        "several are reported together.",
+        show_default=False,
+        metavar="RESULTS",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Folder for the files (default: FIRST_RESULTS/report)."
+    ),
+    metric: str = typer.Option(
+        "error", "--metric", help="What the tables show: error (test error %) | accuracy (%)."
+    ),
+    fmt: str = typer.Option(
+        "table",
+        "--format",
+        "-f",
+        help="What to print on stdout: table (rich) | markdown | latex | csv (summary.csv).",
+    ),
+) -> None:
+    """Rank schedules per cell and write the tables, CSVs and plots (help: HELP)."""
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r} is not valid; --format accepts {' | '.join(FORMATS)}")
+    metric = metric.lower()
+    if metric not in METRICS:
+        raise UserError(f"--metric {metric!r} is not valid; --metric accepts {' | '.join(METRICS)}")
+    out_dir = out if out is not None else results[0] / "report"
+    report = build_report(results, out_dir, metric)
+    _print(report, fmt)
+    _print_problems(report)
+    typer.echo(f"report: {len(report.files)} files written to {out_dir}", err=True)
+
+
+def _print(report: Report, fmt: str) -> None:
+    if fmt == "table":
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=120)
+        if report.summary.empty:
+            console.print("no finished runs to rank: every run was skipped (see below)")
+            return
+        for table in rich_tables(report.summary, report.finishes, report.metric):
+            console.print(table)
+    elif fmt == "markdown":
+        sys.stdout.write(report.markdown)
+    elif fmt == "latex":
+        sys.stdout.write(report.latex)
+    else:
+        sys.stdout.write(report.summary_csv)
+
+
+def _print_problems(report: Report) -> None:
+    if report.problems:
+        skipped = sum(p.kind == SKIPPED for p in report.problems)
+        notes = len(report.problems) - skipped
+        typer.echo(
+            f"{_count(skipped, 'run')} skipped, {_count(notes, 'note')}; also in "
+            f"{report.out_dir / 'problems.txt'}:",
+            err=True,
+        )
+        typer.echo(problems_text(report.problems).rstrip("\n"), err=True)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -1,0 +1,159 @@
+"""`lrbench sweep` and `lrbench status`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lrbench.cli.app import app
+from lrbench.errors import RunFailed, UserError
+
+out = Console()
+
+
+@app.command("sweep")
+def sweep_command(
+    config: Path = typer.Argument(..., help="A sweep YAML file, e.g. configs/smoke.yaml."),
+    results: Path = typer.Option(Path("results"), help="Results root: runs go to RESULTS/<name>/runs/."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda (every GPU) | cuda:0,1."),
+    jobs: int | None = typer.Option(None, help="Worker processes (default: one per GPU, or 1 on the CPU); on GPUs they are spread round-robin."),
+    precision: str = typer.Option("auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp64."),
+    data_dir: str | None = typer.Option(None, envvar="LRBENCH_DATA", help="Where datasets are downloaded and cached."),
+    data_root: str | None = typer.Option(None, help="Read the config's dataset from this image folder or .tar[.gz|.xz] archive (train/<class>/, test/<class>/) instead of downloading it."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs and what would happen; train nothing."),
+    only: str | None = typer.Option(None, help="Only runs whose id matches this glob or substring, e.g. '*-rex-*'."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Train failed runs again (diverged runs are never retried)."),
+) -> None:
+    """Train every run of a sweep that is not done yet.
+
+    Safe to kill at any moment and to run again: finished runs are skipped, started runs resume
+    from their last epoch, and a per-run lock keeps two sweeps on the same results from training
+    one run twice. A failed run is recorded (error in its summary.json, traceback in run.log) and
+    the sweep goes on; the exit code is 1 if any run failed.
+
+    Example: lrbench sweep configs/smoke.yaml --dry-run
+    """
+    from lrbench.config import load_config, with_data_root
+    from lrbench.sweep import plan
+
+    cfg = load_config(config)
+    if data_root:
+        cfg = with_data_root(cfg, data_root)
+    planned = plan(cfg, results, only)
+    if not planned:
+        raise UserError(f"--only {only!r} matches no run of {config}")
+    todo = [p for p in planned if p.to_train(retry_failed)]
+    if dry_run:
+        _show_plan(planned, todo, results, jobs)
+        return
+    _run_sweep(cfg, planned, todo, results, device, jobs, precision, data_dir)
+
+
+def _show_plan(planned, todo, results: Path, jobs: int | None) -> None:
+    from lrbench.display import fmt_duration
+    from lrbench.sweep import estimate_seconds
+
+    table = Table(title=f"{len(planned)} runs", header_style="bold")
+    for col in ("run", "epochs", "state"):
+        table.add_column(col)
+    action = {"new": "to run", "partial": "to resume"}
+    for p in planned:
+        state = action.get(p.state, p.state)
+        if p.state == "partial":
+            state += f" (epoch {p.epochs_done}/{p.spec.epochs})"
+        if p.state in ("failed", "corrupt") and p in todo:
+            state += " (retry)"
+        table.add_row(p.spec.run_id, str(p.spec.epochs), state)
+    out.print(table)
+    counts = Counter(p.state for p in planned)
+    left = sum(p.spec.epochs - p.epochs_done for p in todo)
+    est = estimate_seconds(todo, results, jobs or 1)
+    out.print(
+        f"done {counts['done']}, diverged {counts['diverged']}, failed {counts['failed']}, "
+        f"to resume {counts['partial']}, to run {counts['new']}; "
+        f"{left} epochs to train; estimate {fmt_duration(est)}"
+        + (" (from earlier runs' epoch times)" if est is not None else " (no earlier runs to time)"),
+        soft_wrap=True,
+    )
+
+
+def _run_sweep(cfg, planned, todo, results, device, jobs, precision, data_dir) -> None:
+    from lrbench.data import load_splits
+    from lrbench.display import SweepDisplay, console
+    from lrbench.executors.local import parse_devices, run_local
+    from lrbench.sweep import sweep_dir, write_sweep_yaml
+    from lrbench.train import Runtime, resolve_precision, resolve_device
+
+    devices = parse_devices(device, jobs)
+    resolve_precision(precision, resolve_device(devices[0]))
+    write_sweep_yaml(cfg, results)
+    skipped = len(planned) - len(todo)
+    if not todo:
+        console.print(f"all {len(planned)} runs of {cfg.name} are finished; nothing to train")
+        return
+    load_splits(cfg.dataset, data_dir)  # missing data is exit 2 before any worker starts
+    console.print(
+        f"sweep {cfg.name}: {len(todo)} runs to train ({skipped} already finished) "
+        f"on {len(devices)} worker(s): {', '.join(sorted(set(devices)))}"
+    )
+    runtime = Runtime(device=devices[0], precision=precision, data_dir=data_dir)
+    epochs = sum(p.spec.epochs - p.epochs_done for p in todo)
+    items = [(p.spec, p.run.path) for p in todo]
+    with SweepDisplay(len(todo), epochs, devices) as display:
+        outcome = run_local(items, devices, runtime, display)
+    counts = Counter(outcome.statuses.values())
+    where = sweep_dir(cfg, results)
+    console.print(
+        f"{counts['done']} done, {counts['diverged']} diverged, {counts['failed']} failed, "
+        f"{counts['held']} held by another sweep; results in {where}"
+    )
+    if outcome.interrupted:
+        console.print("interrupted: every finished epoch is kept; run the same command to resume")
+        raise typer.Exit(130)
+    if counts["failed"]:
+        failed = [r for r, s in outcome.statuses.items() if s == "failed"]
+        raise RunFailed(
+            f"{len(failed)} run(s) failed, e.g. {failed[0]} (see {where}/runs/{failed[0]}/run.log); "
+            "lrbench status shows them, --retry-failed trains them again"
+        )
+
+
+@app.command("status")
+def status_command(
+    results: Path = typer.Argument(Path("results"), help="A results root or one sweep folder."),
+) -> None:
+    """Runs by state for each sweep under RESULTS, and each failed run with its error line."""
+    from lrbench.results import read_json, run_dirs
+
+    if not results.exists():
+        raise UserError(f"{results}: no such folder")
+    sweeps = [results] if (results / "runs").is_dir() else sorted(
+        p for p in results.iterdir() if (p / "runs").is_dir()
+    )
+    if not sweeps:
+        raise UserError(f"{results}: holds no sweep (no runs/ folder)")
+    table = Table(header_style="bold")
+    states = ("done", "diverged", "failed", "running", "partial", "new")
+    for col in ("sweep", *states, "total"):
+        table.add_column(col, justify="right" if col != "sweep" else "left")
+    failures = []
+    for sweep in sweeps:
+        counts: Counter[str] = Counter()
+        for run in run_dirs(sweep):
+            state = run.status()
+            if state in ("partial", "new") and run.is_locked():
+                state = "running"
+            counts[state] += 1
+            if state in ("failed", "corrupt"):
+                error = "summary.json unreadable"
+                if state == "failed":
+                    error = read_json(run.summary).get("error", "unknown error")
+                failures.append(f"{run.path}: {error}")
+        table.add_row(sweep.name, *(str(counts[s]) for s in states), str(sum(counts.values())))
+    out.print(table)
+    for line in failures:
+        out.print(f"[red]failed[/] {line}", highlight=False)

@@ -1,0 +1,231 @@
+"""Sweep configs: a YAML file validated completely, then expanded into run specs.
+
+pydantic does the checking; this module only turns its errors into one line per problem that
+names the file and the key path (`schedules[2].beta`) and suggests the closest name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from yaml import YAMLError
+
+from lrbench.errors import UserError
+from lrbench.models import model_names
+from lrbench.schedules import ScheduleError, build_schedule
+from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec, Strict, epochs_for_budget
+from lrbench.yamlio import load_yaml
+
+
+class OptimizerEntry(OptimizerSpec):
+    """An optimizer as written in a sweep: `lr` may be a list, a tuning grid."""
+
+    lr: float | list[float]  # type: ignore[assignment]
+
+    @field_validator("lr")
+    @classmethod
+    def _positive(cls, lr: float | list[float]) -> float | list[float]:
+        rates = lr if isinstance(lr, list) else [lr]
+        if not rates or any(r <= 0 for r in rates):
+            raise ValueError("must be a positive number or a non-empty list of them")
+        return lr
+
+    @property
+    def rates(self) -> list[float]:
+        return self.lr if isinstance(self.lr, list) else [self.lr]
+
+
+class EarlyStop(Strict):
+    metric: str = "val_acc"
+    patience: int = Field(gt=0)
+    min_delta: float = Field(0.0, ge=0.0)
+
+
+class SweepConfig(Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    dataset: DatasetSpec
+    models: list[str] = Field(min_length=1)
+    optimizers: list[OptimizerEntry] = Field(min_length=1)
+    full_epochs: int = Field(gt=0)
+    budgets: list[float] = Field(min_length=1)
+    seeds: int | list[int] = 1
+    batch_size: int = Field(128, gt=0)
+    schedules: list[str | dict[str, Any]] = Field(min_length=1)
+    early_stop: EarlyStop | None = None
+    snapshots: bool = False
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _dataset_shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, models: list[str]) -> list[str]:
+        known = model_names()
+        for m in models:
+            if m not in known and not _is_resnet_depth(m):
+                raise ValueError(f"unknown model {m!r}{_suggest(m, known)}; known: {', '.join(known)}")
+        return models
+
+    @field_validator("budgets")
+    @classmethod
+    def _fractions(cls, budgets: list[float]) -> list[float]:
+        for b in budgets:
+            if not 0 < b <= 1:
+                raise ValueError(f"{b} is not a fraction of the full run in (0, 1]")
+        if len(set(budgets)) != len(budgets):
+            raise ValueError("lists a budget twice")
+        return budgets
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: int | list[int]) -> int | list[int]:
+        if isinstance(seeds, int) and seeds < 1:
+            raise ValueError("must be a count >= 1 or a list of seeds")
+        if isinstance(seeds, list) and (not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds)):
+            raise ValueError("must list distinct seeds >= 0")
+        return seeds
+
+    @model_validator(mode="after")
+    def _labels_unique(self) -> SweepConfig:
+        labels = [s["label"] for s in self.resolved_schedules()]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise ValueError(f"schedules: label {dup[0]!r} is used twice; give one a `label:`")
+        return self
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else self.seeds
+
+    def resolved_schedules(self) -> list[dict[str, Any]]:
+        out = []
+        for i, entry in enumerate(self.schedules):
+            try:
+                out.append(build_schedule(entry).to_dict())
+            except ScheduleError as err:
+                raise ValueError(f"schedules[{i}]: {err}") from None
+        return out
+
+
+def _is_resnet_depth(name: str) -> bool:
+    digits = name.removeprefix("resnet")
+    return name.startswith("resnet") and digits.isdigit() and (int(digits) - 2) % 6 == 0
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _loc(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part not in ("str", "list[float]", "float", "int", "list[int]", "dict[str,any]"):
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _model_at(loc: tuple) -> type | None:
+    """The pydantic model whose field set a key path ends in, to suggest a misspelt key."""
+    model: Any = SweepConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        args = [a for a in getattr(ann, "__args__", ()) if hasattr(a, "model_fields")]
+        model = args[0] if args else ann
+    return model if hasattr(model, "model_fields") else None
+
+
+def _describe(err: dict) -> str:
+    loc = _loc(err["loc"])
+    if err["type"] == "extra_forbidden":
+        key = str(err["loc"][-1])
+        model = _model_at(err["loc"])
+        hint = _suggest(key, list(model.model_fields)) if model else ""
+        return f"{loc}: unknown key{hint}"
+    if err["type"] == "missing":
+        return f"{loc}: required key is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "literal_error" and isinstance(err.get("input"), str):
+        expected = err.get("ctx", {}).get("expected", "")
+        choices = [c.strip(" '") for c in expected.replace(" or ", ",").split(",")]
+        msg += _suggest(err["input"], choices)
+    if msg.startswith("schedules["):
+        return msg
+    return f"{loc}: {msg}" if loc else msg
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep file; every problem is reported at once, naming file and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such config file")
+    try:
+        raw = load_yaml(path.read_text())
+    except YAMLError as err:
+        raise UserError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from err
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of keys (name, dataset, models, ...)")
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: dict, source: str = "<config>") -> SweepConfig:
+    try:
+        return SweepConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = sorted({_describe(e) for e in err.errors()})
+        raise UserError(f"{source}: " + "; ".join(problems)) from None
+
+
+def with_data_root(config: SweepConfig, root: str) -> SweepConfig:
+    """The same sweep reading its images from a folder or archive (`--data-root`).
+
+    The dataset keeps its name in reports (`label`), and the run ids change, since the data do.
+    """
+    if not Path(root).exists():
+        raise UserError(f"--data-root {root}: no such file or folder")
+    ds = config.dataset
+    dataset = ds.model_copy(update={"name": "imagefolder", "root": root, "label": ds.display_name})
+    return config.model_copy(update={"dataset": dataset})
+
+
+def expand(config: SweepConfig) -> list[RunSpec]:
+    """The cartesian product models × optimizers × lr grid × schedules × budgets × seeds.
+
+    The seed alone fixes initial weights and data order, so every schedule in a cell sees the
+    same ones for the same seed: comparisons across schedules are paired.
+    """
+    runs = []
+    schedules = config.resolved_schedules()
+    for model, opt, schedule, budget, seed in itertools.product(
+        config.models, config.optimizers, schedules, config.budgets, config.seed_list
+    ):
+        for lr in opt.rates:
+            runs.append(
+                RunSpec(
+                    model=model,
+                    dataset=config.dataset,
+                    optimizer=OptimizerSpec(**{**opt.model_dump(), "lr": lr}),
+                    schedule=schedule,
+                    budget=budget,
+                    full_epochs=config.full_epochs,
+                    epochs=epochs_for_budget(budget, config.full_epochs),
+                    seed=seed,
+                    batch_size=config.batch_size,
+                    early_stop=config.early_stop.model_dump() if config.early_stop else None,
+                    snapshots=config.snapshots,
+                )
+            )
+    return runs

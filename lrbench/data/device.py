@@ -1,0 +1,151 @@
+"""Device-resident batches: the dataset lives on the device as uint8, and shuffling, pad-4 random
+crop, horizontal flip and normalisation run there too, with no host sync and no worker processes.
+
+All randomness of an epoch comes from one device generator seeded from (seed, epoch) alone, so an
+epoch's batches are a pure function of (seed, epoch) on a given device type: resuming at an epoch
+boundary needs no RNG state. (CPU and CUDA generators give different streams.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from lrbench.data.splits import Splits
+
+PAD = 4
+_MIN_STD = 1e-6
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed that changes entirely with either argument (no seed+epoch collisions)."""
+    digest = hashlib.sha256(f"lrbench-epoch:{seed}:{epoch}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def epoch_generator(seed: int, epoch: int, device: torch.device | str) -> torch.Generator:
+    gen = torch.Generator(device=torch.device(device))
+    gen.manual_seed(epoch_seed(seed, epoch))
+    return gen
+
+
+def permutation(n: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.randperm(n, generator=generator, device=generator.device)
+
+
+def channel_tensor(
+    values: Sequence[float] | torch.Tensor, device: torch.device | str
+) -> torch.Tensor:
+    """Per-channel values as a float32 [1, C, 1, 1] tensor on `device`, ready to broadcast."""
+    return torch.as_tensor(values, dtype=torch.float32, device=device).reshape(1, -1, 1, 1)
+
+
+def normalize(
+    x: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
+) -> torch.Tensor:
+    """uint8 images -> float32 (x / 255 - mean) / std; mean, std per channel in [0, 1] units."""
+    mean, std = channel_tensor(mean, x.device), channel_tensor(std, x.device)
+    return x.float().div_(255.0).sub_(mean).div_(std.clamp_min(_MIN_STD))
+
+
+def crop_flip(
+    x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int = PAD
+) -> torch.Tensor:
+    """Each image cropped at (dy, dx) of its zero-padded copy, then mirrored where `flip`.
+
+    One gather over the whole batch with per-image pixel indices (5x faster on the CPU than
+    advanced indexing, one kernel on a GPU); the result is contiguous NCHW.
+    """
+    b, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad)).reshape(b, c, -1)
+    cols = torch.arange(w, device=x.device)
+    cols = torch.where(flip[:, None], w - 1 - cols, cols) + dx[:, None]
+    rows = torch.arange(h, device=x.device) + dy[:, None]
+    pixels = rows[:, :, None] * (w + 2 * pad) + cols[:, None, :]
+    return padded.gather(2, pixels.reshape(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = PAD) -> torch.Tensor:
+    """crop_flip with offsets uniform in [0, 2*pad] and a fair coin per image."""
+    b = x.shape[0]
+    dev = generator.device
+    offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=generator, device=dev)
+    flip = torch.randint(0, 2, (b,), generator=generator, device=dev).bool()
+    return crop_flip(x, offsets[0], offsets[1], flip, pad)
+
+
+def augment(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    mean: Sequence[float] | torch.Tensor,
+    std: Sequence[float] | torch.Tensor,
+    channels_last: bool = True,
+) -> torch.Tensor:
+    """uint8 batch -> randomly cropped, flipped, normalised float32 batch, all on x's device.
+
+    Pass mean and std as device tensors (see channel_tensor) to avoid a host copy per batch.
+    """
+    out = normalize(random_crop_flip(x, generator), mean, std)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
+class DeviceData:
+    """The splits moved to one device once; batches are drawn there."""
+
+    def __init__(self, splits: Splits, device: torch.device | str, channels_last: bool = True):
+        self.device = torch.device(device)
+        self.channels_last = channels_last
+        self.num_classes = splits.num_classes
+        self.mean = channel_tensor(splits.mean, self.device)
+        self.std = channel_tensor(splits.std, self.device)
+        self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {
+            "train": (splits.train_x.to(self.device), splits.train_y.to(self.device)),
+            "test": (splits.test_x.to(self.device), splits.test_y.to(self.device)),
+        }
+        if splits.val_x is not None and splits.val_y is not None:
+            self._splits["val"] = (splits.val_x.to(self.device), splits.val_y.to(self.device))
+
+    @property
+    def num_train(self) -> int:
+        return len(self._splits["train"][1])
+
+    @property
+    def has_val(self) -> bool:
+        return "val" in self._splits
+
+    def size(self, split: str) -> int:
+        return len(self._split(split)[1])
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return math.ceil(self.num_train / batch_size)
+
+    def train_batches(
+        self, seed: int, epoch: int, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Every training image once, shuffled and augmented; the last batch may be short."""
+        x, y = self._splits["train"]
+        gen = epoch_generator(seed, epoch, self.device)
+        order = permutation(len(y), gen)
+        for start in range(0, len(y), batch_size):
+            idx = order[start : start + batch_size]
+            yield augment(x[idx], gen, self.mean, self.std, self.channels_last), y[idx]
+
+    def eval_batches(
+        self, split: str, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """`split` ("test", "val" or "train") in order, normalised, not augmented."""
+        x, y = self._split(split)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        for start in range(0, len(y), batch_size):
+            xb = normalize(x[start : start + batch_size], self.mean, self.std)
+            yield xb.contiguous(memory_format=fmt), y[start : start + batch_size]
+
+    def _split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if split not in self._splits:
+            known = ", ".join(self._splits)
+            raise ValueError(f"no {split!r} split here (have: {known}); val needs val_fraction > 0")
+        return self._splits[split]

@@ -1,0 +1,242 @@
+"""Images in the `train/<class>/*`, `test/<class>/*` layout, from a folder or a tar archive.
+
+The archive is read as a stream (one pass, no extraction to disk) and its JPEGs are decoded by a
+small process pool while the stream is still being read. The result is cached (see cache.py), so
+only the first load of a source pays for decoding.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import multiprocessing
+import os
+import sys
+import tarfile
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import chain, islice
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from lrbench.data import cache
+from lrbench.data.raw import RawData
+from lrbench.errors import UserError
+
+SPLITS = ("train", "test")
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
+)
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
+_CHUNK = 512
+_POOL_MIN_IMAGES = 2048
+
+
+@dataclass(frozen=True, order=True)
+class _Entry:
+    split: str
+    cls: str
+    name: str
+
+
+def load_imagefolder(root: str | None, cache_dir: Path) -> RawData:
+    if not root:
+        raise UserError(
+            "dataset imagefolder needs a root: {name: imagefolder, root: PATH} where PATH is a "
+            "folder or .tar[.gz|.xz] archive holding train/<class>/* and test/<class>/*"
+        )
+    path = Path(root).expanduser().absolute()
+    if not path.exists():
+        raise UserError(f"imagefolder root {path} does not exist")
+    if path.is_dir():
+        return _load_folder(path, cache_dir)
+    return _load_archive(path, cache_dir)
+
+
+def _load_folder(path: Path, cache_dir: Path) -> RawData:
+    base = _folder_base(path)
+    files = sorted(
+        (_Entry(split, cls_dir.name, f.name), f)
+        for split in SPLITS
+        for cls_dir in (base / split).iterdir()
+        if cls_dir.is_dir() and not cls_dir.name.startswith(".")
+        for f in cls_dir.iterdir()
+        if _is_image(f.name) and f.is_file()
+    )
+    listing = [(str(f.relative_to(base)), *_size_mtime(f)) for _, f in files]
+    key = {"kind": "folder", "path": str(base.resolve()), "files": listing}
+
+    def build() -> RawData:
+        return _assemble(path, _decode_stream((e, str(f)) for e, f in files))
+
+    return cache.cached(cache_dir, f"imagefolder-{path.name}", key, build)
+
+
+def _folder_base(path: Path) -> Path:
+    """`path` itself or its one subfolder that holds train/ and test/."""
+    if all((path / s).is_dir() for s in SPLITS):
+        return path
+    inner = [
+        d for d in sorted(path.iterdir()) if d.is_dir() and all((d / s).is_dir() for s in SPLITS)
+    ]
+    if len(inner) == 1:
+        return inner[0]
+    raise UserError(
+        f"imagefolder root {path} has no train/ and test/ folders (nor one subfolder holding them)"
+    )
+
+
+def _size_mtime(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _load_archive(path: Path, cache_dir: Path) -> RawData:
+    size, mtime = _size_mtime(path)
+    key = {"kind": "archive", "path": str(path.resolve()), "size": size, "mtime_ns": mtime}
+    return cache.cached(
+        cache_dir, f"imagefolder-{path.name}", key, lambda: _assemble(path, _read_archive(path))
+    )
+
+
+def _read_archive(path: Path) -> dict[_Entry, np.ndarray]:
+    try:
+        with tarfile.open(path, "r|*") as tar:
+            decoded = _decode_stream(_archive_members(tar))
+    except (tarfile.TarError, EOFError, OSError, ValueError, lzma.LZMAError, zlib.error) as err:
+        hint = (
+            ""
+            if path.name.endswith(ARCHIVE_SUFFIXES)
+            else " (expected a folder or a .tar[.gz|.xz] archive)"
+        )
+        raise UserError(f"cannot read imagefolder archive {path}: {_one_line(err)}{hint}") from err
+    prefixes = {p for p, _ in decoded}
+    if "" in prefixes:
+        prefix = ""
+    elif len(prefixes) == 1:
+        (prefix,) = prefixes
+    else:
+        found = ", ".join(sorted(prefixes)) or "none"
+        raise UserError(
+            f"imagefolder archive {path} needs train/<class>/* and test/<class>/* at its top "
+            f"or inside exactly one top-level folder (found image folders under: {found})"
+        )
+    return {entry: img for (p, entry), img in decoded.items() if p == prefix}
+
+
+def _archive_members(tar: tarfile.TarFile) -> Iterator[tuple[tuple[str, _Entry], bytes]]:
+    """(prefix, entry) and the file's bytes, for every image at [prefix/]split/class/name."""
+    for member in tar:
+        if not member.isfile():
+            continue
+        parts = [p for p in member.name.split("/") if p not in ("", ".")]
+        if any(p.startswith(".") or p == "__MACOSX" for p in parts) or not _is_image(parts[-1]):
+            continue
+        if len(parts) == 3 and parts[0] in SPLITS:
+            prefix = ""
+        elif len(parts) == 4 and parts[1] in SPLITS:
+            prefix, parts = parts[0], parts[1:]
+        else:
+            continue
+        f = tar.extractfile(member)
+        if f is not None:
+            yield (prefix, _Entry(*parts)), f.read()
+
+
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _decode_stream(items: Iterable[tuple[object, bytes | str]]) -> dict:
+    """Decode (key, bytes-or-path) pairs into {key: uint8 HWC array}, in parallel when it pays.
+
+    Errors come back as strings so that a bad file is reported by name, not as a pool traceback.
+    """
+    items = iter(items)
+    head = list(islice(items, _POOL_MIN_IMAGES))
+    workers = _workers()
+    out: dict = {}
+    if workers == 1 or len(head) < _POOL_MIN_IMAGES:
+        _collect(out, _decode_chunk([*head, *items]))
+        return out
+    rest = chain(head, items)
+    chunks = iter(lambda: list(islice(rest, _CHUNK)), [])
+    with _pool_context().Pool(workers) as pool:
+        for chunk in pool.imap(_decode_chunk, chunks):
+            _collect(out, chunk)
+    return out
+
+
+def _collect(out: dict, chunk: list[tuple[object, np.ndarray | str]]) -> None:
+    for key, img in chunk:
+        if isinstance(img, str):
+            raise UserError(img)
+        out[key] = img
+
+
+def _decode_chunk(chunk: list[tuple[object, bytes | str]]) -> list[tuple[object, np.ndarray | str]]:
+    return [(key, _decode_one(key, src)) for key, src in chunk]
+
+
+def _decode_one(key: object, src: bytes | str) -> np.ndarray | str:
+    try:
+        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        where = src if isinstance(src, str) else _entry_path(key)
+        return f"cannot decode image {where}: {_one_line(err)}"
+
+
+def _entry_path(key: object) -> str:
+    prefix, entry = key if isinstance(key, tuple) else ("", key)
+    return "/".join(p for p in (prefix, entry.split, entry.cls, entry.name) if p)
+
+
+def _assemble(path: Path, images: dict[_Entry, np.ndarray]) -> RawData:
+    classes = sorted({e.cls for e in images if e.split == "train"})
+    tests = {e.cls for e in images if e.split == "test"}
+    if not classes or not tests:
+        missing = "train" if not classes else "test"
+        raise UserError(f"imagefolder {path} has no images in {missing}/<class>/")
+    if unknown := sorted(tests - set(classes)):
+        raise UserError(
+            f"imagefolder {path}: test classes {', '.join(unknown)} have no train/ folder"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    ordered = sorted(images)
+    shape = images[ordered[0]].shape
+    for e in ordered:
+        if images[e].shape != shape:
+            h, w = shape[:2]
+            raise UserError(
+                f"imagefolder {path}: {e.split}/{e.cls}/{e.name} is "
+                f"{images[e].shape[1]}x{images[e].shape[0]}, not {w}x{h} like the others; "
+                "all images must have one size"
+            )
+    arrays = {}
+    for split in SPLITS:
+        keys = [e for e in ordered if e.split == split]
+        x = np.stack([images[e] for e in keys]).transpose(0, 3, 1, 2)
+        arrays[f"{split}_x"] = np.ascontiguousarray(x)
+        arrays[f"{split}_y"] = np.array([index[e.cls] for e in keys], dtype=np.int64)
+    return RawData(**arrays, classes=classes)
+
+
+def _workers() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """fork on Linux: workers start at once without re-importing torch (they only use Pillow)."""
+    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__

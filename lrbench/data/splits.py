@@ -1,0 +1,134 @@
+"""From a DatasetSpec to the train / val / test tensors a run uses, with the train statistics.
+
+Subsets are drawn with fixed seeds, not the run's seed: every run of a sweep (every schedule,
+every seed) must see the same training images, or rankings would mix data and schedule effects.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lrbench.data.sources import load_source
+from lrbench.errors import UserError
+from lrbench.specs import DatasetSpec
+
+LIMIT_SEED = 0
+VAL_SEED = 1
+
+
+@dataclass
+class Splits:
+    """CPU tensors: uint8 images [N, 3, H, W] and int64 labels. mean/std are of train, in [0, 1]."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    val_x: torch.Tensor | None
+    val_y: torch.Tensor | None
+    num_classes: int
+    classes: list[str]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return (self.train_x.shape[2], self.train_x.shape[3])
+
+
+def default_data_dir() -> Path:
+    """LRBENCH_DATA, else the user's cache folder: where CIFAR files and decoded caches live."""
+    if env := os.environ.get("LRBENCH_DATA"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lrbench"
+
+
+def load_splits(spec: DatasetSpec, data_dir: str | Path | None = None) -> Splits:
+    root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    raw = load_source(spec, root)
+    classes = list(raw.classes)
+    train_idx = np.arange(len(raw.train_y))
+    if spec.limit_train is not None:
+        train_idx = balanced_subset(raw.train_y, spec.limit_train, len(classes))
+    val_idx = None
+    if spec.val_fraction > 0:
+        train_idx, val_idx = stratified_split(raw.train_y, train_idx, spec.val_fraction)
+    train_x, train_y = _take(raw.train_x, raw.train_y, train_idx)
+    val_x, val_y = _take(raw.train_x, raw.train_y, val_idx) if val_idx is not None else (None, None)
+    mean, std = channel_stats(train_x)
+    return Splits(
+        train_x=train_x,
+        train_y=train_y,
+        test_x=torch.from_numpy(raw.test_x),
+        test_y=torch.from_numpy(raw.test_y),
+        val_x=val_x,
+        val_y=val_y,
+        num_classes=len(classes),
+        classes=classes,
+        mean=mean,
+        std=std,
+    )
+
+
+def balanced_subset(labels: np.ndarray, limit: int, num_classes: int) -> np.ndarray:
+    """limit // num_classes images of each class (all of a smaller class), sorted indices."""
+    per_class = limit // num_classes
+    if per_class < 1:
+        raise UserError(
+            f"limit_train={limit} is below the number of classes ({num_classes}): "
+            "a class-balanced subset needs at least one image per class"
+        )
+    if limit > len(labels):
+        raise UserError(f"limit_train={limit} exceeds the {len(labels)} training images")
+    rng = np.random.default_rng(LIMIT_SEED)
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(num_classes)]
+    return np.sort(np.concatenate(picks))
+
+
+def stratified_split(
+    labels: np.ndarray, indices: np.ndarray, fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) partition of `indices`: round(fraction * n_c) of each class c held out."""
+    rng = np.random.default_rng(VAL_SEED)
+    train, val = [], []
+    for c in np.unique(labels[indices]):
+        members = rng.permutation(indices[labels[indices] == c])
+        n = len(members)
+        k = min(max(round(fraction * n), 1), n - 1) if n > 1 else 0
+        val.append(members[:k])
+        train.append(members[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def channel_stats(
+    x: torch.Tensor, chunk: int = 1024
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """Per-channel mean and std over all pixels of uint8 images [N, C, H, W], in [0, 1] units.
+
+    numpy's pairwise float32 sums over contiguous channel rows: exact to ~1e-8 and 20x faster
+    than torch's CPU reductions over (0, 2, 3), which matters for a ~1 s cached load.
+    """
+    arr = x.numpy()
+    total = np.zeros(arr.shape[1])
+    squares = np.zeros(arr.shape[1])
+    for start in range(0, len(arr), chunk):
+        part = arr[start : start + chunk]
+        rows = part.transpose(1, 0, 2, 3).reshape(part.shape[1], -1).astype(np.float32)
+        total += rows.sum(axis=1)
+        squares += np.square(rows, out=rows).sum(axis=1)
+    count = arr.shape[0] * arr.shape[2] * arr.shape[3]
+    mean = total / (count * 255.0)
+    std = np.sqrt(np.maximum(squares / (count * 255.0**2) - mean * mean, 0.0))
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def _take(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    if len(idx) == len(y):
+        return torch.from_numpy(x), torch.from_numpy(y)
+    return torch.from_numpy(x[idx]), torch.from_numpy(y[idx])

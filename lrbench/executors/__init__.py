@@ -1,0 +1,1 @@
+"""Executors take the runs of a sweep that are not done and train them somewhere."""

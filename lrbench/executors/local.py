@@ -1,0 +1,189 @@
+"""The local executor: worker processes spread over the visible GPUs (or CPU workers).
+
+Each worker pulls runs from a shared queue and trains them with `train_run`, the same loop as
+`lrbench run`. A run is trained only under its file lock, so two sweeps on the same results
+never train one run twice; a lock dies with its process, so kill -9 leaves nothing stuck.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import Timeout
+
+from lrbench.data import DeviceData, load_splits
+from lrbench.errors import RunFailed, UserError
+from lrbench.results import RunDir
+from lrbench.specs import RunSpec
+from lrbench.sweep import SKIP_STATES
+from lrbench.train import Event, Runtime, resolve_device, train_run
+
+STEP_EVENT_INTERVAL_S = 0.5
+
+
+@dataclass
+class Msg:
+    """What a worker tells the display: start, event, end (with status), held, error."""
+
+    kind: str
+    worker: int
+    run_id: str
+    status: str | None = None
+    event: Event | None = None
+    detail: str | None = None
+    epochs: int = 0
+
+
+@dataclass
+class Outcome:
+    statuses: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(1 for s in self.statuses.values() if s == status)
+
+
+def parse_devices(device: str, jobs: int | None) -> list[str]:
+    """One device name per worker: `auto`, `cpu`, `cuda` (every GPU), `cuda:0,1`."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return ["cpu"] * (jobs or 1)
+    if device == "cuda":
+        gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    elif device.startswith("cuda:"):
+        gpus = [f"cuda:{i.strip()}" for i in device.removeprefix("cuda:").split(",")]
+    else:
+        raise UserError(f"--device: {device!r} is not auto, cpu, cuda or cuda:0,1,...")
+    if not gpus:
+        raise UserError(f"--device {device}: no CUDA GPU is visible on this machine")
+    for g in gpus:
+        resolve_device(g)
+    n = jobs or len(gpus)
+    return [gpus[i % len(gpus)] for i in range(n)]
+
+
+def work(
+    worker: int,
+    device: str,
+    tasks: Iterable[tuple[RunSpec, Path] | None],
+    emit: Callable[[Msg], None],
+    runtime: Runtime,
+) -> None:
+    """Train runs from `tasks` until it yields None; report everything through `emit`."""
+    runtime = replace(runtime, device=device)
+    datasets: dict[str, DeviceData] = {}
+    for item in tasks:
+        if item is None:
+            return
+        spec, path = item
+        run = RunDir(path)
+        lock = run.lock()
+        try:
+            lock.acquire()
+        except Timeout:
+            emit(Msg("held", worker, spec.run_id))
+            continue
+        try:
+            if run.status() in SKIP_STATES:
+                emit(Msg("end", worker, spec.run_id, status=run.status(), detail="already finished"))
+                continue
+            key = spec.dataset.model_dump_json()
+            if key not in datasets:
+                splits = load_splits(spec.dataset, runtime.data_dir)
+                datasets[key] = DeviceData(splits, resolve_device(device), runtime.channels_last)
+            emit(Msg("start", worker, spec.run_id, epochs=spec.epochs))
+            summary = train_run(spec, path, runtime, _throttled(worker, spec.run_id, emit), datasets[key])
+            emit(Msg("end", worker, spec.run_id, status=summary["status"]))
+        except (RunFailed, UserError) as err:
+            emit(Msg("end", worker, spec.run_id, status="failed", detail=str(err)))
+        except KeyboardInterrupt:
+            emit(Msg("end", worker, spec.run_id, status="interrupted"))
+            return
+        finally:
+            lock.release()
+
+
+def _throttled(worker: int, run_id: str, emit: Callable[[Msg], None]) -> Callable[[Event], None]:
+    last = [0.0]
+
+    def on_event(event: Event) -> None:
+        now = time.monotonic()
+        if event.kind == "step" and now - last[0] < STEP_EVENT_INTERVAL_S:
+            return
+        last[0] = now
+        emit(Msg("event", worker, run_id, event=event))
+
+    return on_event
+
+
+def _process_main(
+    worker: int, device: str, tasks: Any, events: Any, runtime: Runtime, threads: int
+) -> None:
+    torch.set_num_threads(threads)
+    try:
+        work(worker, device, iter(tasks.get, None), events.put, runtime)
+    except KeyboardInterrupt:
+        pass
+
+
+def run_local(
+    todo: list[tuple[RunSpec, Path]],
+    devices: list[str],
+    runtime: Runtime,
+    on_msg: Callable[[Msg], None],
+) -> Outcome:
+    """Train `todo` on one worker per entry of `devices`; in-process when there is one worker."""
+    outcome = Outcome()
+
+    def record(msg: Msg) -> None:
+        if msg.kind == "end" and msg.status:
+            outcome.statuses[msg.run_id] = msg.status
+            outcome.interrupted |= msg.status == "interrupted"
+        if msg.kind == "held":
+            outcome.statuses[msg.run_id] = "held"
+        on_msg(msg)
+
+    if len(devices) == 1 or len(todo) <= 1:
+        try:
+            work(0, devices[0], [*todo, None], record, runtime)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+        return outcome
+
+    ctx = mp.get_context("spawn")
+    tasks, events = ctx.Queue(), ctx.Queue()
+    for item in todo:
+        tasks.put(item)
+    procs = []
+    workers = devices[: len(todo)]
+    threads = max(1, (os.cpu_count() or 1) // len(workers))
+    for i, device in enumerate(workers):
+        tasks.put(None)
+        args = (i, device, tasks, events, runtime, threads)
+        p = ctx.Process(target=_process_main, args=args, daemon=True)
+        p.start()
+        procs.append(p)
+    try:
+        while any(p.is_alive() for p in procs) or not events.empty():
+            try:
+                record(events.get(timeout=0.2))
+            except queue.Empty:
+                continue
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        for p in procs:
+            p.join(timeout=30)
+        while not events.empty():
+            record(events.get_nowait())
+    for p in procs:
+        p.join()
+    return outcome

@@ -1,0 +1,263 @@
+"""Read run folders into one table of runs, naming every run that cannot be used and why.
+
+The report reads spec.json as plain JSON, not through RunSpec: results written by another
+version may hold schedules, datasets or keys this version does not know, and they must still
+be reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lrbench.errors import UserError
+from lrbench.report.problems import Problem
+
+RUN_COLUMNS = [
+    "path",
+    "run_id",
+    "sweep",
+    "dataset",
+    "model",
+    "optimizer",
+    "lr",
+    "schedule",
+    "budget",
+    "seed",
+    "epochs",
+    "status",
+    "score",
+    "val_score",
+    "schedule_params",
+]
+CURVE_COLUMNS = ["epoch", "lr", "test_acc"]
+RANKED = ("done", "diverged")
+
+
+class BadRun(Exception):
+    """A run folder whose files cannot be trusted; the message names the file and the fault."""
+
+
+@dataclass
+class Loaded:
+    """All run folders found: `runs` has one row per readable spec.json, whatever its status."""
+
+    runs: pd.DataFrame
+    curves: dict[str, pd.DataFrame] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def find_run_dirs(paths: list[Path]) -> list[Path]:
+    """Run folders under each path: a sweep (has runs/), a results root of sweeps, or a run.
+
+    Each path must exist and hold at least one run, or the user typed something wrong.
+    """
+    found: dict[Path, None] = {}
+    for path in paths:
+        if not path.exists():
+            raise UserError(f"{path} does not exist")
+        if not path.is_dir():
+            raise UserError(f"{path} is not a folder (expected a sweep folder holding runs/)")
+        dirs = _run_dirs_under(path)
+        if not dirs:
+            raise UserError(
+                f"{path} holds no runs (expected {path}/runs/<run-id>/ "
+                f"or {path}/<sweep>/runs/<run-id>/)"
+            )
+        for d in dirs:
+            found.setdefault(d.resolve(), None)
+    return list(found)
+
+
+def _run_dirs_under(path: Path) -> list[Path]:
+    if (path / "spec.json").is_file():
+        return [path]
+    if (path / "runs").is_dir():
+        return _children(path / "runs")
+    sweeps = [c for c in _children(path) if (c / "runs").is_dir()]
+    if sweeps:
+        return [run for s in sweeps for run in _children(s / "runs")]
+    return [c for c in _children(path) if (c / "spec.json").is_file()]
+
+
+def _children(path: Path) -> list[Path]:
+    return sorted(c for c in path.iterdir() if c.is_dir() and not c.name.startswith("."))
+
+
+def load_runs(paths: list[Path]) -> Loaded:
+    """Read every run folder; unreadable, failed and unfinished runs become problems."""
+    rows: list[dict[str, Any]] = []
+    loaded = Loaded(runs=pd.DataFrame(columns=RUN_COLUMNS))
+    for run_dir in find_run_dirs(paths):
+        try:
+            row, curve, why = _read_run(run_dir)
+        except BadRun as err:
+            loaded.problems.append(Problem(str(run_dir), f"unreadable: {err}"))
+            continue
+        rows.append(row)
+        if curve is not None:
+            loaded.curves[row["path"]] = curve
+        if why:
+            loaded.problems.append(Problem(row["path"], why))
+    if rows:
+        loaded.runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    return loaded
+
+
+def _read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None, str | None]:
+    """One run's row, its per-epoch curve, and why it is skipped (None when it is ranked)."""
+    row = _spec_row(run_dir, _read_json(run_dir / "spec.json"))
+    summary_path = run_dir / "summary.json"
+    metrics_path = run_dir / "metrics.csv"
+    if not summary_path.exists():
+        row["status"] = "unfinished"
+        rows = _count_rows(metrics_path)
+        return (
+            row,
+            None,
+            f"unfinished: no summary.json ({rows} of {row['epochs']} epochs in metrics.csv)",
+        )
+    summary = _read_json(summary_path)
+    status = summary.get("status") if isinstance(summary, dict) else None
+    if status == "failed":
+        lines = str(summary.get("error") or "").strip().splitlines()
+        row["status"] = "failed"
+        return row, None, f"failed: {lines[-1] if lines else 'no error message in summary.json'}"
+    if status not in RANKED:
+        raise BadRun(f"summary.json has an unknown status {status!r}")
+    row["status"] = status
+    if status == "diverged":
+        return row, _diverged_curve(metrics_path), None
+    metrics = _read_metrics(metrics_path, strict=True)
+    _check_complete(metrics, summary, metrics_path)
+    last = metrics.iloc[-1]
+    score = float(last["test_acc"])
+    if not (math.isfinite(score) and 0.0 <= score <= 1.0):
+        raise BadRun(f"{metrics_path.name}: the last row's test_acc is not a fraction in [0, 1]")
+    row["score"] = score
+    if "val_acc" in metrics.columns:
+        row["val_score"] = float(last["val_acc"])
+    return row, metrics[[c for c in CURVE_COLUMNS if c in metrics.columns]], None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise BadRun(f"{path.name} is missing") from err
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise BadRun(f"{path.name} is not valid JSON ({_short(err)})") from err
+
+
+def _short(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _spec_row(run_dir: Path, spec: Any) -> dict[str, Any]:
+    """The fields of spec.json the report groups by; a missing one makes the run unusable."""
+    try:
+        schedule = spec["schedule"]
+        row = {
+            "path": str(run_dir),
+            "run_id": str(spec.get("run_id") or run_dir.name),
+            "sweep": str(spec.get("sweep") or run_dir.parent.parent.name),
+            "dataset": _label(spec["dataset"]),
+            "model": str(spec["model"]),
+            "optimizer": str(spec["optimizer"]["name"]),
+            "lr": float(spec["optimizer"]["lr"]),
+            "schedule": _label(schedule),
+            "budget": float(spec["budget"]),
+            "seed": int(spec["seed"]),
+            "epochs": int(spec["epochs"]),
+            "status": "",
+            "score": math.nan,
+            "val_score": math.nan,
+            "schedule_params": json.dumps(schedule, sort_keys=True, default=str),
+        }
+    except (KeyError, TypeError, ValueError) as err:
+        missing = f"no {err}" if isinstance(err, KeyError) else _short(err)
+        raise BadRun(f"spec.json lacks a field the report needs ({missing})") from err
+    return row
+
+
+def _label(obj: Any) -> str:
+    """`label` when set, else `name`: the name the user chose for reports."""
+    if isinstance(obj, dict):
+        return str(obj.get("label") or obj["name"])
+    return str(obj)
+
+
+def _count_rows(path: Path) -> int:
+    try:
+        with path.open(newline="") as fh:
+            return max(0, sum(1 for _ in csv.reader(fh)) - 1)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return 0
+
+
+def _read_metrics(path: Path, strict: bool) -> pd.DataFrame:
+    """Parse metrics.csv; a row with the wrong number of fields is a torn write.
+
+    `strict=False` (diverged runs) keeps what parses: their rows only feed the plots.
+    """
+    try:
+        with path.open(newline="") as fh:
+            table = list(csv.reader(fh))
+    except FileNotFoundError as err:
+        raise BadRun(f"{path.name} is missing") from err
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise BadRun(f"{path.name} cannot be read ({_short(err)})") from err
+    if not table:
+        raise BadRun(f"{path.name} is empty")
+    header = table[0]
+    if len(set(header)) != len(header):
+        raise BadRun(f"{path.name} repeats a column name in its header")
+    for name in ("epoch", "test_acc"):
+        if name not in header:
+            raise BadRun(f"{path.name} has no {name} column")
+    body = []
+    for lineno, fields in enumerate(table[1:], start=2):
+        if not fields:
+            continue
+        if len(fields) != len(header):
+            if not strict:
+                break
+            raise BadRun(
+                f"{path.name} line {lineno} has {len(fields)} fields, the header has "
+                f"{len(header)} (truncated?)"
+            )
+        body.append(fields)
+    if strict and not body:
+        raise BadRun(f"{path.name} has a header but no rows")
+    frame = pd.DataFrame(body, columns=header)
+    frame = frame.apply(pd.to_numeric, errors="coerce")
+    if strict and frame["epoch"].isna().any():
+        raise BadRun(f"{path.name} has a row whose epoch is not a number")
+    return frame
+
+
+def _diverged_curve(path: Path) -> pd.DataFrame | None:
+    """A diverged run is ranked whatever its metrics hold; its rows only feed the plots."""
+    try:
+        frame = _read_metrics(path, strict=False)
+    except BadRun:
+        return None
+    return frame[[c for c in CURVE_COLUMNS if c in frame.columns]]
+
+
+def _check_complete(metrics: pd.DataFrame, summary: dict[str, Any], path: Path) -> None:
+    """summary.json is written last: fewer metrics rows than it counts means a lost tail."""
+    expected = summary.get("epochs_completed")
+    if isinstance(expected, int) and not isinstance(expected, bool):
+        last_epoch = int(metrics["epoch"].iloc[-1])
+        if last_epoch != expected:
+            raise BadRun(
+                f"{path.name} ends at epoch {last_epoch} but summary.json says "
+                f"{expected} epochs completed"
+            )

@@ -1,0 +1,23 @@
+"""Learning-rate schedules as pure functions of progress p = t/T (DESIGN.md, "Schedules").
+
+build_schedule turns a name or a mapping into a validated Schedule; Schedule.multipliers gives
+the whole run's multipliers at once, so the trainer indexes a precomputed table per step.
+"""
+
+from lrbench.schedules.core import (
+    Schedule,
+    build_schedule,
+    describe_modifiers,
+    describe_schedules,
+    schedule_names,
+)
+from lrbench.schedules.errors import ScheduleError
+
+__all__ = [
+    "Schedule",
+    "ScheduleError",
+    "build_schedule",
+    "describe_modifiers",
+    "describe_schedules",
+    "schedule_names",
+]

@@ -1,0 +1,173 @@
+"""The Schedule value, the registry of names, and build_schedule: the one way specs are read.
+
+A Schedule is plain data (name, label, resolved parameters) plus pure whole-run tables; the
+same dict goes into spec.json and comes back out as an equal Schedule. Reactive schedules
+(plateau) will need state the trainer owns, so they are not Profiles and will register apart.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+from pydantic import ValidationError
+
+from lrbench.schedules.errors import ScheduleError, did_you_mean, explain
+from lrbench.schedules.modifiers import Modifiers
+from lrbench.schedules.profiles import PROFILES, Profile
+
+REGISTRY: dict[str, type[Profile]] = {cls.name: cls for cls in PROFILES}
+ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
+    alias: (cls.name, fixed) for cls in PROFILES for alias, fixed in cls.aliases.items()
+}
+M = TypeVar("M", Profile, Modifiers)
+LABEL_DOC = "the name the schedule carries into results and tables"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A validated schedule. `params` holds every parameter, defaults and modifiers included.
+
+    Treat it as read-only: the tables come from the parameters as validated at construction.
+    """
+
+    name: str
+    label: str
+    params: dict[str, Any] = field(default_factory=dict)
+    _profile: Profile = field(init=False, repr=False, compare=False)
+    _modifiers: Modifiers = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        profile, modifiers = _resolve(self.name, self.label, self.params)
+        object.__setattr__(self, "_profile", profile)
+        object.__setattr__(self, "_modifiers", modifiers)
+        object.__setattr__(self, "params", {**profile.model_dump(), **modifiers.model_dump()})
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form for spec.json; build_schedule(s.to_dict()) == s."""
+        return {"name": self.name, "label": self.label, **copy.deepcopy(self.params)}
+
+    @property
+    def sets_momentum(self) -> bool:
+        return self._profile.sets_momentum
+
+    def multipliers(self, total_steps: int, steps_per_epoch: int) -> np.ndarray:
+        """m for steps 0..T-1 (float64, shape [T]): the trainer's lr table is lr times this."""
+        p = self._modifiers.progress(*_budget(total_steps, steps_per_epoch))
+        return self._modifiers.warm(self._profile.multiplier, p, rising=True).astype(np.float64)
+
+    def momenta(self, total_steps: int, steps_per_epoch: int) -> np.ndarray | None:
+        """Momentum (Adam's beta1) for steps 0..T-1 when the schedule sets it, else None."""
+        if not self.sets_momentum:
+            return None
+        p = self._modifiers.progress(*_budget(total_steps, steps_per_epoch))
+        return self._modifiers.warm(self._profile.momentum_at, p, rising=False).astype(np.float64)
+
+
+def build_schedule(spec: str | Mapping[str, Any] | Schedule) -> Schedule:
+    """A Schedule from a name ("rex") or a mapping ({"name": "rex", "beta": 0.9, ...})."""
+    if isinstance(spec, Schedule):
+        return spec
+    if isinstance(spec, str):
+        given, rest = spec, {}
+    elif isinstance(spec, Mapping):
+        rest = dict(spec)
+        given = rest.pop("name", None)
+        if given is None:
+            raise ScheduleError(
+                f"schedule: {dict(spec)!r} has no 'name' (one of {', '.join(schedule_names())})"
+            )
+    else:
+        raise ScheduleError(
+            f"schedule: {spec!r} is not valid; a schedule is a name or a mapping with a 'name'"
+        )
+    if not isinstance(given, str):
+        raise ScheduleError(f"schedule: name={given!r} is not valid; name accepts text")
+    label = rest.pop("label", given)
+    name, fixed = ALIASES.get(given, (given, {}))
+    for key, value in fixed.items():
+        if key in rest and rest[key] != value:
+            raise ScheduleError(
+                f"schedule {given!r}: {key}={rest[key]!r} contradicts the name, which means "
+                f"{key}={value!r}; use name {name!r} with {key}={rest[key]!r}"
+            )
+        rest[key] = value
+    return Schedule(name=name, label=label, params=rest)
+
+
+def schedule_names() -> list[str]:
+    """Every name build_schedule accepts, aliases after the schedules."""
+    return [*REGISTRY, *ALIASES]
+
+
+def describe_schedules() -> list[dict[str, Any]]:
+    """Name, one-line doc, aliases and parameters (name, default, accepts) of each schedule."""
+    return [
+        {
+            "name": cls.name,
+            "doc": cls.doc,
+            "aliases": list(cls.aliases),
+            "parameters": _fields(cls),
+        }
+        for cls in REGISTRY.values()
+    ]
+
+
+def describe_modifiers() -> list[dict[str, Any]]:
+    """The keys every schedule accepts besides its own: warmup, sampling and label."""
+    rows = [{**row, "doc": Modifiers.docs[row["name"]]} for row in _fields(Modifiers)]
+    return [*rows, {"name": "label", "default": None, "accepts": "text", "doc": LABEL_DOC}]
+
+
+def _fields(model: type[Profile] | type[Modifiers]) -> list[dict[str, Any]]:
+    return [
+        {"name": key, "default": copy.deepcopy(info.default), "accepts": info.description}
+        for key, info in model.model_fields.items()
+    ]
+
+
+def _resolve(name: str, label: str, params: Mapping[str, Any]) -> tuple[Profile, Modifiers]:
+    if name not in REGISTRY:
+        raise ScheduleError(
+            f"unknown schedule {name!r}{did_you_mean(name, schedule_names())}; "
+            f"known: {', '.join(schedule_names())}"
+        )
+    where = f"schedule {name!r}"
+    if not isinstance(label, str) or not label.strip():
+        raise ScheduleError(f"{where}: label={label!r} is not valid; label accepts non-empty text")
+    if not isinstance(params, Mapping):
+        raise ScheduleError(f"{where}: parameters must be a mapping, got {params!r}")
+    cls = REGISTRY[name]
+    known = [*cls.model_fields, *Modifiers.model_fields]
+    for key in params:
+        if key in ("name", "label"):
+            raise ScheduleError(f"{where}: {key} is a field of the Schedule, not a parameter")
+        if key not in known:
+            raise ScheduleError(
+                f"{where}: unknown parameter {key!r}{did_you_mean(key, [*known, 'label'])}; "
+                f"{name} accepts {', '.join([*known, 'label'])}"
+            )
+    ours = {k: v for k, v in params.items() if k in cls.model_fields}
+    mods = {k: v for k, v in params.items() if k in Modifiers.model_fields}
+    return _validated(cls, ours, where), _validated(Modifiers, mods, where)
+
+
+def _validated(model: type[M], values: dict[str, Any], where: str) -> M:
+    try:
+        return model.model_validate(values)
+    except ValidationError as err:
+        raise explain(err, where, model) from None
+
+
+def _budget(total_steps: Any, steps_per_epoch: Any) -> tuple[int, int]:
+    for key, value in (("total_steps", total_steps), ("steps_per_epoch", steps_per_epoch)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ScheduleError(f"{key}={value!r} is not valid; {key} accepts a whole number >= 1")
+    return int(total_steps), int(steps_per_epoch)

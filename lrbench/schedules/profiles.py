@@ -1,0 +1,314 @@
+"""The schedules' shapes: each class validates its parameters and gives m(p), vectorised.
+
+p is progress in [0, 1) as a float64 array. Every `multiplier` is a closed form of p (DESIGN.md's
+table) so a whole run's table is one numpy expression and resuming at any step is exact.
+Boundaries go through `progress`, so milestones and cycle ends that fall on whole steps are hit
+exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Annotated, Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lrbench.schedules.progress import count_reached, intervals_started, reached
+
+
+def param(default: Any, accepts: str, **limits: Any) -> Any:
+    """A parameter with its default, its limits, and the words errors use for what it accepts."""
+    return Field(default, description=accepts, **limits)
+
+
+class Strict(BaseModel):
+    """No coercion (a string is not a number) and no unknown keys: typos must not pass."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_values(cls, data: Any) -> Any:
+        """Tuples and numpy scalars from Python callers count as lists and numbers."""
+        if not isinstance(data, dict):
+            return data
+        return {key: _plain(value) for key, value in data.items()}
+
+
+def increasing_fractions(value: list[float], what: str, allow_zero: bool) -> list[float]:
+    """Points in (0, 1), or [0, 1) with allow_zero, strictly increasing."""
+    if not all(v < 1.0 and (v >= 0.0 if allow_zero else v > 0.0) for v in value):
+        raise ValueError(f"{what} must lie in {'[0, 1)' if allow_zero else '(0, 1)'}")
+    if any(b <= a for a, b in itertools.pairwise(value)):
+        raise ValueError(f"{what} must be strictly increasing")
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _momentum_pair(value: list[float]) -> list[float]:
+    if len(value) != 2 or not all(0.0 <= v < 1.0 for v in value):
+        raise ValueError("momentum needs two numbers in [0, 1)")
+    return value
+
+
+Momentum = Annotated[list[float], AfterValidator(_momentum_pair)]
+
+
+class Profile(Strict):
+    """A schedule's parameters and its multiplier m(p). Subclasses set `name` and `doc`."""
+
+    name: ClassVar[str]
+    doc: ClassVar[str]
+    aliases: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def multiplier(self, p: np.ndarray) -> np.ndarray:
+        """m(p): the rate as a fraction of the configured (peak) rate."""
+        raise NotImplementedError
+
+    def momentum_at(self, p: np.ndarray) -> np.ndarray | None:
+        """Momentum (Adam's beta1) at p when the schedule sets it, else None."""
+        return None
+
+    @property
+    def sets_momentum(self) -> bool:
+        return False
+
+
+class Constant(Profile):
+    name: ClassVar[str] = "constant"
+    doc: ClassVar[str] = "m = 1: the configured rate throughout."
+
+    def multiplier(self, p: np.ndarray) -> np.ndarray:
+        return np.ones_like(p)
+
+
+class Step(Profile):
+    name: ClassVar[str] = "step"
+    doc: ClassVar[str] = "Multiply by gamma at each milestone (a fraction of the budget)."
+
+    milestones: list[float] = param(
+        [0.5, 0.75], "a strictly increasing list of fractions in (0, 1), e.g. [0.5, 0.75]"
+    )
+    gamma: float = param(0.1, "a number in (0, 1]", gt=0.0, le=1.0)
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, value: list[float]) -> list[float]:
+        return increasing_fractions(value, "milestones", allow_zero=False)
+
+    def multiplier(self, p: np.ndarray) -> np.ndarray:
+        return self.gamma ** count_reached(p, self.milestones).astype(np.float64)
+
+
+class Exponential(Profile):
+    name: ClassVar[str] = "exponential"
+    doc: ClassVar[str] = "m = exp(-rate * p)."
+
+    rate: float = param(3.0, "a number >= 0", ge=0.0)
+
+    def multiplier(self, p: np.ndarray) -> np.ndarray:
+        return np.exp(-self.rate * p)
+
+
+class Linear(Profile):
+    name: ClassVar[str] = "linear"
+    doc: ClassVar[str] = "Straight line from 1 to final at the end of the budget."
+
+    final: float = param(0.0, "a number in [0, 1]", ge=0.0, le=1.0)
+
+    def multiplier(self, p: np.ndarray) -> np.ndarray:
+        return 1.0 - (1.0 - self.final) * p
+
+
+class Cosine(Profile):
+    name: ClassVar[str] = "cosine"
+    doc: ClassVar[str] = "Half cosine from 1 to final at the end of the budget."
+
+    final: float = param(0.0, "a number in [0, 1]", ge=0.0, le=1.0)
+
+    def multiplier(self, p: np.ndarray) -> np.ndarray:
+        return self.final + (1.0 - self.final) * (1.0 + np.cos(np.pi * p)) / 2.0
+
+
+class Rex(Profile):
+    name: ClassVar[str] = "rex"
+    doc: ClassVar[str] = "REX: (1 - p) / (1 - beta p); beta=0.5 is the paper's, 0.9 the blog's."
+
+    beta: float = param(0.5, "a number in [0, 1)", ge=0.0, lt=1.0)
+
+    def multiplier(self, p: np.ndarray) -> np.ndarray:
+        return (1.0 - p) / (1.0 - self.beta * p)
+
+
+class Poly(Profile):
+    name: ClassVar[str] = "poly"
+    doc: ClassVar[str] = "Polynomial decay: final + (1 - final)(1 - p)^power."
+
+    power: float = param(2.0, "a number > 0", gt=0.0)
+    final: float = param(0.0, "a number in [0, 1]", ge=0.0, le=1.0)
+
+    def multiplier(self, p: np.ndarray) -> np.ndarray:
+        return self.final + (1.0 - self.final) * np.clip(1.0 - p, 0.0, 1.0) ** self.power
+
+
+class OneCycle(Profile):
+    name: ClassVar[str] = "onecycle"
+    doc: ClassVar[str] = (
+        "Smith's 1cycle: 1/div up to 1, back to 1/div, then down to 1/final_div; "
+        "momentum moves opposite."
+    )
+
+    pct_start: float = param(0.45, "a fraction in (0, 0.5]", gt=0.0, le=0.5)
+    div: float = param(10.0, "a number >= 1 (the cycle starts at 1/div)", ge=1.0)
+    final_div: float = param(1000.0, "a number >= 1 (the run ends at 1/final_div)", ge=1.0)
+    momentum: Momentum = param(
+        [0.95, 0.85], "[max, min]: two numbers in [0, 1) (max at the start and in the tail)"
+    )
+
+    def multiplier(self, p: np.ndarray) -> np.ndarray:
+        a, low, end = self.pct_start, 1.0 / self.div, 1.0 / self.final_div
+        rising = low + (1.0 - low) * p / a
+        falling = 1.0 - (1.0 - low) * (p - a) / a
+        tail = low + (end - low) * (p - 2 * a) / (1.0 - 2 * a) if a < 0.5 else np.full_like(p, low)
+        return np.where(~reached(p, a), rising, np.where(~reached(p, 2 * a), falling, tail))
+
+    def momentum_at(self, p: np.ndarray) -> np.ndarray:
+        a, (high, low) = self.pct_start, self.momentum
+        down = high - (high - low) * p / a
+        up = low + (high - low) * (p - a) / a
+        return np.where(~reached(p, a), down, np.where(~reached(p, 2 * a), up, high))
+
+    @property
+    def sets_momentum(self) -> bool:
+        return True
+
+
+class Triangular(Profile):
+    name: ClassVar[str] = "triangular"
+    doc: ClassVar[str] = (
+        "Smith's CLR between low and 1, starting at low; step_size is the half-cycle "
+        "(a fraction of the budget). cycle_momentum: true moves momentum from momentum[0] "
+        "at low to momentum[1] at the peak."
+    )
+    aliases: ClassVar[dict[str, dict[str, Any]]] = {
+        "triangular2": {"mode": "triangular2"},
+        "exp_range": {"mode": "exp_range"},
+    }
+
+    mode: Literal["triangular", "triangular2", "exp_range"] = param(
+        "triangular", "one of triangular, triangular2 (amplitude halves each cycle), exp_range"
+    )
+    low: float = param(0.1, "a number in [0, 1] (the bottom of the cycle)", ge=0.0, le=1.0)
+    step_size: float = param(0.125, "a fraction in (0, 1] (the half-cycle)", gt=0.0, le=1.0)
+    gamma: float = param(
+        1.0, "a number in (0, 1] (exp_range: amplitude x gamma per half-cycle)", gt=0.0, le=1.0
+    )
+    cycle_momentum: bool = param(False, "true or false (cycle momentum opposite to the rate)")
+    momentum: Momentum = param(
+        [0.9, 0.8],
+        "[max, min]: two numbers in [0, 1), used when cycle_momentum is true "
+        "(max at the low rate, min at the peak)",
+    )
+
+    def _wave(self, p: np.ndarray) -> np.ndarray:
+        """Height above the cycle's bottom, as a fraction of the full swing, in [0, 1]."""
+        half_cycles = p / self.step_size
+        cycle = intervals_started(p, 2 * self.step_size) + 1
+        height = np.maximum(0.0, 1.0 - np.abs(half_cycles - 2 * cycle + 1))
+        if self.mode == "triangular2":
+            return height / 2.0 ** (cycle - 1)
+        if self.mode == "exp_range":
+            return height * self.gamma**half_cycles
+        return height
+
+    def multiplier(self, p: np.ndarray) -> np.ndarray:
+        return self.low + (1.0 - self.low) * self._wave(p)
+
+    def momentum_at(self, p: np.ndarray) -> np.ndarray | None:
+        if not self.cycle_momentum:
+            return None
+        high, low = self.momentum
+        return high - (high - low) * self._wave(p)
+
+    @property
+    def sets_momentum(self) -> bool:
+        return self.cycle_momentum
+
+
+class Sgdr(Profile):
+    name: ClassVar[str] = "sgdr"
+    doc: ClassVar[str] = (
+        "Cosine restarts: `cycles` cycles growing by t_mult fill the budget exactly."
+    )
+
+    cycles: int = param(3, "a whole number in [1, 1000]", ge=1, le=1000)
+    t_mult: float = param(2.0, "a number >= 1 (each cycle is t_mult times the last)", ge=1.0)
+    final: float = param(0.0, "a number in [0, 1] (the bottom of every cycle)", ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _first_cycle_fits(self) -> Sgdr:
+        if not self.cycle_lengths()[0] >= 1e-6:
+            raise ValueError(
+                "cycles and t_mult make the first cycle shorter than a millionth of the budget; "
+                "lower cycles or t_mult"
+            )
+        return self
+
+    def cycle_lengths(self) -> np.ndarray:
+        """Fractions of the budget: (t_mult - 1)/(t_mult^cycles - 1) growing by t_mult."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            growth = self.t_mult ** np.arange(self.cycles, dtype=np.float64)
+            return growth / growth.sum()
+
+    def multiplier(self, p: np.ndarray) -> np.ndarray:
+        lengths = self.cycle_lengths()
+        starts = np.concatenate([[0.0], np.cumsum(lengths)[:-1]])
+        cycle = count_reached(p, starts[1:])
+        inside = np.clip((p - starts[cycle]) / lengths[cycle], 0.0, 1.0)
+        return self.final + (1.0 - self.final) * (1.0 + np.cos(np.pi * inside)) / 2.0
+
+
+class Wsd(Profile):
+    name: ClassVar[str] = "wsd"
+    doc: ClassVar[str] = "Warmup-stable-decay: 1, then a cooldown to 0 over the last `decay`."
+
+    decay: float = param(
+        0.2, "a fraction in (0, 1] (the cooldown's share of the budget)", gt=0.0, le=1.0
+    )
+    shape: Literal["1-sqrt", "linear", "cosine"] = param(
+        "1-sqrt", "one of 1-sqrt, linear, cosine (the cooldown's shape)"
+    )
+
+    def multiplier(self, p: np.ndarray) -> np.ndarray:
+        start = 1.0 - self.decay
+        q = np.clip((p - start) / self.decay, 0.0, 1.0)
+        if self.shape == "1-sqrt":
+            cooldown = 1.0 - np.sqrt(q)
+        elif self.shape == "linear":
+            cooldown = 1.0 - q
+        else:
+            cooldown = (1.0 + np.cos(np.pi * q)) / 2.0
+        return np.where(reached(p, start), cooldown, 1.0)
+
+
+PROFILES: tuple[type[Profile], ...] = (
+    Constant,
+    Step,
+    Exponential,
+    Linear,
+    Cosine,
+    Rex,
+    Poly,
+    OneCycle,
+    Triangular,
+    Sgdr,
+    Wsd,
+)

@@ -1,0 +1,77 @@
+"""Typed, fully resolved descriptions of one run: what spec.json holds and the run id hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DatasetName = Literal["cifar10", "cifar100", "synthetic", "imagefolder"]
+OptimizerName = Literal["sgd", "adam", "adamw"]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a misspelt option must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(Strict):
+    name: DatasetName
+    root: str | None = Field(None, description="imagefolder: a folder or .tar[.gz|.xz] archive")
+    limit_train: int | None = Field(None, gt=0, description="class-balanced training subset")
+    val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="held out of train, seeded")
+    label: str | None = Field(None, description="name shown in reports (default: name)")
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
+
+
+class OptimizerSpec(Strict):
+    name: OptimizerName
+    lr: float = Field(gt=0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only; Adam uses betas")
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+
+
+class RunSpec(Strict):
+    """Everything that determines a run's numbers. Its hash is part of the run id."""
+
+    model: str
+    dataset: DatasetSpec
+    optimizer: OptimizerSpec
+    schedule: dict[str, Any] = Field(description="name, label and resolved parameters")
+    budget: float = Field(gt=0, le=1)
+    full_epochs: int = Field(gt=0)
+    epochs: int = Field(gt=0)
+    seed: int = Field(ge=0)
+    batch_size: int = Field(gt=0)
+    early_stop: dict[str, Any] | None = None
+    snapshots: bool = False
+
+    def digest(self) -> str:
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+    @property
+    def label(self) -> str:
+        return str(self.schedule.get("label") or self.schedule["name"])
+
+    @property
+    def run_id(self) -> str:
+        opt = f"{self.optimizer.name}{self.optimizer.lr:g}"
+        return (
+            f"{self.model}-{self.dataset.display_name}-{opt}-{self.label}"
+            f"-b{self.budget:g}-s{self.seed}-{self.digest()}"
+        ).replace("/", "_")
+
+
+def epochs_for_budget(budget: float, full_epochs: int) -> int:
+    """DESIGN.md: a budget b trains max(1, round(b * full_epochs)) epochs."""
+    return max(1, round(budget * full_epochs))

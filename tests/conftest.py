@@ -1,0 +1,37 @@
+"""Shared fixtures: the CLI as a user runs it, in-process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from lrbench.cli import main
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def output(self) -> str:
+        return self.out + self.err
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `lrbench ARGS...` through the real entry point; return exit code, stdout, stderr."""
+
+    def invoke(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as ex:
+            code = ex.code if isinstance(ex.code, int) else (0 if ex.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke

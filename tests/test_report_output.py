@@ -1,0 +1,127 @@
+"""What lands in the out dir: marked Markdown/LaTeX tables, the CSVs and readable PNGs."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+from runfolders import write_cell, write_run
+
+from lrbench.report import build_report
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    scores = {
+        "rex": [0.92, 0.90],
+        "linear": [0.91, 0.91],
+        "step": [0.89, 0.88],
+        "cos_50%": [0.80, 0.80],
+    }
+    for budget in (0.05, 0.5):
+        write_cell(root, scores, budget=budget)
+        write_cell(root, scores, budget=budget, optimizer="adam", lr=1e-3)
+    write_run(root, schedule="rex", status="failed", seed=3)
+    build_report([root / "sweep"], root / "sweep" / "report")
+    return root / "sweep" / "report"
+
+
+def test_markdown_marks_top1_bold_and_top3_underlined(report_dir: Path) -> None:
+    md = (report_dir / "tables.md").read_text()
+    rows = {
+        line.split(" | ")[0].strip("| "): line for line in md.splitlines() if line.startswith("| ")
+    }
+    # ties: rex and linear both average 0.91 -> 9.00% error, both bold
+    assert "**9.00 ± 1.41**" in rows["rex"]
+    assert "**9.00 ± 0.00**" in rows["linear"]
+    assert "<u>11.50 ± 0.71</u>" in rows["step"]
+    assert "20.00 ± 0.00 |" in rows["cos\\_50%"]  # 4th: unmarked; label escaped
+    assert "## cifar10 · resnet20 · adam — test error (%)" in md
+    assert "| 5% (3 ep) | 50% (30 ep) |" in md
+
+
+def test_latex_is_booktabs_with_textbf_and_underline(report_dir: Path) -> None:
+    tex = (report_dir / "tables.tex").read_text()
+    assert tex.count("\\toprule") == 3  # finishes + two settings
+    assert "\\textbf{9.00 $\\pm$ 1.41}" in tex
+    assert "\\underline{11.50 $\\pm$ 0.71}" in tex
+    assert "cos\\_50\\% & 20.00 $\\pm$ 0.00" in tex
+    assert "5\\% (3 ep)" in tex
+    assert tex.count("\\begin{tabular}") == tex.count("\\end{tabular}") == 3
+
+
+def test_summary_and_finishes_csv_columns(report_dir: Path) -> None:
+    rows = list(csv.DictReader(io.StringIO((report_dir / "summary.csv").read_text())))
+    assert list(rows[0])[:11] == [
+        "dataset",
+        "model",
+        "optimizer",
+        "budget",
+        "schedule",
+        "n",
+        "mean_test_acc",
+        "std_test_acc",
+        "rank",
+        "top1",
+        "top3",
+    ]
+    assert len(rows) == 16
+    fin = list(csv.DictReader(io.StringIO((report_dir / "finishes.csv").read_text())))
+    assert list(fin[0]) == [
+        "schedule",
+        "cells",
+        "low_top1",
+        "low_top3",
+        "high_top1",
+        "high_top3",
+        "top1",
+        "top3",
+    ]
+    by_name = {r["schedule"]: r for r in fin}
+    assert by_name["rex"]["cells"] == "4"
+    assert float(by_name["rex"]["top1"]) == 100.0
+    assert float(by_name["cos_50%"]["top3"]) == 0.0
+    assert "rex" in (report_dir / "problems.txt").read_text()
+
+
+def test_pngs_are_written_and_not_blank(report_dir: Path) -> None:
+    names = {
+        "lr_curves.png",
+        "test_acc_cifar10-resnet20-sgd.png",
+        "test_acc_cifar10-resnet20-adam.png",
+        "error_vs_budget.png",
+        "rank_vs_budget.png",
+    }
+    assert names <= {p.name for p in report_dir.glob("*.png")}
+    for name in names:
+        path = report_dir / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert path.stat().st_size > 20_000
+        pixels = imread(path)
+        assert pixels.shape[0] > 300 and pixels.shape[1] > 500
+        coloured = np.abs(pixels[..., 0] - pixels[..., 2]) > 0.2  # lines in schedule colours
+        assert coloured.mean() > 0.001, name
+
+
+def test_accuracy_metric_and_chosen_lr_in_tables(tmp_path: Path) -> None:
+    for lr, val in ((0.1, 0.7), (0.3, 0.8)):
+        write_run(tmp_path, schedule="rex", lr=lr, val_acc=val, test_acc=0.9)
+    write_run(tmp_path, schedule="step", lr=0.1, val_acc=0.8, test_acc=0.8)
+    report = build_report([tmp_path / "sweep"], tmp_path / "out", metric="accuracy")
+    assert "**90.00** (lr 0.3)" in report.markdown
+    assert "test accuracy (%)" in report.markdown
+    assert "\\textbf{90.00} {\\scriptsize (lr 0.3)}" in report.latex
+
+
+def test_problems_file_only_when_there_are_problems(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "problems.txt").write_text("stale\n")
+    write_cell(tmp_path, {"rex": [0.9]})
+    build_report([tmp_path / "sweep"], out)
+    assert not (out / "problems.txt").exists()

@@ -1,0 +1,153 @@
+"""Sweeps: safe to kill at any moment, safe to run again, never training one run twice."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lrbench.results import RunDir, run_dirs
+
+CONFIG = {
+    "name": "tiny",
+    "dataset": {"name": "synthetic", "limit_train": 128},
+    "models": ["resnet8"],
+    "optimizers": [{"name": "sgd", "lr": 0.05, "momentum": 0.9}],
+    "full_epochs": 2,
+    "budgets": [0.5, 1.0],
+    "seeds": 1,
+    "batch_size": 64,
+    "schedules": ["cosine", {"name": "rex", "beta": 0.5}],
+}
+
+
+def write_config(tmp_path: Path, **changes) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, **changes}))
+    return path
+
+
+def sweep_cmd(config: Path, results: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "lrbench", "sweep", str(config), "--results", str(results),
+            "--device", "cpu", *extra]  # fmt: skip
+
+
+def final_metrics(sweep: Path) -> dict[str, list[dict]]:
+    """Every run's metrics rows, timings dropped: what must not depend on interruptions."""
+    import csv
+
+    out = {}
+    for run in run_dirs(sweep):
+        rows = list(csv.DictReader(open(run.metrics)))
+        out[run.path.name] = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
+    return out
+
+
+def test_dry_run_lists_the_runs_and_trains_nothing(cli, tmp_path):
+    config = write_config(tmp_path)
+    result = cli("sweep", config, "--results", tmp_path / "results", "--dry-run")
+    assert result.code == 0, result.output
+    assert "4 runs" in result.out and "to run 4" in result.out
+    assert "6 epochs to train" in result.out
+    assert not (tmp_path / "results" / "tiny" / "runs").exists()
+
+
+def test_a_sweep_trains_every_run_then_skips_them(cli, tmp_path):
+    config, results = write_config(tmp_path), tmp_path / "results"
+    first = cli("sweep", config, "--results", results, "--device", "cpu")
+    assert first.code == 0, first.output
+    runs = run_dirs(results / "tiny")
+    assert len(runs) == 4 and all(r.status() == "done" for r in runs)
+    assert yaml.safe_load((results / "tiny" / "sweep.yaml").read_text())["name"] == "tiny"
+    stamps = {r.path.name: r.metrics.stat().st_mtime_ns for r in runs}
+
+    again = cli("sweep", config, "--results", results, "--device", "cpu")
+    assert again.code == 0 and "nothing to train" in again.err
+    assert {r.path.name: r.metrics.stat().st_mtime_ns for r in runs} == stamps
+
+    dry = cli("sweep", config, "--results", results, "--dry-run")
+    assert "done 4" in dry.out and "estimate" in dry.out and "unknown" not in dry.out
+
+    status = cli("status", results)
+    assert status.code == 0 and "tiny" in status.out
+
+
+def test_only_selects_runs_by_pattern(cli, tmp_path):
+    config, results = write_config(tmp_path), tmp_path / "results"
+    result = cli("sweep", config, "--results", results, "--device", "cpu", "--only", "*-rex-*")
+    assert result.code == 0, result.output
+    assert sorted(r.path.name.split("-")[3] for r in run_dirs(results / "tiny")) == ["rex", "rex"]
+    none = cli("sweep", config, "--results", results, "--only", "nothing-matches")
+    assert none.code == 2
+
+
+def test_a_failed_run_is_recorded_and_the_sweep_goes_on(cli, tmp_path, monkeypatch):
+    import lrbench.train as train
+
+    real = train.build_model
+
+    def flaky(name, num_classes, **kw):
+        if flaky.calls == 0:
+            flaky.calls += 1
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(name, num_classes, **kw)
+
+    flaky.calls = 0
+    monkeypatch.setattr(train, "build_model", flaky)
+    config, results = write_config(tmp_path), tmp_path / "results"
+    result = cli("sweep", config, "--results", results, "--device", "cpu")
+    assert result.code == 1
+    assert "1 run(s) failed" in result.err and "run.log" in result.err
+    states = sorted(r.status() for r in run_dirs(results / "tiny"))
+    assert states == ["done", "done", "done", "failed"]
+    failed = next(r for r in run_dirs(results / "tiny") if r.status() == "failed")
+    assert "simulated" in json.loads(failed.summary.read_text())["error"]
+    assert "Traceback" in failed.log.read_text()
+    assert "simulated" in cli("status", results).out
+
+    assert cli("sweep", config, "--results", results, "--device", "cpu").code == 0
+    assert failed.status() == "failed"
+    assert cli("sweep", config, "--results", results, "--device", "cpu", "--retry-failed").code == 0
+    assert failed.status() == "done"
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_at_random_moments_then_resume_equals_an_uninterrupted_sweep(tmp_path):
+    config = write_config(tmp_path)
+    clean = subprocess.run(sweep_cmd(config, tmp_path / "clean"), capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr
+
+    rng = random.Random(1)
+    killed = tmp_path / "killed"
+    for _ in range(4):
+        proc = subprocess.Popen(sweep_cmd(config, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(2.0, 6.0))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    final = subprocess.run(sweep_cmd(config, killed), capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    assert final_metrics(killed / "tiny") == final_metrics(tmp_path / "clean" / "tiny")
+    for run in run_dirs(killed / "tiny"):
+        assert not list(run.path.glob(".*.tmp")), "a torn temp file was left behind"
+
+
+@pytest.mark.slow
+def test_two_sweeps_at_once_train_each_run_once(tmp_path):
+    config = write_config(tmp_path)
+    results = tmp_path / "results"
+    procs = [
+        subprocess.Popen(sweep_cmd(config, results), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    logs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    starts = [line for _, err in logs for line in err.splitlines() if "] start " in line]
+    started = sorted(line.split("] start ")[1] for line in starts)
+    assert len(started) == len(set(started)) == 4
+    assert all(RunDir(p).status() == "done" for p in (results / "tiny" / "runs").iterdir())

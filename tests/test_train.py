@@ -1,0 +1,181 @@
+"""The training loop: deterministic, exactly resumable after kill -9, and careful with folders."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lrbench.errors import UserError
+from lrbench.results import RunDir
+from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
+from lrbench.train import Runtime, train_run
+
+TIMING = {"epoch_time_s"}
+
+
+def tiny_spec(**changes) -> RunSpec:
+    fields = {
+        "model": "resnet8",
+        "dataset": DatasetSpec(name="synthetic", limit_train=320),
+        "optimizer": OptimizerSpec(name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4),
+        "schedule": {"name": "rex", "label": "rex", "beta": 0.5},
+        "budget": 1.0,
+        "full_epochs": 3,
+        "epochs": 3,
+        "seed": 0,
+        "batch_size": 64,
+    }
+    return RunSpec(**{**fields, **changes})
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv") as fh:
+        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(fh)]
+
+
+def run_cli(out: Path, *extra: str) -> subprocess.Popen:
+    args = [
+        sys.executable, "-m", "lrbench", "run", "--model", "resnet8", "--dataset", "synthetic",
+        "--limit-train", "320", "--batch-size", "64", "--lr", "0.05", "--weight-decay", "5e-4",
+        "--schedule", "rex", "--epochs", "3", "--seed", "0", "--device", "cpu", "--out", str(out),
+        *extra,
+    ]  # fmt: skip
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_run_writes_the_documented_folder(tmp_path):
+    summary = train_run(tiny_spec(), tmp_path / "run", Runtime(device="cpu"))
+    run = tmp_path / "run"
+    assert summary["status"] == "done" and summary["epochs_completed"] == 3
+    spec = json.loads((run / "spec.json").read_text())
+    for key in ("model", "dataset", "optimizer", "schedule", "budget", "epochs", "seed", "batch_size"):
+        assert key in spec
+    assert spec["provenance"]["device"] == "cpu" and spec["provenance"]["torch"]
+    assert spec["run_id"] == tiny_spec().run_id
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert list(rows[0]) == [
+        "epoch", "step", "lr", "momentum", "train_loss", "train_acc",
+        "test_loss", "test_acc", "epoch_time_s",
+    ]  # fmt: skip
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert [int(r["step"]) for r in rows] == [5, 10, 15]
+    assert all(0 <= float(r["test_acc"]) <= 1 for r in rows)
+    assert (run / "checkpoint.pt").exists()
+
+
+def test_the_rate_in_the_csv_is_the_schedules(tmp_path):
+    from lrbench.schedules import build_schedule
+
+    train_run(tiny_spec(), tmp_path, Runtime(device="cpu"))
+    table = 0.05 * build_schedule({"name": "rex", "beta": 0.5}).multipliers(15, 5)
+    lrs = [float(r["lr"]) for r in metrics(tmp_path)]
+    assert lrs == pytest.approx([table[4], table[9], table[14]], rel=1e-12)
+
+
+def test_same_spec_and_seed_give_identical_metrics(tmp_path):
+    train_run(tiny_spec(), tmp_path / "a", Runtime(device="cpu"))
+    train_run(tiny_spec(), tmp_path / "b", Runtime(device="cpu"))
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+
+
+def test_a_validation_split_adds_its_columns(tmp_path):
+    spec = tiny_spec(dataset=DatasetSpec(name="synthetic", limit_train=320, val_fraction=0.2), epochs=1)
+    train_run(spec, tmp_path, Runtime(device="cpu"))
+    row = metrics(tmp_path)[0]
+    assert {"val_loss", "val_acc"} <= set(row)
+
+
+def test_a_finished_run_is_not_trained_again(tmp_path):
+    spec = tiny_spec(epochs=1)
+    first = train_run(spec, tmp_path, Runtime(device="cpu"))
+    mtime = (tmp_path / "metrics.csv").stat().st_mtime_ns
+    assert train_run(spec, tmp_path, Runtime(device="cpu")) == first
+    assert (tmp_path / "metrics.csv").stat().st_mtime_ns == mtime
+
+
+def test_a_folder_holding_another_run_is_refused_untouched(tmp_path):
+    train_run(tiny_spec(epochs=1), tmp_path, Runtime(device="cpu"))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(UserError, match="holds a different run"):
+        train_run(tiny_spec(epochs=1, seed=1), tmp_path, Runtime(device="cpu"))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_a_folder_of_other_files_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty"):
+        train_run(tiny_spec(epochs=1), tmp_path, Runtime(device="cpu"))
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_non_finite_loss_stops_the_run_as_diverged(tmp_path):
+    spec = tiny_spec(optimizer=OptimizerSpec(name="sgd", lr=1e6, momentum=0.9))
+    summary = train_run(spec, tmp_path, Runtime(device="cpu"))
+    assert summary["status"] == "diverged"
+    assert summary["epochs_completed"] < 3
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_in_epoch_two_then_resume_equals_an_uninterrupted_run(tmp_path):
+    clean = run_cli(tmp_path / "clean")
+    assert clean.wait(timeout=300) == 0, clean.stderr.read()
+
+    victim = run_cli(tmp_path / "killed")
+    metrics_file = tmp_path / "killed" / "metrics.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if metrics_file.exists() and len(metrics_file.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch two
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert RunDir(tmp_path / "killed").status() == "partial"
+
+    resumed = run_cli(tmp_path / "killed")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert metrics(tmp_path / "killed") == metrics(tmp_path / "clean")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "resnet21"], "got 21"),
+        (["--model", "resnet2"], "resnet"),
+        (["--dataset", "cifar1O"], "cifar10"),
+        (["--optimizer", "lamb"], "optimizer"),
+        (["--dataset", "imagefolder", "--data-root", "/nonexistent/cifar"], "/nonexistent/cifar"),
+        (["--schedule", "rexx"], "rex"),
+        (["--set", "beta=2"], "beta"),
+        (["--epochs", "0"], "epochs"),
+        (["--device", "cuda:7"], "cuda"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_two(cli, tmp_path, args, message):
+    out = tmp_path / "run"
+    result = cli("run", "--dataset", "synthetic", "--epochs", "1", "--out", out, *args)
+    assert result.code == 2, result.output
+    assert message in result.err
+    assert len(result.err.strip().splitlines()) == 1 or "Usage" in result.err
+    assert "Traceback" not in result.output
+    assert not (out / "metrics.csv").exists()
+
+
+def test_an_unreadable_archive_is_exit_two(tmp_path):
+    archive = tmp_path / "cifar.tar.xz"
+    archive.write_bytes(b"not an archive at all")
+    proc = subprocess.run(
+        [sys.executable, "-m", "lrbench", "run", "--dataset", str(archive), "--epochs", "1",
+         "--device", "cpu", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, env={**os.environ, "LRBENCH_DATA": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert str(archive) in proc.stderr
+    assert "Traceback" not in proc.stderr
