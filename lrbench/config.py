@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from yaml import YAMLError
@@ -40,8 +40,10 @@ class OptimizerEntry(OptimizerSpec):
 
 
 class EarlyStop(Strict):
-    metric: str = "val_acc"
-    patience: int = Field(gt=0)
+    """Stop a run whose metric stalls; judged only at cycle ends for cyclical schedules."""
+
+    metric: Literal["val_acc", "val_loss", "train_acc", "train_loss"] = "val_acc"
+    patience: int = Field(gt=0, description="epochs without improvement")
     min_delta: float = Field(0.0, ge=0.0)
 
 
@@ -69,7 +71,9 @@ class SweepConfig(Strict):
         known = model_names()
         for m in models:
             if m not in known and not _is_resnet_depth(m):
-                raise ValueError(f"unknown model {m!r}{_suggest(m, known)}; known: {', '.join(known)}")
+                raise ValueError(
+                    f"unknown model {m!r}{_suggest(m, known)}; known: {', '.join(known)}"
+                )
         return models
 
     @field_validator("budgets")
@@ -87,9 +91,27 @@ class SweepConfig(Strict):
     def _seeds(cls, seeds: int | list[int]) -> int | list[int]:
         if isinstance(seeds, int) and seeds < 1:
             raise ValueError("must be a count >= 1 or a list of seeds")
-        if isinstance(seeds, list) and (not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds)):
+        if isinstance(seeds, list) and (
+            not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds)
+        ):
             raise ValueError("must list distinct seeds >= 0")
         return seeds
+
+    @model_validator(mode="after")
+    def _validation_split_where_needed(self) -> SweepConfig:
+        if self.dataset.val_fraction > 0:
+            return self
+        if self.early_stop and self.early_stop.metric.startswith("val_"):
+            raise ValueError(
+                f"early_stop.metric: {self.early_stop.metric} needs a validation split; "
+                "set dataset.val_fraction (e.g. 0.1) or use a train_ metric"
+            )
+        for i, s in enumerate(self.schedules):
+            if isinstance(s, dict) and s.get("monitor") == "val_loss":
+                raise ValueError(
+                    f"schedules[{i}].monitor: val_loss needs a validation split; set dataset.val_fraction"
+                )
+        return self
 
     @model_validator(mode="after")
     def _labels_unique(self) -> SweepConfig:

@@ -14,7 +14,7 @@ from rich.table import Table
 from lrbench.executors.local import Msg
 from lrbench.train import Event
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -143,7 +143,9 @@ class SweepDisplay:
                 self.done_epochs += 1
                 w.metrics = _metrics(e.row)
                 if not self.live:
-                    self._log(f"[worker {msg.worker}] {msg.run_id} epoch {e.epoch}/{e.epochs} {w.metrics}")
+                    self._log(
+                        f"[worker {msg.worker}] {msg.run_id} epoch {e.epoch}/{e.epochs} {w.metrics}"
+                    )
         elif msg.kind == "end":
             if msg.status != "interrupted":
                 self.done_runs += 1

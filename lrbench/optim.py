@@ -11,7 +11,9 @@ from lrbench.specs import OptimizerSpec
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
-def build_optimizer(spec: OptimizerSpec, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def build_optimizer(
+    spec: OptimizerSpec, params: Iterable[torch.nn.Parameter]
+) -> torch.optim.Optimizer:
     if spec.name == "sgd":
         return torch.optim.SGD(
             params,

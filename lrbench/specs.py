@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DatasetName = Literal["cifar10", "cifar100", "synthetic", "imagefolder"]
 OptimizerName = Literal["sgd", "adam", "adamw"]
@@ -54,6 +54,25 @@ class RunSpec(Strict):
     batch_size: int = Field(gt=0)
     early_stop: dict[str, Any] | None = None
     snapshots: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plateau_monitor(cls, data: Any) -> Any:
+        """Record what plateau watches: val_loss with a validation split, else train_loss."""
+        if not isinstance(data, dict):
+            return data
+        schedule = data.get("schedule")
+        if not isinstance(schedule, dict) or schedule.get("name") != "plateau":
+            return data
+        if schedule.get("monitor", "auto") != "auto":
+            return data
+        dataset = data.get("dataset")
+        if isinstance(dataset, DatasetSpec):
+            val = dataset.val_fraction
+        else:
+            val = (dataset or {}).get("val_fraction", 0)
+        monitor = "val_loss" if val else "train_loss"
+        return {**data, "schedule": {**schedule, "monitor": monitor}}
 
     def digest(self) -> str:
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

@@ -26,6 +26,7 @@ from lrbench.data import DeviceData, load_splits
 from lrbench.errors import RunFailed, UserError
 from lrbench.models import build_model
 from lrbench.optim import build_optimizer, current_momentum, set_hparams
+from lrbench.reactive import Reactions
 from lrbench.results import RunDir, atomic_write_bytes, atomic_write_json, metric_columns, read_json
 from lrbench.schedules import build_schedule
 from lrbench.specs import RunSpec
@@ -200,6 +201,7 @@ def _train(spec, run, runtime, schedule, data, device, precision, on_event) -> d
     lrs = (spec.optimizer.lr * schedule.multipliers(total, spe)).tolist()
     moms = schedule.momenta(total, spe)
     moms = moms.tolist() if moms is not None else None
+    react = Reactions(spec, schedule, spe)
 
     torch.manual_seed(spec.seed)
     model = build_model(spec.model, data.num_classes).to(device=device, dtype=dtype)
@@ -216,22 +218,25 @@ def _train(spec, run, runtime, schedule, data, device, precision, on_event) -> d
         state = load_checkpoint(run, model, optimizer, device)
         start_epoch, step = state["epoch"], state["step"]
         wall_before = state.get("wall_time_s", 0.0)
+        react.restore(state)
     run.truncate_metrics(start_epoch)
     columns = metric_columns(data.has_val)
     status, t_run = "done", time.perf_counter()
     row: dict[str, Any] = run.last_metrics_row() if start_epoch else {}
 
     for epoch in range(start_epoch, spec.epochs):
+        if react.stopped_epoch:
+            break
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.int64)
         seen = 0
         model.train()
         for x, y in data.train_batches(spec.seed, epoch, spec.batch_size):
-            set_hparams(optimizer, lrs[step], moms[step] if moms else None)
+            set_hparams(optimizer, lrs[step] * react.lr_scale, moms[step] if moms else None)
             with autocast():
                 out = model(x.to(dtype))
-                loss = F.cross_entropy(out.float(), y)
+                loss = F.cross_entropy(out.to(dtype), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -246,7 +251,7 @@ def _train(spec, run, runtime, schedule, data, device, precision, on_event) -> d
         row = {
             "epoch": epoch + 1,
             "step": step,
-            "lr": lrs[step - 1],
+            "lr": lrs[step - 1] * react.lr_scale,
             "momentum": moms[step - 1] if moms else current_momentum(optimizer),
             "train_loss": train_loss,
             "train_acc": correct.item() / seen,
@@ -265,16 +270,18 @@ def _train(spec, run, runtime, schedule, data, device, precision, on_event) -> d
             on_event(Event("epoch", epoch + 1, spec.epochs, step, total, row, ips))
         if status == "diverged":
             break
+        react.after_epoch(epoch + 1, row)
         wall = wall_before + time.perf_counter() - t_run
-        save_checkpoint(run, model, optimizer, epoch + 1, step, {"wall_time_s": wall})
+        extra = {"wall_time_s": wall, **react.state()}
+        save_checkpoint(run, model, optimizer, epoch + 1, step, extra)
 
     summary = {
         "status": status,
         "epochs_completed": int(row.get("epoch", spec.epochs)),
         "final": {k: row.get(k) for k in ("test_acc", "test_loss", "val_acc", "val_loss")},
         "wall_time_s": wall_before + time.perf_counter() - t_run,
-        "stopped_early": False,
-        "stopped_epoch": None,
+        "stopped_early": react.stopped_epoch is not None,
+        "stopped_epoch": react.stopped_epoch,
     }
     atomic_write_json(run.summary, summary)
     return summary

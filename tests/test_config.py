@@ -40,8 +40,10 @@ def test_every_shipped_config_is_valid(path):
 def test_rex_config_is_the_paper_grid():
     cfg = load_config(CONFIGS / "rex.yaml")
     runs = expand(cfg)
-    assert len(runs) == 2 * 7 * 6 * 3
-    assert sum(r.epochs for r in runs) == 2 * 7 * 3 * (3 + 15 + 30 + 75 + 150 + 300)
+    assert len(runs) == 2 * 8 * 6 * 3
+    assert sum(r.epochs for r in runs) == 2 * 8 * 3 * (3 + 15 + 30 + 75 + 150 + 300)
+    plateau = next(r for r in runs if r.schedule["name"] == "plateau")
+    assert plateau.schedule["monitor"] == "val_loss"
 
 
 def test_expansion_is_the_cartesian_product_with_budgets_as_epochs():

@@ -46,7 +46,9 @@ def test_channels_last_forward_and_backward_agree_with_nchw():
     model = build_model("resnet8", 10).double()
     x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
     ref = model(x)
-    out = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    out = model.to(memory_format=torch.channels_last)(
+        x.contiguous(memory_format=torch.channels_last)
+    )
     torch.testing.assert_close(out, ref)
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())

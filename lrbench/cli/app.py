@@ -59,13 +59,12 @@ def main(argv: list[str] | None = None) -> None:
         raise
     except typer.Exit as ex:
         sys.exit(ex.exit_code)
-    except Exception as err:  # click's usage errors and anything unexpected
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:
+        # typer's usage errors (its bundled click's ClickException): usage text and exit 2.
+        if hasattr(err, "show") and isinstance(getattr(err, "exit_code", None), int):
             err.show()
             sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Abort):
-            print("aborted", file=sys.stderr)
-            sys.exit(130)
         raise

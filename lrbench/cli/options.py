@@ -23,4 +23,3 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
         except yaml.YAMLError as err:
             raise UserError(f"--set {key}: {text!r} is not a valid value ({err.problem})") from None
     return out
-

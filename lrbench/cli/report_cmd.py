@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
 from lrbench.cli.app import app
 from lrbench.errors import UserError
-from lrbench.report import Report, build_report
-from lrbench.report.problems import SKIPPED, problems_text
-from lrbench.report.tables import METRICS, rich_tables
+
+if TYPE_CHECKING:
+    from lrbench.report import Report
 
 FORMATS = ("table", "markdown", "latex", "csv")
+METRICS = ("error", "accuracy")
 HELP = "\n\n".join(
     [
         "Rank the schedules of finished runs per cell and write the REX paper's tables and plots.",
@@ -63,13 +64,15 @@ def report_command(
         help="What to print on stdout: table (rich) | markdown | latex | csv (summary.csv).",
     ),
 ) -> None:
-    """Rank schedules per cell and write the tables, CSVs and plots (help: HELP)."""
+    """Rank schedules per cell, write every report file, print one format (--help text: HELP)."""
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not valid; --format accepts {' | '.join(FORMATS)}")
     metric = metric.lower()
     if metric not in METRICS:
         raise UserError(f"--metric {metric!r} is not valid; --metric accepts {' | '.join(METRICS)}")
+    from lrbench.report import build_report  # pandas and matplotlib: only when reporting
+
     out_dir = out if out is not None else results[0] / "report"
     report = build_report(results, out_dir, metric)
     _print(report, fmt)
@@ -79,6 +82,10 @@ def report_command(
 
 def _print(report: Report, fmt: str) -> None:
     if fmt == "table":
+        from rich.console import Console
+
+        from lrbench.report.tables import rich_tables
+
         console = Console()
         if not console.is_terminal:
             console = Console(width=120)
@@ -96,6 +103,8 @@ def _print(report: Report, fmt: str) -> None:
 
 
 def _print_problems(report: Report) -> None:
+    from lrbench.report.problems import SKIPPED, problems_text
+
     if report.problems:
         skipped = sum(p.kind == SKIPPED for p in report.problems)
         notes = len(report.problems) - skipped

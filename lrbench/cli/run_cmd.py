@@ -14,7 +14,9 @@ from lrbench.schedules import build_schedule
 from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
 
 
-def dataset_spec(name: str, root: str | None, limit_train: int | None, val_fraction: float) -> DatasetSpec:
+def dataset_spec(
+    name: str, root: str | None, limit_train: int | None, val_fraction: float
+) -> DatasetSpec:
     """`--dataset cifar10`, or `--dataset imagefolder --data-root PATH`, or a path for short."""
     if name not in ("cifar10", "cifar100", "synthetic", "imagefolder") and Path(name).exists():
         name, root = "imagefolder", name
@@ -34,24 +36,44 @@ def pydantic_line(err: ValidationError, prefix: str = "") -> str:
 
 @app.command("run")
 def run_command(
-    model: str = typer.Option("resnet20", help="resnet20, resnet32, resnet38, resnet44, resnet56, resnet110, or any resnet{6n+2}."),
-    dataset: str = typer.Option("cifar10", help="cifar10 | cifar100 | synthetic | imagefolder, or a path to an image folder or archive."),
-    data_root: str | None = typer.Option(None, help="imagefolder: a folder with train/ and test/, or a .tar[.gz|.xz] of one."),
-    data_dir: str | None = typer.Option(None, envvar="LRBENCH_DATA", help="Where datasets are downloaded and cached."),
-    limit_train: int | None = typer.Option(None, help="Train on a class-balanced subset of this many images."),
-    val_fraction: float = typer.Option(0.0, help="Hold this fraction of train out as a validation split."),
+    model: str = typer.Option(
+        "resnet20",
+        help="resnet20, resnet32, resnet38, resnet44, resnet56, resnet110, or any resnet{6n+2}.",
+    ),
+    dataset: str = typer.Option(
+        "cifar10",
+        help="cifar10 | cifar100 | synthetic | imagefolder, or a path to an image folder or archive.",
+    ),
+    data_root: str | None = typer.Option(
+        None, help="imagefolder: a folder with train/ and test/, or a .tar[.gz|.xz] of one."
+    ),
+    data_dir: str | None = typer.Option(
+        None, envvar="LRBENCH_DATA", help="Where datasets are downloaded and cached."
+    ),
+    limit_train: int | None = typer.Option(
+        None, help="Train on a class-balanced subset of this many images."
+    ),
+    val_fraction: float = typer.Option(
+        0.0, help="Hold this fraction of train out as a validation split."
+    ),
     optimizer: str = typer.Option("sgd", help="sgd | adam | adamw."),
     lr: float = typer.Option(0.1, help="Peak learning rate (the schedule multiplies it)."),
     momentum: float = typer.Option(0.9, help="SGD momentum."),
     nesterov: bool = typer.Option(False, help="SGD with Nesterov momentum."),
     weight_decay: float = typer.Option(5e-4, help="Weight decay."),
     schedule: str = typer.Option("rex", help="A schedule name (see `lrbench schedules`)."),
-    sets: list[str] = typer.Option([], "--set", help="Schedule parameter KEY=VALUE (YAML), repeatable: --set beta=0.9 --set warmup=0.05."),
+    sets: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Schedule parameter KEY=VALUE (YAML), repeatable: --set beta=0.9 --set warmup=0.05.",
+    ),
     epochs: int = typer.Option(30, help="Epochs of the run; the schedule spans exactly these."),
     batch_size: int = typer.Option(128, help="Batch size."),
     seed: int = typer.Option(0, help="Seed: fixes the initial weights and the data order."),
     device: str = typer.Option("auto", help="auto (CUDA when present) | cpu | cuda | cuda:N."),
-    precision: str = typer.Option("auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp64."),
+    precision: str = typer.Option(
+        "auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp64."
+    ),
     channels_last: bool = typer.Option(True, help="channels_last memory format."),
     out: Path = typer.Option(..., help="The run folder to write (resumed if it holds this run)."),
 ) -> None:
@@ -63,9 +85,8 @@ def run_command(
     Example: lrbench run --dataset ../shared/data/cifar10_jpeg_train_test.tar.xz --limit-train 5000 --epochs 3 --out runs/try
     """
     from lrbench.display import RunProgress
-    from lrbench.train import Runtime, train_run
-
     from lrbench.optim import OPTIMIZERS
+    from lrbench.train import Runtime, train_run
 
     if optimizer not in OPTIMIZERS:
         raise UserError(f"--optimizer: {optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
@@ -74,7 +95,11 @@ def run_command(
             model=model,
             dataset=dataset_spec(dataset, data_root, limit_train, val_fraction),
             optimizer=OptimizerSpec(
-                name=optimizer, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+                name=optimizer,
+                lr=lr,
+                momentum=momentum,
+                nesterov=nesterov,
+                weight_decay=weight_decay,
             ),
             schedule=build_schedule({"name": schedule, **parse_sets(sets)}).to_dict(),
             budget=1.0,
@@ -88,7 +113,9 @@ def run_command(
     from lrbench.models import build_model
 
     build_model(model, 10)
-    runtime = Runtime(device=device, precision=precision, channels_last=channels_last, data_dir=data_dir)
+    runtime = Runtime(
+        device=device, precision=precision, channels_last=channels_last, data_dir=data_dir
+    )
     with RunProgress() as progress:
         summary = train_run(spec, out, runtime, on_event=progress)
     final = summary.get("final", {})

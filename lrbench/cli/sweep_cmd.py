@@ -18,15 +18,33 @@ out = Console()
 @app.command("sweep")
 def sweep_command(
     config: Path = typer.Argument(..., help="A sweep YAML file, e.g. configs/smoke.yaml."),
-    results: Path = typer.Option(Path("results"), help="Results root: runs go to RESULTS/<name>/runs/."),
+    results: Path = typer.Option(
+        Path("results"), help="Results root: runs go to RESULTS/<name>/runs/."
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda (every GPU) | cuda:0,1."),
-    jobs: int | None = typer.Option(None, help="Worker processes (default: one per GPU, or 1 on the CPU); on GPUs they are spread round-robin."),
-    precision: str = typer.Option("auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp64."),
-    data_dir: str | None = typer.Option(None, envvar="LRBENCH_DATA", help="Where datasets are downloaded and cached."),
-    data_root: str | None = typer.Option(None, help="Read the config's dataset from this image folder or .tar[.gz|.xz] archive (train/<class>/, test/<class>/) instead of downloading it."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs and what would happen; train nothing."),
-    only: str | None = typer.Option(None, help="Only runs whose id matches this glob or substring, e.g. '*-rex-*'."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Train failed runs again (diverged runs are never retried)."),
+    jobs: int | None = typer.Option(
+        None,
+        help="Worker processes (default: one per GPU, or 1 on the CPU); on GPUs they are spread round-robin.",
+    ),
+    precision: str = typer.Option(
+        "auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp64."
+    ),
+    data_dir: str | None = typer.Option(
+        None, envvar="LRBENCH_DATA", help="Where datasets are downloaded and cached."
+    ),
+    data_root: str | None = typer.Option(
+        None,
+        help="Read the config's dataset from this image folder or .tar[.gz|.xz] archive (train/<class>/, test/<class>/) instead of downloading it.",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show the runs and what would happen; train nothing."
+    ),
+    only: str | None = typer.Option(
+        None, help="Only runs whose id matches this glob or substring, e.g. '*-rex-*'."
+    ),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Train failed runs again (diverged runs are never retried)."
+    ),
 ) -> None:
     """Train every run of a sweep that is not done yet.
 
@@ -76,7 +94,9 @@ def _show_plan(planned, todo, results: Path, jobs: int | None) -> None:
         f"done {counts['done']}, diverged {counts['diverged']}, failed {counts['failed']}, "
         f"to resume {counts['partial']}, to run {counts['new']}; "
         f"{left} epochs to train; estimate {fmt_duration(est)}"
-        + (" (from earlier runs' epoch times)" if est is not None else " (no earlier runs to time)"),
+        + (
+            " (from earlier runs' epoch times)" if est is not None else " (no earlier runs to time)"
+        ),
         soft_wrap=True,
     )
 
@@ -86,7 +106,7 @@ def _run_sweep(cfg, planned, todo, results, device, jobs, precision, data_dir) -
     from lrbench.display import SweepDisplay, console
     from lrbench.executors.local import parse_devices, run_local
     from lrbench.sweep import sweep_dir, write_sweep_yaml
-    from lrbench.train import Runtime, resolve_precision, resolve_device
+    from lrbench.train import Runtime, resolve_device, resolve_precision
 
     devices = parse_devices(device, jobs)
     resolve_precision(precision, resolve_device(devices[0]))
@@ -122,6 +142,18 @@ def _run_sweep(cfg, planned, todo, results, device, jobs, precision, data_dir) -
         )
 
 
+def _not_started(sweep: Path, on_disk: set[str]) -> int:
+    """Runs of the sweep's resolved config (sweep.yaml) that have no folder yet."""
+    from lrbench.config import expand, load_config
+
+    if not (sweep / "sweep.yaml").exists():
+        return 0
+    try:
+        return sum(1 for s in expand(load_config(sweep / "sweep.yaml")) if s.run_id not in on_disk)
+    except UserError:
+        return 0
+
+
 @app.command("status")
 def status_command(
     results: Path = typer.Argument(Path("results"), help="A results root or one sweep folder."),
@@ -131,8 +163,10 @@ def status_command(
 
     if not results.exists():
         raise UserError(f"{results}: no such folder")
-    sweeps = [results] if (results / "runs").is_dir() else sorted(
-        p for p in results.iterdir() if (p / "runs").is_dir()
+    sweeps = (
+        [results]
+        if (results / "runs").is_dir()
+        else sorted(p for p in results.iterdir() if (p / "runs").is_dir())
     )
     if not sweeps:
         raise UserError(f"{results}: holds no sweep (no runs/ folder)")
@@ -153,6 +187,7 @@ def status_command(
                 if state == "failed":
                     error = read_json(run.summary).get("error", "unknown error")
                 failures.append(f"{run.path}: {error}")
+        counts["new"] += _not_started(sweep, {r.path.name for r in run_dirs(sweep)})
         table.add_row(sweep.name, *(str(counts[s]) for s in states), str(sum(counts.values())))
     out.print(table)
     for line in failures:

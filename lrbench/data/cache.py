@@ -13,6 +13,7 @@ import os
 import re
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ def read(path: Path) -> RawData | None:
             arrays = {name: npz[name] for name in _FIELDS}
             classes = [str(c) for c in npz["classes"]]
         return RawData(**arrays, classes=classes)
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
 
 

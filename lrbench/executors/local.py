@@ -7,6 +7,7 @@ never train one run twice; a lock dies with its process, so kill -9 leaves nothi
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import queue
@@ -94,14 +95,18 @@ def work(
             continue
         try:
             if run.status() in SKIP_STATES:
-                emit(Msg("end", worker, spec.run_id, status=run.status(), detail="already finished"))
+                emit(
+                    Msg("end", worker, spec.run_id, status=run.status(), detail="already finished")
+                )
                 continue
             key = spec.dataset.model_dump_json()
             if key not in datasets:
                 splits = load_splits(spec.dataset, runtime.data_dir)
                 datasets[key] = DeviceData(splits, resolve_device(device), runtime.channels_last)
             emit(Msg("start", worker, spec.run_id, epochs=spec.epochs))
-            summary = train_run(spec, path, runtime, _throttled(worker, spec.run_id, emit), datasets[key])
+            summary = train_run(
+                spec, path, runtime, _throttled(worker, spec.run_id, emit), datasets[key]
+            )
             emit(Msg("end", worker, spec.run_id, status=summary["status"]))
         except (RunFailed, UserError) as err:
             emit(Msg("end", worker, spec.run_id, status="failed", detail=str(err)))
@@ -129,10 +134,8 @@ def _process_main(
     worker: int, device: str, tasks: Any, events: Any, runtime: Runtime, threads: int
 ) -> None:
     torch.set_num_threads(threads)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         work(worker, device, iter(tasks.get, None), events.put, runtime)
-    except KeyboardInterrupt:
-        pass
 
 
 def run_local(

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from lrbench.report.rank import SETTING
 
@@ -51,6 +52,11 @@ def _legend(fig: Figure, axes: list) -> None:
         fig.legend(
             list(handles.values()), list(handles), loc="outside right center", title="schedule"
         )
+
+
+def _epoch_axis(ax) -> None:
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _budget_axis(ax, budgets: list[float]) -> None:
@@ -95,8 +101,8 @@ def lr_curves(
                 label=label,
             )
         ax.set_title(f"{opt}: learning rate per epoch (largest budget)")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("learning rate")
+        _epoch_axis(ax)
+        ax.set_ylabel("learning rate (last step of each epoch)")
         ax.grid(alpha=0.3)
         if runs.size:
             ax.legend(fontsize="small")
@@ -127,7 +133,7 @@ def accuracy_curves(
                 )
             epochs = int(cell["epochs"].max())
             ax.set_title(f"budget {100 * budget:g}% ({epochs} epoch{'s' if epochs != 1 else ''})")
-            ax.set_xlabel("epoch")
+            _epoch_axis(ax)
             ax.set_ylabel("test accuracy (%)")
             ax.grid(alpha=0.3)
         fig.suptitle(f"{' · '.join(map(str, setting))}: test accuracy per epoch, mean over seeds")

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from lrbench.schedules.errors import ScheduleError, did_you_mean, explain
 from lrbench.schedules.modifiers import Modifiers
 from lrbench.schedules.profiles import PROFILES, Profile
+from lrbench.schedules.progress import EPS
 
 REGISTRY: dict[str, type[Profile]] = {cls.name: cls for cls in PROFILES}
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -57,6 +58,30 @@ class Schedule:
     @property
     def sets_momentum(self) -> bool:
         return self._profile.sets_momentum
+
+    @property
+    def reactive(self) -> bool:
+        """True for schedules that react to metrics (plateau): the table is before any decay."""
+        return self._profile.reactive
+
+    @property
+    def profile(self) -> Profile:
+        return self._profile
+
+    def cycle_end_steps(self, total_steps: int, steps_per_epoch: int) -> list[int]:
+        """Step counts k (1..T) after which a cycle ends; [T] for schedules without cycles.
+
+        A cycle ending at fraction c of the profile (compressed after warmup) owns every step
+        with progress below it, so it ends after the number of such steps.
+        """
+        total, _ = _budget(total_steps, steps_per_epoch)
+        w = self._modifiers.warmup
+        ends = {total}
+        for c in self._profile.cycle_ends():
+            k = int(np.ceil((w + c * (1.0 - w)) * total - EPS * total))
+            if 1 <= k <= total:
+                ends.add(k)
+        return sorted(ends)
 
     def multipliers(self, total_steps: int, steps_per_epoch: int) -> np.ndarray:
         """m for steps 0..T-1 (float64, shape [T]): the trainer's lr table is lr times this."""

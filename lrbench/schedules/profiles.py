@@ -81,6 +81,12 @@ class Profile(Strict):
     def sets_momentum(self) -> bool:
         return False
 
+    reactive: ClassVar[bool] = False
+
+    def cycle_ends(self) -> list[float]:
+        """Fractions of the budget where a cycle ends; empty for schedules without cycles."""
+        return []
+
 
 class Constant(Profile):
     name: ClassVar[str] = "constant"
@@ -242,6 +248,10 @@ class Triangular(Profile):
     def sets_momentum(self) -> bool:
         return self.cycle_momentum
 
+    def cycle_ends(self) -> list[float]:
+        period = 2 * self.step_size
+        return [k * period for k in range(1, int((1.0 + 1e-9) / period) + 1)]
+
 
 class Sgdr(Profile):
     name: ClassVar[str] = "sgdr"
@@ -267,6 +277,11 @@ class Sgdr(Profile):
         with np.errstate(over="ignore", invalid="ignore"):
             growth = self.t_mult ** np.arange(self.cycles, dtype=np.float64)
             return growth / growth.sum()
+
+    def cycle_ends(self) -> list[float]:
+        ends = np.cumsum(self.cycle_lengths())
+        ends[-1] = 1.0
+        return ends.tolist()
 
     def multiplier(self, p: np.ndarray) -> np.ndarray:
         lengths = self.cycle_lengths()
@@ -299,6 +314,43 @@ class Wsd(Profile):
         return np.where(reached(p, start), cooldown, 1.0)
 
 
+def _patience(value: float) -> float:
+    if isinstance(value, bool) or value < 0 or (not float(value).is_integer() and value >= 1):
+        raise ValueError("patience must be a whole number of epochs >= 0 or a fraction in (0, 1)")
+    return value
+
+
+class Plateau(Profile):
+    name: ClassVar[str] = "plateau"
+    doc: ClassVar[str] = (
+        "Reactive: multiply by factor when the monitored loss has not improved for patience "
+        "epochs (torch's ReduceLROnPlateau). Not a function of progress: previews show the rate "
+        "before any decay."
+    )
+    reactive: ClassVar[bool] = True
+
+    factor: float = param(0.1, "a number in (0, 1)", gt=0.0, lt=1.0)
+    patience: Annotated[float, AfterValidator(_patience)] = param(
+        10, "a whole number of epochs >= 0, or a fraction in (0, 1) of the run's epochs"
+    )
+    threshold: float = param(1e-4, "a number >= 0 (relative improvement that counts)", ge=0.0)
+    cooldown: int = param(0, "a whole number of epochs >= 0", ge=0)
+    min_lr: float = param(0.0, "a rate >= 0 (the floor)", ge=0.0)
+    monitor: Literal["auto", "val_loss", "train_loss"] = param(
+        "auto",
+        "auto (val_loss with a validation split, else train_loss), val_loss or train_loss; "
+        "never a test metric",
+    )
+
+    def multiplier(self, p: np.ndarray) -> np.ndarray:
+        return np.ones_like(p)
+
+    def patience_epochs(self, epochs: int) -> int:
+        if self.patience < 1 and not float(self.patience).is_integer():
+            return max(1, round(self.patience * epochs))
+        return int(self.patience)
+
+
 PROFILES: tuple[type[Profile], ...] = (
     Constant,
     Step,
@@ -311,4 +363,5 @@ PROFILES: tuple[type[Profile], ...] = (
     Triangular,
     Sgdr,
     Wsd,
+    Plateau,
 )

@@ -1,0 +1,244 @@
+"""G CIFAR ResNets side by side in one network: the packed model.
+
+Every layer holds all G models. A [B, G*C, H, W] activation carries model g in channels
+[g*C, (g+1)*C); convolutions are grouped (groups=G), so each model's filters see only its own
+channels; BatchNorm over G*C channels is per model for free (its statistics are per channel); the
+option-A shortcut pads each model's channels separately; the head is one batched matmul
+([G, B, 64] x [G, 64, classes]). Model g of the pack computes exactly what `build_model` computes
+(in float64 on the CPU the two agree to rounding; see tests/test_packed.py).
+
+All parameters live in ONE flat tensor, `flat` (param-major: the segment of each parameter holds
+model 0's copy, then model 1's, ...). The forward splits it into per-layer views (one `split`,
+whose backward is one `cat`), so the gradient arrives as one flat tensor too, and the optimizer
+updates every parameter of every model with a handful of whole-buffer ops (lrbench.packed.optim).
+`owner` maps each element of `flat` to its model, for per-model learning rates.
+
+With channels_last, a convolution's segment is stored in (out, kh, kw, in) order, so its view is
+a channels_last weight and no layout conversion happens per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lrbench.errors import UserError
+from lrbench.models import _blocks_per_stage, build_model, parse_model_name
+
+BN_MOMENTUM = 0.1
+BN_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class ParamSlot:
+    """One parameter of the plain model and where the pack keeps its G copies."""
+
+    name: str  # the plain model's state_dict key
+    shape: tuple[int, ...]  # the plain model's shape
+    offset: int  # start of the segment in `flat` (G * numel elements)
+    numel: int  # elements per model
+
+    @property
+    def is_conv(self) -> bool:
+        return len(self.shape) == 4
+
+
+@dataclass(frozen=True)
+class PackLayout:
+    """Static structure of a packed CIFAR ResNet: hashable, so compiled code can guard on it."""
+
+    depth: int
+    num_classes: int
+    groups: int
+    channels_last: bool
+    params: tuple[ParamSlot, ...]
+    buffers: tuple[tuple[str, int], ...]  # BN running stats: (name, channels per model)
+    tracked: tuple[str, ...]  # BN num_batches_tracked names (one shared counter in the pack)
+
+    @property
+    def total(self) -> int:
+        return sum(p.numel for p in self.params) * self.groups
+
+    @property
+    def blocks(self) -> int:
+        return _blocks_per_stage(self.depth)
+
+
+def make_layout(model: str, num_classes: int, groups: int, channels_last: bool) -> PackLayout:
+    depth = parse_model_name(model)
+    if groups < 1:
+        raise UserError(f"a pack needs at least one model, got {groups}")
+    template = build_model(model, num_classes)
+    slots, offset = [], 0
+    for name, p in template.named_parameters():
+        slots.append(ParamSlot(name, tuple(p.shape), offset, p.numel()))
+        offset += p.numel() * groups
+    buffers = tuple(
+        (name, b.numel())
+        for name, b in template.named_buffers()
+        if name.endswith(("running_mean", "running_var"))
+    )
+    tracked = tuple(n for n, _ in template.named_buffers() if n.endswith("num_batches_tracked"))
+    return PackLayout(depth, num_classes, groups, channels_last, tuple(slots), buffers, tracked)
+
+
+def param_views(layout: PackLayout, flat: torch.Tensor) -> list[torch.Tensor]:
+    """The packed per-layer tensors, as differentiable views of `flat` (one split)."""
+    g = layout.groups
+    chunks = torch.split(flat, [p.numel * g for p in layout.params])
+    out = []
+    for slot, chunk in zip(layout.params, chunks):
+        if slot.is_conv:
+            o, i, kh, kw = slot.shape
+            if layout.channels_last:
+                out.append(chunk.view(g * o, kh, kw, i).permute(0, 3, 1, 2))
+            else:
+                out.append(chunk.view(g * o, i, kh, kw))
+        elif slot.name == "fc.weight":
+            out.append(chunk.view(g, *slot.shape))  # [G, classes, 64]
+        elif slot.name == "fc.bias":
+            out.append(chunk.view(g, *slot.shape))  # [G, classes]
+        else:  # BatchNorm weight / bias
+            out.append(chunk)
+    return out
+
+
+def member_view(layout: PackLayout, tensor: torch.Tensor, slot: ParamSlot, g: int) -> torch.Tensor:
+    """Model g's copy of `slot` inside a flat tensor shaped like `flat`, in the plain shape.
+
+    A view, so it can be read (into a plain model) or written (from one) in place.
+    """
+    block = tensor[slot.offset + g * slot.numel : slot.offset + (g + 1) * slot.numel]
+    if slot.is_conv and layout.channels_last:
+        o, i, kh, kw = slot.shape
+        return block.view(o, kh, kw, i).permute(0, 3, 1, 2)
+    return block.view(slot.shape)
+
+
+def owner_index(layout: PackLayout, device: torch.device | str) -> torch.Tensor:
+    """For each element of `flat`, the index of the model it belongs to (int64)."""
+    g = layout.groups
+    models = torch.arange(g, device=device)
+    return torch.cat(
+        [models.repeat_interleave(slot.numel) for slot in layout.params]
+    )
+
+
+def _shortcut_a(x: torch.Tensor, groups: int, planes: int) -> torch.Tensor:
+    """Option A per model: subsample by 2, zero-pad each model's channels to `planes`."""
+    x = x[:, :, ::2, ::2]
+    b, gc, h, w = x.shape
+    c = gc // groups
+    extra = planes - c
+    half = extra // 2
+    x = F.pad(x.unflatten(1, (groups, c)), (0, 0, 0, 0, half, extra - half))
+    return x.flatten(1, 2)
+
+
+def packed_forward(
+    layout: PackLayout,
+    flat: torch.Tensor,
+    stats: list[torch.Tensor],
+    num_batches_tracked: torch.Tensor,
+    x: torch.Tensor,
+    training: bool,
+) -> torch.Tensor:
+    """x [B, G*3, H, W] -> logits [G, B, num_classes]. Updates BN running stats when training."""
+    g = layout.groups
+    ws = iter(param_views(layout, flat))
+    st = iter(stats)
+    if training:
+        num_batches_tracked.add_(1)
+
+    def conv(x: torch.Tensor, stride: int) -> torch.Tensor:
+        return F.conv2d(x, next(ws), None, stride, 1, 1, g)
+
+    def bn(x: torch.Tensor) -> torch.Tensor:
+        weight, bias = next(ws), next(ws)
+        mean, var = next(st), next(st)
+        return F.batch_norm(x, mean, var, weight, bias, training, BN_MOMENTUM, BN_EPS)
+
+    x = F.relu(bn(conv(x, 1)))
+    in_planes = 16
+    for stage, planes in enumerate((16, 32, 64)):
+        for i in range(layout.blocks):
+            stride = 2 if stage > 0 and i == 0 else 1
+            out = F.relu(bn(conv(x, stride)))
+            out = bn(conv(out, 1))
+            short = x if stride == 1 and in_planes == planes else _shortcut_a(x, g, planes)
+            x = F.relu(out + short)
+            in_planes = planes
+    feats = F.adaptive_avg_pool2d(x, 1).flatten(1).view(x.shape[0], g, -1).transpose(0, 1)
+    weight, bias = next(ws), next(ws)
+    return torch.baddbmm(bias.unsqueeze(1), feats, weight.transpose(1, 2))
+
+
+class PackedResNet(nn.Module):
+    """G CIFAR ResNets (option-A shortcuts) in one module; see the module docstring."""
+
+    def __init__(
+        self, model: str, num_classes: int, groups: int, channels_last: bool = True
+    ) -> None:
+        super().__init__()
+        self.layout = make_layout(model, num_classes, groups, channels_last)
+        self.model_name = model
+        self.flat = nn.Parameter(torch.zeros(self.layout.total))
+        for i, (_, c) in enumerate(self.layout.buffers):
+            fill = torch.zeros if i % 2 == 0 else torch.ones
+            self.register_buffer(f"stat{i}", fill(c * groups))
+        self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
+        self.forward_fn = packed_forward
+
+    @property
+    def groups(self) -> int:
+        return self.layout.groups
+
+    def stats(self) -> list[torch.Tensor]:
+        return [getattr(self, f"stat{i}") for i in range(len(self.layout.buffers))]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_fn(
+            self.layout, self.flat, self.stats(), self.num_batches_tracked, x, self.training
+        )
+
+    @torch.no_grad()
+    def load_member(self, g: int, state: dict[str, torch.Tensor]) -> None:
+        """Copy a plain model's state_dict into slot g."""
+        for slot in self.layout.params:
+            member_view(self.layout, self.flat, slot, g).copy_(state[slot.name])
+        for (name, c), stat in zip(self.layout.buffers, self.stats()):
+            stat[g * c : (g + 1) * c].copy_(state[name])
+        self.num_batches_tracked.copy_(state[self.layout.tracked[0]])
+
+    @torch.no_grad()
+    def member_state(self, g: int) -> dict[str, torch.Tensor]:
+        """Slot g as a plain model's state_dict (views: copy before the pack trains on)."""
+        state = {s.name: member_view(self.layout, self.flat, s, g) for s in self.layout.params}
+        for (name, c), stat in zip(self.layout.buffers, self.stats()):
+            state[name] = stat[g * c : (g + 1) * c]
+        for name in self.layout.tracked:
+            state[name] = self.num_batches_tracked
+        return state
+
+    def member_views(self, tensor: torch.Tensor, g: int) -> list[torch.Tensor]:
+        """Model g's parameters inside a tensor shaped like `flat`, in named_parameters order."""
+        return [member_view(self.layout, tensor, s, g) for s in self.layout.params]
+
+
+def init_packed(
+    model: str,
+    num_classes: int,
+    seeds: list[int],
+    dtype: torch.dtype,
+    device: torch.device,
+    channels_last: bool,
+) -> PackedResNet:
+    """A pack whose model g is initialised exactly as `train_run` initialises seed g's model."""
+    packed = PackedResNet(model, num_classes, len(seeds), channels_last)
+    for g, seed in enumerate(seeds):
+        torch.manual_seed(seed)
+        packed.load_member(g, build_model(model, num_classes).state_dict())
+    return packed.to(device=device, dtype=dtype)
