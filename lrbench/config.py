@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from yaml import YAMLError
 
 from lrbench.errors import UserError
-from lrbench.models import model_names
+from lrbench.models import parse_model_name
 from lrbench.schedules import ScheduleError, build_schedule
 from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec, Strict, epochs_for_budget
 from lrbench.yamlio import load_yaml
@@ -68,12 +68,11 @@ class SweepConfig(Strict):
     @field_validator("models")
     @classmethod
     def _known_models(cls, models: list[str]) -> list[str]:
-        known = model_names()
         for m in models:
-            if m not in known and not _is_resnet_depth(m):
-                raise ValueError(
-                    f"unknown model {m!r}{_suggest(m, known)}; known: {', '.join(known)}"
-                )
+            try:
+                parse_model_name(m)
+            except UserError as err:
+                raise ValueError(str(err)) from None
         return models
 
     @field_validator("budgets")
@@ -81,7 +80,8 @@ class SweepConfig(Strict):
     def _fractions(cls, budgets: list[float]) -> list[float]:
         for b in budgets:
             if not 0 < b <= 1:
-                raise ValueError(f"{b} is not a fraction of the full run in (0, 1]")
+                hint = f" (for {b:g}% write {b / 100:g})" if 1 < b <= 100 else ""
+                raise ValueError(f"{b:g} is not a fraction of the full run in (0, 1]{hint}")
         if len(set(budgets)) != len(budgets):
             raise ValueError("lists a budget twice")
         return budgets
@@ -133,11 +133,6 @@ class SweepConfig(Strict):
             except ScheduleError as err:
                 raise ValueError(f"schedules[{i}]: {err}") from None
         return out
-
-
-def _is_resnet_depth(name: str) -> bool:
-    digits = name.removeprefix("resnet")
-    return name.startswith("resnet") and digits.isdigit() and (int(digits) - 2) % 6 == 0
 
 
 def _suggest(word: str, choices: list[str]) -> str:
@@ -197,7 +192,10 @@ def load_config(path: str | Path) -> SweepConfig:
     try:
         raw = load_yaml(path.read_text())
     except YAMLError as err:
-        raise UserError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from err
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"{where}: not valid YAML: {problem}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of keys (name, dataset, models, ...)")
     return parse_config(raw, source=str(path))

@@ -1,14 +1,32 @@
-"""Optimizers by name, and the one way the trainer sets their rate and momentum each step."""
+"""Optimizers by name, and the one way the trainer sets their rate and momentum each step.
+
+Schedule-free SGD and AdamW (Defazio et al. 2024, "The Road Less Scheduled"; PyPI
+`schedulefree`) keep two points: y, where gradients are taken, and x, an average of the
+iterates that is the model to evaluate. The parameters hold y in train mode and x in eval mode,
+so the trainer switches with `for_training` before its steps and `for_evaluation` before any
+evaluation or checkpoint. Both are no-ops for the other optimizers.
+
+"No schedule" for a schedule-free optimizer means the schedule `constant`, optionally with
+`warmup: w` (lrbench's warmup ramps the rate exactly like schedulefree's own `warmup_steps`,
+which lrbench leaves at 0). Any other schedule still works: schedulefree reads `group["lr"]`
+at every step, and weights its average by the largest rate seen so far squared, so a decaying
+schedule simply stacks on top of the averaging.
+"""
 
 from __future__ import annotations
 
+import importlib
+import math
 from collections.abc import Iterable
 
 import torch
 
+from lrbench.errors import UserError
 from lrbench.specs import OptimizerSpec
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "sgd_schedulefree", "adamw_schedulefree")
+SCHEDULE_FREE = ("sgd_schedulefree", "adamw_schedulefree")
+INSTALL_HINT = "pip install schedulefree (or lrbench[schedulefree])"
 
 
 def build_optimizer(
@@ -22,19 +40,138 @@ def build_optimizer(
             nesterov=spec.nesterov,
             weight_decay=spec.weight_decay,
         )
+    if spec.name in SCHEDULE_FREE:
+        return _schedule_free(spec, params)
     cls = torch.optim.Adam if spec.name == "adam" else torch.optim.AdamW
     return cls(params, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay)
 
 
+def _schedule_free(spec: OptimizerSpec, params) -> torch.optim.Optimizer:
+    try:
+        schedulefree = importlib.import_module("schedulefree")
+    except ImportError:
+        raise UserError(
+            f"optimizer {spec.name} needs the schedulefree package: {INSTALL_HINT}"
+        ) from None
+    if spec.name == "sgd_schedulefree":
+        if not 0.0 < spec.momentum < 1.0:
+            raise UserError(
+                f"optimizer sgd_schedulefree: momentum={spec.momentum:g} is not valid; it is "
+                "the interpolation constant between the average and the SGD iterate and must "
+                "lie strictly between 0 and 1 (0.9 is the usual value)"
+            )
+        if spec.nesterov:
+            raise UserError("optimizer sgd_schedulefree: nesterov is not supported; drop it")
+        # The rate is set by lrbench every step (set_hparams); warmup_steps stays 0.
+        return schedulefree.SGDScheduleFree(
+            params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay
+        )
+    return schedulefree.AdamWScheduleFree(
+        params, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay
+    )
+
+
+def is_schedule_free(optimizer: torch.optim.Optimizer) -> bool:
+    """True for optimizers with schedulefree's train/eval modes (their groups hold train_mode)."""
+    groups = getattr(optimizer, "param_groups", None) or [{}]
+    return "train_mode" in groups[0] and callable(getattr(optimizer, "train", None))
+
+
+def for_training(optimizer: torch.optim.Optimizer) -> None:
+    """Call before training steps (each epoch, and after any evaluation): parameters hold y."""
+    if is_schedule_free(optimizer):
+        optimizer.train()
+
+
+def for_evaluation(
+    optimizer: torch.optim.Optimizer,
+    model: torch.nn.Module | None = None,
+    batches: Iterable[torch.Tensor | tuple[torch.Tensor, ...]] | None = None,
+) -> None:
+    """Call before evaluating or checkpointing: parameters hold x, the averaged model.
+
+    BatchNorm's running statistics were gathered at y, not at x, so schedulefree's README
+    recomputes them at x before evaluating. Pass `model` and a few training `batches` (inputs,
+    or (inputs, labels) pairs) to do that here: the statistics are reset and re-estimated as an
+    exact average over those batches, in train mode without gradients. Without them, or for the
+    other optimizers, only the mode switch happens (and for the others, nothing at all).
+    """
+    if not is_schedule_free(optimizer):
+        return
+    optimizer.eval()
+    if model is not None and batches is not None:
+        recompute_batchnorm(model, batches)
+
+
+@torch.no_grad()
+def recompute_batchnorm(
+    model: torch.nn.Module, batches: Iterable[torch.Tensor | tuple[torch.Tensor, ...]]
+) -> int:
+    """Re-estimate every BatchNorm's running mean/var as the average over `batches`.
+
+    Returns the number of batches used (0 when the model has no BatchNorm: nothing is run).
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    saved = [(m, m.momentum) for m in norms]
+    was_training = model.training
+    dtype = next(model.parameters()).dtype
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: the exact mean over the batches
+    model.train()
+    used = 0
+    try:
+        for batch in batches:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            model(x.to(dtype))
+            used += 1
+    finally:
+        for m, momentum in saved:
+            m.momentum = momentum
+        model.train(was_training)
+    return used
+
+
+def check_schedule(spec: OptimizerSpec, sets_momentum: bool, momenta=None) -> None:
+    """Refuse a schedule that moves momentum for a schedule-free optimizer.
+
+    Its momentum (AdamW: beta1) is the interpolation constant that converts y into x in
+    `.eval()` and back in `.train()`; changing it between steps breaks that bookkeeping. A
+    momentum schedule that holds the configured value (e.g. onecycle momentum=[0.9, 0.9]) is
+    accepted. `momenta` is the schedule's per-step table, when the caller has it.
+    """
+    if spec.name not in SCHEDULE_FREE or not sets_momentum:
+        return
+    held = spec.momentum if spec.name == "sgd_schedulefree" else spec.betas[0]
+    if momenta is not None and all(math.isclose(float(m), held) for m in momenta):
+        return
+    raise UserError(
+        f"optimizer {spec.name} cannot follow a schedule that cycles momentum (its momentum "
+        "is the averaging constant that .train()/.eval() convert with); use a schedule "
+        "without momentum cycling, e.g. triangular with cycle_momentum: false, or onecycle "
+        f"with momentum: [{held:g}, {held:g}]"
+    )
+
+
 def set_hparams(optimizer: torch.optim.Optimizer, lr: float, momentum: float | None) -> None:
-    """Set the step's rate, and its momentum when the schedule moves it (Adam: beta1)."""
+    """Set the step's rate, and its momentum when the schedule moves it (Adam: beta1).
+
+    For schedule-free optimizers (groups with `train_mode`) a momentum change is refused:
+    see check_schedule, which the trainer calls before the first step.
+    """
     for group in optimizer.param_groups:
         group["lr"] = lr
         if momentum is None:
             continue
         if "betas" in group:
+            if "train_mode" in group and not math.isclose(group["betas"][0], momentum):
+                raise ValueError("a schedule-free optimizer's beta1 cannot change mid-run")
             group["betas"] = (momentum, group["betas"][1])
         else:
+            if "train_mode" in group and not math.isclose(group["momentum"], momentum):
+                raise ValueError("a schedule-free optimizer's momentum cannot change mid-run")
             group["momentum"] = momentum
 
 

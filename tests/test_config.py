@@ -77,8 +77,8 @@ def test_seeds_pair_schedules_within_a_cell():
     ("raw", "expected"),
     [
         (with_(modles=["resnet20"]), "modles: unknown key (did you mean 'models'?)"),
-        (with_(models=["resnet21"]), "unknown model 'resnet21'"),
-        (with_(models=["resnt20"]), "did you mean 'resnet20'?"),
+        (with_(models=["resnet21"]), "resnet depth must be 6n+2"),
+        (with_(models=["resnt20"]), "did you mean resnet20?"),
         (with_(dataset="cifar1O"), "did you mean 'cifar10'?"),
         (with_(budgets=[0.5, 1.5]), "budgets: 1.5 is not a fraction"),
         (with_(full_epochs=0), "full_epochs: Input should be greater than 0"),

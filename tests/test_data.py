@@ -283,13 +283,14 @@ def test_building_blocks_compose_like_train_batches():
     """A packed trainer draws its own batches from the public pieces and gets the same ones."""
     splits = make_splits(n=100)
     data = DeviceData(splits, "cpu")
+    images, labels = data.tensors("train")
     gen = epoch_generator(5, 2, "cpu")
     order = permutation(100, gen)
     mean, std = channel_tensor(splits.mean, "cpu"), channel_tensor(splits.std, "cpu")
     for start, (x, y) in zip(range(0, 100, 32), data.train_batches(5, 2, 32), strict=True):
         idx = order[start : start + 32]
-        assert torch.equal(y, splits.train_y[idx])
-        assert torch.equal(augment(splits.train_x[idx], gen, mean, std), x)
+        assert torch.equal(y, labels[idx])
+        assert torch.equal(augment(images[idx], gen, mean, std), x)
 
 
 def test_normalize_accepts_plain_tuples():
@@ -522,3 +523,26 @@ def test_zero_padding_is_used_for_crops():
     x = torch.full((1, 3, 4, 4), 7, dtype=torch.uint8)
     out = crop_flip(x, torch.tensor([0]), torch.tensor([0]), torch.tensor([False]))
     assert torch.equal(out, F.pad(x, (4, 4, 4, 4))[:, :, :4, :4])
+
+
+# --- CUDA (skipped without a GPU) ------------------------------------------------------------
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_batches_stay_on_the_device_and_are_reproducible():
+    splits = make_splits(n=300, size=8)
+    data = DeviceData(splits, "cuda")
+    first = list(data.train_batches(2, 1, 64))
+    again = list(data.train_batches(2, 1, 64))
+    assert all(x.is_cuda and y.is_cuda for x, y in first)
+    assert all(x.is_contiguous(memory_format=torch.channels_last) for x, _ in first)
+    assert all(
+        torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        for a, b in zip(first, again, strict=True)
+    )
+    ids = torch.cat([y for _, y in first]).cpu()
+    assert sorted(ids.tolist()) == list(range(300))
+    x, y = first[0]
+    for out, idx in zip(as_uint8(x).cpu(), y.cpu().tolist(), strict=True):
+        assert is_crop_flip_of(out, splits.train_x[idx])

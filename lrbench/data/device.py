@@ -118,7 +118,7 @@ class DeviceData:
         return "val" in self._splits
 
     def size(self, split: str) -> int:
-        return len(self._split(split)[1])
+        return len(self.tensors(split)[1])
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return math.ceil(self.num_train / batch_size)
@@ -138,14 +138,17 @@ class DeviceData:
         self, split: str, batch_size: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """`split` ("test", "val" or "train") in order, normalised, not augmented."""
-        x, y = self._split(split)
+        x, y = self.tensors(split)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         for start in range(0, len(y), batch_size):
             xb = normalize(x[start : start + batch_size], self.mean, self.std)
             yield xb.contiguous(memory_format=fmt), y[start : start + batch_size]
 
-    def _split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The device-resident uint8 images and labels of a split, for custom batching."""
         if split not in self._splits:
             known = ", ".join(self._splits)
             raise ValueError(f"no {split!r} split here (have: {known}); val needs val_fraction > 0")
         return self._splits[split]
+
+    _split = tensors  # the name lrbench/packed/data.py used before `tensors` was public

@@ -1,0 +1,533 @@
+"""Train several compatible runs as one packed network: `train_pack` and `plan_packs`.
+
+Runs that share the model, dataset, optimizer (all but the rate), batch size and epochs differ
+only in schedule, seed and rate: they train in lockstep, so they can share every kernel launch.
+`train_pack` trains them as one PackedResNet (lrbench.packed.models) with a fused per-model
+optimizer step (lrbench.packed.optim), each model on exactly the batches its single run would
+draw (lrbench.packed.data), and writes every run's own folder exactly as `train_run` does:
+spec.json, metrics.csv (same columns; epoch_time_s is the pack's epoch time), summary.json and a
+checkpoint.pt that holds that model's slice in `train_run`'s own format (so a packed run can be
+resumed unpacked, and the other way round).
+
+Slots. A pack's slots are the specs as given, in order, for its whole life: finished or
+diverged runs stay in their slot as passengers (rate 0, nothing written), because in float32
+the kernels' blocking depends on G, and keeping G fixed is what makes resume bit-exact.
+
+Resume. Each run resumes from its own checkpoint. Runs normally stand at the same epoch; a
+kill -9 between two runs' checkpoint writes leaves some one epoch ahead, and then the laggards
+train (the others riding as passengers) until they catch up, and all go on together.
+
+Divergence. A model whose step loss is non-finite is frozen from that step (its rate becomes 0,
+on the device: no host sync); at the epoch's end it is recorded as `diverged` with the same row
+`train_run` writes, its folder is finished, and the others go on.
+
+Cost of one step, whatever G is: ~10 ops to draw the G batches, the packed forward/backward,
+~10 whole-buffer ops for the optimizer. Loss and accuracy are accumulated on the device; the
+host syncs once per epoch.
+
+Float64 on the CPU: a packed model equals its unpacked `train_run` twin to rounding (the grouped
+convolution runs each group through the same kernel as a single model). Float32: grouped and
+single convolutions block their sums differently (and channels_last changes it again), so a
+packed model and its twin differ by float32 rounding (~1e-7 relative per op) from the first
+backward on, and training amplifies that like any change of summation order: see
+tests/test_packed.py and benchmarks/README.md for the measured drift.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import traceback
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lrbench.data import DeviceData, load_splits
+from lrbench.errors import RunFailed, UserError
+from lrbench.models import build_model
+from lrbench.optim import build_optimizer, set_hparams
+from lrbench.packed.data import PackEpoch, pack_eval_input
+from lrbench.packed.models import PackedResNet, member_view, owner_index, packed_forward
+from lrbench.packed.optim import PackedOptimizer
+from lrbench.results import RunDir, atomic_write_json, metric_columns, read_json
+from lrbench.schedules import build_schedule
+from lrbench.specs import RunSpec
+from lrbench.train import (
+    EVAL_BATCH,
+    Callback,
+    Event,
+    Runtime,
+    claim_run_dir,
+    resolve_device,
+    resolve_precision,
+    save_checkpoint,
+    spec_record,
+)
+
+COMPILE_ENV = "LRBENCH_COMPILE"  # off | default | reduce-overhead | max-autotune-no-cudagraphs
+COMPILE_DEFAULT = "default"
+
+
+# --- which runs can share a pack ------------------------------------------------------------
+
+
+def pack_key(spec: RunSpec) -> str:
+    """Everything two runs must share to train in one pack (schedule, seed and rate may differ)."""
+    optimizer = spec.optimizer.model_dump(mode="json")
+    optimizer.pop("lr")
+    key = {
+        "model": spec.model,
+        "dataset": spec.dataset.model_dump(mode="json"),
+        "optimizer": optimizer,
+        "batch_size": spec.batch_size,
+        "epochs": spec.epochs,
+        "early_stop": spec.early_stop,
+        "snapshots": spec.snapshots,
+    }
+    return json.dumps(key, sort_keys=True)
+
+
+def plan_packs(specs: Sequence[RunSpec], max_pack: int) -> list[list[RunSpec]]:
+    """Group compatible runs into packs of at most `max_pack`, in first-seen order.
+
+    A group of n runs becomes ceil(n / max_pack) packs of near-equal size (10 runs, max 8:
+    5 + 5, not 8 + 2), so no pack is left nearly empty. The plan depends only on the list, not
+    on what has finished, so a resumed sweep forms the same packs (which bit-exact resume needs).
+    """
+    if max_pack < 1:
+        raise UserError(f"--pack must be at least 1, got {max_pack}")
+    groups: dict[str, list[RunSpec]] = {}
+    for spec in specs:
+        groups.setdefault(pack_key(spec), []).append(spec)
+    packs: list[list[RunSpec]] = []
+    for members in groups.values():
+        count = -(-len(members) // max_pack)
+        size, extra = divmod(len(members), count)
+        start = 0
+        for i in range(count):
+            end = start + size + (1 if i < extra else 0)
+            packs.append(members[start:end])
+            start = end
+    return packs
+
+
+def check_packable(specs: Sequence[RunSpec]) -> None:
+    if not specs:
+        raise UserError("a pack needs at least one run")
+    first = json.loads(pack_key(specs[0]))
+    for spec in specs[1:]:
+        other = json.loads(pack_key(spec))
+        if other != first:
+            keys = sorted(k for k in first if first[k] != other[k])
+            raise UserError(
+                f"runs {specs[0].run_id} and {spec.run_id} cannot share a pack: they differ in "
+                f"{', '.join(keys)} (a pack may differ only in schedule, seed and lr)"
+            )
+    for spec in specs:
+        build_schedule(spec.schedule)  # a reactive schedule would have no rate table
+
+
+# --- the packed step ------------------------------------------------------------------------
+
+
+def per_model_loss(out: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """[G] losses: model g's `F.cross_entropy(out.float(), y)`, exactly as train.py computes it.
+
+    One call per model (not one big call) so that each model's loss is bit-identical to its
+    unpacked twin's; on CUDA the compiled step fuses them.
+    """
+    logits = out.float()  # mirrors train.py (which also calls .float() on fp64 logits)
+    return torch.stack(
+        [F.cross_entropy(o, t, reduction=reduction) for o, t in zip(logits.unbind(0), y.unbind(0))]
+    )
+
+
+def _forward_loss(layout, flat, stats, tracked, x, y):
+    out = packed_forward(layout, flat, stats, tracked, x, True)
+    return out, per_model_loss(out, y)
+
+
+_COMPILED: dict[str, Any] = {}
+
+
+def compile_mode() -> str | None:
+    mode = os.environ.get(COMPILE_ENV, COMPILE_DEFAULT).strip().lower()
+    return None if mode in ("", "0", "off", "none", "false", "no") else mode
+
+
+def _compiled(name: str, fn, mode: str):
+    """torch.compile'd `fn`, once per process (not per run or pack): packs of the same layout
+    reuse the compiled code; a new layout (another G or model) is one more guarded variant."""
+    key = f"{name}:{mode}"
+    if key not in _COMPILED:
+        import torch._dynamo
+
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        _COMPILED[key] = torch.compile(fn, mode=None if mode == "default" else mode)
+    return _COMPILED[key]
+
+
+class PackTrainer:
+    """One packed model and its fused optimizer: `step` is the unit both train_pack and the
+    benchmark time. On CUDA the forward+loss and the optimizer step go through torch.compile
+    (mode from $LRBENCH_COMPILE, default 'default'; 'off' disables it); the CPU runs eager."""
+
+    def __init__(
+        self,
+        model: PackedResNet,
+        optimizer: PackedOptimizer,
+        device: torch.device,
+        precision: str,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.device = device
+        self.precision = precision
+        self.dtype = torch.float64 if precision == "fp64" else torch.float32
+        self.use_bf16 = precision == "bf16"
+        self.forward_loss = _forward_loss
+        self.compiled = None
+        if device.type == "cuda" and (mode := compile_mode()):
+            torch.backends.cudnn.benchmark = True
+            self.forward_loss = _compiled("forward_loss", _forward_loss, mode)
+            fn = optimizer.update_fn
+            optimizer.update_fn = _compiled(fn.__name__, fn, mode)
+            self.compiled = mode
+
+    def autocast(self):
+        if self.use_bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def step(
+        self, x: torch.Tensor, y: torch.Tensor, t: int, active: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step of every model; returns ([G] losses, [G] correct), on the device.
+
+        `active` [G] bool is updated in place: a model whose loss is non-finite is frozen before
+        this step's update (no host sync).
+        """
+        m = self.model
+        with self.autocast():
+            out, losses = self.forward_loss(
+                m.layout, m.flat, m.stats(), m.num_batches_tracked, x.to(self.dtype), y
+            )
+        m.flat.grad = None
+        losses.sum().backward()
+        active &= torch.isfinite(losses.detach())
+        self.optimizer.step(m.flat.grad, t, active)
+        return losses.detach(), (out.argmax(-1) == y).sum(1)
+
+    @torch.no_grad()
+    def evaluate(self, data: DeviceData, split: str) -> tuple[list[float], list[float]]:
+        """Per-model mean loss and accuracy over a split, as train.py's `evaluate` computes them."""
+        m = self.model
+        g = m.groups
+        m.eval()
+        loss_sum = torch.zeros(g, device=data.device, dtype=torch.float64)
+        correct = torch.zeros(g, device=data.device, dtype=torch.int64)
+        n = 0
+        for x, y in data.eval_batches(split, EVAL_BATCH):
+            xp = pack_eval_input(x, g, data.channels_last).to(self.dtype)
+            yp = y.expand(g, -1)
+            with self.autocast():
+                out = m(xp)
+            loss_sum += per_model_loss(out, yp, reduction="sum")
+            correct += (out.argmax(-1) == yp).sum(1)
+            n += len(y)
+        m.train()
+        return [v / n for v in loss_sum.tolist()], [c / n for c in correct.tolist()]
+
+
+# --- train_pack ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Member:
+    slot: int
+    spec: RunSpec
+    run: RunDir
+    lrs: np.ndarray  # [T]
+    moms: np.ndarray | None  # [T]
+    state: dict | None = None  # checkpoint content
+    start: int = 0  # epoch to resume at
+    wall_before: float = 0.0
+    row: dict[str, Any] = field(default_factory=dict)
+
+
+def train_pack(
+    specs: Sequence[RunSpec],
+    run_dirs: Sequence[Path],
+    runtime: Runtime = Runtime(),
+    on_event: Callback | None = None,
+    data: DeviceData | None = None,
+) -> list[dict]:
+    """Train (or resume, or skip) compatible runs as one pack; return their summaries, in order.
+
+    Each run's folder ends up as `train_run(spec, run_dir)` would leave it. Raises UserError for
+    runs that cannot share a pack (see `plan_packs`) or folders that hold other runs, and
+    RunFailed (after writing summary.json `failed` and run.log in every unfinished folder) when
+    training fails.
+    """
+    specs = list(specs)
+    if len(specs) != len(run_dirs):
+        raise ValueError(f"{len(specs)} specs but {len(run_dirs)} run folders")
+    check_packable(specs)
+    runs = [RunDir(Path(p)) for p in run_dirs]
+    if len({r.path.resolve() for r in runs}) != len(runs):
+        raise UserError("two runs of a pack share one run folder")
+    for spec, run in zip(specs, runs):
+        claim_run_dir(spec, run)
+    results: list[dict | None] = [None] * len(specs)
+    for i, run in enumerate(runs):
+        if run.summary.exists() and run.status() in ("done", "diverged"):
+            results[i] = read_json(run.summary)
+    if all(r is not None for r in results):
+        return results  # type: ignore[return-value]
+
+    device = resolve_device(runtime.device)
+    precision = resolve_precision(runtime.precision, device)
+    if data is None:
+        data = DeviceData(load_splits(specs[0].dataset, runtime.data_dir), device,
+                          channels_last=runtime.channels_last)  # fmt: skip
+    spe = data.steps_per_epoch(specs[0].batch_size)
+    total = spe * specs[0].epochs
+    members = []
+    for i, (spec, run) in enumerate(zip(specs, runs)):
+        schedule = build_schedule(spec.schedule)
+        member = _Member(i, spec, run, spec.optimizer.lr * schedule.multipliers(total, spe),
+                         schedule.momenta(total, spe))  # fmt: skip
+        members.append(member)
+        if results[i] is not None:
+            continue
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.summary.unlink(missing_ok=True)
+        if run.checkpoint.exists():
+            member.state = _read_checkpoint(run)
+            member.start = int(member.state["epoch"])
+            member.wall_before = float(member.state.get("wall_time_s", 0.0))
+        else:
+            atomic_write_json(run.spec, spec_record(spec, spe, device, precision))
+    pending = [m for m in members if results[m.slot] is None]
+    try:
+        _train(members, pending, results, runtime, data, device, precision, on_event, spe)
+    except (KeyboardInterrupt, UserError):
+        raise
+    except Exception as err:
+        tb = traceback.format_exc()
+        unfinished = [m for m in pending if results[m.slot] is None]
+        for m in unfinished:
+            m.run.log.write_text(tb)
+            atomic_write_json(
+                m.run.summary, {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+            )
+        where = unfinished[0].run.log if unfinished else "the run folders"
+        raise RunFailed(
+            f"pack of {len(specs)} runs ({specs[0].run_id}, ...) failed: {err} "
+            f"(traceback in {where})"
+        ) from err
+    return results  # type: ignore[return-value]
+
+
+def _read_checkpoint(run: RunDir) -> dict:
+    try:
+        return torch.load(run.checkpoint, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise UserError(f"{run.checkpoint} is unreadable ({err}); delete it to restart") from err
+
+
+def _train(members, pending, results, runtime, data, device, precision, on_event, spe) -> None:
+    epochs = members[0].spec.epochs
+    while pending:
+        for m in [m for m in pending if m.start >= epochs]:  # killed before its summary
+            m.row = m.run.last_metrics_row()
+            results[m.slot] = _finish(m, "done", time.perf_counter())
+        pending = [m for m in pending if results[m.slot] is None]
+        if not pending:
+            return
+        start = min(m.start for m in pending)
+        trainees = [m for m in pending if m.start == start]
+        later = [m.start for m in pending if m.start > start]
+        stop = min(later) if later else epochs
+        _phase(members, trainees, start, stop, results, runtime, data, device, precision,
+               on_event, spe)  # fmt: skip
+        for m in trainees:
+            m.start = stop
+        pending = [m for m in pending if results[m.slot] is None]
+
+
+def _build(members, trainees, data, device, precision, runtime, spe, start):
+    """The packed model and optimizer: trainees from their checkpoints (or fresh), passengers
+    (finished or ahead) fresh from their seed: only G and their slots matter for the others."""
+    spec0 = members[0].spec
+    g = len(members)
+    dtype = torch.float64 if precision == "fp64" else torch.float32
+    model = PackedResNet(spec0.model, data.num_classes, g, runtime.channels_last)
+    training = {m.slot for m in trainees}
+    for m in members:
+        if m.slot in training and m.state is not None:
+            model.load_member(m.slot, m.state["model"])
+        else:
+            torch.manual_seed(m.spec.seed)
+            model.load_member(m.slot, build_model(spec0.model, data.num_classes).state_dict())
+    model = model.to(device=device, dtype=dtype)
+    lrs = np.stack([m.lrs for m in members], 1)
+    moms = None
+    if any(m.moms is not None for m in members):
+        opt = spec0.optimizer
+        base = opt.betas[0] if opt.name in ("adam", "adamw") else opt.momentum
+        moms = np.stack([m.moms if m.moms is not None else np.full(len(m.lrs), base)
+                         for m in members], 1)  # fmt: skip
+    optimizer = PackedOptimizer(spec0.optimizer, model.flat, owner_index(model.layout, device),
+                                lrs, moms)  # fmt: skip
+    for m in trainees:
+        if m.state is not None:
+            _load_optimizer_state(model, optimizer, m.slot, m.state["optimizer"])
+    return model, optimizer
+
+
+def _load_optimizer_state(model: PackedResNet, optimizer: PackedOptimizer, g: int, sd: dict):
+    """torch.optim's per-parameter state of model g (its checkpoint) into the flat buffers."""
+    with torch.no_grad():
+        for i, slot in enumerate(model.layout.params):
+            for name, value in sd["state"].get(i, {}).items():
+                if name in optimizer.state:
+                    member_view(model.layout, optimizer.state[name], slot, g).copy_(value)
+
+
+def _phase(members, trainees, start, stop, results, runtime, data, device, precision, on_event,
+           spe) -> None:  # fmt: skip
+    t_run = time.perf_counter()
+    model, optimizer = _build(members, trainees, data, device, precision, runtime, spe, start)
+    trainer = PackTrainer(model, optimizer, device, precision)
+    g = len(members)
+    epochs = members[0].spec.epochs
+    total = spe * epochs
+    batch_size = members[0].spec.batch_size
+    seeds = [m.spec.seed for m in members]
+    live = list(trainees)
+    active = torch.zeros(g, dtype=torch.bool, device=device)
+    active[[m.slot for m in live]] = True
+    columns = metric_columns(data.has_val)
+    templates = {m.slot: _Template(m.spec, data.num_classes, precision, runtime) for m in live}
+    for m in live:
+        m.run.truncate_metrics(start)
+        m.row = m.run.last_metrics_row() if start else {}
+    step = start * spe
+    for epoch in range(start, stop):
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros(g, device=device, dtype=torch.float64)
+        correct = torch.zeros(g, device=device, dtype=torch.int64)
+        seen = 0
+        for x, y in PackEpoch(data, seeds, epoch, batch_size):
+            losses, right = trainer.step(x, y, step, active)
+            loss_sum += losses * y.shape[1]
+            correct += right
+            seen += y.shape[1]
+            step += 1
+            if on_event:
+                on_event(Event("step", epoch + 1, epochs, step, total))
+        sums, rights = loss_sum.tolist(), correct.tolist()  # the epoch's one sync
+        rows = {}
+        for m in live:
+            train_loss = sums[m.slot] / seen
+            rows[m.slot] = {
+                "epoch": epoch + 1,
+                "step": step,
+                "lr": float(m.lrs[step - 1]),
+                "momentum": _momentum(m, step),
+                "train_loss": train_loss,
+                "train_acc": rights[m.slot] / seen,
+            }
+        finite = [m for m in live if math.isfinite(rows[m.slot]["train_loss"])]
+        if finite:
+            for split, prefix in (("test", "test"), ("val", "val")):
+                if split == "val" and not data.has_val:
+                    continue
+                losses_e, accs = trainer.evaluate(data, split)
+                for m in finite:
+                    rows[m.slot][f"{prefix}_loss"] = losses_e[m.slot]
+                    rows[m.slot][f"{prefix}_acc"] = accs[m.slot]
+        epoch_time = time.perf_counter() - t0
+        for m in live:
+            row = rows[m.slot]
+            if m not in finite:
+                row.update(test_loss=math.nan, test_acc=math.nan)
+            row["epoch_time_s"] = epoch_time
+            m.run.append_metrics(row, columns)
+            m.row = row
+            if on_event:
+                ev_row = {**row, "run_id": m.spec.run_id}
+                on_event(Event("epoch", epoch + 1, epochs, step, total, ev_row, seen / epoch_time))
+        for m in [m for m in live if m not in finite]:
+            active[m.slot] = False
+            results[m.slot] = _finish(m, "diverged", t_run)
+        live = finite
+        for m in live:
+            wall = m.wall_before + time.perf_counter() - t_run
+            templates[m.slot].save(model, optimizer, m, epoch + 1, step, wall)
+        if not live:
+            break
+    for m in live:
+        if stop == epochs:
+            results[m.slot] = _finish(m, "done", t_run)
+        else:  # a catch-up phase: the next phase reloads from the checkpoints just written
+            m.state = _read_checkpoint(m.run)
+            m.wall_before = float(m.state.get("wall_time_s", 0.0))
+
+
+def _momentum(m: _Member, step: int) -> float:
+    if m.moms is not None:
+        return float(m.moms[step - 1])
+    opt = m.spec.optimizer
+    return float(opt.betas[0] if opt.name in ("adam", "adamw") else opt.momentum)
+
+
+def _finish(m: _Member, status: str, t_run: float) -> dict:
+    row = m.row
+    summary = {
+        "status": status,
+        "epochs_completed": int(row.get("epoch", m.spec.epochs)),
+        "final": {k: row.get(k) for k in ("test_acc", "test_loss", "val_acc", "val_loss")},
+        "wall_time_s": m.wall_before + time.perf_counter() - t_run,
+        "stopped_early": False,
+        "stopped_epoch": None,
+    }
+    atomic_write_json(m.run.summary, summary)
+    return summary
+
+
+class _Template:
+    """A plain model and torch optimizer for one run, to write its checkpoint in train_run's
+    format (model.state_dict(), optimizer.state_dict(), epoch, step, RNG, wall time)."""
+
+    def __init__(self, spec: RunSpec, num_classes: int, precision: str, runtime: Runtime):
+        dtype = torch.float64 if precision == "fp64" else torch.float32
+        self.model = build_model(spec.model, num_classes).to(dtype=dtype)
+        if runtime.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(spec.optimizer, self.model.parameters())
+
+    @torch.no_grad()
+    def save(self, packed: PackedResNet, opt: PackedOptimizer, m: _Member, epoch, step, wall):
+        self.model.load_state_dict(packed.member_state(m.slot))
+        set_hparams(self.optimizer, float(m.lrs[step - 1]),
+                    float(m.moms[step - 1]) if m.moms is not None else None)  # fmt: skip
+        params = list(self.model.parameters())
+        self.optimizer.state.clear()
+        if opt.has_buffer(m.slot, step):
+            per_param = opt.member_state(lambda t: packed.member_views(t, m.slot))
+            for p, st in zip(params, per_param):
+                entry = {k: v.detach().to("cpu", copy=True) for k, v in st.items()}
+                if opt.spec.name != "sgd":
+                    entry = {"step": torch.tensor(float(step)), **entry}
+                self.optimizer.state[p] = entry
+        save_checkpoint(m.run, self.model, self.optimizer, epoch, step, {"wall_time_s": wall})
