@@ -47,6 +47,61 @@ class EarlyStop(Strict):
     min_delta: float = Field(0.0, ge=0.0)
 
 
+class ExecutorConfig(Strict):
+    """`executor:` — where `lrbench sweep` trains, and the Slurm job settings (flags win).
+
+    `name: local` trains on this machine; `name: slurm` submits one submitit job array. The
+    other keys only matter to slurm: each array task trains `runs_per_job` runs, one after the
+    other, with this many GPUs, CPUs, memory and time; `sbatch` adds any other sbatch option
+    (`{constraint: a100, exclusive: true}`); `setup` lines run before the job starts
+    (`module load cuda`, `source .venv/bin/activate`).
+    """
+
+    name: Literal["local", "slurm"]
+    partition: str | None = None
+    gpus_per_job: int | None = Field(None, ge=0)
+    cpus_per_job: int | None = Field(None, gt=0)
+    mem_gb: float | None = Field(None, gt=0)
+    time: int | str | None = Field(None, description="minutes, or D-HH:MM:SS as sbatch takes it")
+    account: str | None = None
+    qos: str | None = None
+    sbatch: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    setup: list[str] = Field(default_factory=list)
+    max_concurrent: int | None = Field(None, gt=0, description="array tasks running at once")
+    runs_per_job: int | None = Field(None, gt=0)
+    max_requeues: int | None = Field(None, ge=0, description="requeues after a time-out")
+
+    @field_validator("time")
+    @classmethod
+    def _slurm_time(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            cls.minutes(value)
+        return value
+
+    @staticmethod
+    def minutes(value: int | str) -> int:
+        """sbatch's time formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S; whole minutes, rounded up."""
+        text = str(value).strip()
+        days, _, rest = text.rpartition("-") if "-" in text else ("0", "", text)
+        try:
+            parts = [int(p) for p in rest.split(":")]
+            d = int(days)
+        except ValueError:
+            parts, d = [], -1
+        if d < 0 or not 1 <= len(parts) <= 3 or any(p < 0 for p in parts):
+            raise ValueError(f"{value!r} is not a time: minutes, or D-HH:MM:SS (e.g. 240, 4:00:00)")
+        if "-" in text:  # D-H, D-H:M, D-H:M:S
+            h, m, s = [*parts, 0, 0][:3]
+        elif len(parts) == 3:  # H:M:S
+            h, m, s = parts
+        else:  # M, M:S
+            h, m, s = 0, parts[0], parts[1] if len(parts) == 2 else 0
+        total = d * 1440 + h * 60 + m + (1 if s else 0)
+        if total <= 0:
+            raise ValueError(f"{value!r}: the time limit must be at least a minute")
+        return total
+
+
 class SweepConfig(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     dataset: DatasetSpec
@@ -59,6 +114,7 @@ class SweepConfig(Strict):
     schedules: list[str | dict[str, Any]] = Field(min_length=1)
     early_stop: EarlyStop | None = None
     snapshots: bool = False
+    executor: ExecutorConfig | None = None
 
     @field_validator("dataset", mode="before")
     @classmethod

@@ -44,11 +44,20 @@ def write_run(
     status: str | None = "done",
     epochs_completed: int | None = None,
     schedule_params: dict[str, Any] | None = None,
+    accs: list[float] | None = None,
+    epoch_times: list[float] | None = None,
+    stopped_epoch: int | None = None,
+    ensemble: dict[int, tuple[int, float]] | None = None,
+    steps_per_epoch: int = 10,
 ) -> Path:
     """One run folder; status None leaves it unfinished (no summary.json).
 
     test_acc and val_acc are the last epoch's values; earlier epochs climb towards them, with
     test and val deliberately ordered differently so a test can tell which one was used.
+    `accs` gives every epoch's test_acc instead (one per epoch written), `epoch_times` every
+    epoch_time_s (default 1.5 s). `stopped_epoch` ends the run early there (summary.json says
+    stopped_early). `ensemble` {epoch: (snapshots, accuracy)} adds the snapshot columns
+    ensemble_size and ensemble_test_acc, empty in the other epochs.
     """
     epochs = max(1, round(budget * full_epochs))
     sched = {"name": schedule, "label": label or schedule, **(schedule_params or {})}
@@ -86,8 +95,8 @@ def write_run(
         "batch_size": 128,
         "early_stop": None,
         "snapshots": False,
-        "steps_per_epoch": 10,
-        "total_steps": 10 * epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": steps_per_epoch * epochs,
         "provenance": {
             "lrbench": "0.1.0",
             "torch": "2.14.1",
@@ -96,10 +105,19 @@ def write_run(
             "created": "2026-11-28T22:00:00Z",
         },
     }
+    if ensemble is not None:
+        spec["snapshots"] = True
     (run / "spec.json").write_text(json.dumps(spec, indent=2))
     diverged = status == "diverged"
     rows = epochs if not diverged else max(1, epochs // 2)
+    if stopped_epoch is not None:
+        rows = stopped_epoch
+    if accs is not None:
+        rows = len(accs)
+        test_acc = accs[-1]
     columns = [*COLUMNS[:-1], *(VAL_COLUMNS if val_acc is not None else []), COLUMNS[-1]]
+    if ensemble is not None:
+        columns += ["ensemble_size", "ensemble_test_acc"]
     with (run / "metrics.csv").open("w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(columns)
@@ -107,7 +125,7 @@ def write_run(
             frac = epoch / epochs
             row = {
                 "epoch": epoch,
-                "step": 10 * epoch,
+                "step": steps_per_epoch * epoch,
                 "lr": lr * (1 - frac) / (1 - 0.5 * frac),
                 "momentum": 0.9,
                 "train_loss": float("nan") if diverged and epoch == rows else 1.0 - 0.5 * frac,
@@ -116,8 +134,14 @@ def write_run(
                 "test_acc": 0.1 + (test_acc - 0.1) * frac,
                 "val_loss": 1.0 - 0.5 * frac,
                 "val_acc": 0.1 + ((val_acc or 0.1) - 0.1) * frac,
-                "epoch_time_s": 1.5,
+                "epoch_time_s": 1.5 if epoch_times is None else epoch_times[epoch - 1],
+                "ensemble_size": "",
+                "ensemble_test_acc": "",
             }
+            if accs is not None:
+                row["test_acc"] = accs[epoch - 1]
+            if ensemble and epoch in ensemble:
+                row["ensemble_size"], row["ensemble_test_acc"] = ensemble[epoch]
             writer.writerow(
                 [repr(row[c]) if isinstance(row[c], float) else row[c] for c in columns]
             )
@@ -127,8 +151,8 @@ def write_run(
             "epochs_completed": rows if epochs_completed is None else epochs_completed,
             "final": {"test_acc": test_acc, "test_loss": 0.5, "val_acc": val_acc},
             "wall_time_s": 1.5 * rows,
-            "stopped_early": False,
-            "stopped_epoch": None,
+            "stopped_early": stopped_epoch is not None,
+            "stopped_epoch": stopped_epoch,
         }
         if status == "failed":
             summary["error"] = (

@@ -296,7 +296,7 @@ def test_every_design_schedule_is_registered_with_aliases_after():
     names = schedule_names()
     assert names[: len(DESIGN_NAMES)] == DESIGN_NAMES
     assert {"triangular2", "exp_range"} <= set(names)
-    assert "plateau" not in names
+    assert "plateau" in names  # reactive: see tests/test_reactive.py
 
 
 @pytest.mark.parametrize("name", [*DESIGN_NAMES, "triangular2", "exp_range"])
@@ -351,7 +351,7 @@ def test_tables_are_float64_of_length_t_and_pure():
 
 def test_describe_lists_parameters_with_the_design_defaults():
     described = {d["name"]: d for d in describe_schedules()}
-    assert list(described) == DESIGN_NAMES
+    assert list(described) == [*DESIGN_NAMES, "plateau"]
     defaults = {n: {p["name"]: p["default"] for p in d["parameters"]} for n, d in described.items()}
     assert defaults["step"] == {"milestones": [0.5, 0.75], "gamma": 0.1}
     assert defaults["onecycle"] == {

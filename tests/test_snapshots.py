@@ -51,7 +51,7 @@ def test_snapshot_steps_fall_where_the_rate_restarts() -> None:
     total = 391 * 3
     m = schedule.multipliers(total, 391)
     for k in snapshot_steps(schedule, total, 391)[:-1]:
-        assert m[k] == pytest.approx(1.0)  # step k (0-based) is the first of the next cycle
+        assert m[k] == pytest.approx(1.0, abs=1e-3)  # step k (0-based) starts the next cycle
         assert m[k - 1] < 0.01  # step k-1 ended the cycle near zero
 
 
@@ -79,7 +79,7 @@ def test_ensemble_accuracy_and_loss_by_hand() -> None:
     ens.add(B)
     assert ens.count == 2
     torch.testing.assert_close(
-        ens.mean_probs(), torch.tensor([[0.6, 0.4], [0.45, 0.55]] + [[0.45, 0.55]])
+        ens.mean_probs(), torch.tensor([[0.6, 0.4], [0.45, 0.55], [0.45, 0.55]])
     )
     assert ens.accuracy(LABELS) == pytest.approx(2 / 3)
     # loss: -mean(log .60, log .45, log .55)

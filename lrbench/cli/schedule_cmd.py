@@ -119,6 +119,14 @@ def schedule_command(
     moms = schedule.momenta(steps, spe)
     if moms is None:
         moms = np.full(steps, momentum)
+    if schedule.reactive:
+        watched = {"auto": "validation (else training)"}.get(schedule.params["monitor"], "")
+        typer.echo(
+            f"note: {name} reacts to the {watched or schedule.params['monitor']} loss during "
+            "training, so no preview can know when it decays; this is the rate before any decay "
+            f"(each decay multiplies it by factor={schedule.params['factor']}).",
+            err=True,
+        )
     if fmt == "csv":
         _write_text(out, "".join(_csv_lines(rates, moms, spe)))
     elif fmt == "table":

@@ -13,6 +13,7 @@ from lrbench.cli.app import app
 from lrbench.errors import RunFailed, UserError
 
 out = Console()
+_SLURM = "Executor (--executor slurm: docs/slurm.md)"
 
 
 @app.command("sweep")
@@ -45,6 +46,52 @@ def sweep_command(
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Train failed runs again (diverged runs are never retried)."
     ),
+    # --- executor: local (this machine) or slurm (a submitit job array); docs/slurm.md ---
+    executor: str | None = typer.Option(
+        None,
+        help="local | slurm (default: the config's executor.name, else local).",
+        rich_help_panel=_SLURM,
+    ),
+    wait: bool = typer.Option(
+        False,
+        "--wait",
+        help="Slurm: follow the jobs until every run ended.",
+        rich_help_panel=_SLURM,
+    ),
+    partition: str | None = typer.Option(None, help="Slurm partition.", rich_help_panel=_SLURM),
+    gpus_per_job: int | None = typer.Option(
+        None,
+        min=0,
+        help="GPUs per array task (default 1; 0 with --device cpu).",
+        rich_help_panel=_SLURM,
+    ),
+    cpus_per_job: int | None = typer.Option(
+        None, min=1, help="CPUs per array task.", rich_help_panel=_SLURM
+    ),
+    mem_gb: float | None = typer.Option(
+        None, min=0.001, help="Memory per array task, GB.", rich_help_panel=_SLURM
+    ),
+    time: str | None = typer.Option(
+        None,
+        help="Time limit per array task: minutes or D-HH:MM:SS (default 2:00:00); runs resume after a requeue.",
+        rich_help_panel=_SLURM,
+    ),
+    account: str | None = typer.Option(None, help="Slurm account.", rich_help_panel=_SLURM),
+    qos: str | None = typer.Option(None, help="Slurm QoS.", rich_help_panel=_SLURM),
+    sbatch: list[str] = typer.Option(
+        [],
+        help="Any other sbatch option, OPTION=VALUE or OPTION; repeatable.",
+        rich_help_panel=_SLURM,
+    ),
+    max_concurrent: int | None = typer.Option(
+        None, min=1, help="Array tasks running at once.", rich_help_panel=_SLURM
+    ),
+    runs_per_job: int | None = typer.Option(
+        None,
+        min=1,
+        help="Runs each array task trains, one after another (default 1).",
+        rich_help_panel=_SLURM,
+    ),
 ) -> None:
     """Train every run of a sweep that is not done yet.
 
@@ -65,10 +112,34 @@ def sweep_command(
     if not planned:
         raise UserError(f"--only {only!r} matches no run of {config}")
     todo = [p for p in planned if p.to_train(retry_failed)]
+    slurm = _slurm_settings(cfg, executor, device, locals())
     if dry_run:
         _show_plan(planned, todo, results, jobs)
+        if slurm:
+            from lrbench.executors.slurm import preview
+
+            out.print(preview(slurm, len(todo)), soft_wrap=True)
+        return
+    if slurm:
+        from lrbench.executors.slurm import sweep_on_slurm
+
+        sweep_on_slurm(cfg, planned, todo, results, slurm, device, precision, data_dir, wait)
         return
     _run_sweep(cfg, planned, todo, results, device, jobs, precision, data_dir)
+
+
+def _slurm_settings(cfg, executor: str | None, device: str, args: dict):
+    """Resolved Slurm settings (config's executor block, then flags), or None for local."""
+    from lrbench.executors.base import executor_name
+    from lrbench.executors.slurm import FLAGS, resolve_settings, slurm_flags_given
+
+    flags = {k: args[k] for k in FLAGS}
+    if executor_name(executor, cfg.executor) == "local":
+        given = slurm_flags_given(flags) + (["--wait"] if args["wait"] else [])
+        if given:
+            raise UserError(f"{', '.join(given)} only apply to --executor slurm")
+        return None
+    return resolve_settings(cfg.executor, flags, device)
 
 
 def _show_plan(planned, todo, results: Path, jobs: int | None) -> None:

@@ -127,6 +127,26 @@ def owner_index(layout: PackLayout, device: torch.device | str) -> torch.Tensor:
     )
 
 
+class PackedLinear(torch.autograd.Function):
+    """G linear layers as batched matmuls: feats [G, B, in], weight [G, out, in], bias [G, out].
+
+    Autograd's own backward of `baddbmm` computes the weight gradient as (feats^T @ grad)^T,
+    whose float64 sums differ from F.linear's grad^T @ x in the last bit; this backward uses
+    the same products as F.linear's, so a packed model's gradient equals its twin's exactly in
+    float64 on the CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
+        ctx.save_for_backward(feats, weight)
+        return torch.baddbmm(bias.unsqueeze(1), feats, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        feats, weight = ctx.saved_tensors
+        return torch.bmm(grad, weight), torch.bmm(grad.transpose(1, 2), feats), grad.sum(1)
+
+
 def _shortcut_a(x: torch.Tensor, groups: int, planes: int) -> torch.Tensor:
     """Option A per model: subsample by 2, zero-pad each model's channels to `planes`."""
     x = x[:, :, ::2, ::2]
@@ -173,7 +193,7 @@ def packed_forward(
             in_planes = planes
     feats = F.adaptive_avg_pool2d(x, 1).flatten(1).view(x.shape[0], g, -1).transpose(0, 1)
     weight, bias = next(ws), next(ws)
-    return torch.baddbmm(bias.unsqueeze(1), feats, weight.transpose(1, 2))
+    return PackedLinear.apply(feats, weight, bias)
 
 
 class PackedResNet(nn.Module):

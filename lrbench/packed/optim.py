@@ -152,12 +152,12 @@ def sgd_update(
         if skips:  # a model at momentum 0 leaves its buffer alone and steps with d
             moving = mu != 0
             buf.copy_(torch.where(moving, buf * mu + d, buf))
-            d = torch.where(moving, d.add(buf * mu) if nesterov else buf, d)
+            d = torch.where(moving, d.addcmul(buf, mu) if nesterov else buf, d)
         else:
             buf.mul_(mu).add_(d)
-            d = d.add(buf * mu) if nesterov else buf
+            d = d.addcmul(buf, mu) if nesterov else buf
     neg_lr = (lr * active).index_select(0, owner).neg_()
-    p.add_(d * neg_lr)
+    p.addcmul_(d, neg_lr)  # p + (-lr)*d rounded as add(alpha=-lr) rounds it (fused)
 
 
 def adam_update(

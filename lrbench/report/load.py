@@ -35,8 +35,13 @@ RUN_COLUMNS = [
     "score",
     "val_score",
     "schedule_params",
+    "steps_per_epoch",
+    "stopped_early",
+    "stopped_epoch",
+    "ensemble_score",
+    "ensemble_size",
 ]
-CURVE_COLUMNS = ["epoch", "lr", "test_acc"]
+CURVE_COLUMNS = ["epoch", "lr", "test_acc", "epoch_time_s", "ensemble_size", "ensemble_test_acc"]
 RANKED = ("done", "diverged")
 
 
@@ -132,6 +137,10 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None, str |
     if status not in RANKED:
         raise BadRun(f"summary.json has an unknown status {status!r}")
     row["status"] = status
+    row["stopped_early"] = summary.get("stopped_early") is True
+    stopped_epoch = summary.get("stopped_epoch")
+    if isinstance(stopped_epoch, int) and not isinstance(stopped_epoch, bool):
+        row["stopped_epoch"] = stopped_epoch
     if status == "diverged":
         return row, _diverged_curve(metrics_path), None
     metrics = _read_metrics(metrics_path, strict=True)
@@ -143,6 +152,7 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None, str |
     row["score"] = score
     if "val_acc" in metrics.columns:
         row["val_score"] = float(last["val_acc"])
+    row["ensemble_score"], row["ensemble_size"] = _last_ensemble(metrics)
     return row, metrics[[c for c in CURVE_COLUMNS if c in metrics.columns]], None
 
 
@@ -179,11 +189,40 @@ def _spec_row(run_dir: Path, spec: Any) -> dict[str, Any]:
             "score": math.nan,
             "val_score": math.nan,
             "schedule_params": json.dumps(schedule, sort_keys=True, default=str),
+            "steps_per_epoch": _optional_int(spec.get("steps_per_epoch")),
+            "stopped_early": False,
+            "stopped_epoch": math.nan,
+            "ensemble_score": math.nan,
+            "ensemble_size": math.nan,
         }
     except (KeyError, TypeError, ValueError) as err:
         missing = f"no {err}" if isinstance(err, KeyError) else _short(err)
         raise BadRun(f"spec.json lacks a field the report needs ({missing})") from err
     return row
+
+
+def _optional_int(value: Any) -> float:
+    """A positive whole number from spec.json, else NaN (older or foreign results)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return math.nan
+
+
+def _last_ensemble(metrics: pd.DataFrame) -> tuple[float, float]:
+    """The last snapshot-ensemble accuracy (and its size) in metrics.csv, NaN without one.
+
+    Rows are empty in epochs without a snapshot; the last filled row is the whole ensemble.
+    """
+    if "ensemble_test_acc" not in metrics.columns:
+        return math.nan, math.nan
+    filled = metrics[metrics["ensemble_test_acc"].notna()]
+    if filled.empty:
+        return math.nan, math.nan
+    acc = float(filled["ensemble_test_acc"].iloc[-1])
+    if not (math.isfinite(acc) and 0.0 <= acc <= 1.0):
+        return math.nan, math.nan
+    size = filled["ensemble_size"].iloc[-1] if "ensemble_size" in filled.columns else math.nan
+    return acc, float(size)
 
 
 def _label(obj: Any) -> str:

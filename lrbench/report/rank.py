@@ -36,6 +36,10 @@ SUMMARY_COLUMNS = [
     "n_diverged",
     "seeds",
     "epochs",
+    "n_stopped_early",
+    "mean_ensemble_test_acc",
+    "std_ensemble_test_acc",
+    "ensemble_size",
 ]
 RANK_COLUMNS = ("rank", "top1", "top3")
 FINISH_COLUMNS = [
@@ -130,6 +134,8 @@ def summarize(chosen: pd.DataFrame) -> pd.DataFrame:
                 "n_diverged": int((group["status"] == "diverged").sum()),
                 "seeds": " ".join(str(s) for s in sorted(group["seed"])),
                 "epochs": int(group["epochs"].max()),
+                "n_stopped_early": int(group["stopped_early"].fillna(False).astype(bool).sum()),
+                **_ensemble(group[group["status"] == "done"]),
             }
         )
     summary = pd.DataFrame(rows, columns=[c for c in SUMMARY_COLUMNS if c not in RANK_COLUMNS])
@@ -145,6 +151,20 @@ def summarize(chosen: pd.DataFrame) -> pd.DataFrame:
     summary["top1"] = summary["rank"] == 1
     summary["top3"] = summary["rank"] <= 3
     return summary[SUMMARY_COLUMNS]
+
+
+def _ensemble(done: pd.DataFrame) -> dict[str, float]:
+    """Snapshot-ensemble accuracy over the finished runs that recorded one (NaN if none).
+
+    Runs without ensemble columns are left out of the mean rather than counted as zero.
+    """
+    scores = [float(v) for v in done["ensemble_score"] if math.isfinite(float(v))]
+    sizes = [float(v) for v in done["ensemble_size"] if math.isfinite(float(v))]
+    return {
+        "mean_ensemble_test_acc": exact_mean(scores),
+        "std_ensemble_test_acc": sample_std(scores),
+        "ensemble_size": max(sizes) if sizes else math.nan,
+    }
 
 
 def finishes(summary: pd.DataFrame) -> pd.DataFrame:
@@ -178,7 +198,35 @@ def _percent(flags: pd.Series) -> float:
 
 def notes(runs: pd.DataFrame, chosen: pd.DataFrame) -> list[Problem]:
     """What the reader should know about numbers that are in the tables."""
-    return [*_missing_seeds(runs, chosen), *_duplicate_seeds(chosen), *_label_clashes(runs)]
+    return [
+        *_missing_seeds(runs, chosen),
+        *_duplicate_seeds(chosen),
+        *_label_clashes(runs),
+        *_stopped_early(chosen),
+    ]
+
+
+def _stopped_early(chosen: pd.DataFrame) -> list[Problem]:
+    """Runs that early stopping ended before their budget: ranked on their last epoch."""
+    out = []
+    stopped = chosen[chosen["stopped_early"].fillna(False).astype(bool)]
+    sizes = chosen.groupby([*CELL, "schedule"]).size()
+    for key, group in stopped.groupby([*CELL, "schedule"], sort=True):
+        total = int(sizes[key])
+        at = [
+            f"seed {seed} at epoch {int(e)}" if math.isfinite(float(e)) else f"seed {seed}"
+            for seed, e in zip(group["seed"], group["stopped_epoch"], strict=True)
+        ]
+        out.append(
+            Problem(
+                _common_parent(group["path"]),
+                f"{describe_cell(*key)}: {len(group)} of {total} run(s) stopped early "
+                f"({', '.join(at)} of {int(group['epochs'].max())}); their last metrics count "
+                "as they stand",
+                NOTE,
+            )
+        )
+    return out
 
 
 def _missing_seeds(runs: pd.DataFrame, chosen: pd.DataFrame) -> list[Problem]:

@@ -89,6 +89,9 @@ def _entry(row: dict[str, Any], metric: str, full_n: int) -> Entry:
         notes.append(f"{n_div}/{n} diverged")
     elif n < full_n:
         notes.append(f"n={n}")
+    n_stopped = int(row.get("n_stopped_early") or 0)
+    if n_stopped:
+        notes.append(f"{n_stopped}/{n} stopped early")
     mark = "top1" if row["top1"] else "top3" if row["top3"] else ""
     mean_acc, std_acc = float(row["mean_test_acc"]), float(row["std_test_acc"])
     if not math.isfinite(mean_acc):
@@ -167,7 +170,60 @@ def markdown(summary: pd.DataFrame, fin: pd.DataFrame, metric: str) -> str:
         ]
         for schedule, entries in table.rows:
             out.append(_md_row([_md_escape(schedule), *(_md_entry(e) for e in entries)]))
+    for setting, rows in ensemble_rows(summary, metric).items():
+        out += [
+            "",
+            f"## {_md_escape(' · '.join(setting))} — snapshot ensembles, {METRICS[metric]}",
+            "",
+            "Single: the last epoch's model; ensemble: the average of the softmax outputs of "
+            "the snapshots taken at each cycle end (Huang et al. 2017); mean ± std over seeds.",
+            "",
+            _md_row(ENSEMBLE_HEADERS),
+            _md_row(["---:", "---"] + ["---:"] * (len(ENSEMBLE_HEADERS) - 2)),
+        ]
+        out += [_md_row([_md_escape(c) for c in r]) for r in rows]
     return "\n".join(out) + "\n"
+
+
+# --- snapshot ensembles -------------------------------------------------------------------
+
+ENSEMBLE_HEADERS = ["budget", "schedule", "snapshots", "single", "ensemble", "change"]
+
+
+def _mean_std(mean: float, std: float, metric: str, sep: str = " ± ") -> str:
+    if not math.isfinite(mean):
+        return DASH
+    value = 100 * (1 - mean) if metric == "error" else 100 * mean
+    return f"{value:.2f}{sep}{100 * std:.2f}" if math.isfinite(std) else f"{value:.2f}"
+
+
+def ensemble_rows(summary: pd.DataFrame, metric: str, sep: str = " ± ") -> dict[tuple, list]:
+    """Per setting, rows (budget, schedule, snapshots, single, ensemble, change) for every
+    (cell, schedule) whose runs recorded a snapshot ensemble; empty when none did."""
+    if "mean_ensemble_test_acc" not in summary.columns:
+        return {}
+    values = pd.to_numeric(summary["mean_ensemble_test_acc"], errors="coerce")
+    with_ens = summary.loc[values.notna() & values.abs().lt(math.inf)]
+    out: dict[tuple, list] = {}
+    for setting, group in with_ens.groupby(SETTING, sort=True):
+        rows = []
+        for r in group.sort_values(["budget", "schedule"]).to_dict("records"):
+            single, ens = float(r["mean_test_acc"]), float(r["mean_ensemble_test_acc"])
+            gain = 100 * (ens - single)
+            if metric == "error":
+                gain = -gain
+            rows.append(
+                [
+                    f"{100 * r['budget']:g}%",
+                    str(r["schedule"]),
+                    f"{r['ensemble_size']:g}",
+                    _mean_std(single, float(r["std_test_acc"]), metric, sep),
+                    _mean_std(ens, float(r["std_ensemble_test_acc"]), metric, sep),
+                    f"{gain:+.2f}" if math.isfinite(gain) else DASH,
+                ]
+            )
+        out[tuple(str(x) for x in setting)] = rows
+    return out
 
 
 # --- LaTeX ---------------------------------------------------------------------------------
@@ -249,6 +305,18 @@ def latex(summary: pd.DataFrame, fin: pd.DataFrame, metric: str) -> str:
             ["Schedule", *(tex_escape(c) for c in table.columns)],
             [[tex_escape(s), *(_tex_entry(e) for e in entries)] for s, entries in table.rows],
         )
+    for setting, rows in ensemble_rows(summary, metric, sep=" $\\pm$ ").items():
+        out += _tex_table(
+            f"{tex_escape(', '.join(setting))}: snapshot ensembles (softmax averaged over the "
+            f"snapshots at each cycle end) against the last epoch's model, "
+            f"{tex_escape(METRICS[metric])}, mean $\\pm$ std over seeds.",
+            f"tab:ensembles-{tex_escape('-'.join(setting))}",
+            [tex_escape(h) for h in ENSEMBLE_HEADERS],
+            [
+                [tex_escape(r[0]), tex_escape(r[1]), r[2], r[3], r[4], r[5].replace(DASH, "--")]
+                for r in rows
+            ],
+        )
     return "\n".join(out)
 
 
@@ -267,8 +335,11 @@ def _rich_entry(entry: Entry | None) -> Text:
     return text
 
 
-def rich_tables(summary: pd.DataFrame, fin: pd.DataFrame, metric: str) -> list[Table]:
-    """Finish table first (the headline), then one table per setting."""
+def rich_tables(
+    summary: pd.DataFrame, fin: pd.DataFrame, metric: str, anytime: Any = None
+) -> list[Table]:
+    """Finish table first (the headline), then one table per setting, then the snapshot
+    ensembles (when runs recorded them) and the anytime tables (when given)."""
     finish = Table(
         title=f"Finishes (% of each schedule's cells; low budget < {LOW_HIGH_SPLIT:g})",
         caption="bold: best in column",
@@ -299,4 +370,19 @@ def rich_tables(summary: pd.DataFrame, fin: pd.DataFrame, metric: str) -> list[T
         for schedule, entries in st.rows:
             table.add_row(Text(schedule), *(_rich_entry(e) for e in entries))
         tables.append(table)
+    for setting, rows in ensemble_rows(summary, metric).items():
+        table = Table(
+            title=f"{' · '.join(setting)} — snapshot ensembles, {METRICS[metric]}",
+            caption="single: last epoch's model · ensemble: softmax averaged over cycle-end "
+            "snapshots",
+        )
+        for i, head in enumerate(ENSEMBLE_HEADERS):
+            table.add_column(head, justify="left" if i == 1 else "right", no_wrap=i == 1)
+        for r in rows:
+            table.add_row(*(Text(c) for c in r))
+        tables.append(table)
+    if anytime is not None and not anytime.empty:
+        from lrbench.report.anytime import rich_tables as anytime_tables
+
+        tables += anytime_tables(anytime, metric)
     return tables

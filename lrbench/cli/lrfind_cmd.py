@@ -1,0 +1,204 @@
+"""`lrbench lr-find`: Smith's learning-rate range test, with fastai-style suggestions."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import typer
+from pydantic import ValidationError
+
+from lrbench.cli.app import app
+from lrbench.cli.run_cmd import dataset_spec, pydantic_line
+from lrbench.errors import UserError
+
+HELP = "\n\n".join(
+    [
+        "Learning-rate range test (Smith 2017, §3.3; fastai/Lightning lr_find): train briefly "
+        "while the rate rises from --min-lr to --max-lr, record the loss, and suggest rates.",
+        "Example: lrbench lr-find --dataset ../shared/data/cifar10_jpeg_train_test.tar.xz "
+        "--limit-train 5000 --steps 200 --out results/lr-find",
+        "The rate rises exponentially (--mode exp, the default) or linearly over --steps steps, "
+        "across epochs as needed, and the test stops once the smoothed loss (EMA, beta 0.98, "
+        "bias-corrected) exceeds 4x its best. Suggested: the peak rate for onecycle (or the rate "
+        "of step/cosine/rex), read as fastai's 'valley' of the smoothed loss, with the steepest "
+        "descent shown beside it; and triangular bounds per Smith: high where the smoothed "
+        "batch accuracy stops rising (at most the rate of the lowest loss), low = high/4.",
+        "Written to --out: lr_find.csv (step, lr, loss, smooth_loss, acc, smooth_acc) and "
+        "lr_find.png (loss against rate, log axis, suggestions marked). The model is discarded.",
+    ]
+)
+
+
+@app.command("lr-find", help=HELP)
+def lr_find_command(
+    model: str = typer.Option("resnet20", help="resnet20, resnet32, ... any resnet{6n+2}."),
+    dataset: str = typer.Option(
+        "cifar10",
+        help="cifar10 | cifar100 | synthetic | imagefolder, or a path to an image folder or archive.",
+    ),
+    data_root: str | None = typer.Option(
+        None, help="imagefolder: a folder with train/ and test/, or a .tar[.gz|.xz] of one."
+    ),
+    data_dir: str | None = typer.Option(
+        None, envvar="LRBENCH_DATA", help="Where datasets are downloaded and cached."
+    ),
+    limit_train: int | None = typer.Option(
+        None, help="Train on a class-balanced subset of this many images."
+    ),
+    optimizer: str = typer.Option(
+        "sgd", help="sgd | adam | adamw | sgd_schedulefree | adamw_schedulefree."
+    ),
+    momentum: float = typer.Option(0.9, help="SGD momentum."),
+    nesterov: bool = typer.Option(False, help="SGD with Nesterov momentum."),
+    weight_decay: float = typer.Option(5e-4, help="Weight decay."),
+    batch_size: int = typer.Option(128, help="Batch size."),
+    seed: int = typer.Option(0, help="Seed: fixes the initial weights and the data order."),
+    device: str = typer.Option("auto", help="auto (CUDA when present) | cpu | cuda | cuda:N."),
+    precision: str = typer.Option(
+        "auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp64."
+    ),
+    channels_last: bool = typer.Option(True, help="channels_last memory format."),
+    min_lr: float = typer.Option(1e-5, help="Rate of the first step."),
+    max_lr: float = typer.Option(10.0, help="Rate of the last step."),
+    steps: int = typer.Option(200, help="Steps from --min-lr to --max-lr."),
+    mode: str = typer.Option("exp", help="exp (log-linear ramp, as fastai) | linear (Smith)."),
+    stop_factor: float = typer.Option(
+        4.0, help="Stop once the smoothed loss exceeds this times its best (0: never)."
+    ),
+    out: Path = typer.Option(..., help="Folder for lr_find.csv and lr_find.png."),
+    as_json: bool = typer.Option(False, "--json", help="Print the suggestion as JSON."),
+) -> None:
+    from lrbench.lrfind import MODES
+
+    mode = mode.lower()
+    if mode not in MODES:
+        raise UserError(f"--mode {mode!r} is not valid; --mode accepts {' | '.join(MODES)}")
+    if not (math.isfinite(min_lr) and min_lr > 0):
+        raise UserError(f"--min-lr must be a positive number, got {min_lr:g}")
+    if not (math.isfinite(max_lr) and max_lr > min_lr):
+        raise UserError(f"--max-lr must be above --min-lr ({min_lr:g}), got {max_lr:g}")
+    if steps < 10:
+        raise UserError(f"--steps must be at least 10, got {steps}")
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be positive, got {batch_size}")
+    if stop_factor < 0:
+        raise UserError(f"--stop-factor must be >= 0, got {stop_factor:g}")
+    from lrbench.optim import OPTIMIZERS
+
+    if optimizer not in OPTIMIZERS:
+        raise UserError(f"--optimizer: {optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    from lrbench.specs import OptimizerSpec
+
+    try:
+        data_spec = dataset_spec(dataset, data_root, limit_train, 0.0)
+        opt_spec = OptimizerSpec(
+            name=optimizer,
+            lr=min_lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+        )
+    except ValidationError as err:
+        raise UserError(pydantic_line(err, prefix="--")) from None
+
+    from lrbench.models import build_model
+
+    build_model(model, 10)  # an unknown model name fails before the data is loaded
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create --out {out}: {err.strerror}") from err
+
+    result, sugg, title = _probe(
+        model,
+        data_spec,
+        data_dir,
+        opt_spec,
+        batch_size,
+        seed,
+        device,
+        precision,
+        channels_last,
+        dict(min_lr=min_lr, max_lr=max_lr, steps=steps, mode=mode, stop_factor=stop_factor),
+    )
+    from lrbench.lrfind import describe, plot, write_csv
+
+    csv_path = write_csv(result, out / "lr_find.csv")
+    png_path = plot(result, sugg, out / "lr_find.png", title=title)
+    if as_json:
+        typer.echo(json.dumps({**sugg.as_dict(), "steps_run": len(result)}, indent=2))
+    else:
+        typer.echo(describe(result, sugg))
+    typer.echo(f"wrote {csv_path} and {png_path}", err=True)
+
+
+def _probe(
+    model, data_spec, data_dir, opt_spec, batch_size, seed, device, precision, channels_last, ramp
+):
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from lrbench.data import DeviceData, load_splits
+    from lrbench.lrfind import run_range_test
+    from lrbench.models import build_model
+    from lrbench.optim import build_optimizer
+    from lrbench.train import resolve_device, resolve_precision
+
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    data = DeviceData(load_splits(data_spec, data_dir), dev, channels_last=channels_last)
+    dtype = torch.float64 if prec == "fp64" else torch.float32
+    torch.manual_seed(seed)
+    net = build_model(model, data.num_classes).to(device=dev, dtype=dtype)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    opt = build_optimizer(opt_spec, net.parameters())
+
+    def autocast():
+        return torch.autocast(dev.type, dtype=torch.bfloat16)
+
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("[bold]lr-find"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("lr {task.fields[lr]}"),
+        console=console,
+        disable=not console.is_terminal,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("lr-find", total=ramp["steps"], lr="")
+
+        def on_step(i: int, total: int, lr: float) -> None:
+            progress.update(task, completed=i, lr=f"{lr:.3g}")
+
+        result = run_range_test(
+            net,
+            opt,
+            data,
+            batch_size=batch_size,
+            seed=seed,
+            autocast=autocast if prec == "bf16" else None,
+            on_step=on_step,
+            **ramp,
+        )
+    del net, opt  # a probe: its weights are never saved
+    if len(result) < 3:
+        raise UserError(
+            f"the range test stopped after {len(result)} step(s) ({result.stop_reason}); "
+            "lower --min-lr"
+        )
+    try:
+        sugg = result.suggest()
+    except ValueError as err:
+        raise UserError(f"no suggestion: {err}") from None
+    title = (
+        f"LR range test: {model} on {data_spec.display_name}"
+        f"{f' ({data_spec.limit_train} images)' if data_spec.limit_train else ''}, "
+        f"{opt_spec.name} wd {opt_spec.weight_decay:g}, batch {batch_size}, {ramp['mode']} ramp"
+    )
+    return result, sugg, title

@@ -1,0 +1,714 @@
+"""The slurm executor: a sweep's unfinished runs as one submitit job array.
+
+Each array task trains a chunk of `runs_per_job` runs with the same `work` loop as a local sweep
+(under each run's file lock, through the resumable `train_run`), so a task never trains a run
+that another process holds, and its results land in the usual run folders.
+
+Time limits and preemption: Slurm signals the job (USR2, 90 s ahead of its time limit, or when
+it is preempted); submitit then calls `SweepTask.checkpoint`, which hands back the chunk's
+unfinished runs, and requeues the task. The requeued task resumes each run from its last
+epoch checkpoint. A task that is cancelled outright is submitted again by running the same
+`lrbench sweep --executor slurm` command: finished runs are skipped, started ones resume.
+
+Logs: `<results>/<sweep>/slurm/<job>_<task>_0_log.out`, one per array task, next to submitit's
+pickles; `slurm/jobs.jsonl` records which task trains which runs.
+
+`submitit` is optional (`pip install 'lrbench[slurm]'`). `LRBENCH_SUBMITIT_CLUSTER=local` runs
+the "jobs" as local processes through submitit's local executor (tests; trying it out).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import getpass
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lrbench.errors import UserError
+from lrbench.executors.base import Batch
+from lrbench.results import RunDir, read_json
+from lrbench.specs import RunSpec
+
+INSTALL_HINT = "pip install 'lrbench[slurm]'"
+CLUSTER_ENV = "LRBENCH_SUBMITIT_CLUSTER"
+LOG_DIR = "slurm"
+JOBS_FILE = "jobs.jsonl"
+DEFAULT_TIME_MIN = 120
+DEFAULT_MAX_REQUEUES = 10
+POLL_S = 2.0  # how often --wait reads the run folders
+SQUEUE_S = 10.0  # how often --wait asks squeue whether the jobs are still there
+# squeue states of a task that will not train any more.
+DEAD_STATES = {"CG", "CD", "CA", "F", "TO", "NF", "PR", "OOM", "BF", "DL", "RV"}
+
+Item = tuple[RunSpec, Path]
+
+
+def import_submitit() -> Any:
+    try:
+        import submitit
+    except ImportError:
+        raise UserError(
+            f"--executor slurm needs the submitit package: {INSTALL_HINT} (or pip install submitit)"
+        ) from None
+    return submitit
+
+
+# --- settings: the config's executor block, then the flags ------------------------------------
+
+FLAGS = {
+    "partition": "--partition",
+    "gpus_per_job": "--gpus-per-job",
+    "cpus_per_job": "--cpus-per-job",
+    "mem_gb": "--mem-gb",
+    "time": "--time",
+    "account": "--account",
+    "qos": "--qos",
+    "sbatch": "--sbatch",
+    "max_concurrent": "--max-concurrent",
+    "runs_per_job": "--runs-per-job",
+}
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """What every array task asks Slurm for, fully resolved."""
+
+    partition: str | None = None
+    gpus_per_job: int = 1
+    cpus_per_job: int | None = None
+    mem_gb: float | None = None
+    time_min: int = DEFAULT_TIME_MIN
+    account: str | None = None
+    qos: str | None = None
+    sbatch: dict[str, Any] = field(default_factory=dict)
+    setup: tuple[str, ...] = ()
+    max_concurrent: int | None = None
+    runs_per_job: int = 1
+    max_requeues: int = DEFAULT_MAX_REQUEUES
+
+    def parameters(self, job_name: str) -> dict[str, Any]:
+        """submitit.AutoExecutor parameters; slurm_* ones are ignored by the local executor."""
+        params: dict[str, Any] = {
+            "name": job_name,
+            "timeout_min": self.time_min,
+            "nodes": 1,
+            "tasks_per_node": 1,
+            "stderr_to_stdout": True,
+        }
+        if self.gpus_per_job:
+            params["gpus_per_node"] = self.gpus_per_job
+        if self.cpus_per_job:
+            params["cpus_per_task"] = self.cpus_per_job
+        if self.mem_gb:
+            params["mem_gb"] = self.mem_gb
+        optional = {
+            "slurm_partition": self.partition,
+            "slurm_account": self.account,
+            "slurm_qos": self.qos,
+            "slurm_array_parallelism": self.max_concurrent,
+            "slurm_additional_parameters": dict(self.sbatch) or None,
+            "slurm_setup": list(self.setup) or None,
+        }
+        params.update({k: v for k, v in optional.items() if v is not None})
+        return params
+
+    def describe(self) -> str:
+        h, m = divmod(self.time_min, 60)
+        parts = [
+            f"partition {self.partition or '(the default)'}",
+            f"{self.gpus_per_job} GPU" + ("s" if self.gpus_per_job != 1 else ""),
+            f"{self.cpus_per_job} CPUs" if self.cpus_per_job else None,
+            f"{self.mem_gb:g} GB" if self.mem_gb else None,
+            f"{h}:{m:02d}:00 per task",
+            f"account {self.account}" if self.account else None,
+            f"qos {self.qos}" if self.qos else None,
+            *(f"--{k}" + ("" if v is True else f"={v}") for k, v in self.sbatch.items()),
+        ]
+        return ", ".join(p for p in parts if p)
+
+
+def parse_sbatch_options(items: Iterable[str]) -> dict[str, Any]:
+    """`--sbatch constraint=a100 --sbatch exclusive` -> {constraint: a100, exclusive: True}."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.strip().lstrip("-").partition("=")
+        key = key.strip()
+        if not key or (sep and not value.strip()):
+            raise UserError(
+                f"--sbatch {item!r}: expected OPTION=VALUE or OPTION, e.g. constraint=a100"
+            )
+        out[key] = value.strip() if sep else True
+    return out
+
+
+def slurm_flags_given(flags: dict[str, Any]) -> list[str]:
+    return [FLAGS[k] for k, v in flags.items() if k in FLAGS and v not in (None, [], ())]
+
+
+def resolve_settings(block: Any, flags: dict[str, Any], device: str = "auto") -> SlurmSettings:
+    """The config's `executor:` block (an ExecutorConfig or None) overridden by the flags."""
+    from lrbench.config import ExecutorConfig
+
+    unknown = set(flags) - set(FLAGS)
+    if unknown:
+        raise ValueError(f"unknown slurm settings {sorted(unknown)}")
+    cfg = block.model_dump() if block is not None else {}
+    given = {k: v for k, v in flags.items() if v not in (None, [], ())}
+
+    def pick(key: str) -> Any:
+        return given[key] if key in given else cfg.get(key)
+
+    time_value = pick("time")
+    try:
+        time_min = ExecutorConfig.minutes(time_value) if time_value is not None else None
+    except ValueError as err:
+        raise UserError(f"--time: {err}") from None
+    gpus = pick("gpus_per_job")
+    if gpus is None:
+        gpus = 0 if device == "cpu" else 1
+    if device.startswith("cuda") and gpus == 0:
+        raise UserError(f"--device {device} needs GPUs: set --gpus-per-job (executor.gpus_per_job)")
+    if device == "cpu" and gpus:
+        raise UserError(
+            f"--device cpu with {gpus} GPU(s) per job would leave them idle; "
+            "set --gpus-per-job 0 or another --device"
+        )
+    sbatch = {**(cfg.get("sbatch") or {}), **parse_sbatch_options(given.get("sbatch") or [])}
+    requeues = cfg.get("max_requeues")
+    return SlurmSettings(
+        partition=pick("partition"),
+        gpus_per_job=int(gpus),
+        cpus_per_job=pick("cpus_per_job"),
+        mem_gb=pick("mem_gb"),
+        time_min=time_min or DEFAULT_TIME_MIN,
+        account=pick("account"),
+        qos=pick("qos"),
+        sbatch=sbatch,
+        setup=tuple(cfg.get("setup") or ()),
+        max_concurrent=pick("max_concurrent"),
+        runs_per_job=pick("runs_per_job") or 1,
+        max_requeues=DEFAULT_MAX_REQUEUES if requeues is None else requeues,
+    )
+
+
+def chunk(items: list[Item], runs_per_job: int) -> list[list[Item]]:
+    """Consecutive runs, `runs_per_job` to a task: one array task per chunk."""
+    if runs_per_job < 1:
+        raise ValueError("runs_per_job must be >= 1")
+    return [items[i : i + runs_per_job] for i in range(0, len(items), runs_per_job)]
+
+
+# --- inside a job ---------------------------------------------------------------------------------
+
+
+def _stamp() -> str:
+    return datetime.now().strftime("%H:%M:%S")
+
+
+class SweepTask:
+    """The function an array task runs: train a chunk of runs; requeue-safe.
+
+    submitit calls `checkpoint` when Slurm signals a time-out or preemption and requeues the
+    task with what it returns. State lives in the run folders (a checkpoint per epoch), so the
+    requeued task needs only the runs of its chunk that are not finished yet.
+    """
+
+    def __init__(self) -> None:
+        self.ended: set[str] = set()
+
+    def __call__(self, items: list[Item], runtime: Any, device: str) -> dict[str, str]:
+        import torch
+
+        from lrbench.executors.local import parse_devices, run_local
+
+        self.ended = set()
+        cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+        if cpus and cpus.isdigit():
+            torch.set_num_threads(int(cpus))
+        where = os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID", "?")
+        restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+        print(
+            f"[{_stamp()}] lrbench task {_task_id()} (job {where}, restart {restarts}) on "
+            f"{socket.gethostname()}: {len(items)} run(s), device {device}, "
+            f"{torch.get_num_threads()} CPU thread(s)",
+            flush=True,
+        )
+        if not items:
+            print(f"[{_stamp()}] nothing left to train", flush=True)
+            return {}
+        outcome = run_local(items, parse_devices(device, None), runtime, self._log(items))
+        print(f"[{_stamp()}] task finished: {dict(outcome.statuses)}", flush=True)
+        return dict(outcome.statuses)
+
+    def checkpoint(self, items: list[Item], runtime: Any, device: str) -> Any:
+        """The same task with only the runs that are not finished: what a requeue trains."""
+        from lrbench.sweep import SKIP_STATES
+
+        submitit = import_submitit()
+        left = [
+            (spec, path)
+            for spec, path in items
+            if spec.run_id not in self.ended and RunDir(path).status() not in SKIP_STATES
+        ]
+        print(
+            f"[{_stamp()}] checkpoint: {len(items) - len(left)} of {len(items)} run(s) finished; "
+            f"requeueing the other {len(left)}, which resume from their last epoch",
+            flush=True,
+        )
+        return submitit.helpers.DelayedSubmission(type(self)(), left, runtime, device)
+
+    def _log(self, items: list[Item]) -> Callable[[Any], None]:
+        paths = {spec.run_id: path for spec, path in items}
+
+        def on_msg(msg: Any) -> None:
+            text = None
+            if msg.kind == "start":
+                run = RunDir(paths[msg.run_id])
+                done = _complete_rows(run)
+                how = f"resume after epoch {done}" if run.checkpoint.exists() else "start"
+                text = f"{msg.run_id}: {how} ({msg.epochs} epochs)"
+            elif msg.kind == "event" and msg.event and msg.event.kind == "epoch":
+                e, row = msg.event, msg.event.row or {}
+                acc = row.get("test_acc")
+                text = (
+                    f"{msg.run_id}: epoch {e.epoch}/{e.epochs} step {e.step} "
+                    f"train_loss {row.get('train_loss', float('nan')):.4f}"
+                    + (f" test_acc {acc:.4f}" if isinstance(acc, float) else "")
+                )
+            elif msg.kind == "end":
+                if msg.status != "interrupted":
+                    self.ended.add(msg.run_id)
+                text = f"{msg.run_id}: {msg.status}" + (f" ({msg.detail})" if msg.detail else "")
+            elif msg.kind == "held":
+                text = f"{msg.run_id}: held by another process (its lock); skipped"
+            if text:
+                print(f"[{_stamp()}] {text}", flush=True)
+
+        return on_msg
+
+
+def _task_id() -> str:
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID", "?")
+
+
+def _complete_rows(run: RunDir) -> int:
+    if not run.metrics.exists():
+        return 0
+    lines = run.metrics.read_text().splitlines(keepends=True)
+    return max(0, sum(1 for ln in lines if ln.endswith("\n")) - 1)
+
+
+# --- submitting and watching ----------------------------------------------------------------------
+
+
+@dataclass
+class Task:
+    """One array task: its Slurm id (`123_4`, or `123` for a lone job) and its runs."""
+
+    task_id: str
+    items: list[Item]
+
+
+@dataclass
+class Submission:
+    job_id: str | None  # the array's id (None when nothing was submitted)
+    tasks: list[Task]
+    log_dir: Path
+    cluster: str
+    jobs: list[Any] = field(default_factory=list)  # submitit Job objects, this process only
+
+    def log_path(self, task_id: str) -> Path:
+        return self.log_dir / f"{task_id}_0_log.out"
+
+
+class SlurmExecutor:
+    """Submits a Batch as one job array; `execute` also waits for it like a local sweep."""
+
+    name = "slurm"
+
+    def __init__(
+        self, settings: SlurmSettings, device: str = "auto", cluster: str | None = None
+    ) -> None:
+        self.settings = settings
+        self.device = device
+        self.cluster = cluster or os.environ.get(CLUSTER_ENV) or "slurm"
+        if self.cluster not in ("slurm", "local", "debug"):
+            raise UserError(f"{CLUSTER_ENV}={self.cluster!r}: expected slurm, local or debug")
+        self.submitit = import_submitit()
+        if self.cluster == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+            raise UserError(
+                "--executor slurm: sbatch/srun not found; run this on a Slurm login node "
+                "(or use --executor local)"
+            )
+
+    def submit(self, batch: Batch) -> Submission:
+        log_dir = batch.sweep_dir / LOG_DIR
+        log_dir.mkdir(parents=True, exist_ok=True)
+        chunks = chunk(batch.items, self.settings.runs_per_job)
+        if not chunks:
+            return Submission(None, [], log_dir, self.cluster)
+        requeues = self.settings.max_requeues
+        executor = self.submitit.AutoExecutor(
+            folder=log_dir,
+            cluster=self.cluster,
+            slurm_max_num_timeout=requeues,
+            local_max_num_timeout=requeues,
+        )
+        executor.update_parameters(**self.settings.parameters(f"lrbench-{batch.sweep}"))
+        n = len(chunks)
+        try:
+            jobs = executor.map_array(SweepTask(), chunks, [batch.runtime] * n, [self.device] * n)
+        except self.submitit.core.utils.FailedJobError as err:
+            raise UserError(f"sbatch refused the job array: {err}") from None
+        tasks = [Task(str(job.job_id), c) for job, c in zip(jobs, chunks, strict=True)]
+        job_id = str(jobs[0].job_id).split("_")[0]
+        sub = Submission(job_id, tasks, log_dir, self.cluster, list(jobs))
+        _record(log_dir / JOBS_FILE, sub)
+        return sub
+
+    def alive(self, sub: Submission) -> bool:
+        """Whether any task of the submission is still queued or running."""
+        if sub.jobs and self.cluster != "slurm":
+            return any(not job.done() for job in sub.jobs)
+        states = squeue_states()
+        if states is None:
+            return True  # squeue failed this once: assume the jobs are still there
+        return any(states.get(t.task_id, "CD") not in DEAD_STATES for t in sub.tasks)
+
+    def execute(self, batch: Batch, on_msg: Callable[[Any], None]) -> Any:
+        return self.watch(self.submit(batch), on_msg)
+
+    def watch(
+        self,
+        sub: Submission,
+        on_msg: Callable[[Any], None],
+        poll_s: float = POLL_S,
+        squeue_s: float = SQUEUE_S,
+    ) -> Any:
+        """Follow the run folders until every run ended or no task is left; an Outcome."""
+        from lrbench.executors.local import Outcome
+
+        outcome = Outcome()
+        watched = [
+            _Watched(spec, RunDir(path), t.task_id) for t in sub.tasks for spec, path in t.items
+        ]
+        slots: list[str | None] = []
+        checked, alive = 0.0, True
+        try:
+            while True:
+                for w in watched:
+                    for msg in w.poll(slots):
+                        if msg.kind == "end":
+                            outcome.statuses[msg.run_id] = msg.status or "failed"
+                        on_msg(msg)
+                if all(w.ended for w in watched):
+                    break
+                if not alive:
+                    break  # one last read of the folders after the last task left
+                if time.monotonic() - checked >= (squeue_s if self.cluster == "slurm" else poll_s):
+                    checked = time.monotonic()
+                    alive = self.alive(sub)
+                    if not alive:
+                        continue
+                time.sleep(poll_s)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+        for w in watched:
+            if not w.ended and not outcome.interrupted:
+                outcome.statuses[w.spec.run_id] = "unfinished"
+        return outcome
+
+
+@dataclass
+class _Watched:
+    """One run as `--wait` sees it through its folder: start, each new epoch row, the end."""
+
+    spec: RunSpec
+    run: RunDir
+    task_id: str
+    started: bool = False
+    ended: bool = False
+    rows: int = 0
+    size: int = -1
+    slot: int = -1
+    total_steps: int = 0
+
+    def poll(self, slots: list[str | None]) -> list[Any]:
+        from lrbench.executors.local import Msg
+        from lrbench.train import Event
+
+        if self.ended:
+            return []
+        out: list[Msg] = []
+        summary = self.run.summary.exists()
+        if not self.started and (summary or self.run.spec.exists() or self.run.metrics.exists()):
+            self.started = True
+            self.slot = _take_slot(slots, self.task_id)
+            out.append(Msg("start", self.slot, self.spec.run_id, epochs=self.spec.epochs))
+        if not self.started:
+            return out
+        if not self.total_steps and self.run.spec.exists():
+            with contextlib.suppress(OSError, ValueError):
+                self.total_steps = int(read_json(self.run.spec).get("total_steps", 0))
+        size = self.run.metrics.stat().st_size if self.run.metrics.exists() else 0
+        if size != self.size:
+            self.size = size
+            rows = _read_rows(self.run)
+            for row in rows[self.rows :]:
+                epoch = int(row.get("epoch", 0))
+                event = Event(
+                    "epoch", epoch, self.spec.epochs, int(row.get("step", 0)), self.total_steps, row
+                )
+                out.append(Msg("event", self.slot, self.spec.run_id, event=event))
+            self.rows = max(self.rows, len(rows))
+        if summary:
+            status = self.run.status()
+            detail = None
+            if status == "failed":
+                with contextlib.suppress(OSError, ValueError):
+                    detail = read_json(self.run.summary).get("error")
+            self.ended = True
+            slots[self.slot] = None
+            out.append(Msg("end", self.slot, self.spec.run_id, status=status, detail=detail))
+        return out
+
+
+def _take_slot(slots: list[str | None], label: str) -> int:
+    for i, s in enumerate(slots):
+        if s is None:
+            slots[i] = label
+            return i
+    slots.append(label)
+    return len(slots) - 1
+
+
+def _read_rows(run: RunDir) -> list[dict[str, Any]]:
+    try:
+        text = run.metrics.read_text()
+    except OSError:
+        return []
+    lines = [ln for ln in text.splitlines(keepends=True) if ln.endswith("\n")]
+    rows = []
+    for raw in csv.DictReader(lines):
+        row: dict[str, Any] = {}
+        for k, v in raw.items():
+            try:
+                row[k] = float(v) if k != "epoch" and k != "step" else int(v)
+            except (TypeError, ValueError):
+                row[k] = v
+        rows.append(row)
+    return rows
+
+
+def _record(path: Path, sub: Submission) -> None:
+    entry = {
+        "job": sub.job_id,
+        "cluster": sub.cluster,
+        "submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tasks": {t.task_id: [spec.run_id for spec, _ in t.items] for t in sub.tasks},
+    }
+    with open(path, "a") as fh:
+        fh.write(json.dumps(entry) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def squeue_states() -> dict[str, str] | None:
+    """This user's jobs in squeue, one entry per array task: {`123_4`: `R`, `124`: `PD`}.
+
+    None when squeue fails.
+    """
+    if not shutil.which("squeue"):
+        return None
+    cmd = ["squeue", "-h", "--array", "-u", getpass.getuser(), "-o", "%i %t"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    states = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            states[parts[0]] = parts[1]
+    return states
+
+
+def queued_runs(sweep_dir: Path) -> dict[str, str]:
+    """Runs of this sweep in array tasks still queued or running: {run id: task id}."""
+    path = sweep_dir / LOG_DIR / JOBS_FILE
+    if not path.exists():
+        return {}
+    entries = []
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("cluster") == "slurm":
+            entries.append(entry)
+    if not entries:
+        return {}
+    states = squeue_states() or {}
+    out = {}
+    for entry in entries:
+        for task_id, run_ids in (entry.get("tasks") or {}).items():
+            state = states.get(task_id)
+            if state and state not in DEAD_STATES:
+                out.update({r: task_id for r in run_ids})
+    return out
+
+
+# --- the `lrbench sweep --executor slurm` path -----------------------------------------------------
+
+
+def preview(settings: SlurmSettings, n_runs: int) -> str:
+    """What --dry-run says the submission would be."""
+    tasks = -(-n_runs // settings.runs_per_job) if n_runs else 0
+    cap = f", at most {settings.max_concurrent} at once" if settings.max_concurrent else ""
+    return (
+        f"slurm: would submit {n_runs} run(s) as a job array of {tasks} task(s) "
+        f"({settings.runs_per_job} run(s) each{cap}); each task: {settings.describe()}"
+    )
+
+
+def sweep_on_slurm(
+    cfg: Any,
+    planned: list[Any],
+    todo: list[Any],
+    results: Path,
+    settings: SlurmSettings,
+    device: str,
+    precision: str,
+    data_dir: str | None,
+    wait: bool,
+) -> None:
+    """Submit the sweep's unfinished runs; with `wait`, follow them like a local sweep."""
+    from collections import Counter
+
+    import typer
+
+    from lrbench.data import load_splits
+    from lrbench.display import SweepDisplay, console
+    from lrbench.errors import RunFailed
+    from lrbench.sweep import sweep_dir, write_sweep_yaml
+    from lrbench.train import PRECISIONS, Runtime
+
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    executor = SlurmExecutor(settings, device)
+    results = results.resolve()
+    where = sweep_dir(cfg, results)
+    write_sweep_yaml(cfg, results)
+    if not todo:
+        console.print(f"all {len(planned)} runs of {cfg.name} are finished; nothing to submit")
+        return
+    load_splits(cfg.dataset, data_dir)  # missing data is exit 2 before anything is submitted
+    data_dir = str(Path(data_dir).resolve()) if data_dir else None
+    runtime = Runtime(device=device, precision=precision, data_dir=data_dir)
+
+    queued = queued_runs(where)
+    items, held, waiting = [], [], []
+    for p in todo:
+        if p.spec.run_id in queued:
+            waiting.append(p)
+        elif p.run.is_locked():
+            held.append(p)
+        else:
+            items.append((p.spec, p.run.path.resolve()))
+    if waiting:
+        jobs = sorted({queued[p.spec.run_id].split("_")[0] for p in waiting})
+        console.print(
+            f"{len(waiting)} run(s) are still queued or running in job {', '.join(jobs)}; "
+            "not submitted again"
+        )
+    if held:
+        console.print(f"{len(held)} run(s) are being trained by another process; not submitted")
+    batch = Batch(cfg.name, where, items, runtime)
+    sub = executor.submit(batch)
+    if sub.job_id is None:
+        console.print("nothing new to submit")
+    else:
+        ids = [t.task_id for t in sub.tasks]
+        kind = "job array" if len(ids) > 1 else "job"
+        print(
+            f"submitted {len(items)} run(s) of {cfg.name} as {kind} {sub.job_id} "
+            f"({len(ids)} task(s): {ids[0]}{' … ' + ids[-1] if len(ids) > 1 else ''})",
+            flush=True,
+        )
+        console.print(
+            f"each task: {settings.describe()}; {settings.runs_per_job} run(s) per task"
+            + (f", at most {settings.max_concurrent} at once" if settings.max_concurrent else "")
+        )
+        console.print(f"logs: {sub.log_dir}/<task>_0_log.out (e.g. {sub.log_path(ids[0]).name})")
+    if not wait:
+        if sub.job_id is not None:
+            console.print(
+                f"follow: lrbench status {where}; wait: add --wait; "
+                + (f"cancel: scancel {sub.job_id}" if sub.cluster == "slurm" else "")
+            )
+        return
+
+    # --wait: the runs just submitted and those already queued, followed through their folders.
+    specs = {p.spec.run_id: p for p in waiting}
+    for task_id in sorted({queued[r] for r in specs}):
+        runs = [
+            (specs[r].spec, specs[r].run.path)
+            for r, t in queued.items()
+            if t == task_id and r in specs
+        ]
+        sub.tasks.append(Task(task_id, runs))
+    if not sub.tasks:
+        return
+    total = sum(len(t.items) for t in sub.tasks)
+    epochs = sum(
+        p.spec.epochs - p.epochs_done
+        for p in todo
+        if p.spec.run_id in {s.run_id for t in sub.tasks for s, _ in t.items}
+    )
+    console.print(f"waiting for {total} run(s); Ctrl-C stops waiting, not the jobs")
+    labels: list[str] = []
+    display = SweepDisplay(total, epochs, labels)
+
+    def on_msg(msg: Any) -> None:
+        while len(labels) <= msg.worker:
+            labels.append("")
+        if msg.kind == "start":
+            task = next(
+                (t.task_id for t in sub.tasks for s, _ in t.items if s.run_id == msg.run_id), ""
+            )
+            labels[msg.worker] = f"task {task}"
+        display(msg)
+
+    with display:
+        outcome = executor.watch(sub, on_msg)
+    counts = Counter(outcome.statuses.values())
+    console.print(
+        f"{counts['done']} done, {counts['diverged']} diverged, {counts['failed']} failed, "
+        f"{counts['unfinished']} unfinished; results in {where}"
+    )
+    if outcome.interrupted:
+        console.print(f"stopped waiting; the jobs go on (lrbench status {where})")
+        raise typer.Exit(130)
+    bad = [r for r, s in outcome.statuses.items() if s in ("failed", "unfinished")]
+    if bad:
+        run = bad[0]
+        task = next(t for t in sub.tasks for s, _ in t.items if s.run_id == run)
+        raise RunFailed(
+            f"{counts['failed']} run(s) failed and {counts['unfinished']} did not finish, e.g. "
+            f"{run} (see {where}/runs/{run}/run.log and {sub.log_path(task.task_id)}); "
+            "run the same command to submit the unfinished ones again"
+            + (", with --retry-failed for the failed ones" if counts["failed"] else "")
+        )

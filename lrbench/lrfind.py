@@ -1,0 +1,414 @@
+"""Smith's learning-rate range test (CLR, WACV 2017, §3.3), as fastai's and Lightning's lr_find.
+
+A short probe: the rate rises from `min_lr` to `max_lr` over `steps` optimizer steps
+(exponentially by default, or linearly as in Smith's paper), over as many epochs of the
+training batches as that takes. Each step records the rate, the batch loss and accuracy and
+their exponential moving averages (beta 0.98, bias-corrected, as fastai). The test stops early
+once the smoothed loss exceeds 4x its best. The model is thrown away afterwards.
+
+Suggestions (`suggest`), all read from the smoothed curves with the first 10% of the steps and
+the last 5 left out, as fastai does:
+
+- `valley` (fastai's default since 2.5): the middle of the longest stretch over which the
+  smoothed loss keeps falling. This is lrbench's suggested **peak rate** for onecycle, and the
+  rate for step, cosine, REX, ...: it sits on the falling part of the curve, below the minimum.
+- `steepest`: where the smoothed loss falls fastest against log(lr) (Lightning's suggestion);
+  shown beside it. It is noisier (the argmin of a derivative).
+- `min_loss`: the rate at the lowest smoothed loss, the edge of divergence; fastai's older
+  "lr_min" was this / 10.
+- Triangular bounds per Smith: `high` is where the smoothed batch accuracy stops rising (its
+  maximum), but never above the rate of the lowest smoothed loss; `low` = high / 4 (Smith:
+  "1/3 or 1/4 of max_lr"). `acc_rise` is where accuracy starts to rise (Smith's other reading
+  of the lower bound), reported for reference.
+
+The moving average lags its input by about beta / (1 - beta) = 49 steps, and in an
+exponential ramp 49 steps is a fixed factor in rate (at the defaults, 6 decades over 200
+steps, a factor of about 30). So the suggestions read each smoothed value at the rate its
+average is centred on (`centred_lr`), not at the rate of the step it was recorded at: the
+curve is plotted that way too. Without this the suggestions land an order of magnitude too
+high. The CSV keeps the raw per-step record (step, lr, loss, smooth_loss, acc, smooth_acc).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODES = ("exp", "linear")
+BETA = 0.98
+STOP_FACTOR = 4.0
+SKIP_START = 0.1
+SKIP_END = 5
+LOW_DIVISOR = 4.0
+CSV_COLUMNS = ["step", "lr", "loss", "smooth_loss", "acc", "smooth_acc"]
+
+
+# --- pure pieces --------------------------------------------------------------------------
+
+
+def lr_ramp(min_lr: float, max_lr: float, steps: int, mode: str = "exp") -> np.ndarray:
+    """The rate of steps 0..steps-1: min_lr at the first step, max_lr at the last."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if not 0 < min_lr < max_lr:
+        raise ValueError(f"need 0 < min_lr < max_lr, got {min_lr:g} and {max_lr:g}")
+    if steps < 2:
+        raise ValueError(f"need at least 2 steps, got {steps}")
+    frac = np.arange(steps, dtype=np.float64) / (steps - 1)
+    if mode == "exp":
+        return min_lr * (max_lr / min_lr) ** frac
+    return min_lr + (max_lr - min_lr) * frac
+
+
+class Smoother:
+    """fastai's AvgSmoothLoss: an exponential moving average with bias correction."""
+
+    def __init__(self, beta: float = BETA) -> None:
+        self.beta = beta
+        self.avg = 0.0
+        self.count = 0
+
+    def __call__(self, value: float) -> float:
+        self.count += 1
+        self.avg = self.beta * self.avg + (1 - self.beta) * value
+        return self.avg / (1 - self.beta**self.count)
+
+
+def smooth(values: np.ndarray | list[float], beta: float = BETA) -> np.ndarray:
+    s = Smoother(beta)
+    return np.array([s(float(v)) for v in values], dtype=np.float64)
+
+
+def ema_lag(n: int, beta: float = BETA) -> np.ndarray:
+    """How many steps back the bias-corrected average at each index is centred.
+
+    The average at index i weights value j by beta**(i - j); its centre of mass lies
+    sum((i-j) beta^(i-j)) / sum(beta^(i-j)) steps back: 0 at i = 0, tending to beta/(1-beta).
+    """
+    i = np.arange(n, dtype=np.float64)
+    b = beta
+    # closed forms of the finite sums  S0 = sum_{k=0}^{i} b^k,  S1 = sum_{k=0}^{i} k b^k
+    s0 = (1 - b ** (i + 1)) / (1 - b)
+    s1 = b * (1 - (i + 1) * b**i + i * b ** (i + 1)) / (1 - b) ** 2
+    return s1 / s0
+
+
+def centred_lr(lrs: np.ndarray, beta: float = BETA) -> np.ndarray:
+    """The rate each smoothed value is centred on (log-interpolated between steps)."""
+    lrs = np.asarray(lrs, dtype=np.float64)
+    pos = np.arange(len(lrs)) - ema_lag(len(lrs), beta)
+    return np.exp(np.interp(pos, np.arange(len(lrs)), np.log(lrs)))
+
+
+def valley_index(losses: np.ndarray) -> int:
+    """fastai's `valley`: the longest decreasing subsequence, and a point 1/2 along it."""
+    n = len(losses)
+    if n == 0:
+        raise ValueError("no losses")
+    lds = np.ones(n, dtype=np.int64)
+    for i in range(1, n):
+        higher = losses[:i] > losses[i]
+        if higher.any():
+            lds[i] = lds[:i][higher].max() + 1
+    max_end = int(np.argmax(lds))
+    max_start = max_end - int(lds[max_end])
+    sections = (max_end - max_start) / 3
+    idx = max_start + int(sections) + int(sections / 2)
+    return min(max(idx, 0), n - 1)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """Rates read off a range test; see the module docstring for each one's rule."""
+
+    peak: float
+    peak_rule: str
+    valley: float
+    steepest: float
+    min_loss: float
+    triangular_high: float
+    triangular_low: float
+    high_rule: str
+    acc_rise: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def suggest(
+    lrs: np.ndarray,
+    smooth_loss: np.ndarray,
+    smooth_acc: np.ndarray | None = None,
+    beta: float = BETA,
+    skip_start: float = SKIP_START,
+    skip_end: int = SKIP_END,
+    centre: bool = True,
+) -> Suggestion:
+    """Suggestions from the smoothed curves of a range test (see the module docstring).
+
+    `lrs[i]` is the rate of step i and `smooth_loss[i]` the smoothed loss after it; with
+    `centre` each smoothed value is read at `centred_lr` (undoing the average's lag).
+    """
+    lrs = np.asarray(lrs, dtype=np.float64)
+    loss = np.asarray(smooth_loss, dtype=np.float64)
+    acc = None if smooth_acc is None else np.asarray(smooth_acc, dtype=np.float64)
+    at = centred_lr(lrs, beta) if centre else lrs
+    finite = np.flatnonzero(np.isfinite(loss))
+    n = int(finite[-1]) + 1 if len(finite) else 0
+    lo = int(n * skip_start)
+    hi = n - skip_end
+    notes = []
+    if hi - lo < 5:
+        lo, hi = 0, n
+        notes.append(f"only {n} usable steps: suggestions use them all and are unreliable")
+    if hi - lo < 3:
+        raise ValueError(f"a range test needs at least 3 finite smoothed losses, got {n}")
+    x, y = at[lo:hi], loss[lo:hi]
+    slope = np.gradient(y, np.log(x))
+    steepest = float(x[int(np.argmin(slope))])
+    valley = float(x[valley_index(y)])
+    i_min = int(np.argmin(y))
+    min_loss = float(x[i_min])
+    if i_min >= len(y) - 1:
+        notes.append(
+            "the smoothed loss was still falling at the last step: raise --max-lr or --steps"
+        )
+    high_rule = "lowest smoothed loss"
+    high = min_loss
+    acc_rise = None
+    if acc is not None and np.isfinite(acc[lo:hi]).any():
+        a = acc[lo:hi]
+        i_acc = int(np.nanargmax(a))
+        if x[i_acc] <= min_loss:
+            high, high_rule = float(x[i_acc]), "smoothed accuracy peaks"
+        start = float(a[0])
+        threshold = start + 0.1 * (float(a[i_acc]) - start)
+        rising = np.flatnonzero(a[: i_acc + 1] > threshold)
+        if len(rising) and a[i_acc] > start:
+            acc_rise = float(x[rising[0]])
+    if slope.min() >= 0:
+        notes.append("the smoothed loss never falls: lower --min-lr, or check the data")
+    return Suggestion(
+        peak=valley,
+        peak_rule="fastai valley of the smoothed loss",
+        valley=valley,
+        steepest=steepest,
+        min_loss=min_loss,
+        triangular_high=high,
+        triangular_low=high / LOW_DIVISOR,
+        high_rule=high_rule,
+        acc_rise=acc_rise,
+        notes=notes,
+    )
+
+
+# --- the probe ----------------------------------------------------------------------------
+
+
+@dataclass
+class RangeTest:
+    """The per-step record of a range test and why it ended."""
+
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    smooth_losses: list[float] = field(default_factory=list)
+    accs: list[float] = field(default_factory=list)
+    smooth_accs: list[float] = field(default_factory=list)
+    stop_reason: str = ""
+
+    def __len__(self) -> int:
+        return len(self.lrs)
+
+    def rows(self) -> list[dict[str, float]]:
+        return [
+            {
+                "step": i + 1,
+                "lr": self.lrs[i],
+                "loss": self.losses[i],
+                "smooth_loss": self.smooth_losses[i],
+                "acc": self.accs[i],
+                "smooth_acc": self.smooth_accs[i],
+            }
+            for i in range(len(self))
+        ]
+
+    def suggest(self, beta: float = BETA) -> Suggestion:
+        return suggest(
+            np.array(self.lrs), np.array(self.smooth_losses), np.array(self.smooth_accs), beta
+        )
+
+
+def run_range_test(
+    model,
+    optimizer,
+    data,
+    *,
+    min_lr: float = 1e-5,
+    max_lr: float = 10.0,
+    steps: int = 200,
+    mode: str = "exp",
+    batch_size: int = 128,
+    seed: int = 0,
+    autocast: Callable[[], Any] | None = None,
+    beta: float = BETA,
+    stop_factor: float = STOP_FACTOR,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> RangeTest:
+    """Train `model` with a rising rate; `data` is a DeviceData. The model is left trained.
+
+    One host sync per step (the loss is needed for the stop rule): fine for a probe. Stops
+    early when the smoothed loss exceeds stop_factor x its best (0 disables that), or the loss
+    is not finite.
+    """
+    import torch.nn.functional as F
+
+    from lrbench.optim import for_training, set_hparams
+
+    ramp = lr_ramp(min_lr, max_lr, steps, mode)
+    dtype = next(model.parameters()).dtype
+    ctx = autocast or nullcontext
+    loss_avg, acc_avg = Smoother(beta), Smoother(beta)
+    best = math.inf
+    result = RangeTest()
+    model.train()
+    for_training(optimizer)
+    epoch = 0
+    while len(result) < steps and not result.stop_reason:
+        for x, y in data.train_batches(seed, epoch, batch_size):
+            i = len(result)
+            lr = float(ramp[i])
+            set_hparams(optimizer, lr, None)
+            with ctx():
+                out = model(x.to(dtype))
+                loss = F.cross_entropy(out.to(dtype), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = float(loss.item())
+            acc = float((out.argmax(1) == y).float().mean().item())
+            result.lrs.append(lr)
+            result.losses.append(value)
+            result.accs.append(acc)
+            s = loss_avg(value) if math.isfinite(value) else math.inf
+            result.smooth_losses.append(s)
+            result.smooth_accs.append(acc_avg(acc))
+            if on_step:
+                on_step(i + 1, steps, lr)
+            if not math.isfinite(value):
+                result.stop_reason = f"the loss is not finite at step {i + 1} (lr {lr:.3g})"
+                break
+            if stop_factor and i > 0 and s > stop_factor * best:
+                result.stop_reason = (
+                    f"the smoothed loss passed {stop_factor:g}x its best at step {i + 1} "
+                    f"(lr {lr:.3g})"
+                )
+                break
+            best = min(best, s)
+            if len(result) >= steps:
+                break
+        epoch += 1
+    if not result.stop_reason:
+        result.stop_reason = f"all {steps} steps ran"
+    return result
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def write_csv(result: RangeTest, path: Path) -> Path:
+    with Path(path).open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in result.rows():
+            writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
+    return Path(path)
+
+
+def read_csv(path: Path) -> RangeTest:
+    result = RangeTest(stop_reason="read from " + str(path))
+    with Path(path).open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            result.lrs.append(float(row["lr"]))
+            result.losses.append(float(row["loss"]))
+            result.smooth_losses.append(float(row["smooth_loss"]))
+            result.accs.append(float(row["acc"]))
+            result.smooth_accs.append(float(row["smooth_acc"]))
+    return result
+
+
+def plot(
+    result: RangeTest, sugg: Suggestion | None, path: Path, title: str = "", beta: float = BETA
+) -> Path:
+    """Loss against lr (log axis): raw per step (faint), smoothed (bold, at its centred rate),
+    smoothed batch accuracy on the right axis, the suggestions as vertical lines."""
+    from matplotlib.figure import Figure
+
+    lrs = np.array(result.lrs)
+    loss = np.array(result.losses)
+    sm = np.array(result.smooth_losses)
+    acc = np.array(result.smooth_accs)
+    at = centred_lr(lrs, beta)
+    fig = Figure(figsize=(8.5, 5), layout="constrained", dpi=120)
+    ax = fig.subplots()
+    ax.plot(lrs, loss, color="tab:blue", alpha=0.25, lw=0.8, label="batch loss")
+    ax.plot(at, sm, color="tab:blue", lw=2, label=f"smoothed loss (EMA β={beta:g}, lag-centred)")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("training loss")
+    finite = sm[np.isfinite(sm)]
+    if len(finite):
+        start = float(np.nanmax(finite[: max(1, len(finite) // 5)]))
+        ax.set_ylim(max(0.0, float(finite.min()) * 0.85), start * 1.35)
+    ax.grid(alpha=0.3, which="both")
+    ax2 = ax.twinx()
+    ax2.plot(at, 100 * acc, color="tab:green", ls="--", lw=1.2, label="smoothed batch accuracy")
+    ax2.set_ylabel("batch accuracy (%)", color="tab:green")
+    ax2.set_ylim(0, 100)
+    if sugg is not None:
+        marks = [
+            (sugg.peak, "tab:red", "-", f"suggested peak {sugg.peak:.3g} (valley)"),
+            (sugg.steepest, "tab:orange", ":", f"steepest {sugg.steepest:.3g}"),
+            (
+                sugg.triangular_high,
+                "tab:purple",
+                "-.",
+                f"triangular high {sugg.triangular_high:.3g}",
+            ),
+            (sugg.triangular_low, "tab:purple", ":", f"triangular low {sugg.triangular_low:.3g}"),
+            (sugg.min_loss, "grey", "--", f"lowest smoothed loss {sugg.min_loss:.3g}"),
+        ]
+        for lr, colour, style, label in marks:
+            ax.axvline(lr, color=colour, ls=style, lw=1.5, label=label)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize="small", loc="upper left")
+    ax.set_title(title or "LR range test")
+    fig.savefig(path)
+    return Path(path)
+
+
+def describe(result: RangeTest, sugg: Suggestion) -> str:
+    """The lines `lrbench lr-find` prints."""
+    lines = [
+        f"range test: {len(result)} steps, lr {result.lrs[0]:.3g} -> {result.lrs[-1]:.3g}; "
+        f"stopped: {result.stop_reason}",
+        f"suggested peak rate (onecycle peak, or the rate of step/cosine/rex): {sugg.peak:.3g}"
+        f"  [{sugg.peak_rule}]",
+        f"  steepest descent of the smoothed loss: {sugg.steepest:.3g}; lowest smoothed loss "
+        f"at {sugg.min_loss:.3g}",
+        f"triangular bounds (Smith): high {sugg.triangular_high:.3g} ({sugg.high_rule}), "
+        f"low {sugg.triangular_low:.3g} (high/{LOW_DIVISOR:g})"
+        + (f"; accuracy starts rising at {sugg.acc_rise:.3g}" if sugg.acc_rise else ""),
+        f"  e.g. --schedule onecycle --lr {sugg.peak:.2g}   or   --schedule triangular "
+        f"--lr {sugg.triangular_high:.2g} --set low={1 / LOW_DIVISOR:g}",
+    ]
+    lines += [f"note: {n}" for n in sugg.notes]
+    return "\n".join(lines)
