@@ -22,6 +22,7 @@ class DatasetSpec(Strict):
     name: DatasetName
     root: str | None = Field(None, description="imagefolder: a folder or .tar[.gz|.xz] archive")
     limit_train: int | None = Field(None, gt=0, description="class-balanced training subset")
+    limit_test: int | None = Field(None, gt=0, description="class-balanced test subset")
     val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="held out of train, seeded")
     label: str | None = Field(None, description="name shown in reports (default: name)")
 

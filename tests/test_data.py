@@ -546,3 +546,11 @@ def test_cuda_batches_stay_on_the_device_and_are_reproducible():
     x, y = first[0]
     for out, idx in zip(as_uint8(x).cpu(), y.cpu().tolist(), strict=True):
         assert is_crop_flip_of(out, splits.train_x[idx])
+
+
+def test_limit_test_is_a_class_balanced_subset_of_the_test_split():
+    splits = load_splits(DatasetSpec(name="synthetic", limit_test=100))
+    assert len(splits.test_y) == 100
+    assert torch.bincount(splits.test_y).tolist() == [10] * 10
+    again = load_splits(DatasetSpec(name="synthetic", limit_test=100))
+    assert torch.equal(splits.test_x, again.test_x)

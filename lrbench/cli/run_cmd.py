@@ -21,7 +21,13 @@ def dataset_spec(
     if name not in ("cifar10", "cifar100", "synthetic", "imagefolder") and Path(name).exists():
         name, root = "imagefolder", name
     try:
-        return DatasetSpec(name=name, root=root, limit_train=limit_train, val_fraction=val_fraction)
+        return DatasetSpec(
+            name=name,
+            root=root,
+            limit_train=limit_train,
+            limit_test=limit_test,
+            val_fraction=val_fraction,
+        )
     except ValidationError as err:
         raise UserError(pydantic_line(err, prefix="--")) from None
 
@@ -52,6 +58,9 @@ def run_command(
     ),
     limit_train: int | None = typer.Option(
         None, help="Train on a class-balanced subset of this many images."
+    ),
+    limit_test: int | None = typer.Option(
+        None, help="Evaluate on a class-balanced subset of this many test images."
     ),
     val_fraction: float = typer.Option(
         0.0, help="Hold this fraction of train out as a validation split."
@@ -93,7 +102,7 @@ def run_command(
     try:
         spec = RunSpec(
             model=model,
-            dataset=dataset_spec(dataset, data_root, limit_train, val_fraction),
+            dataset=dataset_spec(dataset, data_root, limit_train, val_fraction, limit_test),
             optimizer=OptimizerSpec(
                 name=optimizer,
                 lr=lr,

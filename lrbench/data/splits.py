@@ -59,14 +59,18 @@ def load_splits(spec: DatasetSpec, data_dir: str | Path | None = None) -> Splits
     val_idx = None
     if spec.val_fraction > 0:
         train_idx, val_idx = stratified_split(raw.train_y, train_idx, spec.val_fraction)
+    test_idx = np.arange(len(raw.test_y))
+    if spec.limit_test is not None:
+        test_idx = balanced_subset(raw.test_y, spec.limit_test, len(classes), "limit_test")
     train_x, train_y = _take(raw.train_x, raw.train_y, train_idx)
+    test_x, test_y = _take(raw.test_x, raw.test_y, test_idx)
     val_x, val_y = _take(raw.train_x, raw.train_y, val_idx) if val_idx is not None else (None, None)
     mean, std = channel_stats(train_x)
     return Splits(
         train_x=train_x,
         train_y=train_y,
-        test_x=torch.from_numpy(raw.test_x),
-        test_y=torch.from_numpy(raw.test_y),
+        test_x=test_x,
+        test_y=test_y,
         val_x=val_x,
         val_y=val_y,
         num_classes=len(classes),
@@ -76,16 +80,18 @@ def load_splits(spec: DatasetSpec, data_dir: str | Path | None = None) -> Splits
     )
 
 
-def balanced_subset(labels: np.ndarray, limit: int, num_classes: int) -> np.ndarray:
+def balanced_subset(
+    labels: np.ndarray, limit: int, num_classes: int, key: str = "limit_train"
+) -> np.ndarray:
     """limit // num_classes images of each class (all of a smaller class), sorted indices."""
     per_class = limit // num_classes
     if per_class < 1:
         raise UserError(
-            f"limit_train={limit} is below the number of classes ({num_classes}): "
+            f"{key}={limit} is below the number of classes ({num_classes}): "
             "a class-balanced subset needs at least one image per class"
         )
     if limit > len(labels):
-        raise UserError(f"limit_train={limit} exceeds the {len(labels)} training images")
+        raise UserError(f"{key}={limit} exceeds the {len(labels)} images of that split")
     rng = np.random.default_rng(LIMIT_SEED)
     picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(num_classes)]
     return np.sort(np.concatenate(picks))
