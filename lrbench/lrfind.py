@@ -21,12 +21,12 @@ the last 5 left out, as fastai does:
   "1/3 or 1/4 of max_lr"). `acc_rise` is where accuracy starts to rise (Smith's other reading
   of the lower bound), reported for reference.
 
-The moving average lags its input by about beta / (1 - beta) = 49 steps, and in an
-exponential ramp 49 steps is a fixed factor in rate (at the defaults, 6 decades over 200
-steps, a factor of about 30). So the suggestions read each smoothed value at the rate its
-average is centred on (`centred_lr`), not at the rate of the step it was recorded at: the
-curve is plotted that way too. Without this the suggestions land an order of magnitude too
-high. The CSV keeps the raw per-step record (step, lr, loss, smooth_loss, acc, smooth_acc).
+The smoothed curve is read at the rate of the step it was recorded at, exactly as fastai and
+Lightning do, so the numbers compare with theirs. Know that the average lags its input by about
+beta / (1 - beta) = 49 steps: in an exponential ramp of 6 decades over 200 steps that is a
+factor of about 30 in rate, so the smoothed curve's features sit to the right of the raw
+loss's. (Reading each average at its centre of mass instead is wrong the other way: a sudden
+blow-up then shows up 30x too early.) The CSV keeps the raw record too.
 """
 
 from __future__ import annotations
@@ -86,27 +86,6 @@ def smooth(values: np.ndarray | list[float], beta: float = BETA) -> np.ndarray:
     return np.array([s(float(v)) for v in values], dtype=np.float64)
 
 
-def ema_lag(n: int, beta: float = BETA) -> np.ndarray:
-    """How many steps back the bias-corrected average at each index is centred.
-
-    The average at index i weights value j by beta**(i - j); its centre of mass lies
-    sum((i-j) beta^(i-j)) / sum(beta^(i-j)) steps back: 0 at i = 0, tending to beta/(1-beta).
-    """
-    i = np.arange(n, dtype=np.float64)
-    b = beta
-    # closed forms of the finite sums  S0 = sum_{k=0}^{i} b^k,  S1 = sum_{k=0}^{i} k b^k
-    s0 = (1 - b ** (i + 1)) / (1 - b)
-    s1 = b * (1 - (i + 1) * b**i + i * b ** (i + 1)) / (1 - b) ** 2
-    return s1 / s0
-
-
-def centred_lr(lrs: np.ndarray, beta: float = BETA) -> np.ndarray:
-    """The rate each smoothed value is centred on (log-interpolated between steps)."""
-    lrs = np.asarray(lrs, dtype=np.float64)
-    pos = np.arange(len(lrs)) - ema_lag(len(lrs), beta)
-    return np.exp(np.interp(pos, np.arange(len(lrs)), np.log(lrs)))
-
-
 def valley_index(losses: np.ndarray) -> int:
     """fastai's `valley`: the longest decreasing subsequence, and a point 1/2 along it."""
     n = len(losses)
@@ -147,20 +126,17 @@ def suggest(
     lrs: np.ndarray,
     smooth_loss: np.ndarray,
     smooth_acc: np.ndarray | None = None,
-    beta: float = BETA,
     skip_start: float = SKIP_START,
     skip_end: int = SKIP_END,
-    centre: bool = True,
 ) -> Suggestion:
     """Suggestions from the smoothed curves of a range test (see the module docstring).
 
-    `lrs[i]` is the rate of step i and `smooth_loss[i]` the smoothed loss after it; with
-    `centre` each smoothed value is read at `centred_lr` (undoing the average's lag).
+    `lrs[i]` is the rate of step i, `smooth_loss[i]` and `smooth_acc[i]` the smoothed loss and
+    batch accuracy after it.
     """
     lrs = np.asarray(lrs, dtype=np.float64)
     loss = np.asarray(smooth_loss, dtype=np.float64)
     acc = None if smooth_acc is None else np.asarray(smooth_acc, dtype=np.float64)
-    at = centred_lr(lrs, beta) if centre else lrs
     finite = np.flatnonzero(np.isfinite(loss))
     n = int(finite[-1]) + 1 if len(finite) else 0
     lo = int(n * skip_start)
@@ -171,7 +147,7 @@ def suggest(
         notes.append(f"only {n} usable steps: suggestions use them all and are unreliable")
     if hi - lo < 3:
         raise ValueError(f"a range test needs at least 3 finite smoothed losses, got {n}")
-    x, y = at[lo:hi], loss[lo:hi]
+    x, y = lrs[lo:hi], loss[lo:hi]
     slope = np.gradient(y, np.log(x))
     steepest = float(x[int(np.argmin(slope))])
     valley = float(x[valley_index(y)])
@@ -240,10 +216,8 @@ class RangeTest:
             for i in range(len(self))
         ]
 
-    def suggest(self, beta: float = BETA) -> Suggestion:
-        return suggest(
-            np.array(self.lrs), np.array(self.smooth_losses), np.array(self.smooth_accs), beta
-        )
+    def suggest(self) -> Suggestion:
+        return suggest(np.array(self.lrs), np.array(self.smooth_losses), np.array(self.smooth_accs))
 
 
 def run_range_test(
@@ -347,19 +321,18 @@ def read_csv(path: Path) -> RangeTest:
 def plot(
     result: RangeTest, sugg: Suggestion | None, path: Path, title: str = "", beta: float = BETA
 ) -> Path:
-    """Loss against lr (log axis): raw per step (faint), smoothed (bold, at its centred rate),
-    smoothed batch accuracy on the right axis, the suggestions as vertical lines."""
+    """Loss against lr (log axis): raw per step (faint) and smoothed (bold), the smoothed batch
+    accuracy on the right axis, and the suggestions as vertical lines."""
     from matplotlib.figure import Figure
 
     lrs = np.array(result.lrs)
     loss = np.array(result.losses)
     sm = np.array(result.smooth_losses)
     acc = np.array(result.smooth_accs)
-    at = centred_lr(lrs, beta)
     fig = Figure(figsize=(8.5, 5), layout="constrained", dpi=120)
     ax = fig.subplots()
     ax.plot(lrs, loss, color="tab:blue", alpha=0.25, lw=0.8, label="batch loss")
-    ax.plot(at, sm, color="tab:blue", lw=2, label=f"smoothed loss (EMA β={beta:g}, lag-centred)")
+    ax.plot(lrs, sm, color="tab:blue", lw=2, label=f"smoothed loss (EMA β={beta:g})")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
@@ -369,7 +342,7 @@ def plot(
         ax.set_ylim(max(0.0, float(finite.min()) * 0.85), start * 1.35)
     ax.grid(alpha=0.3, which="both")
     ax2 = ax.twinx()
-    ax2.plot(at, 100 * acc, color="tab:green", ls="--", lw=1.2, label="smoothed batch accuracy")
+    ax2.plot(lrs, 100 * acc, color="tab:green", ls="--", lw=1.2, label="smoothed batch accuracy")
     ax2.set_ylabel("batch accuracy (%)", color="tab:green")
     ax2.set_ylim(0, 100)
     if sugg is not None:

@@ -7,10 +7,14 @@ so the trainer switches with `for_training` before its steps and `for_evaluation
 evaluation or checkpoint. Both are no-ops for the other optimizers.
 
 "No schedule" for a schedule-free optimizer means the schedule `constant`, optionally with
-`warmup: w` (lrbench's warmup ramps the rate exactly like schedulefree's own `warmup_steps`,
-which lrbench leaves at 0). Any other schedule still works: schedulefree reads `group["lr"]`
-at every step, and weights its average by the largest rate seen so far squared, so a decaying
-schedule simply stacks on top of the averaging.
+`warmup: w`: lrbench's warmup ramps the rate linearly from 0, as schedulefree's own
+`warmup_steps` does from 1/warmup_steps (lrbench leaves that at 0, so the rate comes from one
+place). Any other schedule still works: schedulefree reads `group["lr"]` at every step and
+weights its average by the largest rate seen so far, squared, so during a warmup the early
+iterates count little, and a decaying schedule simply stacks on top of the averaging. A zero
+rate at step 0 is handled (the average's weight is 0 and the step moves nothing).
+Momentum (SGD's `momentum`, AdamW's beta1) is the interpolation constant and must not move:
+see `check_schedule`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from lrbench.specs import OptimizerSpec
 OPTIMIZERS = ("sgd", "adam", "adamw", "sgd_schedulefree", "adamw_schedulefree")
 SCHEDULE_FREE = ("sgd_schedulefree", "adamw_schedulefree")
 INSTALL_HINT = "pip install schedulefree (or lrbench[schedulefree])"
+BN_BATCHES = 50  # training batches to re-estimate BatchNorm statistics at x (schedulefree README)
 
 
 def build_optimizer(

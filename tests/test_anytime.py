@@ -180,7 +180,7 @@ def test_fixed_target_and_terminal_tables(sweep: Path, tmp_path: Path) -> None:
     for table in report.rich_tables():
         console.print(table)
     text = console.export_text()
-    assert "anytime and time to target" in text and "best acc @50%" in text
+    assert "anytime: best test accuracy (%) by fraction" in text and "@50%" in text
     assert "Finishes" in text
 
 

@@ -15,7 +15,11 @@ from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
 
 
 def dataset_spec(
-    name: str, root: str | None, limit_train: int | None, val_fraction: float
+    name: str,
+    root: str | None,
+    limit_train: int | None,
+    val_fraction: float,
+    limit_test: int | None = None,
 ) -> DatasetSpec:
     """`--dataset cifar10`, or `--dataset imagefolder --data-root PATH`, or a path for short."""
     if name not in ("cifar10", "cifar100", "synthetic", "imagefolder") and Path(name).exists():

@@ -51,6 +51,17 @@ SQUEUE_S = 10.0  # how often --wait asks squeue whether the jobs are still there
 DEAD_STATES = {"CG", "CD", "CA", "F", "TO", "NF", "PR", "OOM", "BF", "DL", "RV"}
 
 Item = tuple[RunSpec, Path]
+# What a job's pickle holds: each run as its spec's JSON and its folder, so that a job
+# (or a requeue) depends on no class layout, only on what spec.json would say.
+JobItem = tuple[dict[str, Any], str]
+
+
+def to_job_items(items: list[Item]) -> list[JobItem]:
+    return [(spec.model_dump(mode="json"), str(path)) for spec, path in items]
+
+
+def from_job_items(items: list[JobItem]) -> list[Item]:
+    return [(RunSpec.model_validate(spec), Path(path)) for spec, path in items]
 
 
 def import_submitit() -> Any:
@@ -125,9 +136,11 @@ class SlurmSettings:
     def describe(self) -> str:
         h, m = divmod(self.time_min, 60)
         parts = [
-            f"partition {self.partition or '(the default)'}",
+            f"partition {self.partition}" if self.partition else "the default partition",
             f"{self.gpus_per_job} GPU" + ("s" if self.gpus_per_job != 1 else ""),
-            f"{self.cpus_per_job} CPUs" if self.cpus_per_job else None,
+            f"{self.cpus_per_job} CPU" + ("s" if self.cpus_per_job > 1 else "")
+            if self.cpus_per_job
+            else None,
             f"{self.mem_gb:g} GB" if self.mem_gb else None,
             f"{h}:{m:02d}:00 per task",
             f"account {self.account}" if self.account else None,
@@ -226,19 +239,20 @@ class SweepTask:
     def __init__(self) -> None:
         self.ended: set[str] = set()
 
-    def __call__(self, items: list[Item], runtime: Any, device: str) -> dict[str, str]:
+    def __call__(self, job_items: list[JobItem], runtime: Any, device: str) -> dict[str, str]:
         import torch
 
         from lrbench.executors.local import parse_devices, run_local
 
         self.ended = set()
+        items = from_job_items(job_items)
         cpus = os.environ.get("SLURM_CPUS_PER_TASK")
         if cpus and cpus.isdigit():
             torch.set_num_threads(int(cpus))
         where = os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID", "?")
         restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
         print(
-            f"[{_stamp()}] lrbench task {_task_id()} (job {where}, restart {restarts}) on "
+            f"[{_stamp()}] lrbench task {_task_id()} (SLURM_JOB_ID {where}, restart {restarts}) on "
             f"{socket.gethostname()}: {len(items)} run(s), device {device}, "
             f"{torch.get_num_threads()} CPU thread(s)",
             flush=True,
@@ -250,16 +264,19 @@ class SweepTask:
         print(f"[{_stamp()}] task finished: {dict(outcome.statuses)}", flush=True)
         return dict(outcome.statuses)
 
-    def checkpoint(self, items: list[Item], runtime: Any, device: str) -> Any:
+    def checkpoint(self, job_items: list[JobItem], runtime: Any, device: str) -> Any:
         """The same task with only the runs that are not finished: what a requeue trains."""
         from lrbench.sweep import SKIP_STATES
 
         submitit = import_submitit()
-        left = [
-            (spec, path)
-            for spec, path in items
-            if spec.run_id not in self.ended and RunDir(path).status() not in SKIP_STATES
-        ]
+        items = from_job_items(job_items)
+        left = to_job_items(
+            [
+                (spec, path)
+                for spec, path in items
+                if spec.run_id not in self.ended and RunDir(path).status() not in SKIP_STATES
+            ]
+        )
         print(
             f"[{_stamp()}] checkpoint: {len(items) - len(left)} of {len(items)} run(s) finished; "
             f"requeueing the other {len(left)}, which resume from their last epoch",
@@ -345,8 +362,8 @@ class SlurmExecutor:
         self.settings = settings
         self.device = device
         self.cluster = cluster or os.environ.get(CLUSTER_ENV) or "slurm"
-        if self.cluster not in ("slurm", "local", "debug"):
-            raise UserError(f"{CLUSTER_ENV}={self.cluster!r}: expected slurm, local or debug")
+        if self.cluster not in ("slurm", "local"):
+            raise UserError(f"{CLUSTER_ENV}={self.cluster!r}: expected slurm or local")
         self.submitit = import_submitit()
         if self.cluster == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
             raise UserError(
@@ -370,7 +387,12 @@ class SlurmExecutor:
         executor.update_parameters(**self.settings.parameters(f"lrbench-{batch.sweep}"))
         n = len(chunks)
         try:
-            jobs = executor.map_array(SweepTask(), chunks, [batch.runtime] * n, [self.device] * n)
+            jobs = executor.map_array(
+                SweepTask(),
+                [to_job_items(c) for c in chunks],
+                [batch.runtime] * n,
+                [self.device] * n,
+            )
         except self.submitit.core.utils.FailedJobError as err:
             raise UserError(f"sbatch refused the job array: {err}") from None
         tasks = [Task(str(job.job_id), c) for job, c in zip(jobs, chunks, strict=True)]
@@ -434,17 +456,28 @@ class SlurmExecutor:
 
 @dataclass
 class _Watched:
-    """One run as `--wait` sees it through its folder: start, each new epoch row, the end."""
+    """One run as `--wait` sees it through its folder: start, each new epoch row, the end.
+
+    What was on disk before (a resumed run's rows and spec.json, a failed run's summary.json
+    when it is retried) is not news: only files that change after the watch began count.
+    """
 
     spec: RunSpec
     run: RunDir
     task_id: str
     started: bool = False
     ended: bool = False
-    rows: int = 0
-    size: int = -1
     slot: int = -1
     total_steps: int = 0
+
+    def __post_init__(self) -> None:
+        self.before = {name: _mtime(getattr(self.run, name)) for name in ("spec", "summary")}
+        self.size = _size(self.run.metrics)
+        self.rows = len(_read_rows(self.run))
+
+    def _changed(self, name: str) -> bool:
+        now = _mtime(getattr(self.run, name))
+        return now is not None and now != self.before[name]
 
     def poll(self, slots: list[str | None]) -> list[Any]:
         from lrbench.executors.local import Msg
@@ -453,8 +486,15 @@ class _Watched:
         if self.ended:
             return []
         out: list[Msg] = []
-        summary = self.run.summary.exists()
-        if not self.started and (summary or self.run.spec.exists() or self.run.metrics.exists()):
+        new_rows: list[dict[str, Any]] = []
+        size = _size(self.run.metrics)
+        if size != self.size:
+            self.size = size
+            rows = _read_rows(self.run)
+            new_rows = rows[self.rows :]
+            self.rows = max(self.rows, len(rows))
+        finished = self._changed("summary")
+        if not self.started and (finished or new_rows or self._changed("spec")):
             self.started = True
             self.slot = _take_slot(slots, self.task_id)
             out.append(Msg("start", self.slot, self.spec.run_id, epochs=self.spec.epochs))
@@ -463,27 +503,34 @@ class _Watched:
         if not self.total_steps and self.run.spec.exists():
             with contextlib.suppress(OSError, ValueError):
                 self.total_steps = int(read_json(self.run.spec).get("total_steps", 0))
-        size = self.run.metrics.stat().st_size if self.run.metrics.exists() else 0
-        if size != self.size:
-            self.size = size
-            rows = _read_rows(self.run)
-            for row in rows[self.rows :]:
-                epoch = int(row.get("epoch", 0))
-                event = Event(
-                    "epoch", epoch, self.spec.epochs, int(row.get("step", 0)), self.total_steps, row
-                )
-                out.append(Msg("event", self.slot, self.spec.run_id, event=event))
-            self.rows = max(self.rows, len(rows))
-        if summary:
+        for row in new_rows:
+            epoch, step = int(row.get("epoch", 0)), int(row.get("step", 0))
+            event = Event("epoch", epoch, self.spec.epochs, step, self.total_steps, row)
+            out.append(Msg("event", self.slot, self.spec.run_id, event=event))
+        if finished:
             status = self.run.status()
             detail = None
             if status == "failed":
-                with contextlib.suppress(OSError, ValueError):
+                with contextlib.suppress(OSError, ValueError, AttributeError):
                     detail = read_json(self.run.summary).get("error")
             self.ended = True
             slots[self.slot] = None
             out.append(Msg("end", self.slot, self.spec.run_id, status=status, detail=detail))
         return out
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _take_slot(slots: list[str | None], label: str) -> int:

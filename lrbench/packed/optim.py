@@ -70,12 +70,11 @@ class PackedOptimizer:
             if self.use_momentum:
                 self.state["momentum_buffer"] = torch.zeros_like(flat)
         else:
-            k = np.arange(1, steps + 1, dtype=np.float64)[:, None]
             beta2 = float(spec.betas[1])
-            bc1 = 1.0 - np.power(mom, k)
-            bc2 = 1.0 - np.power(np.full_like(k, beta2), k)
+            bc1 = np.stack([_bias_correction(col) for col in mom.T], 1)
+            bc2 = _bias_correction(np.full(steps, beta2))
             self.neg_step_size = table(-(lrs / bc1))
-            self.bc2_sqrt = table(np.power(bc2, np.full_like(bc2, 0.5))[:, 0])
+            self.bc2_sqrt = table(np.array([b**0.5 for b in bc2.tolist()]))
             self.lerp_weight = table(1.0 - mom)
             if spec.name == "adamw":
                 self.decay = table(1.0 - lrs * float(spec.weight_decay))
@@ -188,3 +187,13 @@ def adam_update(
     exp_avg_sq.mul_(beta2).addcmul_(d, d, value=1 - beta2)
     denom = (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
     p.add_(exp_avg.mul((neg_step_size * active).index_select(0, owner)).div_(denom))
+
+
+def _bias_correction(beta: np.ndarray) -> np.ndarray:
+    """1 - beta_t ** k for k = 1..T, with Python's float pow, as torch.optim computes it
+    (NumPy's vectorised pow may differ from libm's in the last bit)."""
+    values = beta.tolist()
+    if len(set(values)) == 1:
+        b = values[0]
+        return np.array([1.0 - b ** float(k) for k in range(1, len(values) + 1)])
+    return np.array([1.0 - b ** float(k) for k, b in enumerate(values, 1)])

@@ -41,7 +41,7 @@ NOMINAL_SPE = 1000  # steps per epoch assumed when spec.json does not record it
 EVERY = "every epoch"
 CYCLE_ENDS = "cycle ends"
 UNKNOWN = "every epoch (schedule unknown here)"
-DASH = "—"
+DASH = "–"  # as in tables.py
 
 
 def fraction_column(f: float) -> str:
@@ -308,19 +308,22 @@ def display_rows(table: pd.DataFrame, metric: str) -> dict[tuple, list[list[str]
                     f"{r['n_reached']}/{r['n']}",
                     _num(r["median_epochs_to_target"], "g"),
                     _num(r["median_seconds_to_target"], ".1f"),
-                    "cycle ends" if r["judged"] == CYCLE_ENDS else "",
+                    r["judged"],
                 ]
             )
         out[tuple(str(s) for s in setting)] = rows
     return out
 
 
+def what(metric: str) -> str:
+    return "lowest test error (%)" if metric == "error" else "best test accuracy (%)"
+
+
 def headers(metric: str) -> list[str]:
-    what = "lowest err" if metric == "error" else "best acc"
     return [
         "budget",
         "schedule",
-        *(f"{what} @{100 * f:g}%" for f in FRACTIONS),
+        *(f"@{100 * f:g}%" for f in FRACTIONS),
         "target acc %",
         "reached",
         "epochs to target",
@@ -330,11 +333,10 @@ def headers(metric: str) -> list[str]:
 
 
 def markdown(anytime: Anytime, metric: str) -> str:
-    what = "lowest test error (%)" if metric == "error" else "best test accuracy (%)"
     out = [
         "# lrbench anytime report",
         "",
-        f"Each '@f' column is the {what} a run reached by fraction f of its budget (epochs "
+        f"Each '@f' column is the {what(metric)} a run reached by fraction f of its budget (epochs "
         "1..floor(f·epochs)), mean over seeds; – where no judged epoch lies inside f yet. "
         "Time to target (AlgoPerf-style): the first judged epoch whose test accuracy reaches "
         "the target, median over seeds, inf = not reached; 'reached' counts seeds. "
@@ -373,9 +375,9 @@ def rich_tables(anytime: Anytime, metric: str) -> list:
     head = headers(metric)
     for setting, rows in display_rows(anytime.table, metric).items():
         table = Table(
-            title=f"{' · '.join(setting)} — anytime and time to target",
-            caption="mean over seeds by fraction of budget; time to target: median over seeds, "
-            "inf = not reached",
+            title=f"{' · '.join(setting)} — anytime: {what(metric)} by fraction of the budget; "
+            "time to target",
+            caption="@f: mean over seeds · time to target: median over seeds, inf = not reached",
         )
         for i, h in enumerate(head):
             table.add_column(h, justify="left" if i in (1, len(head) - 1) else "right")

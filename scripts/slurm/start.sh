@@ -93,9 +93,9 @@ SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdLogFile=$STATE/log/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
-# Fast turnaround for tests: a cancelled job is SIGKILLed 5 s after SIGTERM, finished jobs
+# Fast turnaround for tests: a cancelled job is SIGKILLed 2 s after SIGTERM, finished jobs
 # leave squeue after 60 s.
-KillWait=5
+KillWait=2
 MinJobAge=60
 InactiveLimit=0
 Waittime=0
