@@ -109,6 +109,7 @@ def for_evaluation(
 
 
 @torch.no_grad()
+@torch.no_grad()
 def recompute_batchnorm(
     model: torch.nn.Module, batches: Iterable[torch.Tensor | tuple[torch.Tensor, ...]]
 ) -> int:

@@ -8,6 +8,7 @@ once from the pure schedule; the data order and augmentation of an epoch are a p
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import time
 import traceback
@@ -25,13 +26,22 @@ from lrbench import __version__
 from lrbench.data import DeviceData, load_splits
 from lrbench.errors import RunFailed, UserError
 from lrbench.models import build_model
-from lrbench.optim import build_optimizer, current_momentum, set_hparams
+from lrbench.optim import (
+    build_optimizer,
+    current_momentum,
+    for_evaluation,
+    for_training,
+    set_hparams,
+)
 from lrbench.reactive import Reactions
 from lrbench.results import RunDir, atomic_write_bytes, atomic_write_json, metric_columns, read_json
 from lrbench.schedules import build_schedule
+from lrbench.snapshots import SnapshotEnsemble, predict_probs, snapshot_steps, split_labels
 from lrbench.specs import RunSpec
 
 EVAL_BATCH = 1000
+BN_RECOMPUTE_BATCHES = 16  # schedule-free: BatchNorm statistics re-estimated at the averaged x
+ENSEMBLE_COLUMNS = ["ensemble_size", "ensemble_test_acc"]
 PRECISIONS = ("auto", "fp32", "bf16", "fp64")
 
 
@@ -202,6 +212,8 @@ def _train(spec, run, runtime, schedule, data, device, precision, on_event) -> d
     moms = schedule.momenta(total, spe)
     moms = moms.tolist() if moms is not None else None
     react = Reactions(spec, schedule, spe)
+    snapshots = set(snapshot_steps(schedule, total, spe)) if spec.snapshots else set()
+    ensemble = SnapshotEnsemble()
 
     torch.manual_seed(spec.seed)
     model = build_model(spec.model, data.num_classes).to(device=device, dtype=dtype)
@@ -219,8 +231,9 @@ def _train(spec, run, runtime, schedule, data, device, precision, on_event) -> d
         start_epoch, step = state["epoch"], state["step"]
         wall_before = state.get("wall_time_s", 0.0)
         react.restore(state)
+        ensemble.load_state_dict(state.get("ensemble", {}), device)
     run.truncate_metrics(start_epoch)
-    columns = metric_columns(data.has_val)
+    columns = metric_columns(data.has_val) + (ENSEMBLE_COLUMNS if spec.snapshots else [])
     status, t_run = "done", time.perf_counter()
     row: dict[str, Any] = run.last_metrics_row() if start_epoch else {}
 
@@ -230,8 +243,9 @@ def _train(spec, run, runtime, schedule, data, device, precision, on_event) -> d
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.int64)
-        seen = 0
+        seen, snapshots_before = 0, ensemble.count
         model.train()
+        for_training(optimizer)
         for x, y in data.train_batches(spec.seed, epoch, spec.batch_size):
             set_hparams(optimizer, lrs[step] * react.lr_scale, moms[step] if moms else None)
             with autocast():
@@ -244,6 +258,8 @@ def _train(spec, run, runtime, schedule, data, device, precision, on_event) -> d
             correct += (out.argmax(1) == y).sum()
             seen += len(y)
             step += 1
+            if step in snapshots:
+                ensemble.add(predict_probs(model, data, "test", autocast))
             if on_event:
                 on_event(Event("step", epoch + 1, spec.epochs, step, total))
 
@@ -260,9 +276,16 @@ def _train(spec, run, runtime, schedule, data, device, precision, on_event) -> d
             status = "diverged"
             row.update(test_loss=math.nan, test_acc=math.nan)
         else:
+            bn_batches = itertools.islice(
+                data.train_batches(spec.seed, epoch, spec.batch_size), BN_RECOMPUTE_BATCHES
+            )
+            for_evaluation(optimizer, model, bn_batches)
             row["test_loss"], row["test_acc"] = evaluate(model, data, "test", autocast)
             if data.has_val:
                 row["val_loss"], row["val_acc"] = evaluate(model, data, "val", autocast)
+            if ensemble.count > snapshots_before:
+                row["ensemble_size"] = ensemble.count
+                row["ensemble_test_acc"] = ensemble.accuracy(split_labels(data, "test"))
         row["epoch_time_s"] = time.perf_counter() - t0
         run.append_metrics(row, columns)
         if on_event:
@@ -272,7 +295,7 @@ def _train(spec, run, runtime, schedule, data, device, precision, on_event) -> d
             break
         react.after_epoch(epoch + 1, row)
         wall = wall_before + time.perf_counter() - t_run
-        extra = {"wall_time_s": wall, **react.state()}
+        extra = {"wall_time_s": wall, "ensemble": ensemble.state_dict(), **react.state()}
         save_checkpoint(run, model, optimizer, epoch + 1, step, extra)
 
     summary = {

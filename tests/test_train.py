@@ -179,3 +179,27 @@ def test_an_unreadable_archive_is_exit_two(tmp_path):
     assert proc.returncode == 2
     assert str(archive) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_snapshots_record_the_ensemble_at_each_cycle_end(tmp_path):
+    spec = tiny_spec(
+        schedule={"name": "sgdr", "label": "sgdr", "cycles": 2, "t_mult": 1.0},
+        epochs=4,
+        full_epochs=4,
+        snapshots=True,
+    )
+    train_run(spec, tmp_path, Runtime(device="cpu"))
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [r["ensemble_size"] for r in rows] == ["", "1", "", "2"]
+    assert 0 <= float(rows[-1]["ensemble_test_acc"]) <= 1
+
+
+def test_schedule_free_sgd_trains_and_evaluates_at_the_average(tmp_path):
+    pytest.importorskip("schedulefree")
+    spec = tiny_spec(
+        optimizer=OptimizerSpec(name="sgd_schedulefree", lr=0.05, momentum=0.9),
+        schedule={"name": "constant", "label": "none"},
+        epochs=2,
+    )
+    summary = train_run(spec, tmp_path, Runtime(device="cpu"))
+    assert summary["status"] == "done" and 0 <= summary["final"]["test_acc"] <= 1

@@ -17,18 +17,13 @@ import torch
 from lrbench.data import PAD, DeviceData, crop_flip, epoch_generator, normalize, permutation
 
 
-def train_tensors(data: DeviceData) -> tuple[torch.Tensor, torch.Tensor]:
-    """The device-resident uint8 training images and labels of `data`."""
-    return data._split("train")  # no public accessor yet (asked for one)
-
-
 class PackEpoch:
     """One epoch's batches for G models: iterate for (x [b, G*3, H, W] float32, y [G, b])."""
 
     def __init__(self, data: DeviceData, seeds: Sequence[int], epoch: int, batch_size: int):
         self.data = data
         self.batch_size = batch_size
-        x, y = train_tensors(data)
+        x, y = data.tensors("train")
         self.x, self.y = x, y
         n = len(y)
         orders, offsets, flips = [], [], []

@@ -57,6 +57,7 @@ from lrbench.optim import build_optimizer, set_hparams
 from lrbench.packed.data import PackEpoch, pack_eval_input
 from lrbench.packed.models import PackedResNet, member_view, owner_index, packed_forward
 from lrbench.packed.optim import PackedOptimizer
+from lrbench.reactive import Reactions
 from lrbench.results import RunDir, atomic_write_json, metric_columns, read_json
 from lrbench.schedules import build_schedule
 from lrbench.specs import RunSpec
@@ -70,10 +71,12 @@ from lrbench.train import (
     resolve_precision,
     save_checkpoint,
     spec_record,
+    train_run,
 )
 
 COMPILE_ENV = "LRBENCH_COMPILE"  # off | default | reduce-overhead | max-autotune-no-cudagraphs
 COMPILE_DEFAULT = "default"
+PACKED_OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 # --- which runs can share a pack ------------------------------------------------------------
@@ -98,15 +101,18 @@ def pack_key(spec: RunSpec) -> str:
 def plan_packs(specs: Sequence[RunSpec], max_pack: int) -> list[list[RunSpec]]:
     """Group compatible runs into packs of at most `max_pack`, in first-seen order.
 
-    A group of n runs becomes ceil(n / max_pack) packs of near-equal size (10 runs, max 8:
+    Runs that cannot share a pack (see `unpackable_reason`: schedule-free optimizers, plateau,
+    early stopping, snapshots) come back as packs of one, which `train_pack` hands to
+    `train_run`. A group of n runs becomes ceil(n / max_pack) packs of near-equal size (10 runs, max 8:
     5 + 5, not 8 + 2), so no pack is left nearly empty. The plan depends only on the list, not
     on what has finished, so a resumed sweep forms the same packs (which bit-exact resume needs).
     """
     if max_pack < 1:
         raise UserError(f"--pack must be at least 1, got {max_pack}")
     groups: dict[str, list[RunSpec]] = {}
-    for spec in specs:
-        groups.setdefault(pack_key(spec), []).append(spec)
+    for i, spec in enumerate(specs):
+        key = f"alone:{i}" if unpackable_reason(spec) else pack_key(spec)
+        groups.setdefault(key, []).append(spec)
     packs: list[list[RunSpec]] = []
     for members in groups.values():
         count = -(-len(members) // max_pack)
@@ -119,9 +125,25 @@ def plan_packs(specs: Sequence[RunSpec], max_pack: int) -> list[list[RunSpec]]:
     return packs
 
 
+def unpackable_reason(spec: RunSpec) -> str | None:
+    """Why `spec` must train alone (train_run), or None when it can share a pack."""
+    if spec.optimizer.name not in PACKED_OPTIMIZERS:
+        return f"optimizer {spec.optimizer.name} (packs support {', '.join(PACKED_OPTIMIZERS)})"
+    if build_schedule(spec.schedule).reactive:
+        return f"schedule {spec.schedule.get('name')} reacts to metrics"
+    if spec.early_stop:
+        return "early stopping"
+    if spec.snapshots:
+        return "snapshots"
+    return None
+
+
 def check_packable(specs: Sequence[RunSpec]) -> None:
     if not specs:
         raise UserError("a pack needs at least one run")
+    for spec in specs:
+        if len(specs) > 1 and (why := unpackable_reason(spec)):
+            raise UserError(f"run {spec.run_id} cannot share a pack: {why}")
     first = json.loads(pack_key(specs[0]))
     for spec in specs[1:]:
         other = json.loads(pack_key(spec))
@@ -131,28 +153,32 @@ def check_packable(specs: Sequence[RunSpec]) -> None:
                 f"runs {specs[0].run_id} and {spec.run_id} cannot share a pack: they differ in "
                 f"{', '.join(keys)} (a pack may differ only in schedule, seed and lr)"
             )
-    for spec in specs:
-        build_schedule(spec.schedule)  # a reactive schedule would have no rate table
 
 
 # --- the packed step ------------------------------------------------------------------------
 
 
-def per_model_loss(out: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """[G] losses: model g's `F.cross_entropy(out.float(), y)`, exactly as train.py computes it.
+def per_model_loss(
+    out: torch.Tensor, y: torch.Tensor, dtype: torch.dtype, reduction: str = "mean"
+) -> torch.Tensor:
+    """[G] losses: model g's `F.cross_entropy(out_g.to(dtype), y_g)`, as train.py computes it.
 
     One call per model (not one big call) so that each model's loss is bit-identical to its
-    unpacked twin's; on CUDA the compiled step fuses them.
+    unpacked twin's (a mean over a different shape sums in another order); on CUDA the
+    compiled step fuses them.
     """
-    logits = out.float()  # mirrors train.py (which also calls .float() on fp64 logits)
+    logits = out.to(dtype)
     return torch.stack(
-        [F.cross_entropy(o, t, reduction=reduction) for o, t in zip(logits.unbind(0), y.unbind(0))]
+        [
+            F.cross_entropy(o, t, reduction=reduction)
+            for o, t in zip(logits.unbind(0), y.unbind(0), strict=True)
+        ]
     )
 
 
 def _forward_loss(layout, flat, stats, tracked, x, y):
     out = packed_forward(layout, flat, stats, tracked, x, True)
-    return out, per_model_loss(out, y)
+    return out, per_model_loss(out, y, flat.dtype)
 
 
 _COMPILED: dict[str, Any] = {}
@@ -240,7 +266,8 @@ class PackTrainer:
             yp = y.expand(g, -1)
             with self.autocast():
                 out = m(xp)
-            loss_sum += per_model_loss(out, yp, reduction="sum")
+            # train.py's evaluate: F.cross_entropy(out.float(), y, reduction="sum")
+            loss_sum += per_model_loss(out, yp, torch.float32, reduction="sum")
             correct += (out.argmax(-1) == yp).sum(1)
             n += len(y)
         m.train()
@@ -281,10 +308,12 @@ def train_pack(
     if len(specs) != len(run_dirs):
         raise ValueError(f"{len(specs)} specs but {len(run_dirs)} run folders")
     check_packable(specs)
+    if len(specs) == 1 and unpackable_reason(specs[0]):
+        return [train_run(specs[0], Path(run_dirs[0]), runtime, on_event, data)]
     runs = [RunDir(Path(p)) for p in run_dirs]
     if len({r.path.resolve() for r in runs}) != len(runs):
         raise UserError("two runs of a pack share one run folder")
-    for spec, run in zip(specs, runs):
+    for spec, run in zip(specs, runs, strict=True):
         claim_run_dir(spec, run)
     results: list[dict | None] = [None] * len(specs)
     for i, run in enumerate(runs):
@@ -301,7 +330,7 @@ def train_pack(
     spe = data.steps_per_epoch(specs[0].batch_size)
     total = spe * specs[0].epochs
     members = []
-    for i, (spec, run) in enumerate(zip(specs, runs)):
+    for i, (spec, run) in enumerate(zip(specs, runs, strict=True)):
         schedule = build_schedule(spec.schedule)
         member = _Member(i, spec, run, spec.optimizer.lr * schedule.multipliers(total, spe),
                          schedule.momenta(total, spe))  # fmt: skip
@@ -417,7 +446,7 @@ def _phase(members, trainees, start, stop, results, runtime, data, device, preci
     active = torch.zeros(g, dtype=torch.bool, device=device)
     active[[m.slot for m in live]] = True
     columns = metric_columns(data.has_val)
-    templates = {m.slot: _Template(m.spec, data.num_classes, precision, runtime) for m in live}
+    templates = {m.slot: _Template(m.spec, data.num_classes, precision, runtime, spe) for m in live}
     for m in live:
         m.run.truncate_metrics(start)
         m.row = m.run.last_metrics_row() if start else {}
@@ -509,7 +538,11 @@ class _Template:
     """A plain model and torch optimizer for one run, to write its checkpoint in train_run's
     format (model.state_dict(), optimizer.state_dict(), epoch, step, RNG, wall time)."""
 
-    def __init__(self, spec: RunSpec, num_classes: int, precision: str, runtime: Runtime):
+    def __init__(
+        self, spec: RunSpec, num_classes: int, precision: str, runtime: Runtime, spe: int
+    ) -> None:
+        # a packed run never reacts (no plateau, no early stop): its state stays the initial one
+        self.reactions = Reactions(spec, build_schedule(spec.schedule), spe)
         dtype = torch.float64 if precision == "fp64" else torch.float32
         self.model = build_model(spec.model, num_classes).to(dtype=dtype)
         if runtime.channels_last:
@@ -525,9 +558,10 @@ class _Template:
         self.optimizer.state.clear()
         if opt.has_buffer(m.slot, step):
             per_param = opt.member_state(lambda t: packed.member_views(t, m.slot))
-            for p, st in zip(params, per_param):
+            for p, st in zip(params, per_param, strict=True):
                 entry = {k: v.detach().to("cpu", copy=True) for k, v in st.items()}
                 if opt.spec.name != "sgd":
                     entry = {"step": torch.tensor(float(step)), **entry}
                 self.optimizer.state[p] = entry
-        save_checkpoint(m.run, self.model, self.optimizer, epoch, step, {"wall_time_s": wall})
+        extra = {"wall_time_s": wall, **self.reactions.state()}
+        save_checkpoint(m.run, self.model, self.optimizer, epoch, step, extra)

@@ -90,7 +90,7 @@ def param_views(layout: PackLayout, flat: torch.Tensor) -> list[torch.Tensor]:
     g = layout.groups
     chunks = torch.split(flat, [p.numel * g for p in layout.params])
     out = []
-    for slot, chunk in zip(layout.params, chunks):
+    for slot, chunk in zip(layout.params, chunks, strict=True):
         if slot.is_conv:
             o, i, kh, kw = slot.shape
             if layout.channels_last:
@@ -122,9 +122,7 @@ def owner_index(layout: PackLayout, device: torch.device | str) -> torch.Tensor:
     """For each element of `flat`, the index of the model it belongs to (int64)."""
     g = layout.groups
     models = torch.arange(g, device=device)
-    return torch.cat(
-        [models.repeat_interleave(slot.numel) for slot in layout.params]
-    )
+    return torch.cat([models.repeat_interleave(slot.numel) for slot in layout.params])
 
 
 class PackedLinear(torch.autograd.Function):
@@ -148,14 +146,21 @@ class PackedLinear(torch.autograd.Function):
 
 
 def _shortcut_a(x: torch.Tensor, groups: int, planes: int) -> torch.Tensor:
-    """Option A per model: subsample by 2, zero-pad each model's channels to `planes`."""
+    """Option A per model: subsample by 2, zero-pad each model's channels to `planes`.
+
+    Keeps x's memory format (a channels_last activation stays channels_last, so the layers
+    after it keep the kernels the single model uses).
+    """
     x = x[:, :, ::2, ::2]
-    b, gc, h, w = x.shape
+    _b, gc, _h, _w = x.shape
     c = gc // groups
     extra = planes - c
     half = extra // 2
-    x = F.pad(x.unflatten(1, (groups, c)), (0, 0, 0, 0, half, extra - half))
-    return x.flatten(1, 2)
+    if x.is_contiguous(memory_format=torch.channels_last) or (x.stride(1) == 1 and x.dim() == 4):
+        nhwc = x.permute(0, 2, 3, 1).unflatten(3, (groups, c))  # [B, H, W, G, C]
+        padded = F.pad(nhwc, (half, extra - half)).flatten(3)  # [B, H, W, G*planes]
+        return padded.permute(0, 3, 1, 2)
+    return F.pad(x.unflatten(1, (groups, c)), (0, 0, 0, 0, half, extra - half)).flatten(1, 2)
 
 
 def packed_forward(
@@ -229,7 +234,7 @@ class PackedResNet(nn.Module):
         """Copy a plain model's state_dict into slot g."""
         for slot in self.layout.params:
             member_view(self.layout, self.flat, slot, g).copy_(state[slot.name])
-        for (name, c), stat in zip(self.layout.buffers, self.stats()):
+        for (name, c), stat in zip(self.layout.buffers, self.stats(), strict=True):
             stat[g * c : (g + 1) * c].copy_(state[name])
         self.num_batches_tracked.copy_(state[self.layout.tracked[0]])
 
@@ -237,7 +242,7 @@ class PackedResNet(nn.Module):
     def member_state(self, g: int) -> dict[str, torch.Tensor]:
         """Slot g as a plain model's state_dict (views: copy before the pack trains on)."""
         state = {s.name: member_view(self.layout, self.flat, s, g) for s in self.layout.params}
-        for (name, c), stat in zip(self.layout.buffers, self.stats()):
+        for (name, c), stat in zip(self.layout.buffers, self.stats(), strict=True):
             state[name] = stat[g * c : (g + 1) * c]
         for name in self.layout.tracked:
             state[name] = self.num_batches_tracked

@@ -127,7 +127,6 @@ class PackedOptimizer:
         return steps_done > 0 and bool((self.momenta_table[:steps_done, g] != 0).any())
 
 
-
 def sgd_update(
     *,
     p: torch.Tensor,
