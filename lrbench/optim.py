@@ -31,7 +31,6 @@ from lrbench.specs import OptimizerSpec
 OPTIMIZERS = ("sgd", "adam", "adamw", "sgd_schedulefree", "adamw_schedulefree")
 SCHEDULE_FREE = ("sgd_schedulefree", "adamw_schedulefree")
 INSTALL_HINT = "pip install schedulefree (or lrbench[schedulefree])"
-BN_BATCHES = 50  # training batches to re-estimate BatchNorm statistics at x (schedulefree README)
 
 
 def build_optimizer(
@@ -165,7 +164,7 @@ def set_hparams(optimizer: torch.optim.Optimizer, lr: float, momentum: float | N
     """Set the step's rate, and its momentum when the schedule moves it (Adam: beta1).
 
     For schedule-free optimizers (groups with `train_mode`) a momentum change is refused:
-    see check_schedule, which the trainer calls before the first step.
+    see check_schedule, which a config or run should call before training starts.
     """
     for group in optimizer.param_groups:
         group["lr"] = lr

@@ -61,7 +61,9 @@ def test_budget_rounds_and_never_drops_below_one_epoch():
 
 def test_run_ids_are_readable_and_change_when_the_spec_changes():
     a = expand(parse_config(BASE))[0]
-    b = expand(parse_config(with_(optimizers=[{"name": "sgd", "lr": 0.1, "weight_decay": 1e-4}])))[0]
+    b = expand(parse_config(with_(optimizers=[{"name": "sgd", "lr": 0.1, "weight_decay": 1e-4}])))[
+        0
+    ]
     assert a.run_id.startswith("resnet20-synthetic-sgd0.1-step-b0.1-s0-")
     assert a.run_id != b.run_id
     assert a.run_id == expand(parse_config(BASE))[0].run_id
@@ -88,7 +90,10 @@ def test_seeds_pair_schedules_within_a_cell():
         (with_(schedules=["step", "cosine", {"name": "rex", "beta": 1.5}]), "schedules[2]"),
         (with_(schedules=["stpe"]), "schedules[0]"),
         (with_(optimizers=[{"name": "sgd", "lr": -1}]), "optimizers[0].lr"),
-        (with_(optimizers=[{"name": "sgd", "lr": 0.1, "momentun": 0.9}]), "did you mean 'momentum'?"),
+        (
+            with_(optimizers=[{"name": "sgd", "lr": 0.1, "momentun": 0.9}]),
+            "did you mean 'momentum'?",
+        ),
         (with_(optimizers=[{"name": "lamb", "lr": 0.1}]), "optimizers[0].name"),
         (with_(seeds=0), "seeds"),
         (with_(schedules=["rex", "rex"]), "label 'rex' is used twice"),

@@ -84,12 +84,16 @@ def test_suggestions_follow_their_rules_on_a_known_curve() -> None:
     # so the valley is half-way along that stretch, in steps: the geometric midpoint
     first = lrs[30]
     assert sugg.valley == pytest.approx(math.sqrt(first * lrs[i_min]), rel=step**2 - 1)
-    assert sugg.peak == sugg.valley and "valley" in sugg.peak_rule
-    # triangular: high where accuracy peaks (0.1, below the lowest loss), low = high / 4
-    assert 0.1 / step <= sugg.triangular_high <= 0.1 * step
-    assert sugg.high_rule == "smoothed accuracy peaks"
+    assert sugg.peak == pytest.approx(sugg.min_loss / 10) and "/ 10" in sugg.peak_rule
+    # triangular: high where accuracy has made 90% of its rise towards its peak at 0.1:
+    # exp(-(u + 1)^2 / 1.5) = 0.9 at u = -1 - sqrt(1.5 ln(1/0.9)), about lr 0.040
+    slows = 10 ** (-1 - math.sqrt(1.5 * math.log(1 / 0.9)))
+    assert slows / step <= sugg.triangular_high <= slows * step
+    assert "90% of its rise" in sugg.high_rule
     assert sugg.triangular_low == pytest.approx(sugg.triangular_high / 4)
-    assert sugg.acc_rise is not None and sugg.acc_rise < sugg.triangular_high
+    rises = 10 ** (-1 - math.sqrt(1.5 * math.log(10)))  # 10% of the rise: about 1.4e-3
+    assert rises / step <= sugg.acc_rise <= rises * step
+    assert not sugg.notes
 
 
 def test_suggestions_from_a_noisy_range_test_via_the_moving_average() -> None:
@@ -108,6 +112,18 @@ def test_suggestion_without_accuracy_uses_the_lowest_loss() -> None:
     lrs, loss, _ = _known_curve()
     sugg = suggest(lrs, smooth(loss))
     assert sugg.triangular_high == sugg.min_loss and sugg.high_rule == "lowest smoothed loss"
+
+
+def test_a_flat_bottom_is_reported() -> None:
+    """Loss flat from 1e-2 to 3: the probe cannot rank those rates, and says so."""
+    lrs = lr_ramp(1e-5, 10.0, 300)
+    u = np.log10(lrs)
+    loss = np.where(u < -2, 2.3 - 0.3 * (u + 5), 1.4) + np.where(u > 0.5, 3 * (u - 0.5), 0)
+    loss = loss + 0.01 * np.sin(7 * u)
+    sugg = suggest(lrs, loss)
+    lo, hi = sugg.flat
+    assert 0.005 < lo < 0.02 and 2 < hi < 6
+    assert any("cannot rank" in n for n in sugg.notes)
 
 
 def test_suggestion_notes_a_curve_still_falling() -> None:

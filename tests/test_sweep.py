@@ -44,7 +44,7 @@ def final_metrics(sweep: Path) -> dict[str, list[dict]]:
 
     out = {}
     for run in run_dirs(sweep):
-        rows = list(csv.DictReader(open(run.metrics)))
+        rows = list(csv.DictReader(run.metrics.read_text().splitlines()))
         out[run.path.name] = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
     return out
 
@@ -126,7 +126,9 @@ def test_kill_minus_nine_at_random_moments_then_resume_equals_an_uninterrupted_s
     rng = random.Random(1)
     killed = tmp_path / "killed"
     for _ in range(4):
-        proc = subprocess.Popen(sweep_cmd(config, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            sweep_cmd(config, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(rng.uniform(2.0, 6.0))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -142,7 +144,9 @@ def test_two_sweeps_at_once_train_each_run_once(tmp_path):
     config = write_config(tmp_path)
     results = tmp_path / "results"
     procs = [
-        subprocess.Popen(sweep_cmd(config, results), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            sweep_cmd(config, results), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     logs = [p.communicate(timeout=600) for p in procs]

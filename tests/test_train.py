@@ -54,11 +54,20 @@ def test_a_run_writes_the_documented_folder(tmp_path):
     run = tmp_path / "run"
     assert summary["status"] == "done" and summary["epochs_completed"] == 3
     spec = json.loads((run / "spec.json").read_text())
-    for key in ("model", "dataset", "optimizer", "schedule", "budget", "epochs", "seed", "batch_size"):
+    for key in (
+        "model",
+        "dataset",
+        "optimizer",
+        "schedule",
+        "budget",
+        "epochs",
+        "seed",
+        "batch_size",
+    ):
         assert key in spec
     assert spec["provenance"]["device"] == "cpu" and spec["provenance"]["torch"]
     assert spec["run_id"] == tiny_spec().run_id
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     assert list(rows[0]) == [
         "epoch", "step", "lr", "momentum", "train_loss", "train_acc",
         "test_loss", "test_acc", "epoch_time_s",
@@ -85,7 +94,9 @@ def test_same_spec_and_seed_give_identical_metrics(tmp_path):
 
 
 def test_a_validation_split_adds_its_columns(tmp_path):
-    spec = tiny_spec(dataset=DatasetSpec(name="synthetic", limit_train=320, val_fraction=0.2), epochs=1)
+    spec = tiny_spec(
+        dataset=DatasetSpec(name="synthetic", limit_train=320, val_fraction=0.2), epochs=1
+    )
     train_run(spec, tmp_path, Runtime(device="cpu"))
     row = metrics(tmp_path)[0]
     assert {"val_loss", "val_acc"} <= set(row)
@@ -189,7 +200,7 @@ def test_snapshots_record_the_ensemble_at_each_cycle_end(tmp_path):
         snapshots=True,
     )
     train_run(spec, tmp_path, Runtime(device="cpu"))
-    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").read_text().splitlines()))
     assert [r["ensemble_size"] for r in rows] == ["", "1", "", "2"]
     assert 0 <= float(rows[-1]["ensemble_test_acc"]) <= 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import typer
@@ -21,10 +22,11 @@ HELP = "\n\n".join(
         "--limit-train 5000 --steps 200 --out results/lr-find",
         "The rate rises exponentially (--mode exp, the default) or linearly over --steps steps, "
         "across epochs as needed, and the test stops once the smoothed loss (EMA, beta 0.98, "
-        "bias-corrected) exceeds 4x its best. Suggested: the peak rate for onecycle (or the rate "
-        "of step/cosine/rex), read as fastai's 'valley' of the smoothed loss, with the steepest "
-        "descent shown beside it; and triangular bounds per Smith: high where the smoothed "
-        "batch accuracy stops rising (at most the rate of the lowest loss), low = high/4.",
+        "bias-corrected) exceeds 4x its best. Suggested: the peak rate for onecycle (or the "
+        "rate of step/cosine/rex) = the rate of the lowest smoothed loss / 10 (fastai's "
+        "lr_min), with fastai's valley and the steepest descent shown beside it; and "
+        "triangular bounds per Smith: high where the smoothed batch accuracy stops rising (at "
+        "most the rate of the lowest loss), low = high/4.",
         "Written to --out: lr_find.csv (step, lr, loss, smooth_loss, acc, smooth_acc) and "
         "lr_find.png (loss against rate, log axis, suggestions marked). The model is discarded.",
     ]
@@ -131,6 +133,7 @@ def lr_find_command(
         typer.echo(json.dumps({**sugg.as_dict(), "steps_run": len(result)}, indent=2))
     else:
         typer.echo(describe(result, sugg))
+    sys.stdout.flush()
     typer.echo(f"wrote {csv_path} and {png_path}", err=True)
 
 

@@ -40,6 +40,7 @@ import math
 import os
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -196,7 +197,9 @@ def _compiled(name: str, fn, mode: str):
     if key not in _COMPILED:
         import torch._dynamo
 
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        for limit in ("recompile_limit", "cache_size_limit"):  # the name changed across versions
+            if hasattr(torch._dynamo.config, limit):
+                setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
         _COMPILED[key] = torch.compile(fn, mode=None if mode == "default" else mode)
     return _COMPILED[key]
 
@@ -220,13 +223,15 @@ class PackTrainer:
         self.dtype = torch.float64 if precision == "fp64" else torch.float32
         self.use_bf16 = precision == "bf16"
         self.forward_loss = _forward_loss
-        self.compiled = None
-        if device.type == "cuda" and (mode := compile_mode()):
-            torch.backends.cudnn.benchmark = True
-            self.forward_loss = _compiled("forward_loss", _forward_loss, mode)
-            fn = optimizer.update_fn
-            optimizer.update_fn = _compiled(fn.__name__, fn, mode)
-            self.compiled = mode
+        self.eager_update = optimizer.update_fn
+        self.compiled: str | None = None
+        self.proven = False
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # picks the fastest grouped-conv algorithms
+            if mode := compile_mode():
+                self.forward_loss = _compiled("forward_loss", _forward_loss, mode)
+                optimizer.update_fn = _compiled(self.eager_update.__name__, self.eager_update, mode)
+                self.compiled = mode
 
     def autocast(self):
         if self.use_bf16:
@@ -241,6 +246,23 @@ class PackTrainer:
         `active` [G] bool is updated in place: a model whose loss is non-finite is frozen before
         this step's update (no host sync).
         """
+        if self.compiled and not self.proven:
+            try:
+                result = self._step(x, y, t, active)
+            except Exception as err:  # a compiler failure must not cost the runs: go eager
+                warnings.warn(
+                    f"torch.compile ({self.compiled}) failed, training eagerly: "
+                    f"{type(err).__name__}: {err}",
+                    stacklevel=2,
+                )
+                self.forward_loss, self.optimizer.update_fn = _forward_loss, self.eager_update
+                self.compiled = None
+                result = self._step(x, y, t, active)
+            self.proven = True
+            return result
+        return self._step(x, y, t, active)
+
+    def _step(self, x, y, t, active):
         m = self.model
         with self.autocast():
             out, losses = self.forward_loss(
@@ -296,8 +318,13 @@ def train_pack(
     runtime: Runtime = Runtime(),
     on_event: Callback | None = None,
     data: DeviceData | None = None,
+    *,
+    impl: str = "auto",
 ) -> list[dict]:
     """Train (or resume, or skip) compatible runs as one pack; return their summaries, in order.
+
+    `impl` picks how the models run (lrbench.packed.models.IMPLS): `auto` is grouped layers on
+    CUDA and a loop over the models on the CPU.
 
     Each run's folder ends up as `train_run(spec, run_dir)` would leave it. Raises UserError for
     runs that cannot share a pack (see `plan_packs`) or folders that hold other runs, and
@@ -346,8 +373,9 @@ def train_pack(
         else:
             atomic_write_json(run.spec, spec_record(spec, spe, device, precision))
     pending = [m for m in members if results[m.slot] is None]
+    ctx = _Ctx(members, results, runtime, data, device, precision, on_event, spe, impl)
     try:
-        _train(members, pending, results, runtime, data, device, precision, on_event, spe)
+        _train(ctx, pending)
     except (KeyboardInterrupt, UserError):
         raise
     except Exception as err:
@@ -373,8 +401,27 @@ def _read_checkpoint(run: RunDir) -> dict:
         raise UserError(f"{run.checkpoint} is unreadable ({err}); delete it to restart") from err
 
 
-def _train(members, pending, results, runtime, data, device, precision, on_event, spe) -> None:
-    epochs = members[0].spec.epochs
+@dataclass
+class _Ctx:
+    members: list[_Member]
+    results: list[dict | None]
+    runtime: Runtime
+    data: DeviceData
+    device: torch.device
+    precision: str
+    on_event: Callback | None
+    spe: int
+    impl: str
+
+    @property
+    def epochs(self) -> int:
+        return self.members[0].spec.epochs
+
+
+def _train(ctx: _Ctx, pending: list[_Member]) -> None:
+    """Phases until every run is finished: each trains the runs at the earliest epoch up to the
+    next epoch some other run stands at (normally: all of them, to the end)."""
+    results, epochs = ctx.results, ctx.epochs
     while pending:
         for m in [m for m in pending if m.start >= epochs]:  # killed before its summary
             m.row = m.run.last_metrics_row()
@@ -386,20 +433,20 @@ def _train(members, pending, results, runtime, data, device, precision, on_event
         trainees = [m for m in pending if m.start == start]
         later = [m.start for m in pending if m.start > start]
         stop = min(later) if later else epochs
-        _phase(members, trainees, start, stop, results, runtime, data, device, precision,
-               on_event, spe)  # fmt: skip
+        _phase(ctx, trainees, start, stop)
         for m in trainees:
             m.start = stop
         pending = [m for m in pending if results[m.slot] is None]
 
 
-def _build(members, trainees, data, device, precision, runtime, spe, start):
+def _build(ctx: _Ctx, trainees: list[_Member]) -> tuple[PackedResNet, PackedOptimizer]:
     """The packed model and optimizer: trainees from their checkpoints (or fresh), passengers
     (finished or ahead) fresh from their seed: only G and their slots matter for the others."""
+    members, data, device = ctx.members, ctx.data, ctx.device
     spec0 = members[0].spec
     g = len(members)
-    dtype = torch.float64 if precision == "fp64" else torch.float32
-    model = PackedResNet(spec0.model, data.num_classes, g, runtime.channels_last)
+    dtype = torch.float64 if ctx.precision == "fp64" else torch.float32
+    model = PackedResNet(spec0.model, data.num_classes, g, ctx.runtime.channels_last, ctx.impl)
     training = {m.slot for m in trainees}
     for m in members:
         if m.slot in training and m.state is not None:
@@ -432,10 +479,12 @@ def _load_optimizer_state(model: PackedResNet, optimizer: PackedOptimizer, g: in
                     member_view(model.layout, optimizer.state[name], slot, g).copy_(value)
 
 
-def _phase(members, trainees, start, stop, results, runtime, data, device, precision, on_event,
-           spe) -> None:  # fmt: skip
+def _phase(ctx: _Ctx, trainees: list[_Member], start: int, stop: int) -> None:
+    """Train `trainees` (the others ride along as passengers) from epoch `start` to `stop`."""
+    members, results, data, device = ctx.members, ctx.results, ctx.data, ctx.device
+    precision, on_event, spe = ctx.precision, ctx.on_event, ctx.spe
     t_run = time.perf_counter()
-    model, optimizer = _build(members, trainees, data, device, precision, runtime, spe, start)
+    model, optimizer = _build(ctx, trainees)
     trainer = PackTrainer(model, optimizer, device, precision)
     g = len(members)
     epochs = members[0].spec.epochs
@@ -446,7 +495,9 @@ def _phase(members, trainees, start, stop, results, runtime, data, device, preci
     active = torch.zeros(g, dtype=torch.bool, device=device)
     active[[m.slot for m in live]] = True
     columns = metric_columns(data.has_val)
-    templates = {m.slot: _Template(m.spec, data.num_classes, precision, runtime, spe) for m in live}
+    templates = {
+        m.slot: _Template(m.spec, data.num_classes, precision, ctx.runtime, spe) for m in live
+    }
     for m in live:
         m.run.truncate_metrics(start)
         m.row = m.run.last_metrics_row() if start else {}
@@ -500,9 +551,10 @@ def _phase(members, trainees, start, stop, results, runtime, data, device, preci
             active[m.slot] = False
             results[m.slot] = _finish(m, "diverged", t_run)
         live = finite
+        snapshot = (model.snapshot(), optimizer.snapshot()) if live else None
         for m in live:
             wall = m.wall_before + time.perf_counter() - t_run
-            templates[m.slot].save(model, optimizer, m, epoch + 1, step, wall)
+            templates[m.slot].save(model, optimizer, snapshot, m, epoch + 1, step, wall)
         if not live:
             break
     for m in live:
@@ -550,14 +602,16 @@ class _Template:
         self.optimizer = build_optimizer(spec.optimizer, self.model.parameters())
 
     @torch.no_grad()
-    def save(self, packed: PackedResNet, opt: PackedOptimizer, m: _Member, epoch, step, wall):
-        self.model.load_state_dict(packed.member_state(m.slot))
+    def save(self, packed, opt, snapshot, m: _Member, epoch: int, step: int, wall: float) -> None:
+        """Write m's checkpoint from `snapshot` = (packed.snapshot(), opt.snapshot())."""
+        model_state, opt_state = snapshot
+        self.model.load_state_dict(packed.member_state(m.slot, model_state))
         set_hparams(self.optimizer, float(m.lrs[step - 1]),
                     float(m.moms[step - 1]) if m.moms is not None else None)  # fmt: skip
         params = list(self.model.parameters())
         self.optimizer.state.clear()
         if opt.has_buffer(m.slot, step):
-            per_param = opt.member_state(lambda t: packed.member_views(t, m.slot))
+            per_param = opt.member_state(lambda t: packed.member_views(t, m.slot), opt_state)
             for p, st in zip(params, per_param, strict=True):
                 entry = {k: v.detach().to("cpu", copy=True) for k, v in st.items()}
                 if opt.spec.name != "sgd":

@@ -28,6 +28,13 @@ from torch import nn
 from lrbench.errors import UserError
 from lrbench.models import _blocks_per_stage, build_model, parse_model_name
 
+# How the G models run. grouped: every layer holds all G models (grouped convolutions, per-model
+# BatchNorm over G*C channels, one batched matmul head): few, big kernels, the GPU's way.
+# loop: the layers of one model at a time, on views of the same packed parameters: on the CPU
+# (oneDNN) a grouped convolution and BatchNorm over G*C channels cost ~2x per model what the
+# single model's kernels cost (bigger working sets fall out of cache), so the CPU loops, and
+# then each model runs the very kernels its unpacked twin runs (bit-identical in float32 too).
+IMPLS = ("auto", "grouped", "loop")
 BN_MOMENTUM = 0.1
 BN_EPS = 1e-5
 
@@ -57,6 +64,7 @@ class PackLayout:
     params: tuple[ParamSlot, ...]
     buffers: tuple[tuple[str, int], ...]  # BN running stats: (name, channels per model)
     tracked: tuple[str, ...]  # BN num_batches_tracked names (one shared counter in the pack)
+    impl: str = "auto"  # grouped | loop | auto (see IMPLS)
 
     @property
     def total(self) -> int:
@@ -67,8 +75,12 @@ class PackLayout:
         return _blocks_per_stage(self.depth)
 
 
-def make_layout(model: str, num_classes: int, groups: int, channels_last: bool) -> PackLayout:
+def make_layout(
+    model: str, num_classes: int, groups: int, channels_last: bool, impl: str = "auto"
+) -> PackLayout:
     depth = parse_model_name(model)
+    if impl not in IMPLS:
+        raise UserError(f"pack implementation must be one of {', '.join(IMPLS)}, got {impl!r}")
     if groups < 1:
         raise UserError(f"a pack needs at least one model, got {groups}")
     template = build_model(model, num_classes)
@@ -82,7 +94,9 @@ def make_layout(model: str, num_classes: int, groups: int, channels_last: bool) 
         if name.endswith(("running_mean", "running_var"))
     )
     tracked = tuple(n for n, _ in template.named_buffers() if n.endswith("num_batches_tracked"))
-    return PackLayout(depth, num_classes, groups, channels_last, tuple(slots), buffers, tracked)
+    return PackLayout(
+        depth, num_classes, groups, channels_last, tuple(slots), buffers, tracked, impl
+    )
 
 
 def param_views(layout: PackLayout, flat: torch.Tensor) -> list[torch.Tensor]:
@@ -149,37 +163,33 @@ def _shortcut_a(x: torch.Tensor, groups: int, planes: int) -> torch.Tensor:
     """Option A per model: subsample by 2, zero-pad each model's channels to `planes`.
 
     Keeps x's memory format (a channels_last activation stays channels_last, so the layers
-    after it keep the kernels the single model uses).
+    after it keep their channels_last kernels). One model: exactly the plain model's op.
     """
     x = x[:, :, ::2, ::2]
-    _b, gc, _h, _w = x.shape
-    c = gc // groups
+    c = x.shape[1] // groups
     extra = planes - c
     half = extra // 2
-    if x.is_contiguous(memory_format=torch.channels_last) or (x.stride(1) == 1 and x.dim() == 4):
-        nhwc = x.permute(0, 2, 3, 1).unflatten(3, (groups, c))  # [B, H, W, G, C]
-        padded = F.pad(nhwc, (half, extra - half)).flatten(3)  # [B, H, W, G*planes]
-        return padded.permute(0, 3, 1, 2)
+    if groups == 1:
+        return F.pad(x, (0, 0, 0, 0, half, extra - half))
+    if x.stride(1) == 1:  # channels_last: pad inside [B, H, W, G, C]
+        nhwc = x.permute(0, 2, 3, 1).unflatten(3, (groups, c))
+        return F.pad(nhwc, (half, extra - half)).flatten(3).permute(0, 3, 1, 2)
     return F.pad(x.unflatten(1, (groups, c)), (0, 0, 0, 0, half, extra - half)).flatten(1, 2)
 
 
-def packed_forward(
+def _features(
     layout: PackLayout,
-    flat: torch.Tensor,
+    weights: list[torch.Tensor],
     stats: list[torch.Tensor],
-    num_batches_tracked: torch.Tensor,
     x: torch.Tensor,
     training: bool,
+    groups: int,
 ) -> torch.Tensor:
-    """x [B, G*3, H, W] -> logits [G, B, num_classes]. Updates BN running stats when training."""
-    g = layout.groups
-    ws = iter(param_views(layout, flat))
-    st = iter(stats)
-    if training:
-        num_batches_tracked.add_(1)
+    """CifarResNet.forward up to the pooled features, for `groups` models side by side."""
+    ws, st = iter(weights), iter(stats)
 
     def conv(x: torch.Tensor, stride: int) -> torch.Tensor:
-        return F.conv2d(x, next(ws), None, stride, 1, 1, g)
+        return F.conv2d(x, next(ws), None, stride, 1, 1, groups)
 
     def bn(x: torch.Tensor) -> torch.Tensor:
         weight, bias = next(ws), next(ws)
@@ -193,22 +203,66 @@ def packed_forward(
             stride = 2 if stage > 0 and i == 0 else 1
             out = F.relu(bn(conv(x, stride)))
             out = bn(conv(out, 1))
-            short = x if stride == 1 and in_planes == planes else _shortcut_a(x, g, planes)
+            short = x if stride == 1 and in_planes == planes else _shortcut_a(x, groups, planes)
             x = F.relu(out + short)
             in_planes = planes
-    feats = F.adaptive_avg_pool2d(x, 1).flatten(1).view(x.shape[0], g, -1).transpose(0, 1)
-    weight, bias = next(ws), next(ws)
-    return PackedLinear.apply(feats, weight, bias)
+    return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+
+def resolve_impl(impl: str, device: torch.device) -> str:
+    """`auto`: grouped layers on CUDA, a loop over the models on the CPU (see IMPLS)."""
+    if impl == "auto":
+        return "grouped" if device.type == "cuda" else "loop"
+    return impl
+
+
+def packed_forward(
+    layout: PackLayout,
+    flat: torch.Tensor,
+    stats: list[torch.Tensor],
+    num_batches_tracked: torch.Tensor,
+    x: torch.Tensor,
+    training: bool,
+) -> torch.Tensor:
+    """x [B, G*3, H, W] -> logits [G, B, num_classes]. Updates BN running stats when training."""
+    g = layout.groups
+    weights = param_views(layout, flat)
+    if training:
+        num_batches_tracked.add_(1)
+    if resolve_impl(layout.impl, x.device) == "grouped":
+        feats = _features(layout, weights[:-2], stats, x, training, g)
+        feats = feats.view(x.shape[0], g, -1).transpose(0, 1)
+        return PackedLinear.apply(feats, weights[-2], weights[-1])
+    outs = []
+    for m in range(g):
+        own = [_member_slice(w, m, g) for w in weights]
+        own_stats = [s.view(g, -1)[m] for s in stats]
+        feats = _features(layout, own[:-2], own_stats, x[:, 3 * m : 3 * m + 3], training, 1)
+        outs.append(F.linear(feats, own[-2], own[-1]))
+    return torch.stack(outs)
+
+
+def _member_slice(packed: torch.Tensor, m: int, groups: int) -> torch.Tensor:
+    """Model m's part of a packed per-layer tensor (conv [G*O, ...], BN [G*C], fc [G, ...])."""
+    if packed.dim() == 4 or packed.dim() == 1:
+        n = packed.shape[0] // groups
+        return packed[m * n : (m + 1) * n]
+    return packed[m]
 
 
 class PackedResNet(nn.Module):
     """G CIFAR ResNets (option-A shortcuts) in one module; see the module docstring."""
 
     def __init__(
-        self, model: str, num_classes: int, groups: int, channels_last: bool = True
+        self,
+        model: str,
+        num_classes: int,
+        groups: int,
+        channels_last: bool = True,
+        impl: str = "auto",
     ) -> None:
         super().__init__()
-        self.layout = make_layout(model, num_classes, groups, channels_last)
+        self.layout = make_layout(model, num_classes, groups, channels_last, impl)
         self.model_name = model
         self.flat = nn.Parameter(torch.zeros(self.layout.total))
         for i, (_, c) in enumerate(self.layout.buffers):
@@ -239,13 +293,26 @@ class PackedResNet(nn.Module):
         self.num_batches_tracked.copy_(state[self.layout.tracked[0]])
 
     @torch.no_grad()
-    def member_state(self, g: int) -> dict[str, torch.Tensor]:
-        """Slot g as a plain model's state_dict (views: copy before the pack trains on)."""
-        state = {s.name: member_view(self.layout, self.flat, s, g) for s in self.layout.params}
-        for (name, c), stat in zip(self.layout.buffers, self.stats(), strict=True):
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """All of the pack's state on the CPU in a few copies (not one per member and tensor):
+        pass it to `member_state` to write many members' checkpoints cheaply."""
+        names = ["flat", *(f"stat{i}" for i in range(len(self.layout.buffers)))]
+        state = {n: getattr(self, n).detach().cpu() for n in names}
+        state["num_batches_tracked"] = self.num_batches_tracked.cpu()
+        return state
+
+    def member_state(
+        self, g: int, source: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Slot g as a plain model's state_dict: views into the pack (or into `source`, a
+        `snapshot()`), so copy them before the pack trains on."""
+        src = source or {"flat": self.flat, "num_batches_tracked": self.num_batches_tracked}
+        stats = [src.get(f"stat{i}", s) for i, s in enumerate(self.stats())]
+        state = {s.name: member_view(self.layout, src["flat"], s, g) for s in self.layout.params}
+        for (name, c), stat in zip(self.layout.buffers, stats, strict=True):
             state[name] = stat[g * c : (g + 1) * c]
         for name in self.layout.tracked:
-            state[name] = self.num_batches_tracked
+            state[name] = src["num_batches_tracked"]
         return state
 
     def member_views(self, tensor: torch.Tensor, g: int) -> list[torch.Tensor]:
@@ -260,9 +327,10 @@ def init_packed(
     dtype: torch.dtype,
     device: torch.device,
     channels_last: bool,
+    impl: str = "auto",
 ) -> PackedResNet:
     """A pack whose model g is initialised exactly as `train_run` initialises seed g's model."""
-    packed = PackedResNet(model, num_classes, len(seeds), channels_last)
+    packed = PackedResNet(model, num_classes, len(seeds), channels_last, impl)
     for g, seed in enumerate(seeds):
         torch.manual_seed(seed)
         packed.load_member(g, build_model(model, num_classes).state_dict())

@@ -108,15 +108,18 @@ class PackedOptimizer:
 
     # --- per-model state, in torch.optim's own state_dict format (for checkpoints) ----------
 
-    def member_state(self, views) -> list[dict[str, torch.Tensor]]:
-        """Per-parameter torch.optim state of one model, given a function name -> its views.
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """The state buffers on the CPU (one copy each), for `member_state`."""
+        return {n: t.detach().cpu() for n, t in self.state.items()}
 
-        `views(tensor)` returns that model's parameter-shaped views of a flat tensor.
-        """
-        names = list(self.state)
+    def member_state(self, views, source=None) -> list[dict[str, torch.Tensor]]:
+        """Per-parameter torch.optim state of one model: `views(tensor)` returns that model's
+        parameter-shaped views of a flat tensor; `source` is a `snapshot()` (default: live)."""
+        state = self.state if source is None else source
+        names = list(state)
         if not names:
             return []
-        per_name = {n: views(self.state[n]) for n in names}
+        per_name = {n: views(state[n]) for n in names}
         count = len(next(iter(per_name.values())))
         return [{n: per_name[n][i] for n in names} for i in range(count)]
 

@@ -42,6 +42,7 @@ EVERY = "every epoch"
 CYCLE_ENDS = "cycle ends"
 UNKNOWN = "every epoch (schedule unknown here)"
 DASH = "–"  # as in tables.py
+SHORT = {EVERY: "epochs", CYCLE_ENDS: "cycle ends", UNKNOWN: "epochs (?)"}
 
 
 def fraction_column(f: float) -> str:
@@ -308,7 +309,7 @@ def display_rows(table: pd.DataFrame, metric: str) -> dict[tuple, list[list[str]
                     f"{r['n_reached']}/{r['n']}",
                     _num(r["median_epochs_to_target"], "g"),
                     _num(r["median_seconds_to_target"], ".1f"),
-                    r["judged"],
+                    SHORT.get(r["judged"], r["judged"]),
                 ]
             )
         out[tuple(str(s) for s in setting)] = rows
@@ -380,7 +381,8 @@ def rich_tables(anytime: Anytime, metric: str) -> list:
             caption="@f: mean over seeds · time to target: median over seeds, inf = not reached",
         )
         for i, h in enumerate(head):
-            table.add_column(h, justify="left" if i in (1, len(head) - 1) else "right")
+            last = i == len(head) - 1
+            table.add_column(h, justify="left" if i == 1 or last else "right", no_wrap=last)
         for row in rows:
             table.add_row(*(Text(c, style="dim" if c in (DASH, "inf") else "") for c in row))
         tables.append(table)

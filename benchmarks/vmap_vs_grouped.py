@@ -1,0 +1,110 @@
+"""Two ways to train G models as one: lrbench's packed layers vs torch.func's vmap.
+
+    PYTHONPATH=. python benchmarks/vmap_vs_grouped.py --device cuda --groups 8 32 64
+
+Times forward + backward of G ResNets (optimizer excluded: the same flat update serves both):
+
+- grouped: lrbench.packed (impl=grouped): one [B, G*C, H, W] activation, grouped convolutions,
+  per-model BatchNorm over G*C channels, a batched-matmul head; parameters in one flat tensor.
+- loop: lrbench.packed (impl=loop): the same packed parameters, one model's layers at a time.
+- vmap: torch.func.stack_module_state + functional_call under vmap, the documented
+  "model ensembling" recipe; BatchNorm buffers are stacked too, so running stats update per model.
+
+Prints one line per (G, way): ms per step and model-steps per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from contextlib import nullcontext
+
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from lrbench.models import build_model
+from lrbench.packed.loop import per_model_loss
+from lrbench.packed.models import init_packed
+
+
+def timed(step, device, steps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--model", default="resnet20")
+    ap.add_argument("--groups", type=int, nargs="+", default=[2, 4])
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (default on CUDA)")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    bf16 = args.bf16 or device.type == "cuda"
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+    for g in args.groups:
+        for way, sec in measure(g, args, device, autocast).items():
+            print(f"G={g:3d} {way:8s} {sec * 1e3:9.1f} ms/step  {g / sec:8.1f} model-steps/s")
+
+
+def measure(g: int, args, device: torch.device, autocast) -> dict[str, float]:
+    b = args.batch_size
+    x5 = torch.randn(g, b, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (g, b), device=device)
+    x = x5.permute(1, 0, 2, 3, 4).reshape(b, g * 3, 32, 32)
+    x = x.contiguous(memory_format=torch.channels_last)
+    results = {}
+    for impl in ("grouped", "loop"):
+        net = init_packed(args.model, 10, list(range(g)), torch.float32, device, True, impl)
+
+        def step(net=net):
+            with autocast():
+                out = net(x)
+                loss = per_model_loss(out, y, torch.float32).sum()
+            net.flat.grad = None
+            loss.backward()
+
+        results[impl] = timed(step, device, args.steps, args.warmup)
+
+    models = []
+    for seed in range(g):
+        torch.manual_seed(seed)
+        models.append(build_model(args.model, 10).to(device))
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+
+    def one(p, bufs, xi):
+        return functional_call(base, (p, bufs), (xi,))
+
+    def vstep():
+        with autocast():
+            out = vmap(one)(params, buffers, x5)
+            loss = per_model_loss(out, y, torch.float32).sum()
+        for p in params.values():
+            p.grad = None
+        loss.backward()
+
+    try:
+        results["vmap"] = timed(vstep, device, args.steps, args.warmup)
+    except Exception as err:  # report, don't hide
+        print(f"G={g} vmap failed: {type(err).__name__}: {err}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

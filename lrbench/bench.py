@@ -1,0 +1,331 @@
+"""`lrbench bench`: training throughput against a textbook PyTorch loop, in one process.
+
+Three kinds of rows, all timed in the same process and sitting so that their ratios mean
+something on a shared or noisy machine:
+
+- baseline: the loop every tutorial writes. A torchvision DataLoader over the decoded images
+  (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize; worker processes),
+  the same model and batch size, fp32, NCHW, torch.optim.SGD.
+- single: lrbench's single-run loop: DeviceData's device-side batches and train.py's step
+  (set_hparams, autocast when train.py would use it, channels_last as train.py defaults to,
+  loss and accuracy accumulated on the device).
+- packed: G models trained as one (lrbench.packed), each on its own batches, one fused
+  optimizer step, exactly the step `train_pack` runs.
+
+A model-epoch is one model seeing 50,000 training images (CIFAR's train split), whatever the
+dataset: a pack of G processes G model-epochs per 50,000 images per model. Warm-up steps (and
+on CUDA the compilation they trigger) are not timed; on CUDA the clock is read after a sync.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lrbench.data import DeviceData, Splits, load_splits
+from lrbench.errors import UserError
+from lrbench.models import build_model
+from lrbench.optim import build_optimizer, set_hparams
+from lrbench.packed.data import PackEpoch
+from lrbench.packed.loop import PackTrainer, compile_mode
+from lrbench.packed.models import init_packed, owner_index, resolve_impl
+from lrbench.packed.optim import PackedOptimizer
+from lrbench.specs import DatasetSpec, OptimizerSpec
+from lrbench.train import Runtime, resolve_device, resolve_precision
+
+MODEL_EPOCH_IMAGES = 50_000
+DATASET_NAMES = ("synthetic", "cifar10", "cifar100")
+OPTIMIZER = OptimizerSpec(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4)
+JSON_KEYS = ("mode", "pack", "images_per_s", "model_epochs_per_s", "ratio_to_baseline")
+
+
+@dataclass
+class Row:
+    mode: str  # baseline | single | packed
+    pack: int
+    images_per_s: float
+    model_epochs_per_s: float = 0.0
+    ratio_to_baseline: float = 0.0
+    config: str = ""  # what ran: precision, memory format, loader workers, implementation
+    variant: bool = False  # an extra CPU comparison row (table only, not in --json)
+
+
+@dataclass
+class Report:
+    device: str
+    model: str
+    batch_size: int
+    data: str
+    steps: int
+    warmup: int
+    rows: list[Row] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Exactly DESIGN.md's object (variant rows are left out)."""
+        return {
+            "device": self.device,
+            "model": self.model,
+            "batch_size": self.batch_size,
+            "results": [{k: asdict(r)[k] for k in JSON_KEYS} for r in self.rows if not r.variant],
+        }
+
+
+def dataset_spec(data: str) -> DatasetSpec:
+    """`synthetic`, `cifar10`, `cifar100`, or a path to an image folder / archive."""
+    if data in DATASET_NAMES:
+        return DatasetSpec(name=data)
+    if not os.path.exists(os.path.expanduser(data)):
+        raise UserError(
+            f"--data {data!r}: not a dataset name ({', '.join(DATASET_NAMES)}) nor an existing "
+            "image folder or archive"
+        )
+    return DatasetSpec(name="imagefolder", root=data)
+
+
+def default_workers(device: torch.device) -> int:
+    """DataLoader workers for the baseline: on a GPU box most cores (up to 8) feed the GPU;
+    on the CPU the workers compete with the training itself, so half the cores (at least 1)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    return min(8, max(1, cpus - 1)) if device.type == "cuda" else max(1, cpus // 2)
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def run_bench(
+    model: str = "resnet20",
+    device: str = "auto",
+    packs: Sequence[int] | None = None,
+    steps: int | None = None,
+    warmup: int | None = None,
+    batch_size: int = 128,
+    data: str = "synthetic",
+    variants: bool | None = None,
+    workers: int | None = None,
+    data_dir: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Report:
+    """Measure baseline, single and packed throughput; see the module docstring."""
+    dev = resolve_device(device)
+    build_model(model, 10)  # a bad name fails before any data is loaded
+    cuda = dev.type == "cuda"
+    packs = list(packs) if packs else ([8, 32, 64] if cuda else [2, 4])
+    if any(g < 1 for g in packs):
+        raise UserError(f"--pack: pack sizes must be at least 1, got {packs}")
+    steps = steps or (50 if cuda else 10)
+    warmup = warmup if warmup is not None else (10 if cuda else 2)
+    if steps < 1 or warmup < 0 or batch_size < 1:
+        raise UserError("--steps and --batch-size must be positive, --warmup not negative")
+    variants = (not cuda) if variants is None else variants
+    say = log or (lambda _msg: None)
+
+    splits = load_splits(dataset_spec(data), data_dir)
+    report = Report(device_label(dev), model, batch_size, data, steps, warmup)
+    timer = _Timer(dev, steps, warmup)
+
+    nw = default_workers(dev) if workers is None else workers
+    say(f"baseline: DataLoader with {nw} workers, fp32 NCHW")
+    ips = _baseline(model, splits, dev, batch_size, nw, timer)
+    report.rows.append(Row("baseline", 1, ips, config=f"fp32 NCHW, DataLoader({nw} workers)"))
+
+    rt = Runtime()
+    precision = resolve_precision(rt.precision, dev)
+    combos = [(precision, rt.channels_last, False)]
+    if variants:
+        combos += [
+            (p, cl, True)
+            for p in ("fp32", "bf16")
+            for cl in (True, False)
+            if (p, cl) != (precision, rt.channels_last)
+        ]
+    for prec, cl, is_variant in combos:
+        say(f"single: {prec}, {'channels_last' if cl else 'NCHW'}")
+        ips = _single(model, splits, dev, batch_size, prec, cl, timer)
+        tag = "train.py's choice" if not is_variant else "variant"
+        config = f"{prec} {'channels_last' if cl else 'NCHW'} ({tag})"
+        report.rows.append(Row("single", 1, ips, config=config, variant=is_variant))
+
+    impl = resolve_impl("auto", dev)
+    compiled = compile_mode() if cuda else None
+    for g in packs:
+        say(
+            f"packed: G={g}, {precision}, {impl}" + (f", compiled ({compiled})" if compiled else "")
+        )
+        ips = _packed(model, splits, dev, batch_size, g, precision, rt.channels_last, timer)
+        config = f"{precision} channels_last, {impl}" + (
+            f", compile {compiled}" if compiled else ""
+        )
+        report.rows.append(Row("packed", g, ips, config=config))
+
+    base = report.rows[0].images_per_s
+    for r in report.rows:
+        r.model_epochs_per_s = r.images_per_s / MODEL_EPOCH_IMAGES
+        r.ratio_to_baseline = r.images_per_s / base
+    return report
+
+
+# --- timing ------------------------------------------------------------------------------------
+
+
+class _Timer:
+    def __init__(self, device: torch.device, steps: int, warmup: int) -> None:
+        self.device, self.steps, self.warmup = device, steps, warmup
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def images_per_s(self, step: Callable[[], int]) -> float:
+        """`step()` runs one training step and returns how many images it trained on."""
+        for _ in range(self.warmup):
+            step()
+        self.sync()
+        t0 = time.perf_counter()
+        images = sum(step() for _ in range(self.steps))
+        self.sync()
+        return images / (time.perf_counter() - t0)
+
+
+def _forever(epoch_batches: Callable[[int], Iterator]) -> Iterator:
+    for epoch in itertools.count():
+        yield from epoch_batches(epoch)
+
+
+# --- (a) the textbook loop ---------------------------------------------------------------------
+
+
+class _Images(torch.utils.data.Dataset):
+    """The decoded training images as PIL images, like torchvision's CIFAR10 / ImageFolder
+    after decoding (the same pixels lrbench's loader serves)."""
+
+    def __init__(self, splits: Splits, transform) -> None:
+        self.x = splits.train_x.permute(0, 2, 3, 1).contiguous().numpy()  # HWC uint8
+        self.y = splits.train_y.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.x[i])), self.y[i]
+
+
+def _baseline(model, splits, device, batch_size, workers, timer) -> float:
+    from torchvision import transforms as T
+
+    transform = T.Compose(
+        [
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(splits.mean, splits.std),
+        ]
+    )
+    loader = torch.utils.data.DataLoader(
+        _Images(splits, transform),
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        drop_last=len(splits.train_y) >= batch_size,
+        persistent_workers=workers > 0,
+    )
+    torch.manual_seed(0)
+    net = build_model(model, splits.num_classes).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    batches = _forever(lambda _epoch: iter(loader))
+
+    def step() -> int:
+        x, y = next(batches)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return len(y)
+
+    net.train()
+    return timer.images_per_s(step)
+
+
+# --- (b) lrbench's single-run loop ---------------------------------------------------------------
+
+
+def _single(model, splits, device, batch_size, precision, channels_last, timer) -> float:
+    """train.py's step, op for op (see lrbench.train._train)."""
+    data = DeviceData(splits, device, channels_last=channels_last)
+    dtype = torch.float64 if precision == "fp64" else torch.float32
+    torch.manual_seed(0)
+    net = build_model(model, data.num_classes).to(device=device, dtype=dtype)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    opt = build_optimizer(OPTIMIZER, net.parameters())
+    use_bf16 = precision == "bf16"
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    batches = _forever(lambda epoch: data.train_batches(0, epoch, batch_size))
+
+    def step() -> int:
+        nonlocal loss_sum, correct
+        x, y = next(batches)
+        set_hparams(opt, OPTIMIZER.lr, None)
+        ctx = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+        with ctx:
+            out = net(x.to(dtype))
+            loss = F.cross_entropy(out.to(dtype), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (out.argmax(1) == y).sum()
+        return len(y)
+
+    net.train()
+    return timer.images_per_s(step)
+
+
+# --- (c) packs -----------------------------------------------------------------------------------
+
+
+def _packed(model, splits, device, batch_size, groups, precision, channels_last, timer) -> float:
+    """train_pack's step on G models (seeds 0..G-1, each its own rate)."""
+    data = DeviceData(splits, device, channels_last=channels_last)
+    dtype = torch.float64 if precision == "fp64" else torch.float32
+    seeds = list(range(groups))
+    net = init_packed(model, data.num_classes, seeds, dtype, device, channels_last)
+    total = timer.warmup + timer.steps
+    lrs = np.tile(OPTIMIZER.lr * np.linspace(1.0, 0.5, groups), (total, 1))
+    opt = PackedOptimizer(OPTIMIZER, net.flat, owner_index(net.layout, device), lrs, None)
+    trainer = PackTrainer(net, opt, device, precision)
+    active = torch.ones(groups, dtype=torch.bool, device=device)
+    loss_sum = torch.zeros(groups, device=device, dtype=torch.float64)
+    correct = torch.zeros(groups, device=device, dtype=torch.int64)
+    batches = _forever(lambda epoch: iter(PackEpoch(data, seeds, epoch, batch_size)))
+    t = 0
+
+    def step() -> int:
+        nonlocal t, loss_sum, correct
+        x, y = next(batches)
+        losses, right = trainer.step(x, y, t, active)
+        loss_sum += losses * y.shape[1]
+        correct += right
+        t += 1
+        return y.numel()
+
+    net.train()
+    return timer.images_per_s(step)

@@ -1,0 +1,130 @@
+"""`lrbench bench`: throughput of lrbench's loops against a textbook PyTorch loop."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from lrbench.cli.app import app
+from lrbench.errors import UserError
+
+
+def parse_packs(values: list[str]) -> list[int]:
+    """`--pack 8 32 64`, `--pack 8 --pack 32`, `--pack 8,32,64`: pack sizes, in order."""
+    packs = []
+    for value in values:
+        for part in str(value).replace(",", " ").split():
+            try:
+                g = int(part)
+            except ValueError:
+                raise UserError(f"--pack: {part!r} is not a whole number") from None
+            if g < 1:
+                raise UserError(f"--pack: a pack holds at least one model, got {g}")
+            packs.append(g)
+    return packs
+
+
+@app.command("bench")
+def bench_command(
+    more_packs: list[str] = typer.Argument(None, hidden=True, metavar=""),
+    model: str = typer.Option("resnet20", help="The model to time (any resnet{6n+2})."),
+    device: str = typer.Option("auto", help="auto (CUDA when present) | cpu | cuda | cuda:N."),
+    pack: list[str] = typer.Option(
+        [],
+        "--pack",
+        help="Pack sizes G to time: --pack 8 32 64 (default: 8 32 64 on CUDA, 2 4 on the CPU).",
+    ),
+    steps: int | None = typer.Option(
+        None, help="Timed steps per row (default: 50 on CUDA, 10 on the CPU)."
+    ),
+    warmup: int | None = typer.Option(
+        None, help="Untimed warm-up steps per row (default: 10 on CUDA, 2 on the CPU)."
+    ),
+    batch_size: int = typer.Option(128, help="Batch size (per model)."),
+    data: str = typer.Option(
+        "synthetic",
+        help="synthetic | cifar10 | cifar100, or an image folder / .tar[.gz|.xz] archive.",
+    ),
+    data_dir: str | None = typer.Option(
+        None, envvar="LRBENCH_DATA", help="Where datasets are cached."
+    ),
+    workers: int | None = typer.Option(
+        None,
+        help="DataLoader workers for the baseline (default: half the cores on the CPU, up to 8 on CUDA).",
+    ),
+    variants: bool | None = typer.Option(
+        None,
+        "--variants/--no-variants",
+        help="Also time the single loop in fp32/bf16 x channels_last/NCHW (default: on for the CPU).",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object (DESIGN.md's format) instead of the table."
+    ),
+) -> None:
+    """Time training throughput: a plain PyTorch DataLoader loop (the baseline), lrbench's
+    single-run loop, and packs of G models trained as one, all in this process.
+
+    Reports images/s, model-epochs/s (one model seeing 50,000 images) and the ratio to the
+    baseline. Example: lrbench bench --device cuda --pack 8 32 64 --json
+    """
+    from lrbench.bench import run_bench
+
+    packs = parse_packs([*pack, *(more_packs or [])])
+    if more_packs and not pack:
+        raise UserError(f"unexpected argument {more_packs[0]!r} (pack sizes go after --pack)")
+    log = None if as_json else (lambda msg: typer.echo(f"timing {msg} ...", err=True))
+    report = run_bench(
+        model=model,
+        device=device,
+        packs=packs or None,
+        steps=steps,
+        warmup=warmup,
+        batch_size=batch_size,
+        data=data,
+        variants=variants,
+        workers=workers,
+        data_dir=data_dir,
+        log=log,
+    )
+    if as_json:
+        typer.echo(json.dumps(report.to_json()))
+        return
+    _print_table(report)
+
+
+def _print_table(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=(
+            f"lrbench bench: {report.model}, batch {report.batch_size}, {report.data} data, "
+            f"{report.device}; {report.steps} timed steps per row after {report.warmup} warm-up"
+        ),
+        title_justify="left",
+    )
+    for name, justify in (
+        ("mode", "left"),
+        ("pack", "right"),
+        ("what ran", "left"),
+        ("images/s", "right"),
+        ("model-epochs/s", "right"),
+        ("x baseline", "right"),
+    ):
+        table.add_column(name, justify=justify)
+    for r in report.rows:
+        style = "dim" if r.variant else None
+        table.add_row(
+            r.mode,
+            str(r.pack),
+            r.config,
+            f"{r.images_per_s:,.0f}",
+            f"{r.model_epochs_per_s:.4f}",
+            f"{r.ratio_to_baseline:.2f}",
+            style=style,
+        )
+    console = Console()
+    if not console.is_terminal:  # a file or pipe: no 80-column wrapping of the rows
+        console = Console(width=160)
+    console.print(table)
