@@ -16,6 +16,7 @@ from yaml import YAMLError
 
 from lrbench.errors import UserError
 from lrbench.models import parse_model_name
+from lrbench.optim import check_schedule
 from lrbench.schedules import ScheduleError, build_schedule
 from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec, Strict, epochs_for_budget
 from lrbench.yamlio import load_yaml
@@ -167,6 +168,19 @@ class SweepConfig(Strict):
                 raise ValueError(
                     f"schedules[{i}].monitor: val_loss needs a validation split; set dataset.val_fraction"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _optimizers_follow_schedules(self) -> SweepConfig:
+        for i, opt in enumerate(self.optimizers):
+            for entry in self.resolved_schedules():
+                schedule = build_schedule(entry)
+                try:
+                    check_schedule(opt, schedule.sets_momentum, schedule.momenta(1000, 10))
+                except UserError as err:
+                    raise ValueError(
+                        f"optimizers[{i}] with schedule {schedule.label!r}: {err}"
+                    ) from None
         return self
 
     @model_validator(mode="after")

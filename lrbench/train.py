@@ -259,7 +259,9 @@ def _train(spec, run, runtime, schedule, data, device, precision, on_event) -> d
             seen += len(y)
             step += 1
             if step in snapshots:
+                for_evaluation(optimizer)
                 ensemble.add(predict_probs(model, data, "test", autocast))
+                for_training(optimizer)
             if on_event:
                 on_event(Event("step", epoch + 1, spec.epochs, step, total))
 

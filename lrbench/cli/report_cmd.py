@@ -33,7 +33,13 @@ HELP = "\n\n".join(
         "better (ties all count); top-3: fewer than three strictly better; low budget < 0.25, "
         "high >= 0.25. A schedule with diverged seeds ranks below those with fewer. With an lr "
         "grid the rate is chosen on val_acc, never on test.",
+        "Anytime: the best test accuracy each schedule reached by 10/25/50/75/100% of its "
+        "budget, and time to target (AlgoPerf-style: first epoch reaching --target, median over "
+        "seeds, inf = never); cyclical schedules (sgdr, triangular) are judged at cycle ends. "
+        "Runs with snapshot ensembles get a table of ensemble against single-model accuracy; "
+        "runs that stopped early are counted (n_stopped_early) and noted.",
         "Written to --out: tables.md, tables.tex (booktabs), summary.csv, finishes.csv, "
+        "anytime.md, anytime.csv, time_to_target.csv, anytime.png, "
         "lr_curves.png, test_acc_<setting>.png, error_vs_budget.png, rank_vs_budget.png, and "
         "problems.txt naming every skipped run (failed, unfinished, unreadable) and every note "
         "(missing seeds, ...). Problems are also printed on stderr; the exit code is 0 whenever "
@@ -57,6 +63,12 @@ def report_command(
     metric: str = typer.Option(
         "error", "--metric", help="What the tables show: error (test error %) | accuracy (%)."
     ),
+    target: float | None = typer.Option(
+        None,
+        "--target",
+        help="Test accuracy (a fraction, e.g. 0.9) that time-to-target aims at in every cell "
+        "(default: per cell, the median over schedules of their mean final test accuracy).",
+    ),
     fmt: str = typer.Option(
         "table",
         "--format",
@@ -74,7 +86,7 @@ def report_command(
     from lrbench.report import build_report  # pandas and matplotlib: only when reporting
 
     out_dir = out if out is not None else results[0] / "report"
-    report = build_report(results, out_dir, metric)
+    report = build_report(results, out_dir, metric, target=target)
     _print(report, fmt)
     _print_problems(report)
     typer.echo(f"report: {len(report.files)} files written to {out_dir}", err=True)
@@ -84,15 +96,13 @@ def _print(report: Report, fmt: str) -> None:
     if fmt == "table":
         from rich.console import Console
 
-        from lrbench.report.tables import rich_tables
-
         console = Console()
         if not console.is_terminal:
             console = Console(width=120)
         if report.summary.empty:
             console.print("no finished runs to rank: every run was skipped (see below)")
             return
-        for table in rich_tables(report.summary, report.finishes, report.metric):
+        for table in report.rich_tables():
             console.print(table)
     elif fmt == "markdown":
         sys.stdout.write(report.markdown)

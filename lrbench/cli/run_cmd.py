@@ -103,6 +103,7 @@ def run_command(
 
     if optimizer not in OPTIMIZERS:
         raise UserError(f"--optimizer: {optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    sched = build_schedule({"name": schedule, **parse_sets(sets)})
     try:
         spec = RunSpec(
             model=model,
@@ -114,7 +115,7 @@ def run_command(
                 nesterov=nesterov,
                 weight_decay=weight_decay,
             ),
-            schedule=build_schedule({"name": schedule, **parse_sets(sets)}).to_dict(),
+            schedule=sched.to_dict(),
             budget=1.0,
             full_epochs=epochs,
             epochs=epochs,
@@ -123,9 +124,11 @@ def run_command(
         )
     except ValidationError as err:
         raise UserError(pydantic_line(err, prefix="--")) from None
-    from lrbench.models import build_model
+    from lrbench.models import parse_model_name
+    from lrbench.optim import check_schedule
 
-    build_model(model, 10)
+    parse_model_name(model)
+    check_schedule(spec.optimizer, sched.sets_momentum, sched.momenta(1000, 10))
     runtime = Runtime(
         device=device, precision=precision, channels_last=channels_last, data_dir=data_dir
     )
