@@ -140,7 +140,7 @@ class SweepDisplay:
             e = msg.event
             w.epoch = f"{e.epoch}/{e.epochs} step {e.step}/{e.total_steps}"
             if e.kind == "epoch":
-                self.done_epochs += 1
+                self.done_epochs += 1  # a pack reports each member's epoch
                 w.metrics = _metrics(e.row)
                 if not self.live:
                     self._log(

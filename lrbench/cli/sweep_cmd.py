@@ -46,6 +46,12 @@ def sweep_command(
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Train failed runs again (diverged runs are never retried)."
     ),
+    pack: str = typer.Option(
+        "auto",
+        help="Train up to G compatible runs (same cell: schedules x seeds x rates) as one packed "
+        "network: a number, or auto (1 on the CPU, where packing does not pay; on CUDA sized "
+        "to the GPU's memory).",
+    ),
     # --- executor: local (this machine) or slurm (a submitit job array); docs/slurm.md ---
     executor: str | None = typer.Option(
         None,
@@ -125,7 +131,7 @@ def sweep_command(
 
         sweep_on_slurm(cfg, planned, todo, results, slurm, device, precision, data_dir, wait)
         return
-    _run_sweep(cfg, planned, todo, results, device, jobs, precision, data_dir)
+    _run_sweep(cfg, planned, todo, results, device, jobs, precision, data_dir, pack)
 
 
 def _slurm_settings(cfg, executor: str | None, device: str, args: dict):
@@ -172,7 +178,46 @@ def _show_plan(planned, todo, results: Path, jobs: int | None) -> None:
     )
 
 
-def _run_sweep(cfg, planned, todo, results, device, jobs, precision, data_dir) -> None:
+def pack_size(pack: str, device: str) -> int:
+    """`--pack`: a number, or auto: 1 on the CPU; on CUDA as many ResNet-sized models as fit."""
+    if pack != "auto":
+        try:
+            size = int(pack)
+        except ValueError:
+            raise UserError(f"--pack {pack!r}: expected a whole number >= 1 or auto") from None
+        if size < 1:
+            raise UserError(f"--pack {size}: expected a whole number >= 1 or auto")
+        return size
+    if not device.startswith("cuda"):
+        return 1
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    return int(max(1, min(64, free // (1.5 * 2**30))))
+
+
+def _task_items(planned, todo, size: int) -> list:
+    """Runs to train as tasks: single runs, or packs planned over the whole sweep.
+
+    Packs are planned over every run of the sweep, finished or not, so a resumed sweep forms
+    the same packs; a pack's finished members are then left out.
+    """
+    from lrbench.packed import plan_packs
+
+    if size == 1:
+        return [(p.spec, p.run.path) for p in todo]
+    wanted = {p.spec.run_id: p for p in todo}
+    items = []
+    for pack in plan_packs([p.spec for p in planned], size):
+        members = [wanted[s.run_id] for s in pack if s.run_id in wanted]
+        if len(members) == 1:
+            items.append((members[0].spec, members[0].run.path))
+        elif members:
+            items.append(([m.spec for m in members], [m.run.path for m in members]))
+    return items
+
+
+def _run_sweep(cfg, planned, todo, results, device, jobs, precision, data_dir, pack) -> None:
     from lrbench.data import load_splits
     from lrbench.display import SweepDisplay, console
     from lrbench.executors.local import parse_devices, run_local
@@ -193,7 +238,10 @@ def _run_sweep(cfg, planned, todo, results, device, jobs, precision, data_dir) -
     )
     runtime = Runtime(device=devices[0], precision=precision, data_dir=data_dir)
     epochs = sum(p.spec.epochs - p.epochs_done for p in todo)
-    items = [(p.spec, p.run.path) for p in todo]
+    size = pack_size(pack, devices[0])
+    items = _task_items(planned, todo, size)
+    if size > 1:
+        console.print(f"packing up to {size} runs per network: {len(items)} task(s)")
     with SweepDisplay(len(todo), epochs, devices) as display:
         outcome = run_local(items, devices, runtime, display)
     counts = Counter(outcome.statuses.values())

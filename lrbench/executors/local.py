@@ -72,49 +72,76 @@ def parse_devices(device: str, jobs: int | None) -> list[str]:
     return [gpus[i % len(gpus)] for i in range(n)]
 
 
+Task = tuple[RunSpec, Path] | tuple[list[RunSpec], list[Path]]
+
+
 def work(
     worker: int,
     device: str,
-    tasks: Iterable[tuple[RunSpec, Path] | None],
+    tasks: Iterable[Task | None],
     emit: Callable[[Msg], None],
     runtime: Runtime,
 ) -> None:
-    """Train runs from `tasks` until it yields None; report everything through `emit`."""
+    """Train tasks until one is None; a task is one run or a pack of runs trained as one.
+
+    Every run is trained only under its lock; runs another process holds are skipped, and runs
+    found finished once the lock is taken are not trained again.
+    """
     runtime = replace(runtime, device=device)
     datasets: dict[str, DeviceData] = {}
     for item in tasks:
         if item is None:
             return
-        spec, path = item
-        run = RunDir(path)
-        lock = run.lock()
-        try:
-            lock.acquire()
-        except Timeout:
-            emit(Msg("held", worker, spec.run_id))
-            continue
-        try:
+        specs, paths = (item[0], item[1]) if isinstance(item[0], list) else ([item[0]], [item[1]])
+        locks, todo = [], []
+        for spec, path in zip(specs, paths, strict=True):
+            run = RunDir(path)
+            lock = run.lock()
+            try:
+                lock.acquire()
+            except Timeout:
+                emit(Msg("held", worker, spec.run_id))
+                continue
+            locks.append(lock)
             if run.status() in SKIP_STATES:
                 emit(
                     Msg("end", worker, spec.run_id, status=run.status(), detail="already finished")
                 )
-                continue
-            key = spec.dataset.model_dump_json()
-            if key not in datasets:
-                splits = load_splits(spec.dataset, runtime.data_dir)
-                datasets[key] = DeviceData(splits, resolve_device(device), runtime.channels_last)
-            emit(Msg("start", worker, spec.run_id, epochs=spec.epochs))
-            summary = train_run(
-                spec, path, runtime, _throttled(worker, spec.run_id, emit), datasets[key]
-            )
-            emit(Msg("end", worker, spec.run_id, status=summary["status"]))
-        except (RunFailed, UserError) as err:
-            emit(Msg("end", worker, spec.run_id, status="failed", detail=str(err)))
+            else:
+                todo.append((spec, path))
+        try:
+            if todo:
+                _train_task(worker, device, todo, emit, runtime, datasets)
         except KeyboardInterrupt:
-            emit(Msg("end", worker, spec.run_id, status="interrupted"))
+            for spec, _ in todo:
+                emit(Msg("end", worker, spec.run_id, status="interrupted"))
             return
         finally:
-            lock.release()
+            for lock in locks:
+                lock.release()
+
+
+def _train_task(worker, device, todo, emit, runtime, datasets) -> None:
+    from lrbench.packed import train_pack
+
+    specs, paths = [s for s, _ in todo], [p for _, p in todo]
+    name = specs[0].run_id if len(specs) == 1 else f"pack of {len(specs)}: {specs[0].run_id}, ..."
+    try:
+        key = specs[0].dataset.model_dump_json()
+        if key not in datasets:
+            splits = load_splits(specs[0].dataset, runtime.data_dir)
+            datasets[key] = DeviceData(splits, resolve_device(device), runtime.channels_last)
+        emit(Msg("start", worker, name, epochs=specs[0].epochs))
+        on_event = _throttled(worker, name, emit)
+        if len(specs) == 1:
+            summaries = [train_run(specs[0], paths[0], runtime, on_event, datasets[key])]
+        else:
+            summaries = train_pack(specs, paths, runtime, on_event, datasets[key])
+        for spec, summary in zip(specs, summaries, strict=True):
+            emit(Msg("end", worker, spec.run_id, status=summary["status"]))
+    except (RunFailed, UserError) as err:
+        for spec in specs:
+            emit(Msg("end", worker, spec.run_id, status="failed", detail=str(err)))
 
 
 def _throttled(worker: int, run_id: str, emit: Callable[[Msg], None]) -> Callable[[Event], None]:
@@ -139,7 +166,7 @@ def _process_main(
 
 
 def run_local(
-    todo: list[tuple[RunSpec, Path]],
+    todo: list[Task],
     devices: list[str],
     runtime: Runtime,
     on_msg: Callable[[Msg], None],
