@@ -155,3 +155,17 @@ def test_two_sweeps_at_once_train_each_run_once(tmp_path):
     started = sorted(line.split("] start ")[1] for line in starts)
     assert len(started) == len(set(started)) == 4
     assert all(RunDir(p).status() == "done" for p in (results / "tiny" / "runs").iterdir())
+
+
+def test_a_packed_sweep_writes_the_same_runs_as_an_unpacked_one(cli, tmp_path):
+    config = write_config(tmp_path, budgets=[1.0], seeds=2)
+    for name, pack in (("single", "1"), ("packed", "4")):
+        result = cli(
+            "sweep", config, "--results", tmp_path / name, "--device", "cpu", "--pack", pack
+        )
+        assert result.code == 0, result.output
+    assert "packing up to 4 runs" in result.err
+    packed = final_metrics(tmp_path / "packed" / "tiny")
+    assert len(packed) == 4
+    assert packed == final_metrics(tmp_path / "single" / "tiny")
+    assert cli("sweep", config, "--results", tmp_path / "x", "--pack", "zero").code == 2

@@ -226,6 +226,7 @@ def _run_sweep(cfg, planned, todo, results, device, jobs, precision, data_dir, p
 
     devices = parse_devices(device, jobs)
     resolve_precision(precision, resolve_device(devices[0]))
+    size = pack_size(pack, devices[0])
     write_sweep_yaml(cfg, results)
     skipped = len(planned) - len(todo)
     if not todo:
@@ -238,7 +239,6 @@ def _run_sweep(cfg, planned, todo, results, device, jobs, precision, data_dir, p
     )
     runtime = Runtime(device=devices[0], precision=precision, data_dir=data_dir)
     epochs = sum(p.spec.epochs - p.epochs_done for p in todo)
-    size = pack_size(pack, devices[0])
     items = _task_items(planned, todo, size)
     if size > 1:
         console.print(f"packing up to {size} runs per network: {len(items)} task(s)")
