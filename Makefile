@@ -7,7 +7,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 # The real CIFAR-10 beside the checkout when it is there; empty means download it.
 DATA ?= $(wildcard ../shared/data/cifar10_jpeg_train_test.tar.xz)
 
-.PHONY: install test smoke demo bench lint format clean
+.PHONY: install test test-all smoke demo bench lint format clean
 
 $(BIN)/lrbench: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,7 +18,12 @@ $(BIN)/lrbench: pyproject.toml
 
 install: $(BIN)/lrbench
 
+# The suite CI runs (kill -9 and resume included); `slow` marks the long equivalence and
+# Slurm-job tests, which test-all adds.
 test: install
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: install
 	$(BIN)/python -m pytest
 
 smoke: install

@@ -9,8 +9,8 @@
 # to .data/cifar10_jpeg_train_test.tar.xz (ignored by git); without it the bench uses synthetic
 # images and the sweep stage is skipped.
 #
-# Stages, each under `timeout`, each skipped when the time left ($BUDGET_S, default 540 s) is
-# too short for it; everything goes to $OUT (or ./gpu_check_out) as at most 8 files:
+# Stages, each under `timeout`, each skipped when the time left ($BUDGET_S, default 560 s) is
+# too short for it; everything goes to $OUT (or /tmp/gpu_check_out) as at most 8 files:
 #   1. pytest -m cuda tests/test_packed.py     -> pytest_cuda.txt
 #   2. bench, eager  (LRBENCH_COMPILE=off)      -> bench_eager.json
 #   3. bench, torch.compile (the default path)  -> bench_compiled.json
@@ -19,13 +19,13 @@
 # plus gpu_check.log (the whole console) and env.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-gpu_check_out}
+OUT=${OUT:-/tmp/gpu_check_out}
 mkdir -p "$OUT"
 export PYTHONPATH=${PYTHONPATH:-.}
 export PYTHONUNBUFFERED=1
 export LRBENCH_DATA=${LRBENCH_DATA:-/tmp/lrbench-data}
 PY=${PYTHON:-python3}
-BUDGET_S=${BUDGET_S:-540}
+BUDGET_S=${BUDGET_S:-560}
 START=$(date +%s)
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 
@@ -62,7 +62,7 @@ fi
 BENCH=(benchmarks/bench.py --device cuda --model resnet20 --batch-size 128 --pack 8 32 64 --data "$DATA" --json)
 
 stage "pytest -m cuda" 150 200 pytest_cuda.txt \
-  $PY -m pytest -m cuda -q -p no:cacheprovider -s tests/test_packed.py
+  $PY -m pytest -m cuda -q -p no:cacheprovider --noconftest -s tests/test_packed.py
 stage "bench eager" 100 150 bench_eager.json env LRBENCH_COMPILE=off $PY "${BENCH[@]}"
 stage "bench compiled" 150 240 bench_compiled.json $PY "${BENCH[@]}"
 stage "vmap vs grouped" 60 90 vmap.txt \

@@ -13,8 +13,11 @@ something on a shared or noisy machine:
   optimizer step, exactly the step `train_pack` runs.
 
 A model-epoch is one model seeing 50,000 training images (CIFAR's train split), whatever the
-dataset: a pack of G processes G model-epochs per 50,000 images per model. Warm-up steps (and
-on CUDA the compilation they trigger) are not timed; on CUDA the clock is read after a sync.
+dataset: a pack of G processes G model-epochs per 50,000 images per model. Every row is set up
+and warmed up first (warm-up steps, and on CUDA the compilation they trigger, are not timed);
+then R rounds each time `steps` steps of every row in turn, and a row's figure is its best
+round. Interleaving makes a burst of load from other processes hit all rows alike, and the
+best round estimates what the machine does unloaded. On CUDA the clock is read after a sync.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class Report:
     data: str
     steps: int
     warmup: int
+    rounds: int
     rows: list[Row] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -117,6 +121,7 @@ def run_bench(
     workers: int | None = None,
     data_dir: str | None = None,
     log: Callable[[str], None] | None = None,
+    rounds: int | None = None,
 ) -> Report:
     """Measure baseline, single and packed throughput; see the module docstring."""
     dev = resolve_device(device)
@@ -127,19 +132,24 @@ def run_bench(
         raise UserError(f"--pack: pack sizes must be at least 1, got {packs}")
     steps = steps or (50 if cuda else 10)
     warmup = warmup if warmup is not None else (10 if cuda else 2)
-    if steps < 1 or warmup < 0 or batch_size < 1:
-        raise UserError("--steps and --batch-size must be positive, --warmup not negative")
+    rounds = rounds or (2 if cuda else 3)
+    if steps < 1 or warmup < 0 or batch_size < 1 or rounds < 1:
+        raise UserError(
+            "--steps, --rounds and --batch-size must be positive, --warmup not negative"
+        )
     variants = (not cuda) if variants is None else variants
     say = log or (lambda _msg: None)
 
     splits = load_splits(dataset_spec(data), data_dir)
-    report = Report(device_label(dev), model, batch_size, data, steps, warmup)
-    timer = _Timer(dev, steps, warmup)
+    report = Report(device_label(dev), model, batch_size, data, steps, warmup, rounds)
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # every row: the usual setting for fixed shapes
 
+    runners: list[tuple[Row, Callable[[], int]]] = []
     nw = default_workers(dev) if workers is None else workers
     say(f"baseline: DataLoader with {nw} workers, fp32 NCHW")
-    ips = _baseline(model, splits, dev, batch_size, nw, timer)
-    report.rows.append(Row("baseline", 1, ips, config=f"fp32 NCHW, DataLoader({nw} workers)"))
+    step = _baseline(model, splits, dev, batch_size, nw)
+    runners.append((Row("baseline", 1, 0.0, config=f"fp32 NCHW, DataLoader({nw} workers)"), step))
 
     rt = Runtime()
     precision = resolve_precision(rt.precision, dev)
@@ -152,28 +162,37 @@ def run_bench(
             if (p, cl) != (precision, rt.channels_last)
         ]
     for prec, cl, is_variant in combos:
-        say(f"single: {prec}, {'channels_last' if cl else 'NCHW'}")
-        ips = _single(model, splits, dev, batch_size, prec, cl, timer)
-        tag = "train.py's choice" if not is_variant else "variant"
-        config = f"{prec} {'channels_last' if cl else 'NCHW'} ({tag})"
-        report.rows.append(Row("single", 1, ips, config=config, variant=is_variant))
+        layout = "channels_last" if cl else "NCHW"
+        say(f"single: {prec}, {layout}")
+        step = _single(model, splits, dev, batch_size, prec, cl)
+        config = f"{prec} {layout} ({'variant' if is_variant else 'as train.py runs'})"
+        runners.append((Row("single", 1, 0.0, config=config, variant=is_variant), step))
 
     impl = resolve_impl("auto", dev)
     compiled = compile_mode() if cuda else None
     for g in packs:
-        say(
-            f"packed: G={g}, {precision}, {impl}" + (f", compiled ({compiled})" if compiled else "")
-        )
-        ips = _packed(model, splits, dev, batch_size, g, precision, rt.channels_last, timer)
         config = f"{precision} channels_last, {impl}" + (
             f", compile {compiled}" if compiled else ""
         )
-        report.rows.append(Row("packed", g, ips, config=config))
+        say(f"packed: G={g}, {config}")
+        step = _packed(
+            model, splits, dev, batch_size, g, precision, rt.channels_last, warmup + steps * rounds
+        )
+        runners.append((Row("packed", g, 0.0, config=config), step))
 
+    timer = _Timer(dev, steps, warmup)
+    for row, step in runners:  # warm-up (and on CUDA compilation), untimed
+        say(f"warming up {row.mode} {row.pack} ({row.config})")
+        timer.warm(step)
+    for r in range(rounds):  # interleaved rounds: a burst of load hits every row alike
+        say(f"round {r + 1} of {rounds}")
+        for row, step in runners:
+            row.images_per_s = max(row.images_per_s, timer.images_per_s(step))
+    report.rows = [row for row, _ in runners]
     base = report.rows[0].images_per_s
-    for r in report.rows:
-        r.model_epochs_per_s = r.images_per_s / MODEL_EPOCH_IMAGES
-        r.ratio_to_baseline = r.images_per_s / base
+    for row in report.rows:
+        row.model_epochs_per_s = row.images_per_s / MODEL_EPOCH_IMAGES
+        row.ratio_to_baseline = row.images_per_s / base
     return report
 
 
@@ -188,10 +207,13 @@ class _Timer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def images_per_s(self, step: Callable[[], int]) -> float:
-        """`step()` runs one training step and returns how many images it trained on."""
+    def warm(self, step: Callable[[], int]) -> None:
         for _ in range(self.warmup):
             step()
+        self.sync()
+
+    def images_per_s(self, step: Callable[[], int]) -> float:
+        """`step()` runs one training step and returns how many images it trained on."""
         self.sync()
         t0 = time.perf_counter()
         images = sum(step() for _ in range(self.steps))
@@ -225,7 +247,7 @@ class _Images(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.x[i])), self.y[i]
 
 
-def _baseline(model, splits, device, batch_size, workers, timer) -> float:
+def _baseline(model, splits, device, batch_size, workers) -> Callable[[], int]:
     from torchvision import transforms as T
 
     transform = T.Compose(
@@ -260,13 +282,13 @@ def _baseline(model, splits, device, batch_size, workers, timer) -> float:
         return len(y)
 
     net.train()
-    return timer.images_per_s(step)
+    return step
 
 
 # --- (b) lrbench's single-run loop ---------------------------------------------------------------
 
 
-def _single(model, splits, device, batch_size, precision, channels_last, timer) -> float:
+def _single(model, splits, device, batch_size, precision, channels_last) -> Callable[[], int]:
     """train.py's step, op for op (see lrbench.train._train)."""
     data = DeviceData(splits, device, channels_last=channels_last)
     dtype = torch.float64 if precision == "fp64" else torch.float32
@@ -296,19 +318,20 @@ def _single(model, splits, device, batch_size, precision, channels_last, timer) 
         return len(y)
 
     net.train()
-    return timer.images_per_s(step)
+    return step
 
 
 # --- (c) packs -----------------------------------------------------------------------------------
 
 
-def _packed(model, splits, device, batch_size, groups, precision, channels_last, timer) -> float:
+def _packed(
+    model, splits, device, batch_size, groups, precision, channels_last, total
+) -> Callable[[], int]:
     """train_pack's step on G models (seeds 0..G-1, each its own rate)."""
     data = DeviceData(splits, device, channels_last=channels_last)
     dtype = torch.float64 if precision == "fp64" else torch.float32
     seeds = list(range(groups))
     net = init_packed(model, data.num_classes, seeds, dtype, device, channels_last)
-    total = timer.warmup + timer.steps
     lrs = np.tile(OPTIMIZER.lr * np.linspace(1.0, 0.5, groups), (total, 1))
     opt = PackedOptimizer(OPTIMIZER, net.flat, owner_index(net.layout, device), lrs, None)
     trainer = PackTrainer(net, opt, device, precision)
@@ -328,4 +351,4 @@ def _packed(model, splits, device, batch_size, groups, precision, channels_last,
         return y.numel()
 
     net.train()
-    return timer.images_per_s(step)
+    return step

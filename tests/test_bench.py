@@ -11,7 +11,7 @@ from lrbench.bench import JSON_KEYS, run_bench
 from lrbench.cli.bench_cmd import parse_packs
 from lrbench.errors import UserError
 
-TINY = ["--model", "resnet8", "--device", "cpu", "--steps", "1", "--warmup", "0",
+TINY = ["--model", "resnet8", "--device", "cpu", "--steps", "1", "--warmup", "0", "--rounds", "1",
         "--batch-size", "16", "--workers", "0"]  # fmt: skip
 
 
@@ -38,7 +38,7 @@ def test_json_is_exactly_the_documented_object(cli):
 def test_cpu_variants_show_in_the_table_but_stay_out_of_the_json(capsys):
     from lrbench.cli.bench_cmd import _print_table
 
-    report = run_bench("resnet8", "cpu", [2], steps=1, warmup=0, batch_size=8, variants=True,
+    report = run_bench("resnet8", "cpu", [2], steps=1, warmup=0, batch_size=8, variants=True, rounds=1,
                        workers=0)  # fmt: skip
     configs = [r.config for r in report.rows if r.mode == "single"]
     assert len(configs) == 4  # fp32/bf16 x channels_last/NCHW, train.py's choice first

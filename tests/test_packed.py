@@ -267,7 +267,7 @@ def test_float32_grouped_pack_drifts_only_by_rounding(tmp_path):
     backward on (~1e-7 relative per op). Training amplifies that like any change of summation
     order; after 6 steps the metrics agree to ~1e-5 (seen: 4e-7 .. 3e-6)."""
     metric, weight = grouped_fp32_drift(tmp_path, pack_of("sgd", epochs=2, full_epochs=2))
-    assert 0 < max(metric) < 1e-3 and max(weight) < 1e-3
+    assert 0 < max(metric) < 1e-4 and max(weight) < 1e-2  # seen: 3e-6 and 1.4e-3 (absolute)
 
 
 @pytest.mark.slow
@@ -370,8 +370,8 @@ def test_kill_minus_nine_of_a_pack_then_resume_equals_uninterrupted(tmp_path):
         from lrbench.packed import train_pack
         from lrbench.specs import DatasetSpec
         out = Path(sys.argv[1])
-        dataset = DatasetSpec(name="synthetic", limit_train=320, limit_test=100)
-        specs = pack_of("sgd", dataset=dataset, epochs=4, full_epochs=4)
+        dataset = DatasetSpec(name="synthetic", limit_train=480, limit_test=100)
+        specs = pack_of("sgd", dataset=dataset, epochs=5, full_epochs=5)
         train_pack(specs, [out / f"r{{i}}" for i in range(3)], CPU)
         """
     ).format(tests=str(Path(__file__).parent))
@@ -392,7 +392,8 @@ def test_kill_minus_nine_of_a_pack_then_resume_equals_uninterrupted(tmp_path):
         time.sleep(0.02)
     time.sleep(0.3)  # somewhere in epoch two
     os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
+    assert victim.wait() == -signal.SIGKILL  # killed, not finished
+    assert RunDir(tmp_path / "killed" / "r0").status() == "partial"
     resumed = start(tmp_path / "killed")
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
     for i in range(3):
@@ -414,8 +415,8 @@ def test_cuda_fp32_pack_matches_its_runs_alone(tmp_path, monkeypatch):
     float32 pack follows its twins to float32 rounding, amplified over 2 epochs: within 1e-3
     relative on every metric. Eager, so that this checks the packing, not the compiler."""
     monkeypatch.setenv(pack_loop.COMPILE_ENV, "off")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     specs = pack_of("nesterov")
     train_pack(specs, [tmp_path / f"p{i}" for i in range(3)], CUDA32)
     for i, s in enumerate(specs):
@@ -440,7 +441,7 @@ def test_cuda_compiled_bf16_pack_trains(tmp_path, monkeypatch):
 
 @pytest.mark.cuda
 @cuda
-def test_cuda_packed_step_has_no_host_sync():
+def test_cuda_packed_step_has_no_host_sync(monkeypatch):
     """The packed step never waits for the GPU (sync_debug_mode raises on a synchronising op)."""
     from lrbench.packed.models import owner_index
     from lrbench.packed.optim import PackedOptimizer
@@ -450,7 +451,7 @@ def test_cuda_packed_step_has_no_host_sync():
     model = init_packed("resnet8", 10, list(range(g)), torch.float32, device, True)
     opt = PackedOptimizer(OPTIMIZERS["sgd"], model.flat, owner_index(model.layout, device),
                           np.full((10, g), 0.1), None)  # fmt: skip
-    os.environ[pack_loop.COMPILE_ENV] = "off"
+    monkeypatch.setenv(pack_loop.COMPILE_ENV, "off")
     trainer = pack_loop.PackTrainer(model, opt, device, "bf16")
     x = torch.randn(32, 3 * g, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (g, 32), device=device)
@@ -462,4 +463,3 @@ def test_cuda_packed_step_has_no_host_sync():
             trainer.step(x, y, t, active)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-        os.environ.pop(pack_loop.COMPILE_ENV, None)

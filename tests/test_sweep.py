@@ -117,7 +117,6 @@ def test_a_failed_run_is_recorded_and_the_sweep_goes_on(cli, tmp_path, monkeypat
     assert failed.status() == "done"
 
 
-@pytest.mark.slow
 def test_kill_minus_nine_at_random_moments_then_resume_equals_an_uninterrupted_sweep(tmp_path):
     config = write_config(tmp_path)
     clean = subprocess.run(sweep_cmd(config, tmp_path / "clean"), capture_output=True, text=True)
@@ -139,7 +138,6 @@ def test_kill_minus_nine_at_random_moments_then_resume_equals_an_uninterrupted_s
         assert not list(run.path.glob(".*.tmp")), "a torn temp file was left behind"
 
 
-@pytest.mark.slow
 def test_two_sweeps_at_once_train_each_run_once(tmp_path):
     config = write_config(tmp_path)
     results = tmp_path / "results"

@@ -133,7 +133,6 @@ def test_a_non_finite_loss_stops_the_run_as_diverged(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
 
 
-@pytest.mark.slow
 def test_kill_minus_nine_in_epoch_two_then_resume_equals_an_uninterrupted_run(tmp_path):
     clean = run_cli(tmp_path / "clean")
     assert clean.wait(timeout=300) == 0, clean.stderr.read()

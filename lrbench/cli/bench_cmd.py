@@ -41,6 +41,10 @@ def bench_command(
     warmup: int | None = typer.Option(
         None, help="Untimed warm-up steps per row (default: 10 on CUDA, 2 on the CPU)."
     ),
+    rounds: int | None = typer.Option(
+        None,
+        help="Interleaved timing rounds; each row reports its best (default: 2 on CUDA, 3 on the CPU).",
+    ),
     batch_size: int = typer.Option(128, help="Batch size (per model)."),
     data: str = typer.Option(
         "synthetic",
@@ -86,6 +90,7 @@ def bench_command(
         workers=workers,
         data_dir=data_dir,
         log=log,
+        rounds=rounds,
     )
     if as_json:
         typer.echo(json.dumps(report.to_json()))
@@ -100,7 +105,8 @@ def _print_table(report) -> None:
     table = Table(
         title=(
             f"lrbench bench: {report.model}, batch {report.batch_size}, {report.data} data, "
-            f"{report.device}; {report.steps} timed steps per row after {report.warmup} warm-up"
+            f"{report.device}; best of {report.rounds} rounds of {report.steps} timed steps per "
+            f"row, after {report.warmup} warm-up steps"
         ),
         title_justify="left",
     )

@@ -25,12 +25,15 @@ Cost of one step, whatever G is: ~10 ops to draw the G batches, the packed forwa
 ~10 whole-buffer ops for the optimizer. Loss and accuracy are accumulated on the device; the
 host syncs once per epoch.
 
-Float64 on the CPU: a packed model equals its unpacked `train_run` twin to rounding (the grouped
-convolution runs each group through the same kernel as a single model). Float32: grouped and
-single convolutions block their sums differently (and channels_last changes it again), so a
-packed model and its twin differ by float32 rounding (~1e-7 relative per op) from the first
-backward on, and training amplifies that like any change of summation order: see
-tests/test_packed.py and benchmarks/README.md for the measured drift.
+Exactness. How the G models run is `impl` (lrbench.packed.models.IMPLS): on CUDA `grouped`
+(every layer holds all G models: grouped convolutions, BatchNorm over G*C channels, one batched
+matmul head), on the CPU `loop` (each model's layers in turn, on views of the packed
+parameters; the CPU's grouped kernels cost ~2x per model). In float64 both equal the unpacked
+`train_run` twin to rounding (tests: 0 difference after 200 steps). In float32 `loop` runs the
+twin's own kernels and is bit-identical; `grouped` sums in another order (a grouped convolution
+blocks its reductions per group differently, the batched head's weight gradient is a bmm, not an
+mm), so it differs by float32 rounding from the first backward on, which training amplifies like
+any change of summation order (measured in tests/test_packed.py and benchmarks/README.md).
 """
 
 from __future__ import annotations
