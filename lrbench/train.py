@@ -159,9 +159,10 @@ def evaluate(model, data: DeviceData, split: str, autocast) -> tuple[float, floa
     loss_sum = torch.zeros((), device=data.device, dtype=torch.float64)
     correct = torch.zeros((), device=data.device, dtype=torch.int64)
     n = 0
+    dtype = next(model.parameters()).dtype
     for x, y in data.eval_batches(split, EVAL_BATCH):
         with autocast():
-            out = model(x)
+            out = model(x.to(dtype))
         loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
         correct += (out.argmax(1) == y).sum()
         n += len(y)

@@ -199,20 +199,26 @@ def pack_size(pack: str, device: str) -> int:
 def _task_items(planned, todo, size: int) -> list:
     """Runs to train as tasks: single runs, or packs planned over the whole sweep.
 
-    Packs are planned over every run of the sweep, finished or not, so a resumed sweep forms
-    the same packs; a pack's finished members are then left out.
+    Packs are planned over every run of the sweep, finished or not, and keep their finished
+    members, so a resumed sweep trains the same packs (the grouped kernels' float32 numbers
+    depend on a pack's size).
     """
     from lrbench.packed import plan_packs
+    from lrbench.sweep import SKIP_STATES
 
     if size == 1:
         return [(p.spec, p.run.path) for p in todo]
-    wanted = {p.spec.run_id: p for p in todo}
+    wanted = {p.spec.run_id for p in todo}
+    by_id = {p.spec.run_id: p for p in planned}
     items = []
     for pack in plan_packs([p.spec for p in planned], size):
-        members = [wanted[s.run_id] for s in pack if s.run_id in wanted]
+        if not any(s.run_id in wanted for s in pack):
+            continue
+        members = [by_id[s.run_id] for s in pack]
+        members = [m for m in members if m.spec.run_id in wanted or m.state in SKIP_STATES]
         if len(members) == 1:
             items.append((members[0].spec, members[0].run.path))
-        elif members:
+        else:
             items.append(([m.spec for m in members], [m.run.path for m in members]))
     return items
 

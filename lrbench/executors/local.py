@@ -93,7 +93,7 @@ def work(
         if item is None:
             return
         specs, paths = (item[0], item[1]) if isinstance(item[0], list) else ([item[0]], [item[1]])
-        locks, todo = [], []
+        locks, todo, finished = [], [], set()
         for spec, path in zip(specs, paths, strict=True):
             run = RunDir(path)
             lock = run.lock()
@@ -103,25 +103,37 @@ def work(
                 emit(Msg("held", worker, spec.run_id))
                 continue
             locks.append(lock)
+            todo.append((spec, path))
             if run.status() in SKIP_STATES:
-                emit(
-                    Msg("end", worker, spec.run_id, status=run.status(), detail="already finished")
+                finished.add(spec.run_id)
+        if len(todo) == 1 and finished:
+            spec = todo[0][0]
+            emit(
+                Msg(
+                    "end",
+                    worker,
+                    spec.run_id,
+                    status=RunDir(todo[0][1]).status(),
+                    detail="already finished",
                 )
-            else:
-                todo.append((spec, path))
+            )
+            todo = []
         try:
-            if todo:
-                _train_task(worker, device, todo, emit, runtime, datasets)
+            if len(todo) > len(finished):
+                _train_task(worker, device, todo, finished, emit, runtime, datasets)
         except KeyboardInterrupt:
             for spec, _ in todo:
-                emit(Msg("end", worker, spec.run_id, status="interrupted"))
+                if spec.run_id not in finished:
+                    emit(Msg("end", worker, spec.run_id, status="interrupted"))
             return
         finally:
             for lock in locks:
                 lock.release()
 
 
-def _train_task(worker, device, todo, emit, runtime, datasets) -> None:
+def _train_task(worker, device, todo, finished, emit, runtime, datasets) -> None:
+    """Train one run, or a pack; a pack keeps its finished members in their slots (train_pack
+    leaves them alone), since the grouped kernels' float32 results depend on the pack's size."""
     from lrbench.packed import train_pack
 
     specs, paths = [s for s, _ in todo], [p for _, p in todo]
@@ -138,10 +150,12 @@ def _train_task(worker, device, todo, emit, runtime, datasets) -> None:
         else:
             summaries = train_pack(specs, paths, runtime, on_event, datasets[key])
         for spec, summary in zip(specs, summaries, strict=True):
-            emit(Msg("end", worker, spec.run_id, status=summary["status"]))
+            if spec.run_id not in finished:
+                emit(Msg("end", worker, spec.run_id, status=summary["status"]))
     except (RunFailed, UserError) as err:
         for spec in specs:
-            emit(Msg("end", worker, spec.run_id, status="failed", detail=str(err)))
+            if spec.run_id not in finished:
+                emit(Msg("end", worker, spec.run_id, status="failed", detail=str(err)))
 
 
 def _throttled(worker: int, run_id: str, emit: Callable[[Msg], None]) -> Callable[[Event], None]:
