@@ -37,13 +37,13 @@ import torch.nn.functional as F
 from lrbench.data import DeviceData, Splits, load_splits
 from lrbench.errors import UserError
 from lrbench.models import build_model
-from lrbench.optim import build_optimizer, set_hparams
+from lrbench.optim import build_optimizer
 from lrbench.packed.data import PackEpoch
 from lrbench.packed.loop import PackTrainer, compile_mode
 from lrbench.packed.models import init_packed, owner_index, resolve_impl
 from lrbench.packed.optim import PackedOptimizer
 from lrbench.specs import DatasetSpec, OptimizerSpec
-from lrbench.train import Runtime, resolve_device, resolve_precision
+from lrbench.train import Runtime, resolve_device, resolve_precision, train_step
 
 MODEL_EPOCH_IMAGES = 50_000
 DATASET_NAMES = ("synthetic", "cifar10", "cifar100")
@@ -289,7 +289,7 @@ def _baseline(model, splits, device, batch_size, workers) -> Callable[[], int]:
 
 
 def _single(model, splits, device, batch_size, precision, channels_last) -> Callable[[], int]:
-    """train.py's step, op for op (see lrbench.train._train)."""
+    """train.py's own step (lrbench.train.train_step) on lrbench's device-resident batches."""
     data = DeviceData(splits, device, channels_last=channels_last)
     dtype = torch.float64 if precision == "fp64" else torch.float32
     torch.manual_seed(0)
@@ -298,6 +298,10 @@ def _single(model, splits, device, batch_size, precision, channels_last) -> Call
         net = net.to(memory_format=torch.channels_last)
     opt = build_optimizer(OPTIMIZER, net.parameters())
     use_bf16 = precision == "bf16"
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     batches = _forever(lambda epoch: data.train_batches(0, epoch, batch_size))
@@ -305,14 +309,7 @@ def _single(model, splits, device, batch_size, precision, channels_last) -> Call
     def step() -> int:
         nonlocal loss_sum, correct
         x, y = next(batches)
-        set_hparams(opt, OPTIMIZER.lr, None)
-        ctx = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
-        with ctx:
-            out = net(x.to(dtype))
-            loss = F.cross_entropy(out.to(dtype), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss, out = train_step(net, opt, x, y, OPTIMIZER.lr, None, autocast, dtype)
         loss_sum += loss.detach() * len(y)
         correct += (out.argmax(1) == y).sum()
         return len(y)

@@ -170,6 +170,21 @@ def evaluate(model, data: DeviceData, split: str, autocast) -> tuple[float, floa
     return loss_sum.item() / n, correct.item() / n
 
 
+def train_step(model, optimizer, x, y, lr: float, momentum: float | None, autocast, dtype):
+    """One optimizer step at this rate (and momentum); returns the loss and the logits.
+
+    No host sync: the caller accumulates the loss and accuracy on the device.
+    """
+    set_hparams(optimizer, lr, momentum)
+    with autocast():
+        out = model(x.to(dtype))
+        loss = F.cross_entropy(out.to(dtype), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, out
+
+
 def train_run(
     spec: RunSpec,
     run_dir: Path,
@@ -248,13 +263,8 @@ def _train(spec, run, runtime, schedule, data, device, precision, on_event) -> d
         model.train()
         for_training(optimizer)
         for x, y in data.train_batches(spec.seed, epoch, spec.batch_size):
-            set_hparams(optimizer, lrs[step] * react.lr_scale, moms[step] if moms else None)
-            with autocast():
-                out = model(x.to(dtype))
-                loss = F.cross_entropy(out.to(dtype), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            lr, momentum = lrs[step] * react.lr_scale, moms[step] if moms else None
+            loss, out = train_step(model, optimizer, x, y, lr, momentum, autocast, dtype)
             loss_sum += loss.detach() * len(y)
             correct += (out.argmax(1) == y).sum()
             seen += len(y)

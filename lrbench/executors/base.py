@@ -9,16 +9,14 @@ lock, through the resumable `train_run`, into the same run folder; so results, r
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from lrbench.errors import UserError
 
 if TYPE_CHECKING:
     from lrbench.config import ExecutorConfig
-    from lrbench.executors.local import Msg, Outcome
     from lrbench.specs import RunSpec
     from lrbench.train import Runtime
 
@@ -33,28 +31,6 @@ class Batch:
     sweep_dir: Path
     items: list[tuple[RunSpec, Path]]
     runtime: Runtime
-
-
-class Executor(Protocol):
-    name: str
-
-    def execute(self, batch: Batch, on_msg: Callable[[Msg], None]) -> Outcome:
-        """Train the batch to the end, reporting through `on_msg`; each run's final status."""
-        ...
-
-
-class LocalExecutor:
-    """Worker processes on this machine, one per entry of `devices` (executors/local.py)."""
-
-    name = "local"
-
-    def __init__(self, devices: list[str]) -> None:
-        self.devices = devices
-
-    def execute(self, batch: Batch, on_msg: Callable[[Msg], None]) -> Outcome:
-        from lrbench.executors.local import run_local
-
-        return run_local(batch.items, self.devices, batch.runtime, on_msg)
 
 
 def executor_name(flag: str | None, block: ExecutorConfig | None) -> str:
