@@ -112,6 +112,7 @@ def sweep_command(
     from lrbench.sweep import plan
 
     cfg = load_config(config)
+    pack_size(pack, "cpu")  # a bad --pack is exit 2 before anything, --dry-run included
     if data_root:
         cfg = with_data_root(cfg, data_root)
     planned = plan(cfg, results, only)
