@@ -19,15 +19,11 @@ from PIL import Image
 from lrbench.data import (
     DeviceData,
     Splits,
-    augment,
-    channel_tensor,
     crop_flip,
     default_data_dir,
-    epoch_generator,
+    epoch_draws,
     load_splits,
     normalize,
-    permutation,
-    random_crop_flip,
 )
 from lrbench.data import imagefolder as imagefolder_module
 from lrbench.errors import UserError
@@ -228,7 +224,8 @@ def test_crop_flip_matches_a_naive_reference():
 def test_random_offsets_cover_the_pad_range_and_flip_half_the_time():
     img = (torch.arange(3 * 32 * 32).reshape(1, 3, 32, 32) % 251 + 1).to(torch.uint8)
     x = img.expand(4000, -1, -1, -1)  # no zero pixel inside, so padding shows
-    out = random_crop_flip(x, epoch_generator(0, 0, "cpu"))
+    draws = epoch_draws(0, 0, len(x), "cpu")
+    out = crop_flip(x, draws.dy, draws.dx, draws.flip)
     zero_cols = (out[:, 0] == 0).all(dim=1).sum(dim=1)
     zero_rows = (out[:, 0] == 0).all(dim=2).sum(dim=1)
     assert set(zero_cols.tolist()) == set(range(5)) == set(zero_rows.tolist())
@@ -284,13 +281,24 @@ def test_building_blocks_compose_like_train_batches():
     splits = make_splits(n=100)
     data = DeviceData(splits, "cpu")
     images, labels = data.tensors("train")
-    gen = epoch_generator(5, 2, "cpu")
-    order = permutation(100, gen)
-    mean, std = channel_tensor(splits.mean, "cpu"), channel_tensor(splits.std, "cpu")
+    d = epoch_draws(5, 2, 100, "cpu")
     for start, (x, y) in zip(range(0, 100, 32), data.train_batches(5, 2, 32), strict=True):
-        idx = order[start : start + 32]
+        at = slice(start, start + 32)
+        idx = d.order[at]
         assert torch.equal(y, labels[idx])
-        assert torch.equal(augment(images[idx], gen, mean, std), x)
+        xb = normalize(
+            crop_flip(images[idx], d.dy[at], d.dx[at], d.flip[at]), splits.mean, splits.std
+        )
+        assert torch.equal(xb, x)
+
+
+def test_an_epochs_draws_depend_on_seed_and_epoch_only():
+    """Resuming at an epoch boundary needs no RNG state: the draws are a function of (seed, epoch)."""
+    a, b = epoch_draws(3, 1, 500, "cpu"), epoch_draws(3, 1, 500, "cpu")
+    assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("order", "dy", "dx", "flip"))
+    assert sorted(a.order.tolist()) == list(range(500))
+    for other in (epoch_draws(3, 2, 500, "cpu"), epoch_draws(4, 1, 500, "cpu")):
+        assert not torch.equal(a.order, other.order)
 
 
 def test_normalize_accepts_plain_tuples():

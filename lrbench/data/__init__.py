@@ -4,36 +4,36 @@
     data = DeviceData(splits, torch.device("cuda"))
     for x, y in data.train_batches(seed, epoch, batch_size=128): ...
 
-The building blocks (epoch_generator, permutation, augment, normalize) are public so that a
-trainer packing several models per device can draw each model's own batches.
+The building blocks (epoch_draws, crop_flip, normalize) are public so that a trainer packing
+several models per device can draw each model's own batches.
 """
 
 from lrbench.data.device import (
     PAD,
     DeviceData,
-    augment,
+    EpochDraws,
     channel_tensor,
     crop_flip,
+    epoch_draws,
     epoch_generator,
     epoch_seed,
     normalize,
     permutation,
-    random_crop_flip,
 )
 from lrbench.data.splits import Splits, default_data_dir, load_splits
 
 __all__ = [
     "PAD",
     "DeviceData",
+    "EpochDraws",
     "Splits",
-    "augment",
     "channel_tensor",
     "crop_flip",
     "default_data_dir",
+    "epoch_draws",
     "epoch_generator",
     "epoch_seed",
     "load_splits",
     "normalize",
     "permutation",
-    "random_crop_flip",
 ]

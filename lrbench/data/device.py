@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -69,28 +70,24 @@ def crop_flip(
     return padded.gather(2, pixels.reshape(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
 
 
-def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = PAD) -> torch.Tensor:
-    """crop_flip with offsets uniform in [0, 2*pad] and a fair coin per image."""
-    b = x.shape[0]
-    dev = generator.device
-    offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=generator, device=dev)
-    flip = torch.randint(0, 2, (b,), generator=generator, device=dev).bool()
-    return crop_flip(x, offsets[0], offsets[1], flip, pad)
+@dataclass(frozen=True)
+class EpochDraws:
+    """All the randomness of one training epoch, drawn at once (three calls, not two per batch):
+    the order of the images, and the crop offsets and flip of the image at each position."""
+
+    order: torch.Tensor  # [N] int64
+    dy: torch.Tensor  # [N], in [0, 2 * PAD]
+    dx: torch.Tensor  # [N]
+    flip: torch.Tensor  # [N] bool
 
 
-def augment(
-    x: torch.Tensor,
-    generator: torch.Generator,
-    mean: Sequence[float] | torch.Tensor,
-    std: Sequence[float] | torch.Tensor,
-    channels_last: bool = True,
-) -> torch.Tensor:
-    """uint8 batch -> randomly cropped, flipped, normalised float32 batch, all on x's device.
-
-    Pass mean and std as device tensors (see channel_tensor) to avoid a host copy per batch.
-    """
-    out = normalize(random_crop_flip(x, generator), mean, std)
-    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+def epoch_draws(seed: int, epoch: int, n: int, device: torch.device | str) -> EpochDraws:
+    """The draws of epoch `epoch` of a run seeded `seed` over n training images, on `device`."""
+    gen = epoch_generator(seed, epoch, device)
+    order = permutation(n, gen)
+    offsets = torch.randint(0, 2 * PAD + 1, (2, n), generator=gen, device=gen.device)
+    flip = torch.randint(0, 2, (n,), generator=gen, device=gen.device).bool()
+    return EpochDraws(order, offsets[0], offsets[1], flip)
 
 
 class DeviceData:
@@ -128,11 +125,13 @@ class DeviceData:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every training image once, shuffled and augmented; the last batch may be short."""
         x, y = self._splits["train"]
-        gen = epoch_generator(seed, epoch, self.device)
-        order = permutation(len(y), gen)
+        draws = epoch_draws(seed, epoch, len(y), self.device)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         for start in range(0, len(y), batch_size):
-            idx = order[start : start + batch_size]
-            yield augment(x[idx], gen, self.mean, self.std, self.channels_last), y[idx]
+            at = slice(start, start + batch_size)
+            idx = draws.order[at]
+            xb = crop_flip(x[idx], draws.dy[at], draws.dx[at], draws.flip[at])
+            yield normalize(xb, self.mean, self.std).contiguous(memory_format=fmt), y[idx]
 
     def eval_batches(
         self, split: str, batch_size: int

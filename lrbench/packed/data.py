@@ -1,11 +1,10 @@
 """Each model of a pack gets exactly the batch its single run would get, drawn in one go.
 
-`DeviceData.train_batches(seed, epoch, B)` shuffles with one generator seeded from (seed, epoch)
-and, per batch, draws crop offsets and flips from it. Here the same draws are made from G such
-generators at the start of the epoch (same generator, same calls, same order, so the same
-numbers), and every step then gathers, crops, flips and normalises the G batches as one tensor:
-a handful of ops per step whatever G is. The result is laid out as the packed model reads it,
-[B, G*3, H, W], model g in channels [3g, 3g+3).
+`DeviceData.train_batches(seed, epoch, B)` draws an epoch's order, crop offsets and flips at once
+(`epoch_draws`); here the same draws are made for each of the G seeds at the start of the epoch
+(3 calls per model per epoch), and every step then gathers, crops, flips and normalises the G
+batches as one tensor: a handful of ops per step whatever G is. The result is laid out as the
+packed model reads it, [B, G*3, H, W], model g in channels [3g, 3g+3).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from lrbench.data import PAD, DeviceData, crop_flip, epoch_generator, normalize, permutation
+from lrbench.data import DeviceData, crop_flip, epoch_draws, normalize
 
 
 class PackEpoch:
@@ -23,23 +22,12 @@ class PackEpoch:
     def __init__(self, data: DeviceData, seeds: Sequence[int], epoch: int, batch_size: int):
         self.data = data
         self.batch_size = batch_size
-        x, y = data.tensors("train")
-        self.x, self.y = x, y
-        n = len(y)
-        orders, offsets, flips = [], [], []
-        for seed in seeds:  # the calls random_crop_flip makes, in train_batches' order
-            gen = epoch_generator(seed, epoch, data.device)
-            orders.append(permutation(n, gen))
-            offs, flip = [], []
-            for start in range(0, n, batch_size):
-                b = min(batch_size, n - start)
-                offs.append(torch.randint(0, 2 * PAD + 1, (2, b), generator=gen, device=gen.device))
-                flip.append(torch.randint(0, 2, (b,), generator=gen, device=gen.device).bool())
-            offsets.append(torch.cat(offs, 1))
-            flips.append(torch.cat(flip))
-        self.order = torch.stack(orders)  # [G, N]
-        self.offsets = torch.stack(offsets)  # [G, 2, N]
-        self.flips = torch.stack(flips)  # [G, N]
+        self.x, self.y = data.tensors("train")
+        draws = [epoch_draws(seed, epoch, len(self.y), data.device) for seed in seeds]
+        self.order = torch.stack([d.order for d in draws])  # [G, N]
+        self.dy = torch.stack([d.dy for d in draws])
+        self.dx = torch.stack([d.dx for d in draws])
+        self.flips = torch.stack([d.flip for d in draws])
 
     def __len__(self) -> int:
         return -(-len(self.y) // self.batch_size)
@@ -55,8 +43,8 @@ class PackEpoch:
         flat = idx.reshape(-1)
         xb = crop_flip(
             self.x[flat],
-            self.offsets[:, 0, sl].reshape(-1),
-            self.offsets[:, 1, sl].reshape(-1),
+            self.dy[:, sl].reshape(-1),
+            self.dx[:, sl].reshape(-1),
             self.flips[:, sl].reshape(-1),
         )
         xb = normalize(xb, self.data.mean, self.data.std)  # [G*b, 3, H, W]
