@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 import lrbench.train as train_module
 from lrbench.data import DeviceData, load_splits
-from lrbench.errors import UserError
+from lrbench.errors import RunFailed, UserError
 from lrbench.models import build_model
 from lrbench.packed import loop as pack_loop
 from lrbench.packed import plan_packs, train_pack
@@ -335,12 +335,28 @@ def test_resume_when_killed_between_two_runs_checkpoints(tmp_path, monkeypatch):
         train_pack(specs, killed, CPU)
     monkeypatch.setattr(pack_loop._Template, "save", real_save)
     assert [checkpoint(p)["epoch"] for p in killed] == [2, 1, 1]
-    assert len(rows(killed[1])) == 2  # its epoch-2 row was written, its checkpoint was not
+    # checkpoints are written while the next epoch trains: the rows ran on to epoch 3
+    assert len(rows(killed[1])) == 3
 
     train_pack(specs, killed, CPU)
     for a, b in zip(killed, clean, strict=True):
         assert rows(a) == rows(b)
         assert max_state_diff(checkpoint(a), checkpoint(b)) == 0.0
+
+
+def test_a_failed_checkpoint_write_fails_the_pack_and_says_so(tmp_path, monkeypatch):
+    """Checkpoints are written on a background thread; its failure is the pack's failure."""
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pack_loop, "save_checkpoint", full_disk)
+    paths = [tmp_path / f"p{i}" for i in range(3)]
+    with pytest.raises(RunFailed, match="No space left on device"):
+        train_pack(pack_of("sgd", epochs=2, full_epochs=2), paths, CPU)
+    for p in paths:
+        assert RunDir(p).status() == "failed"
+        assert "No space left" in (p / "run.log").read_text()
 
 
 def test_a_packed_runs_checkpoint_resumes_unpacked(tmp_path):

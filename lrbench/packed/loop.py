@@ -45,6 +45,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -484,26 +485,38 @@ def _load_optimizer_state(model: PackedResNet, optimizer: PackedOptimizer, g: in
 
 def _phase(ctx: _Ctx, trainees: list[_Member], start: int, stop: int) -> None:
     """Train `trainees` (the others ride along as passengers) from epoch `start` to `stop`."""
-    members, results, data, device = ctx.members, ctx.results, ctx.data, ctx.device
-    precision, on_event, spe = ctx.precision, ctx.on_event, ctx.spe
     t_run = time.perf_counter()
     model, optimizer = _build(ctx, trainees)
-    trainer = PackTrainer(model, optimizer, device, precision)
-    g = len(members)
-    epochs = members[0].spec.epochs
-    total = spe * epochs
-    batch_size = members[0].spec.batch_size
-    seeds = [m.spec.seed for m in members]
+    trainer = PackTrainer(model, optimizer, ctx.device, ctx.precision)
     live = list(trainees)
-    active = torch.zeros(g, dtype=torch.bool, device=device)
+    active = torch.zeros(len(ctx.members), dtype=torch.bool, device=ctx.device)
     active[[m.slot for m in live]] = True
-    columns = metric_columns(data.has_val)
     templates = {
-        m.slot: _Template(m.spec, data.num_classes, precision, ctx.runtime, spe) for m in live
+        m.slot: _Template(m.spec, ctx.data.num_classes, ctx.precision, ctx.runtime, ctx.spe)
+        for m in live
     }
     for m in live:
         m.run.truncate_metrics(start)
         m.row = m.run.last_metrics_row() if start else {}
+    with _CheckpointWriter() as writer:
+        live = _epochs(ctx, trainer, templates, writer, live, active, start, stop, t_run)
+    for m in live:
+        if stop == ctx.epochs:
+            ctx.results[m.slot] = _finish(m, "done", t_run)
+        else:  # a catch-up phase: the next phase reloads from the checkpoints just written
+            m.state = _read_checkpoint(m.run)
+            m.wall_before = float(m.state.get("wall_time_s", 0.0))
+
+
+def _epochs(ctx, trainer, templates, writer, live, active, start, stop, t_run) -> list[_Member]:
+    """Epochs `start`..`stop` of the pack; returns the members still live (not diverged)."""
+    members, results, data, device = ctx.members, ctx.results, ctx.data, ctx.device
+    on_event, spe, epochs = ctx.on_event, ctx.spe, ctx.epochs
+    model, optimizer = trainer.model, trainer.optimizer
+    g, total = len(members), spe * epochs
+    batch_size = members[0].spec.batch_size
+    seeds = [m.spec.seed for m in members]
+    columns = metric_columns(data.has_val)
     step = start * spe
     for epoch in range(start, stop):
         t0 = time.perf_counter()
@@ -554,18 +567,48 @@ def _phase(ctx: _Ctx, trainees: list[_Member], start: int, stop: int) -> None:
             active[m.slot] = False
             results[m.slot] = _finish(m, "diverged", t_run)
         live = finite
-        snapshot = (model.snapshot(), optimizer.snapshot()) if live else None
-        for m in live:
-            wall = m.wall_before + time.perf_counter() - t_run
-            templates[m.slot].save(model, optimizer, snapshot, m, epoch + 1, step, wall)
         if not live:
             break
-    for m in live:
-        if stop == epochs:
-            results[m.slot] = _finish(m, "done", t_run)
-        else:  # a catch-up phase: the next phase reloads from the checkpoints just written
-            m.state = _read_checkpoint(m.run)
-            m.wall_before = float(m.state.get("wall_time_s", 0.0))
+        snapshot = (model.snapshot(), optimizer.snapshot())
+        walls = [m.wall_before + time.perf_counter() - t_run for m in live]
+        writer.submit(_save_all, templates, model, optimizer, snapshot, list(live), epoch + 1,
+                      step, walls)  # fmt: skip
+    return live
+
+
+def _save_all(templates, model, optimizer, snapshot, live, epoch, step, walls) -> None:
+    for m, wall in zip(live, walls, strict=True):
+        templates[m.slot].save(model, optimizer, snapshot, m, epoch, step, wall)
+
+
+class _CheckpointWriter:
+    """Writes an epoch's G checkpoints on a background thread while the next epoch trains, so
+    the device never waits for G files to be serialised and fsynced. At most one epoch's set is
+    in flight; leaving the block waits for it and re-raises a failed write. A kill -9 meanwhile
+    leaves the previous checkpoints (atomic writes) and resume drops the metrics rows after them.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrbench-checkpoint")
+        self._pending: Future | None = None
+
+    def submit(self, fn, *args) -> None:
+        self.wait()
+        self._pending = self._pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> _CheckpointWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown()
 
 
 def _momentum(m: _Member, step: int) -> float:

@@ -294,12 +294,15 @@ class PackedResNet(nn.Module):
 
     @torch.no_grad()
     def snapshot(self) -> dict[str, torch.Tensor]:
-        """All of the pack's state on the CPU in a few copies (not one per member and tensor):
-        pass it to `member_state` to write many members' checkpoints cheaply."""
-        names = ["flat", *(f"stat{i}" for i in range(len(self.layout.buffers)))]
-        state = {n: getattr(self, n).detach().cpu() for n in names}
-        state["num_batches_tracked"] = self.num_batches_tracked.cpu()
-        return state
+        """A copy of all of the pack's state on the CPU, in a few tensors (not one per member and
+        tensor): pass it to `member_state` to write many members' checkpoints cheaply, also
+        while the pack trains on (a copy even on the CPU, where `.cpu()` would alias)."""
+        names = [
+            "flat",
+            *(f"stat{i}" for i in range(len(self.layout.buffers))),
+            "num_batches_tracked",
+        ]
+        return {n: getattr(self, n).detach().to("cpu", copy=True) for n in names}
 
     def member_state(
         self, g: int, source: dict[str, torch.Tensor] | None = None

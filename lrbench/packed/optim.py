@@ -109,8 +109,8 @@ class PackedOptimizer:
     # --- per-model state, in torch.optim's own state_dict format (for checkpoints) ----------
 
     def snapshot(self) -> dict[str, torch.Tensor]:
-        """The state buffers on the CPU (one copy each), for `member_state`."""
-        return {n: t.detach().cpu() for n, t in self.state.items()}
+        """A copy of the state buffers on the CPU (also on the CPU), for `member_state`."""
+        return {n: t.detach().to("cpu", copy=True) for n, t in self.state.items()}
 
     def member_state(self, views, source=None) -> list[dict[str, torch.Tensor]]:
         """Per-parameter torch.optim state of one model: `views(tensor)` returns that model's
