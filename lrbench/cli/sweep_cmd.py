@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,6 +12,10 @@ from rich.table import Table
 
 from lrbench.cli.app import app
 from lrbench.errors import RunFailed, UserError
+
+if TYPE_CHECKING:
+    from lrbench.sweep import PlannedRun
+    from lrbench.train import Runtime
 
 out = Console()
 _SLURM = "Executor (--executor slurm: docs/slurm.md)"
@@ -49,8 +54,9 @@ def sweep_command(
     pack: str = typer.Option(
         "auto",
         help="Train up to G compatible runs (same cell: schedules x seeds x rates) as one packed "
-        "network: a number, or auto (1 on the CPU, where packing does not pay; on CUDA sized "
-        "to the GPU's memory).",
+        "network: a number, or auto (1 on the CPU, where packing does not pay; on CUDA the "
+        "smallest G within 5% of the best measured throughput, up to what the GPU's memory "
+        "holds; kept in RESULTS/<name>/pack-auto.json for resumes).",
     ),
     # --- executor: local (this machine) or slurm (a submitit job array); docs/slurm.md ---
     executor: str | None = typer.Option(
@@ -112,7 +118,7 @@ def sweep_command(
     from lrbench.sweep import plan
 
     cfg = load_config(config)
-    pack_size(pack, "cpu")  # a bad --pack is exit 2 before anything, --dry-run included
+    parse_pack(pack)  # a bad --pack is exit 2 before anything, --dry-run included
     if data_root:
         cfg = with_data_root(cfg, data_root)
     planned = plan(cfg, results, only)
@@ -179,22 +185,47 @@ def _show_plan(planned, todo, results: Path, jobs: int | None) -> None:
     )
 
 
-def pack_size(pack: str, device: str) -> int:
-    """`--pack`: a number, or auto: 1 on the CPU; on CUDA as many ResNet-sized models as fit."""
-    if pack != "auto":
-        try:
-            size = int(pack)
-        except ValueError:
-            raise UserError(f"--pack {pack!r}: expected a whole number >= 1 or auto") from None
-        if size < 1:
-            raise UserError(f"--pack {size}: expected a whole number >= 1 or auto")
+def parse_pack(pack: str) -> int | None:
+    """`--pack`: a whole number >= 1, or None for auto."""
+    if pack == "auto":
+        return None
+    try:
+        size = int(pack)
+    except ValueError:
+        raise UserError(f"--pack {pack!r}: expected a whole number >= 1 or auto") from None
+    if size < 1:
+        raise UserError(f"--pack {size}: expected a whole number >= 1 or auto")
+    return size
+
+
+def pack_size(
+    pack: str,
+    device: str,
+    planned: list[PlannedRun],
+    num_classes: int,
+    runtime: Runtime,
+    sweep: Path,
+) -> int:
+    """`--pack`: a number is used as given; auto is 1 on the CPU (packing does not pay there),
+    and on CUDA measured once per sweep (lrbench.packed.autosize) for the sweep's largest group
+    of compatible runs, its model and batch size: one size serves every group, and the choice is
+    kept in the sweep's pack-auto.json so that a resumed sweep forms the same packs."""
+    size = parse_pack(pack)
+    if size is not None:
         return size
     if not device.startswith("cuda"):
         return 1
-    import torch
+    from lrbench.display import console
+    from lrbench.packed.autosize import CACHE_NAME, sweep_pack_size
+    from lrbench.train import resolve_device, resolve_precision
 
-    free, _ = torch.cuda.mem_get_info(torch.device(device))
-    return int(max(1, min(64, free // (1.5 * 2**30))))
+    dev = resolve_device(device)
+    specs = [p.spec for p in planned]
+    precision = resolve_precision(runtime.precision, dev)
+    cache = sweep / CACHE_NAME
+    return sweep_pack_size(
+        specs, num_classes, dev, precision, runtime.channels_last, cache, console.print
+    )
 
 
 def _task_items(planned, todo, size: int) -> list:
@@ -233,18 +264,19 @@ def _run_sweep(cfg, planned, todo, results, device, jobs, precision, data_dir, p
 
     devices = parse_devices(device, jobs)
     resolve_precision(precision, resolve_device(devices[0]))
-    size = pack_size(pack, devices[0])
     write_sweep_yaml(cfg, results)
     skipped = len(planned) - len(todo)
     if not todo:
         console.print(f"all {len(planned)} runs of {cfg.name} are finished; nothing to train")
         return
-    load_splits(cfg.dataset, data_dir)  # missing data is exit 2 before any worker starts
+    splits = load_splits(cfg.dataset, data_dir)  # missing data is exit 2 before any worker starts
     console.print(
         f"sweep {cfg.name}: {len(todo)} runs to train ({skipped} already finished) "
         f"on {len(devices)} worker(s): {', '.join(sorted(set(devices)))}"
     )
     runtime = Runtime(device=devices[0], precision=precision, data_dir=data_dir)
+    where = sweep_dir(cfg, results)
+    size = pack_size(pack, devices[0], planned, splits.num_classes, runtime, where)
     epochs = sum(p.spec.epochs - p.epochs_done for p in todo)
     items = _task_items(planned, todo, size)
     if size > 1:
@@ -252,7 +284,6 @@ def _run_sweep(cfg, planned, todo, results, device, jobs, precision, data_dir, p
     with SweepDisplay(len(todo), epochs, devices) as display:
         outcome = run_local(items, devices, runtime, display)
     counts = Counter(outcome.statuses.values())
-    where = sweep_dir(cfg, results)
     console.print(
         f"{counts['done']} done, {counts['diverged']} diverged, {counts['failed']} failed, "
         f"{counts['held']} held by another sweep; results in {where}"
