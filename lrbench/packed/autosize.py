@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import gc
 import itertools
-import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ import numpy as np
 import torch
 
 from lrbench.bench import OPTIMIZER
-from lrbench.packed.loop import COMPILE_ENV, PackTrainer, pack_key, unpackable_reason
+from lrbench.packed.loop import PackTrainer, pack_key, unpackable_reason
 from lrbench.packed.models import init_packed, owner_index
 from lrbench.packed.optim import PackedOptimizer
 from lrbench.results import atomic_write_json, read_json
@@ -166,8 +164,7 @@ def _pack_step(
     net = init_packed(model, num_classes, list(range(groups)), dtype, device, channels_last)
     lrs = np.full((total, groups), OPTIMIZER.lr)
     opt = PackedOptimizer(OPTIMIZER, net.flat, owner_index(net.layout, device), lrs, None)
-    with _eager():
-        trainer = PackTrainer(net, opt, device, precision)
+    trainer = PackTrainer(net, opt, device, precision, compile=None)
     x = torch.randn(batch_size, 3 * groups, IMAGE_SIZE, IMAGE_SIZE, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -180,20 +177,6 @@ def _pack_step(
         trainer.step(x, y, next(t), active)
 
     return step
-
-
-@contextmanager
-def _eager() -> Iterator[None]:
-    """PackTrainer compiles on CUDA unless $LRBENCH_COMPILE is off; it decides when built."""
-    before = os.environ.get(COMPILE_ENV)
-    os.environ[COMPILE_ENV] = "off"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(COMPILE_ENV, None)
-        else:
-            os.environ[COMPILE_ENV] = before
 
 
 def memory_cap(device: torch.device) -> int:

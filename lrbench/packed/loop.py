@@ -204,14 +204,17 @@ def _compiled(name: str, fn, mode: str):
         for limit in ("recompile_limit", "cache_size_limit"):  # the name changed across versions
             if hasattr(torch._dynamo.config, limit):
                 setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
-        _COMPILED[key] = torch.compile(fn, mode=None if mode == "default" else mode)
+        # static shapes: the last, short batch of an epoch gets its own variant instead of
+        # turning every step's graph dynamic
+        _COMPILED[key] = torch.compile(fn, mode=None if mode == "default" else mode, dynamic=False)
     return _COMPILED[key]
 
 
 class PackTrainer:
     """One packed model and its fused optimizer: `step` is the unit both train_pack and the
-    benchmark time. On CUDA the forward+loss and the optimizer step go through torch.compile
-    (mode from $LRBENCH_COMPILE, default 'default'; 'off' disables it); the CPU runs eager."""
+    benchmark time. The forward+loss and the optimizer step go through torch.compile in mode
+    `compile` ("auto": $LRBENCH_COMPILE on CUDA, default 'default'; eager on the CPU; None:
+    eager); a compiler failure falls back to eager with a warning."""
 
     def __init__(
         self,
@@ -219,6 +222,7 @@ class PackTrainer:
         optimizer: PackedOptimizer,
         device: torch.device,
         precision: str,
+        compile: str | None = "auto",
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -232,10 +236,12 @@ class PackTrainer:
         self.proven = False
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # picks the fastest grouped-conv algorithms
-            if mode := compile_mode():
-                self.forward_loss = _compiled("forward_loss", _forward_loss, mode)
-                optimizer.update_fn = _compiled(self.eager_update.__name__, self.eager_update, mode)
-                self.compiled = mode
+        if compile == "auto":
+            compile = compile_mode() if device.type == "cuda" else None
+        if compile:
+            self.forward_loss = _compiled("forward_loss", _forward_loss, compile)
+            optimizer.update_fn = _compiled(self.eager_update.__name__, self.eager_update, compile)
+            self.compiled = compile
 
     def autocast(self):
         if self.use_bf16:
