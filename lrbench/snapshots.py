@@ -23,8 +23,6 @@ from typing import Any
 
 import torch
 
-EVAL_BATCH = 1000
-
 
 def snapshot_steps(schedule: Any, total_steps: int, steps_per_epoch: int) -> list[int]:
     """Steps k (1..T, sorted) after whose optimizer step a snapshot is taken."""
@@ -50,7 +48,7 @@ def predict_probs(model: torch.nn.Module, data: Any, split: str = "test", autoca
     ctx = autocast or nullcontext
     try:
         parts = []
-        for x, _ in data.eval_batches(split, EVAL_BATCH):
+        for x, _ in data.eval_batches(split):
             with ctx():
                 out = model(x.to(dtype))
             parts.append(torch.softmax(out.float(), dim=1))
@@ -61,7 +59,7 @@ def predict_probs(model: torch.nn.Module, data: Any, split: str = "test", autoca
 
 def split_labels(data: Any, split: str = "test") -> torch.Tensor:
     """The labels of `split` in eval_batches order, on the data's device."""
-    return torch.cat([y for _, y in data.eval_batches(split, EVAL_BATCH)])
+    return torch.cat([y for _, y in data.eval_batches(split)])
 
 
 class SnapshotEnsemble:

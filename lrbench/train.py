@@ -39,7 +39,6 @@ from lrbench.schedules import build_schedule
 from lrbench.snapshots import SnapshotEnsemble, predict_probs, snapshot_steps, split_labels
 from lrbench.specs import RunSpec
 
-EVAL_BATCH = 1000
 BN_RECOMPUTE_BATCHES = 16  # schedule-free: BatchNorm statistics re-estimated at the averaged x
 ENSEMBLE_COLUMNS = ["ensemble_size", "ensemble_test_acc"]
 PRECISIONS = ("auto", "fp32", "bf16", "fp64")
@@ -160,7 +159,7 @@ def evaluate(model, data: DeviceData, split: str, autocast) -> tuple[float, floa
     correct = torch.zeros((), device=data.device, dtype=torch.int64)
     n = 0
     dtype = next(model.parameters()).dtype
-    for x, y in data.eval_batches(split, EVAL_BATCH):
+    for x, y in data.eval_batches(split):
         with autocast():
             out = model(x.to(dtype))
         loss_sum += F.cross_entropy(out.float(), y, reduction="sum")

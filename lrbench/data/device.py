@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from lrbench.data.splits import Splits
 
 PAD = 4
+EVAL_BATCH = 1000  # evaluation keeps no activations for backward: big batches, few launches
 _MIN_STD = 1e-6
 
 
@@ -134,7 +135,7 @@ class DeviceData:
             yield normalize(xb, self.mean, self.std).contiguous(memory_format=fmt), y[idx]
 
     def eval_batches(
-        self, split: str, batch_size: int
+        self, split: str, batch_size: int = EVAL_BATCH
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """`split` ("test", "val" or "train") in order, normalised, not augmented."""
         x, y = self.tensors(split)

@@ -67,7 +67,6 @@ from lrbench.results import RunDir, atomic_write_json, metric_columns, read_json
 from lrbench.schedules import build_schedule
 from lrbench.specs import RunSpec
 from lrbench.train import (
-    EVAL_BATCH,
     Callback,
     Event,
     Runtime,
@@ -293,7 +292,7 @@ class PackTrainer:
         loss_sum = torch.zeros(g, device=data.device, dtype=torch.float64)
         correct = torch.zeros(g, device=data.device, dtype=torch.int64)
         n = 0
-        for x, y in data.eval_batches(split, EVAL_BATCH):
+        for x, y in data.eval_batches(split):
             xp = pack_eval_input(x, g, data.channels_last).to(self.dtype)
             yp = y.expand(g, -1)
             with self.autocast():
