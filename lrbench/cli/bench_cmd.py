@@ -7,22 +7,13 @@ import json
 import typer
 
 from lrbench.cli.app import app
+from lrbench.cli.options import pack_number
 from lrbench.errors import UserError
 
 
 def parse_packs(values: list[str]) -> list[int]:
     """`--pack 8 32 64`, `--pack 8 --pack 32`, `--pack 8,32,64`: pack sizes, in order."""
-    packs = []
-    for value in values:
-        for part in str(value).replace(",", " ").split():
-            try:
-                g = int(part)
-            except ValueError:
-                raise UserError(f"--pack: {part!r} is not a whole number") from None
-            if g < 1:
-                raise UserError(f"--pack: a pack holds at least one model, got {g}")
-            packs.append(g)
-    return packs
+    return [pack_number(part) for value in values for part in str(value).replace(",", " ").split()]
 
 
 @app.command("bench")

@@ -11,6 +11,22 @@ import typer
 from pydantic import ValidationError
 
 from lrbench.cli.app import app
+from lrbench.cli.options import (
+    BatchSize,
+    ChannelsLast,
+    DataDir,
+    DataRoot,
+    Dataset,
+    Device,
+    LimitTrain,
+    Model,
+    Momentum,
+    Nesterov,
+    Optimizer,
+    Precision,
+    Seed,
+    WeightDecay,
+)
 from lrbench.cli.run_cmd import dataset_spec, pydantic_line
 from lrbench.errors import UserError
 
@@ -35,33 +51,20 @@ HELP = "\n\n".join(
 
 @app.command("lr-find", help=HELP)
 def lr_find_command(
-    model: str = typer.Option("resnet20", help="resnet20, resnet32, ... any resnet{6n+2}."),
-    dataset: str = typer.Option(
-        "cifar10",
-        help="cifar10 | cifar100 | synthetic | imagefolder, or a path to an image folder or archive.",
-    ),
-    data_root: str | None = typer.Option(
-        None, help="imagefolder: a folder with train/ and test/, or a .tar[.gz|.xz] of one."
-    ),
-    data_dir: str | None = typer.Option(
-        None, envvar="LRBENCH_DATA", help="Where datasets are downloaded and cached."
-    ),
-    limit_train: int | None = typer.Option(
-        None, help="Train on a class-balanced subset of this many images."
-    ),
-    optimizer: str = typer.Option(
-        "sgd", help="sgd | adam | adamw | sgd_schedulefree | adamw_schedulefree."
-    ),
-    momentum: float = typer.Option(0.9, help="SGD momentum."),
-    nesterov: bool = typer.Option(False, help="SGD with Nesterov momentum."),
-    weight_decay: float = typer.Option(5e-4, help="Weight decay."),
-    batch_size: int = typer.Option(128, help="Batch size."),
-    seed: int = typer.Option(0, help="Seed: fixes the initial weights and the data order."),
-    device: str = typer.Option("auto", help="auto (CUDA when present) | cpu | cuda | cuda:N."),
-    precision: str = typer.Option(
-        "auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp64."
-    ),
-    channels_last: bool = typer.Option(True, help="channels_last memory format."),
+    model: Model = "resnet20",
+    dataset: Dataset = "cifar10",
+    data_root: DataRoot = None,
+    data_dir: DataDir = None,
+    limit_train: LimitTrain = None,
+    optimizer: Optimizer = "sgd",
+    momentum: Momentum = 0.9,
+    nesterov: Nesterov = False,
+    weight_decay: WeightDecay = 5e-4,
+    batch_size: BatchSize = 128,
+    seed: Seed = 0,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    channels_last: ChannelsLast = True,
     min_lr: float = typer.Option(1e-5, help="Rate of the first step."),
     max_lr: float = typer.Option(10.0, help="Rate of the last step."),
     steps: int = typer.Option(200, help="Steps from --min-lr to --max-lr."),

@@ -1,9 +1,10 @@
-"""Option parsing shared by commands."""
+"""Options and option parsing shared by commands (`run` and `lr-find` train the same way)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 import yaml
 
 from lrbench.errors import UserError
@@ -23,3 +24,54 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
         except yaml.YAMLError as err:
             raise UserError(f"--set {key}: {text!r} is not a valid value ({err.problem})") from None
     return out
+
+
+def pack_number(text: str) -> int:
+    """One `--pack` size: a whole number of models, at least 1."""
+    try:
+        size = int(text)
+    except ValueError:
+        raise UserError(f"--pack {text!r}: expected a whole number >= 1") from None
+    if size < 1:
+        raise UserError(f"--pack {size}: a pack holds at least one model")
+    return size
+
+
+# --- what to train, as `lrbench run` and `lrbench lr-find` spell it --------------------------
+
+Model = Annotated[
+    str,
+    typer.Option(
+        help="resnet20, resnet32, resnet38, resnet44, resnet56, resnet110, or any resnet{6n+2}."
+    ),
+]
+Dataset = Annotated[
+    str,
+    typer.Option(
+        help="cifar10 | cifar100 | synthetic | imagefolder, or a path to an image folder or archive."
+    ),
+]
+DataRoot = Annotated[
+    str | None,
+    typer.Option(help="imagefolder: a folder with train/ and test/, or a .tar[.gz|.xz] of one."),
+]
+DataDir = Annotated[
+    str | None,
+    typer.Option(envvar="LRBENCH_DATA", help="Where datasets are downloaded and cached."),
+]
+LimitTrain = Annotated[
+    int | None, typer.Option(help="Train on a class-balanced subset of this many images.")
+]
+Optimizer = Annotated[
+    str, typer.Option(help="sgd | adam | adamw | sgd_schedulefree | adamw_schedulefree.")
+]
+Momentum = Annotated[float, typer.Option(help="SGD momentum.")]
+Nesterov = Annotated[bool, typer.Option(help="SGD with Nesterov momentum.")]
+WeightDecay = Annotated[float, typer.Option(help="Weight decay.")]
+BatchSize = Annotated[int, typer.Option(help="Batch size.")]
+Seed = Annotated[int, typer.Option(help="Seed: fixes the initial weights and the data order.")]
+Device = Annotated[str, typer.Option(help="auto (CUDA when present) | cpu | cuda | cuda:N.")]
+Precision = Annotated[
+    str, typer.Option(help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp64.")
+]
+ChannelsLast = Annotated[bool, typer.Option(help="channels_last memory format.")]

@@ -8,7 +8,23 @@ import typer
 from pydantic import ValidationError
 
 from lrbench.cli.app import app
-from lrbench.cli.options import parse_sets
+from lrbench.cli.options import (
+    BatchSize,
+    ChannelsLast,
+    DataDir,
+    DataRoot,
+    Dataset,
+    Device,
+    LimitTrain,
+    Model,
+    Momentum,
+    Nesterov,
+    Optimizer,
+    Precision,
+    Seed,
+    WeightDecay,
+    parse_sets,
+)
 from lrbench.errors import RunFailed, UserError
 from lrbench.schedules import build_schedule
 from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
@@ -46,34 +62,22 @@ def pydantic_line(err: ValidationError, prefix: str = "") -> str:
 
 @app.command("run")
 def run_command(
-    model: str = typer.Option(
-        "resnet20",
-        help="resnet20, resnet32, resnet38, resnet44, resnet56, resnet110, or any resnet{6n+2}.",
-    ),
-    dataset: str = typer.Option(
-        "cifar10",
-        help="cifar10 | cifar100 | synthetic | imagefolder, or a path to an image folder or archive.",
-    ),
-    data_root: str | None = typer.Option(
-        None, help="imagefolder: a folder with train/ and test/, or a .tar[.gz|.xz] of one."
-    ),
-    data_dir: str | None = typer.Option(
-        None, envvar="LRBENCH_DATA", help="Where datasets are downloaded and cached."
-    ),
-    limit_train: int | None = typer.Option(
-        None, help="Train on a class-balanced subset of this many images."
-    ),
+    model: Model = "resnet20",
+    dataset: Dataset = "cifar10",
+    data_root: DataRoot = None,
+    data_dir: DataDir = None,
+    limit_train: LimitTrain = None,
     limit_test: int | None = typer.Option(
         None, help="Evaluate on a class-balanced subset of this many test images."
     ),
     val_fraction: float = typer.Option(
         0.0, help="Hold this fraction of train out as a validation split."
     ),
-    optimizer: str = typer.Option("sgd", help="sgd | adam | adamw."),
+    optimizer: Optimizer = "sgd",
     lr: float = typer.Option(0.1, help="Peak learning rate (the schedule multiplies it)."),
-    momentum: float = typer.Option(0.9, help="SGD momentum."),
-    nesterov: bool = typer.Option(False, help="SGD with Nesterov momentum."),
-    weight_decay: float = typer.Option(5e-4, help="Weight decay."),
+    momentum: Momentum = 0.9,
+    nesterov: Nesterov = False,
+    weight_decay: WeightDecay = 5e-4,
     schedule: str = typer.Option("rex", help="A schedule name (see `lrbench schedules`)."),
     sets: list[str] = typer.Option(
         [],
@@ -81,13 +85,11 @@ def run_command(
         help="Schedule parameter KEY=VALUE (YAML), repeatable: --set beta=0.9 --set warmup=0.05.",
     ),
     epochs: int = typer.Option(30, help="Epochs of the run; the schedule spans exactly these."),
-    batch_size: int = typer.Option(128, help="Batch size."),
-    seed: int = typer.Option(0, help="Seed: fixes the initial weights and the data order."),
-    device: str = typer.Option("auto", help="auto (CUDA when present) | cpu | cuda | cuda:N."),
-    precision: str = typer.Option(
-        "auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp64."
-    ),
-    channels_last: bool = typer.Option(True, help="channels_last memory format."),
+    batch_size: BatchSize = 128,
+    seed: Seed = 0,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    channels_last: ChannelsLast = True,
     out: Path = typer.Option(..., help="The run folder to write (resumed if it holds this run)."),
 ) -> None:
     """Train one run and write its folder: spec.json, metrics.csv, summary.json, checkpoint.pt.

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lrbench.cli.app import app
+from lrbench.cli.options import pack_number
 from lrbench.errors import RunFailed, UserError
 
 if TYPE_CHECKING:
@@ -187,15 +188,7 @@ def _show_plan(planned, todo, results: Path, jobs: int | None) -> None:
 
 def parse_pack(pack: str) -> int | None:
     """`--pack`: a whole number >= 1, or None for auto."""
-    if pack == "auto":
-        return None
-    try:
-        size = int(pack)
-    except ValueError:
-        raise UserError(f"--pack {pack!r}: expected a whole number >= 1 or auto") from None
-    if size < 1:
-        raise UserError(f"--pack {size}: expected a whole number >= 1 or auto")
-    return size
+    return None if pack == "auto" else pack_number(pack)
 
 
 def pack_size(
