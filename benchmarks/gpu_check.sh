@@ -72,12 +72,14 @@ stage "bench compiled" 150 220 bench_compiled.json $PY "${BENCH[@]}"
 if [[ $DATA != synthetic ]]; then
   RES=/tmp/gpu_check_results
   NAME=$($PY -c "import yaml; print(yaml.safe_load(open('$SWEEP_CONFIG'))['name'])")
-  stage "packed sweep ($SWEEP_CONFIG)" 150 240 sweep.txt bash -c "
+  # the sweep is interrupted (SIGINT: finished epochs kept) after $SWEEP_S s, so that the report
+  # of what finished still comes back
+  stage "packed sweep ($SWEEP_CONFIG)" 150 260 sweep.txt bash -c "
     rm -rf $RES; t0=\$(date +%s)
-    $PY -m lrbench sweep $SWEEP_CONFIG --results $RES --data-root $DATA --device $DEVICE || exit
-    echo \"sweep wall time: \$((\$(date +%s) - t0)) s\"
+    timeout --signal=INT --kill-after=20 ${SWEEP_S:-200} $PY -m lrbench sweep $SWEEP_CONFIG --results $RES --data-root $DATA --device $DEVICE 2>&1
+    echo \"sweep exit \$? after \$((\$(date +%s) - t0)) s\"
     cat $RES/$NAME/pack-auto.json 2>/dev/null; echo
-    $PY -m lrbench report $RES/$NAME --out $RES/report || exit
+    $PY -m lrbench report $RES/$NAME --out $RES/report 2>&1 || exit
     cp $RES/report/summary.csv $OUT/summary.csv; cat $RES/report/tables.md
     $PY -c 'import json, glob; print(\"run wall times (s):\", sorted(round(json.load(open(p))[\"wall_time_s\"], 1) for p in glob.glob(\"$RES/$NAME/runs/*/summary.json\")))'"
 fi

@@ -153,7 +153,8 @@ def load_checkpoint(run: RunDir, model, optimizer, device: torch.device) -> dict
 
 @torch.no_grad()
 def evaluate(model, data: DeviceData, split: str, autocast) -> tuple[float, float]:
-    """Mean loss and accuracy over a split: one host sync at the end, not per batch."""
+    """Mean loss and accuracy over a split: one host sync at the end, not per batch. The loss
+    is taken in the parameters' dtype (float32 under bf16 autocast), as in training."""
     model.eval()
     loss_sum = torch.zeros((), device=data.device, dtype=torch.float64)
     correct = torch.zeros((), device=data.device, dtype=torch.int64)
@@ -162,7 +163,7 @@ def evaluate(model, data: DeviceData, split: str, autocast) -> tuple[float, floa
     for x, y in data.eval_batches(split):
         with autocast():
             out = model(x.to(dtype))
-        loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
+        loss_sum += F.cross_entropy(out.to(dtype), y, reduction="sum")
         correct += (out.argmax(1) == y).sum()
         n += len(y)
     model.train()

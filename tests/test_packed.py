@@ -24,7 +24,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import lrbench.train as train_module
 from lrbench.data import DeviceData, load_splits
 from lrbench.errors import RunFailed, UserError
 from lrbench.models import build_model
@@ -118,27 +117,6 @@ def max_metric_diff(a: Path, b: Path) -> float:
     return worst
 
 
-class _CastInput(torch.nn.Module):
-    """train.py's evaluate() feeds float32 batches to the model; in fp64 that needs a cast."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.to(next(self.model.parameters()).dtype))
-
-
-@pytest.fixture
-def fp64_eval(monkeypatch):
-    """Until train.py's evaluate casts its input (`model(x.to(dtype))`), fp64 train_runs crash
-    at their first evaluation; this applies exactly that one-line fix to the reference."""
-    original = train_module.evaluate
-    monkeypatch.setattr(
-        train_module, "evaluate", lambda model, *args: original(_CastInput(model), *args)
-    )
-
-
 def assert_twins(tmp_path: Path, specs: list[RunSpec], runtime: Runtime, tol: float, **kw) -> None:
     packed = [tmp_path / f"pack{i}" for i in range(len(specs))]
     summaries = train_pack(specs, packed, runtime, **kw)
@@ -195,6 +173,20 @@ def test_a_packed_model_computes_what_each_plain_model_computes(impl):
             assert torch.equal(state[key].to(value.dtype), value), key
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_one_loss_call_for_all_models_agrees_with_one_call_each(reduction):
+    """The grouped layers take the G losses in one call (6 kernels, not 6G): the same numbers,
+    to rounding (float32: a mean over [G, B] sums in another order than G means over [B])."""
+    out = torch.randn(5, 64, 10, requires_grad=True)
+    y = torch.randint(0, 10, (5, 64))
+    each = pack_loop.per_model_loss(out, y, torch.float32, reduction, exact=True)
+    (grad_each,) = torch.autograd.grad(each.sum(), out)
+    once = pack_loop.per_model_loss(out, y, torch.float32, reduction, exact=False)
+    (grad_once,) = torch.autograd.grad(once.sum(), out)
+    torch.testing.assert_close(once, each, rtol=1e-6, atol=0)
+    torch.testing.assert_close(grad_once, grad_each, rtol=1e-6, atol=1e-9)
+
+
 def test_plan_packs_groups_compatible_runs_into_balanced_packs():
     cell = [spec(seed=s, schedule=sc) for s in range(5) for sc in SCHEDULES[:2]]  # 10 runs
     other = [spec(seed=s, model="resnet14") for s in range(3)]
@@ -229,15 +221,13 @@ def test_a_float32_pack_on_the_cpu_equals_its_runs_trained_alone(tmp_path, optim
 
 
 @pytest.mark.parametrize("impl", ["loop", "grouped"])
-def test_a_float64_pack_equals_its_runs_trained_alone(tmp_path, fp64_eval, impl):
+def test_a_float64_pack_equals_its_runs_trained_alone(tmp_path, impl):
     assert_twins(tmp_path, pack_of("nesterov", epochs=1, full_epochs=1), FP64, tol=1e-9, impl=impl)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam", "adamw"])
-def test_a_float64_grouped_pack_equals_its_runs_after_hundreds_of_steps(
-    tmp_path, fp64_eval, optimizer
-):
+def test_a_float64_grouped_pack_equals_its_runs_after_hundreds_of_steps(tmp_path, optimizer):
     """200 steps (10 epochs of 20), every schedule in the pack different, onecycle included,
     through the grouped layers CUDA uses."""
     dataset = DatasetSpec(name="synthetic", limit_train=160, limit_test=100)

@@ -60,7 +60,13 @@ from lrbench.errors import RunFailed, UserError
 from lrbench.models import build_model
 from lrbench.optim import build_optimizer, set_hparams
 from lrbench.packed.data import PackEpoch, pack_eval_input
-from lrbench.packed.models import PackedResNet, member_view, owner_index, packed_forward
+from lrbench.packed.models import (
+    PackedResNet,
+    member_view,
+    owner_index,
+    packed_forward,
+    resolve_impl,
+)
 from lrbench.packed.optim import PackedOptimizer
 from lrbench.reactive import Reactions
 from lrbench.results import RunDir, atomic_write_json, metric_columns, read_json
@@ -163,15 +169,24 @@ def check_packable(specs: Sequence[RunSpec]) -> None:
 
 
 def per_model_loss(
-    out: torch.Tensor, y: torch.Tensor, dtype: torch.dtype, reduction: str = "mean"
+    out: torch.Tensor,
+    y: torch.Tensor,
+    dtype: torch.dtype,
+    reduction: str = "mean",
+    exact: bool = True,
 ) -> torch.Tensor:
     """[G] losses: model g's `F.cross_entropy(out_g.to(dtype), y_g)`, as train.py computes it.
 
-    One call per model (not one big call) so that each model's loss is bit-identical to its
-    unpacked twin's (a mean over a different shape sums in another order); on CUDA the
-    compiled step fuses them.
+    `exact`: one call per model, so that each loss is bit-identical to its unpacked twin's (a
+    mean over another shape sums in another order): what the CPU's `loop` layers need. Else one
+    call for all G models (the `grouped` layers, already rounding differently): 6 kernels a step
+    instead of 6G, which is what eager mode (and the pack-size measurement) pays for.
     """
     logits = out.to(dtype)
+    if not exact:
+        g, b = y.shape
+        each = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(g, b)
+        return each.sum(1) if reduction == "sum" else each.mean(1)
     return torch.stack(
         [
             F.cross_entropy(o, t, reduction=reduction)
@@ -180,9 +195,13 @@ def per_model_loss(
     )
 
 
+def _exact(layout, device: torch.device) -> bool:
+    return resolve_impl(layout.impl, device) == "loop"
+
+
 def _forward_loss(layout, flat, stats, tracked, x, y):
     out = packed_forward(layout, flat, stats, tracked, x, True)
-    return out, per_model_loss(out, y, flat.dtype)
+    return out, per_model_loss(out, y, flat.dtype, exact=_exact(layout, x.device))
 
 
 _COMPILED: dict[str, Any] = {}
@@ -297,8 +316,9 @@ class PackTrainer:
             yp = y.expand(g, -1)
             with self.autocast():
                 out = m(xp)
-            # train.py's evaluate: F.cross_entropy(out.float(), y, reduction="sum")
-            loss_sum += per_model_loss(out, yp, torch.float32, reduction="sum")
+            # train.py's evaluate: F.cross_entropy(out.to(dtype), y, reduction="sum")
+            exact = _exact(m.layout, out.device)
+            loss_sum += per_model_loss(out, yp, self.dtype, reduction="sum", exact=exact)
             correct += (out.argmax(-1) == yp).sum(1)
             n += len(y)
         m.train()
