@@ -4,7 +4,8 @@ import json
 
 import pytest
 import torch
-from test_sweep import CONFIG, write_config
+from sweepconfigs import TINY as CONFIG
+from sweepconfigs import write_config
 
 from lrbench.config import expand, parse_config
 from lrbench.packed import autosize

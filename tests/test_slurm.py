@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+from sweepconfigs import tiny
+from sweepconfigs import write_config as write_tiny_config
 
 from lrbench.config import ExecutorConfig, parse_config
 from lrbench.errors import UserError
@@ -31,23 +32,15 @@ from lrbench.executors import slurm  # noqa: E402
 from lrbench.executors.base import Batch, executor_name  # noqa: E402
 from lrbench.train import Runtime  # noqa: E402
 
-CONFIG = {
-    "name": "tiny",
-    "dataset": {"name": "synthetic", "limit_train": 128, "limit_test": 100},
-    "models": ["resnet8"],
-    "optimizers": [{"name": "sgd", "lr": 0.05, "momentum": 0.9}],
-    "full_epochs": 1,
-    "budgets": [1.0],
-    "seeds": 1,
-    "batch_size": 64,
-    "schedules": ["cosine", {"name": "rex", "beta": 0.5}],
-}
+CONFIG = tiny(
+    dataset={"name": "synthetic", "limit_train": 128, "limit_test": 100},
+    full_epochs=1,
+    budgets=[1.0],
+)
 
 
 def write_config(tmp_path: Path, **changes) -> Path:
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump({**CONFIG, **changes}))
-    return path
+    return write_tiny_config(tmp_path, **{**CONFIG, **changes})
 
 
 def metrics(run: RunDir, keep_time: bool = False) -> list[dict]:

@@ -10,26 +10,9 @@ import time
 from pathlib import Path
 
 import yaml
+from sweepconfigs import write_config
 
 from lrbench.results import RunDir, run_dirs
-
-CONFIG = {
-    "name": "tiny",
-    "dataset": {"name": "synthetic", "limit_train": 128},
-    "models": ["resnet8"],
-    "optimizers": [{"name": "sgd", "lr": 0.05, "momentum": 0.9}],
-    "full_epochs": 2,
-    "budgets": [0.5, 1.0],
-    "seeds": 1,
-    "batch_size": 64,
-    "schedules": ["cosine", {"name": "rex", "beta": 0.5}],
-}
-
-
-def write_config(tmp_path: Path, **changes) -> Path:
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump({**CONFIG, **changes}))
-    return path
 
 
 def sweep_cmd(config: Path, results: Path, *extra: str) -> list[str]:
