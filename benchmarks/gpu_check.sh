@@ -4,9 +4,9 @@
 #   PYTHONPATH=. bash benchmarks/gpu_check.sh            # from the repository root
 #
 # Needs: python3 with torch (CUDA), torchvision, typer, rich, pyyaml, filelock, pillow, numpy,
-# pytest; pydantic (+ pydantic_core, annotated_types, typing_inspection) as wheels in .whl/ when
-# the machine lacks them (see benchmarks/README.md). No network. Real CIFAR-10: copy the archive
-# to .data/cifar10_jpeg_train_test.tar.xz (ignored by git); without it the bench uses synthetic
+# pytest; pydantic's wheels in .whl/ when the machine lacks it, and real CIFAR-10 in
+# .data/cifar10_jpeg_train_test.tar.xz: `bash benchmarks/prepare_gpu_check.sh` puts both there
+# (folders git ignores; carry them). No network. Without the archive the bench uses synthetic
 # images and the sweep stage is skipped.
 #
 # Stages in order of importance, each under `timeout`, each skipped when the time left
