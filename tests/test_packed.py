@@ -455,6 +455,31 @@ def test_the_compiled_packed_step_follows_the_eager_one(optimizer, monkeypatch):
         torch.testing.assert_close(compiled.optimizer.state[name], buf, rtol=1e-3, atol=1e-4)
 
 
+def test_cudas_default_path_rehearsed_on_the_cpu(tmp_path, monkeypatch):
+    """train_pack as it runs on CUDA by default — grouped layers, bf16 autocast, torch.compile —
+    with $LRBENCH_COMPILE set so that the CPU compiles too: an epoch's short last batch, the
+    evaluation and the checkpoints included, it trains every run to the end without falling
+    back to eager."""
+    import warnings
+
+    monkeypatch.setenv(pack_loop.COMPILE_ENV, "default")
+    monkeypatch.setattr(pack_loop, "_COMPILED", {})
+    specs = pack_of("nesterov", batch_size=40, epochs=2, full_epochs=2)  # 96 images: 40, 40, 16
+    paths = [tmp_path / f"p{i}" for i in range(3)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summaries = train_pack(
+            specs, paths, Runtime(device="cpu", precision="bf16"), impl="grouped"
+        )
+    assert not [w for w in caught if "torch.compile" in str(w.message)]
+    assert [s["status"] for s in summaries] == ["done"] * 3
+    for p in paths:
+        last = rows(p)[-1]
+        assert last["epoch"] == "2" and math.isfinite(float(last["train_loss"]))
+        assert 0 <= float(last["test_acc"]) <= 1
+        assert checkpoint(p)["epoch"] == 2
+
+
 # --- CUDA (run by benchmarks/gpu_check.sh on a GPU machine) ------------------------------------
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -231,7 +231,7 @@ def _compiled(name: str, fn, mode: str):
 class PackTrainer:
     """One packed model and its fused optimizer: `step` is the unit both train_pack and the
     benchmark time. The forward+loss and the optimizer step go through torch.compile in mode
-    `compile` ("auto": $LRBENCH_COMPILE on CUDA, default 'default'; eager on the CPU; None:
+    `compile` ("auto": $LRBENCH_COMPILE, default 'default' on CUDA and off on the CPU; None:
     eager); a compiler failure falls back to eager with a warning."""
 
     def __init__(
@@ -254,8 +254,9 @@ class PackTrainer:
         self.proven = False
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # picks the fastest grouped-conv algorithms
-        if compile == "auto":
-            compile = compile_mode() if device.type == "cuda" else None
+        if compile == "auto":  # the CPU compiles only when asked to ($LRBENCH_COMPILE set)
+            asked = COMPILE_ENV in os.environ
+            compile = compile_mode() if device.type == "cuda" or asked else None
         if compile:
             self.forward_loss = _compiled("forward_loss", _forward_loss, compile)
             optimizer.update_fn = _compiled(self.eager_update.__name__, self.eager_update, compile)
