@@ -125,3 +125,28 @@ def test_problems_file_only_when_there_are_problems(tmp_path: Path) -> None:
     write_cell(tmp_path, {"rex": [0.9]})
     build_report([tmp_path / "sweep"], out)
     assert not (out / "problems.txt").exists()
+
+
+def test_lr_curves_rebuild_every_steps_rate_from_the_runs_spec(tmp_path: Path) -> None:
+    """Schedules are pure functions of the spec, so the plot shows every step's rate (a 1-epoch
+    run is a curve, not a dot) — except where only metrics.csv knows the rates: a schedule that
+    reacts to metrics, one this version does not know, or no steps_per_epoch in spec.json."""
+    import pandas as pd
+
+    from lrbench.report.load import load_runs
+    from lrbench.report.plots import step_rates
+    from lrbench.schedules import build_schedule
+
+    write_run(tmp_path / "a", schedule="onecycle", lr=0.4, budget=0.05, full_epochs=40)  # 2 ep
+    (onecycle,) = load_runs([tmp_path / "a"]).runs.itertuples(index=False)  # ints stay ints
+    write_run(tmp_path / "b", schedule="plateau", schedule_params={"patience": 0.1})
+    write_run(tmp_path / "b", schedule="from_the_future", label="future")
+    write_run(tmp_path / "b", schedule="cosine", steps_per_epoch=0)
+    runs = load_runs([tmp_path / "b"]).runs.set_index("schedule")
+
+    rates = step_rates(pd.Series(onecycle._asdict()))
+    assert list(rates.index[[0, 9, -1]]) == [0.1, 1.0, 2.0]  # step t at epoch (t + 1) / 10
+    expected = 0.4 * build_schedule("onecycle").multipliers(20, 10)
+    np.testing.assert_allclose(rates.to_numpy(), expected)
+    for name in ("plateau", "future", "cosine"):
+        assert step_rates(runs.loc[name]) is None

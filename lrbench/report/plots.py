@@ -6,6 +6,7 @@ figure registry, so the report runs headless and leaves the caller's matplotlib 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from lrbench.report.rank import SETTING
+from lrbench.schedules import ScheduleError, build_schedule
 
 DPI = 120
 
@@ -75,15 +77,37 @@ def _curve(curves: dict[str, pd.DataFrame], paths: list[str], column: str) -> pd
     return pd.concat(frames).groupby("epoch")[column].mean().dropna()
 
 
+def step_rates(run: pd.Series) -> pd.Series | None:
+    """The rate of every step of a run, indexed by epochs ((step + 1) / steps per epoch), rebuilt
+    from its spec (schedules are pure functions of it); None where this version cannot: a schedule
+    it does not know, one that reacts to metrics (its rates are in metrics.csv), or no
+    steps_per_epoch in spec.json."""
+    try:
+        spe = float(run["steps_per_epoch"])
+        schedule = build_schedule(json.loads(run["schedule_params"]))
+    except (ScheduleError, ValueError, TypeError):
+        return None
+    if not spe > 0:  # NaN too
+        return None
+    if schedule.reactive:
+        return None
+    spe, total = int(spe), int(run["epochs"] * spe)
+    rates = run["lr"] * schedule.multipliers(total, spe)
+    return pd.Series(rates, index=np.arange(1, total + 1) / spe)
+
+
 def lr_curves(
     chosen: pd.DataFrame, curves: dict[str, pd.DataFrame], out: Path, colour: dict
 ) -> Path:
-    """Each schedule's lr per epoch from one run at its largest budget, one panel per optimizer."""
+    """Each schedule's rate from one run at its largest budget, one panel per optimizer: every
+    step where the schedule can be rebuilt from its spec, else the last step of each epoch as
+    metrics.csv has it (reactive or unknown schedules: dots)."""
     done = chosen[chosen["path"].isin(curves.keys())]
     optimizers = sorted(done["optimizer"].unique()) or ["(no runs)"]
     fig, axes = _grid(len(optimizers), width=5.5)
     for ax, opt in zip(axes, optimizers, strict=True):
         runs = done[done["optimizer"] == opt]
+        dots = False
         for schedule, group in runs.groupby("schedule", sort=True):
             top = group[group["budget"] == group["budget"].max()]
             top = (
@@ -91,18 +115,18 @@ def lr_curves(
                 .sort_values(["_unfinished", "path"])
                 .iloc[0]
             )
-            curve = _curve(curves, [top["path"]], "lr")
+            curve = step_rates(top)
             label = f"{schedule} (b={top['budget']:g}, lr {top['lr']:g})"
-            ax.plot(
-                curve.index,
-                curve.values,
-                marker="." if len(curve) < 40 else None,
-                color=colour[schedule],
-                label=label,
-            )
-        ax.set_title(f"{opt}: learning rate per epoch (largest budget)")
+            if curve is not None:  # step t's rate holds from epoch t/spe to (t+1)/spe
+                x, y = np.r_[0.0, curve.index], np.r_[curve.iloc[0], curve.to_numpy()]
+                ax.plot(x, y, drawstyle="steps-pre", color=colour[schedule], label=label)
+                continue
+            curve = _curve(curves, [top["path"]], "lr")
+            dots = True
+            ax.plot(curve.index, curve.values, marker=".", color=colour[schedule], label=label)
+        ax.set_title(f"{opt}: learning rate (largest budget)")
         _epoch_axis(ax)
-        ax.set_ylabel("learning rate (last step of each epoch)")
+        ax.set_ylabel("learning rate" + (" (dots: last step of each epoch)" if dots else ""))
         ax.grid(alpha=0.3)
         if runs.size:
             ax.legend(fontsize="small")
