@@ -31,10 +31,12 @@ smoke: install
 	$(BIN)/lrbench sweep configs/smoke.yaml --results scratch/smoke
 	$(BIN)/lrbench report scratch/smoke/smoke --out scratch/smoke/report
 
-# A small real sweep on CIFAR-10 and its report (DATA: an image folder or archive of one).
+# A small real sweep on CIFAR-10 and its report (DATA: an image folder or archive of one), into
+# scratch/demo (ignored by git); `make demo RESULTS=results` made the committed results/demo.
+RESULTS ?= scratch
 demo: install
-	$(BIN)/lrbench sweep configs/demo.yaml --results results $(if $(DATA),--data-root $(DATA))
-	$(BIN)/lrbench report results/demo
+	$(BIN)/lrbench sweep configs/demo.yaml --results $(RESULTS) $(if $(DATA),--data-root $(DATA))
+	$(BIN)/lrbench report $(RESULTS)/demo
 
 bench: install
 	$(BIN)/lrbench bench

@@ -61,9 +61,11 @@ class Loaded:
 def find_run_dirs(paths: list[Path]) -> list[Path]:
     """Run folders under each path: a sweep (has runs/), a results root of sweeps, or a run.
 
-    Each path must exist and hold at least one run, or the user typed something wrong.
+    Each path must exist and hold at least one run, or the user typed something wrong. Folders
+    come back as reached from the given paths (relative stays relative, so the report's files
+    name the same runs on any machine), each once.
     """
-    found: dict[Path, None] = {}
+    found: dict[Path, Path] = {}  # resolved (one entry per folder) -> as the user spelled it
     for path in paths:
         if not path.exists():
             raise UserError(f"{path} does not exist")
@@ -76,8 +78,8 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
                 f"or {path}/<sweep>/runs/<run-id>/)"
             )
         for d in dirs:
-            found.setdefault(d.resolve(), None)
-    return list(found)
+            found.setdefault(d.resolve(), d)
+    return list(found.values())
 
 
 def _run_dirs_under(path: Path) -> list[Path]:
