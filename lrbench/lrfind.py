@@ -264,9 +264,8 @@ def run_range_test(
     early when the smoothed loss exceeds stop_factor x its best (0 disables that), or the loss
     is not finite.
     """
-    import torch.nn.functional as F
-
-    from lrbench.optim import for_training, set_hparams
+    from lrbench.optim import for_training
+    from lrbench.train import train_step
 
     ramp = lr_ramp(min_lr, max_lr, steps, mode)
     dtype = next(model.parameters()).dtype
@@ -281,13 +280,7 @@ def run_range_test(
         for x, y in data.train_batches(seed, epoch, batch_size):
             i = len(result)
             lr = float(ramp[i])
-            set_hparams(optimizer, lr, None)
-            with ctx():
-                out = model(x.to(dtype))
-                loss = F.cross_entropy(out.to(dtype), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, out = train_step(model, optimizer, x, y, lr, None, ctx, dtype)
             value = float(loss.item())
             acc = float((out.argmax(1) == y).float().mean().item())
             result.lrs.append(lr)
