@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import copy
 import time
-from contextlib import nullcontext
 
 import torch
 from torch.func import functional_call, stack_module_state, vmap
@@ -26,6 +25,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from lrbench.models import build_model
 from lrbench.packed.loop import per_model_loss
 from lrbench.packed.models import init_packed
+from lrbench.train import autocast_for
 
 
 def timed(step, device, steps: int, warmup: int) -> float:
@@ -52,10 +52,7 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (default on CUDA)")
     args = ap.parse_args()
     device = torch.device(args.device)
-    bf16 = args.bf16 or device.type == "cuda"
-
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    autocast = autocast_for("bf16" if args.bf16 or device.type == "cuda" else "fp32", device)
 
     for g in args.groups:
         for way, sec in measure(g, args, device, autocast).items():

@@ -26,7 +26,6 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,7 +42,15 @@ from lrbench.packed.loop import PackTrainer, compile_mode
 from lrbench.packed.models import init_packed, owner_index, resolve_impl
 from lrbench.packed.optim import PackedOptimizer
 from lrbench.specs import DatasetSpec, OptimizerSpec
-from lrbench.train import Runtime, resolve_device, resolve_precision, train_step
+from lrbench.train import (
+    Runtime,
+    autocast_for,
+    build_run_model,
+    param_dtype,
+    resolve_device,
+    resolve_precision,
+    train_step,
+)
 
 MODEL_EPOCH_IMAGES = 50_000
 DATASET_NAMES = ("synthetic", "cifar10", "cifar100")
@@ -180,7 +187,7 @@ def run_bench(
         )
         runners.append((Row("packed", g, 0.0, config=config), step))
 
-    timer = _Timer(dev, steps, warmup)
+    timer = Timer(dev, steps, warmup)
     for row, step in runners:  # warm-up (and on CUDA compilation), untimed
         say(f"warming up {row.mode} {row.pack} ({row.config})")
         timer.warm(step)
@@ -199,7 +206,9 @@ def run_bench(
 # --- timing ------------------------------------------------------------------------------------
 
 
-class _Timer:
+class Timer:
+    """Warm-up steps, then `steps` timed ones; on CUDA the clock is read after a sync."""
+
     def __init__(self, device: torch.device, steps: int, warmup: int) -> None:
         self.device, self.steps, self.warmup = device, steps, warmup
 
@@ -291,16 +300,10 @@ def _baseline(model, splits, device, batch_size, workers) -> Callable[[], int]:
 def _single(model, splits, device, batch_size, precision, channels_last) -> Callable[[], int]:
     """train.py's own step (lrbench.train.train_step) on lrbench's device-resident batches."""
     data = DeviceData(splits, device, channels_last=channels_last)
-    dtype = torch.float64 if precision == "fp64" else torch.float32
-    torch.manual_seed(0)
-    net = build_model(model, data.num_classes).to(device=device, dtype=dtype)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    dtype = param_dtype(precision)
+    net = build_run_model(model, data.num_classes, 0, device, precision, channels_last)
     opt = build_optimizer(OPTIMIZER, net.parameters())
-    use_bf16 = precision == "bf16"
-
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    autocast = autocast_for(precision, device)
 
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
@@ -326,12 +329,8 @@ def _packed(
 ) -> Callable[[], int]:
     """train_pack's step on G models (seeds 0..G-1, each its own rate)."""
     data = DeviceData(splits, device, channels_last=channels_last)
-    dtype = torch.float64 if precision == "fp64" else torch.float32
     seeds = list(range(groups))
-    net = init_packed(model, data.num_classes, seeds, dtype, device, channels_last)
-    lrs = np.tile(OPTIMIZER.lr * np.linspace(1.0, 0.5, groups), (total, 1))
-    opt = PackedOptimizer(OPTIMIZER, net.flat, owner_index(net.layout, device), lrs, None)
-    trainer = PackTrainer(net, opt, device, precision)
+    trainer = pack_trainer(model, data.num_classes, groups, device, precision, channels_last, total)
     active = torch.ones(groups, dtype=torch.bool, device=device)
     loss_sum = torch.zeros(groups, device=device, dtype=torch.float64)
     correct = torch.zeros(groups, device=device, dtype=torch.int64)
@@ -347,5 +346,25 @@ def _packed(
         t += 1
         return y.numel()
 
-    net.train()
     return step
+
+
+def pack_trainer(
+    model: str,
+    num_classes: int,
+    groups: int,
+    device: torch.device,
+    precision: str,
+    channels_last: bool,
+    total: int,
+    compile: str | None = "auto",
+) -> PackTrainer:
+    """G models (seeds 0..G-1, rates from OPTIMIZER's down to half of it, `total` steps of them)
+    and their fused optimizer, built as train_pack builds them: what the bench times and
+    `--pack auto` measures."""
+    dtype = param_dtype(precision)
+    net = init_packed(model, num_classes, list(range(groups)), dtype, device, channels_last)
+    lrs = np.tile(OPTIMIZER.lr * np.linspace(1.0, 0.5, groups), (total, 1))
+    opt = PackedOptimizer(OPTIMIZER, net.flat, owner_index(net.layout, device), lrs, None)
+    net.train()
+    return PackTrainer(net, opt, device, precision, compile)

@@ -90,6 +90,33 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def param_dtype(precision: str) -> torch.dtype:
+    """The weights' dtype: float64 for fp64, else float32 (bf16 autocasts over float32 weights)."""
+    return torch.float64 if precision == "fp64" else torch.float32
+
+
+def autocast_for(precision: str, device: torch.device) -> Callable[[], Any]:
+    """A factory of the context every forward pass runs in: bf16 autocast, or nothing."""
+    if precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext
+
+
+def build_run_model(
+    name: str,
+    num_classes: int,
+    seed: int,
+    device: torch.device,
+    precision: str,
+    channels_last: bool,
+) -> torch.nn.Module:
+    """The model a run trains: initialised from `seed`, on `device` in the run's dtype and memory
+    format. The one place that decides it, so a run, a pack's member and a probe start alike."""
+    torch.manual_seed(seed)
+    model = build_model(name, num_classes).to(device=device, dtype=param_dtype(precision))
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
 def spec_record(spec: RunSpec, steps_per_epoch: int, device: torch.device, precision: str) -> dict:
     return {
         "run_id": spec.run_id,
@@ -221,7 +248,7 @@ def train_run(
 
 
 def _train(spec, run, runtime, schedule, data, device, precision, on_event) -> dict:
-    dtype = torch.float64 if precision == "fp64" else torch.float32
+    dtype = param_dtype(precision)
     spe = data.steps_per_epoch(spec.batch_size)
     total = spe * spec.epochs
     lrs = (spec.optimizer.lr * schedule.multipliers(total, spe)).tolist()
@@ -231,15 +258,10 @@ def _train(spec, run, runtime, schedule, data, device, precision, on_event) -> d
     snapshots = set(snapshot_steps(schedule, total, spe)) if spec.snapshots else set()
     ensemble = SnapshotEnsemble()
 
-    torch.manual_seed(spec.seed)
-    model = build_model(spec.model, data.num_classes).to(device=device, dtype=dtype)
-    if runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = build_run_model(spec.model, data.num_classes, spec.seed, device, precision,
+                            runtime.channels_last)  # fmt: skip
     optimizer = build_optimizer(spec.optimizer, model.parameters())
-    use_bf16 = precision == "bf16"
-
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    autocast = autocast_for(precision, device)
 
     start_epoch, step, wall_before = 0, 0, 0.0
     if run.checkpoint.exists():

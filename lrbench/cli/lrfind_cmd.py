@@ -143,28 +143,19 @@ def lr_find_command(
 def _probe(
     model, data_spec, data_dir, opt_spec, batch_size, seed, device, precision, channels_last, ramp
 ):
-    import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from lrbench.data import DeviceData, load_splits
     from lrbench.lrfind import run_range_test
-    from lrbench.models import build_model
     from lrbench.optim import build_optimizer
-    from lrbench.train import resolve_device, resolve_precision
+    from lrbench.train import autocast_for, build_run_model, resolve_device, resolve_precision
 
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     data = DeviceData(load_splits(data_spec, data_dir), dev, channels_last=channels_last)
-    dtype = torch.float64 if prec == "fp64" else torch.float32
-    torch.manual_seed(seed)
-    net = build_model(model, data.num_classes).to(device=dev, dtype=dtype)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    net = build_run_model(model, data.num_classes, seed, dev, prec, channels_last)
     opt = build_optimizer(opt_spec, net.parameters())
-
-    def autocast():
-        return torch.autocast(dev.type, dtype=torch.bfloat16)
 
     console = Console(stderr=True)
     progress = Progress(
@@ -188,7 +179,7 @@ def _probe(
             data,
             batch_size=batch_size,
             seed=seed,
-            autocast=autocast if prec == "bf16" else None,
+            autocast=autocast_for(prec, dev),
             on_step=on_step,
             **ramp,
         )

@@ -19,19 +19,15 @@ from __future__ import annotations
 
 import gc
 import itertools
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from lrbench.bench import OPTIMIZER
+from lrbench.bench import Timer, pack_trainer
 from lrbench.packed.loop import PackTrainer, pack_key, unpackable_reason
-from lrbench.packed.models import init_packed, owner_index
-from lrbench.packed.optim import PackedOptimizer
 from lrbench.results import atomic_write_json, read_json
 from lrbench.specs import RunSpec
 
@@ -121,60 +117,35 @@ def measure_throughput(
     warmup: int = 3,
     steps: int = 10,
 ) -> float:
-    """Model-images per second (G*B*steps / time) of `groups` models trained as one pack: the
-    step train_pack runs, eager, on one synthetic batch already on `device`."""
+    """Model-images per second of `groups` models trained as one pack: the bench's pack
+    (lrbench.bench.pack_trainer), eager, on one synthetic batch already on `device`."""
     device = torch.device(device)
-    build = (model, num_classes, batch_size, groups, device, precision, channels_last)
+    timer = Timer(device, steps, warmup)
     try:
-        per_s = _steps_per_s(_pack_step(*build, warmup + steps), device, warmup, steps)
+        trainer = pack_trainer(model, num_classes, groups, device, precision, channels_last,
+                               warmup + steps, compile=None)  # fmt: skip
+        step = _synthetic_step(trainer, num_classes, batch_size, channels_last)
+        timer.warm(step)
+        return timer.images_per_s(step)
     finally:
         _release_memory()  # the sweep trains in this process next
-    return groups * batch_size * per_s
 
 
-def _steps_per_s(step: Callable[[], None], device: torch.device, warmup: int, steps: int) -> float:
-    """Steps per second, after `warmup` untimed steps; the clock is read after a sync."""
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    return steps / (time.perf_counter() - t0)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _pack_step(
-    model: str,
-    num_classes: int,
-    batch_size: int,
-    groups: int,
-    device: torch.device,
-    precision: str,
-    channels_last: bool,
-    total: int,
-) -> Callable[[], None]:
-    """One packed training step as lrbench.bench builds it, on a fixed synthetic batch."""
-    dtype = torch.float64 if precision == "fp64" else torch.float32
-    net = init_packed(model, num_classes, list(range(groups)), dtype, device, channels_last)
-    lrs = np.full((total, groups), OPTIMIZER.lr)
-    opt = PackedOptimizer(OPTIMIZER, net.flat, owner_index(net.layout, device), lrs, None)
-    trainer = PackTrainer(net, opt, device, precision, compile=None)
-    x = torch.randn(batch_size, 3 * groups, IMAGE_SIZE, IMAGE_SIZE, device=device)
+def _synthetic_step(
+    trainer: PackTrainer, num_classes: int, batch_size: int, channels_last: bool
+) -> Callable[[], int]:
+    """One packed training step on a fixed random batch; returns the model-images it trained."""
+    g, device = trainer.model.groups, trainer.device
+    x = torch.randn(batch_size, 3 * g, IMAGE_SIZE, IMAGE_SIZE, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(num_classes, (groups, batch_size), device=device)
-    active = torch.ones(groups, dtype=torch.bool, device=device)
+    y = torch.randint(num_classes, (g, batch_size), device=device)
+    active = torch.ones(g, dtype=torch.bool, device=device)
     t = itertools.count()
-    net.train()
 
-    def step() -> None:
+    def step() -> int:
         trainer.step(x, y, next(t), active)
+        return g * batch_size
 
     return step
 

@@ -46,7 +46,6 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +75,9 @@ from lrbench.train import (
     Callback,
     Event,
     Runtime,
+    autocast_for,
     claim_run_dir,
+    param_dtype,
     resolve_device,
     resolve_precision,
     save_checkpoint,
@@ -246,8 +247,8 @@ class PackTrainer:
         self.optimizer = optimizer
         self.device = device
         self.precision = precision
-        self.dtype = torch.float64 if precision == "fp64" else torch.float32
-        self.use_bf16 = precision == "bf16"
+        self.dtype = param_dtype(precision)
+        self.autocast = autocast_for(precision, device)
         self.forward_loss = _forward_loss
         self.eager_update = optimizer.update_fn
         self.compiled: str | None = None
@@ -261,11 +262,6 @@ class PackTrainer:
             self.forward_loss = _compiled("forward_loss", _forward_loss, compile)
             optimizer.update_fn = _compiled(self.eager_update.__name__, self.eager_update, compile)
             self.compiled = compile
-
-    def autocast(self):
-        if self.use_bf16:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
 
     def step(
         self, x: torch.Tensor, y: torch.Tensor, t: int, active: torch.Tensor
@@ -475,7 +471,7 @@ def _build(ctx: _Ctx, trainees: list[_Member]) -> tuple[PackedResNet, PackedOpti
     members, data, device = ctx.members, ctx.data, ctx.device
     spec0 = members[0].spec
     g = len(members)
-    dtype = torch.float64 if ctx.precision == "fp64" else torch.float32
+    dtype = param_dtype(ctx.precision)
     model = PackedResNet(spec0.model, data.num_classes, g, ctx.runtime.channels_last, ctx.impl)
     training = {m.slot for m in trainees}
     for m in members:
@@ -667,7 +663,7 @@ class _Template:
     ) -> None:
         # a packed run never reacts (no plateau, no early stop): its state stays the initial one
         self.reactions = Reactions(spec, build_schedule(spec.schedule), spe)
-        dtype = torch.float64 if precision == "fp64" else torch.float32
+        dtype = param_dtype(precision)
         self.model = build_model(spec.model, num_classes).to(dtype=dtype)
         if runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
