@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 
 from lrbench.cli.app import app
 from lrbench.cli.options import (
@@ -26,8 +25,9 @@ from lrbench.cli.options import (
     Precision,
     Seed,
     WeightDecay,
+    dataset_spec,
+    optimizer_spec,
 )
-from lrbench.cli.run_cmd import dataset_spec, pydantic_line
 from lrbench.errors import UserError
 
 HELP = "\n\n".join(
@@ -90,23 +90,8 @@ def lr_find_command(
         raise UserError(f"--batch-size must be positive, got {batch_size}")
     if stop_factor < 0:
         raise UserError(f"--stop-factor must be >= 0, got {stop_factor:g}")
-    from lrbench.optim import OPTIMIZERS
-
-    if optimizer not in OPTIMIZERS:
-        raise UserError(f"--optimizer: {optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
-    from lrbench.specs import OptimizerSpec
-
-    try:
-        data_spec = dataset_spec(dataset, data_root, limit_train, 0.0)
-        opt_spec = OptimizerSpec(
-            name=optimizer,
-            lr=min_lr,
-            momentum=momentum,
-            nesterov=nesterov,
-            weight_decay=weight_decay,
-        )
-    except ValidationError as err:
-        raise UserError(pydantic_line(err, prefix="--")) from None
+    opt_spec = optimizer_spec(optimizer, min_lr, momentum, nesterov, weight_decay)
+    data_spec = dataset_spec(dataset, data_root, limit_train, 0.0)
 
     from lrbench.models import build_model
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
+from pydantic import ValidationError
 
 from lrbench.errors import UserError
+from lrbench.specs import DatasetSpec, OptimizerSpec
 from lrbench.yamlio import load_yaml
 
 
@@ -75,3 +78,53 @@ Precision = Annotated[
     str, typer.Option(help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp64.")
 ]
 ChannelsLast = Annotated[bool, typer.Option(help="channels_last memory format.")]
+
+
+# --- the specs those options make ------------------------------------------------------------
+
+
+def dataset_spec(
+    name: str,
+    root: str | None,
+    limit_train: int | None,
+    val_fraction: float,
+    limit_test: int | None = None,
+) -> DatasetSpec:
+    """`--dataset cifar10`, or `--dataset imagefolder --data-root PATH`, or a path for short."""
+    if name not in ("cifar10", "cifar100", "synthetic", "imagefolder") and Path(name).exists():
+        name, root = "imagefolder", name
+    try:
+        return DatasetSpec(
+            name=name,
+            root=root,
+            limit_train=limit_train,
+            limit_test=limit_test,
+            val_fraction=val_fraction,
+        )
+    except ValidationError as err:
+        raise UserError(pydantic_line(err, prefix="--")) from None
+
+
+def pydantic_line(err: ValidationError, prefix: str = "") -> str:
+    """A validation error as one line that names each key as the user typed it (`--limit-train`)."""
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(x) for x in e["loc"]).replace("_", "-")
+        parts.append(f"{prefix}{key}: {e['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def optimizer_spec(
+    name: str, lr: float, momentum: float, nesterov: bool, weight_decay: float
+) -> OptimizerSpec:
+    """`--optimizer` and its settings, checked as a config's optimizer is."""
+    from lrbench.optim import OPTIMIZERS
+
+    if name not in OPTIMIZERS:
+        raise UserError(f"--optimizer: {name!r} is not one of {', '.join(OPTIMIZERS)}")
+    try:
+        return OptimizerSpec(
+            name=name, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+        )
+    except ValidationError as err:
+        raise UserError(pydantic_line(err, prefix="--")) from None

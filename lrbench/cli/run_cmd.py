@@ -23,41 +23,14 @@ from lrbench.cli.options import (
     Precision,
     Seed,
     WeightDecay,
+    dataset_spec,
+    optimizer_spec,
     parse_sets,
+    pydantic_line,
 )
 from lrbench.errors import RunFailed, UserError
 from lrbench.schedules import build_schedule
-from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
-
-
-def dataset_spec(
-    name: str,
-    root: str | None,
-    limit_train: int | None,
-    val_fraction: float,
-    limit_test: int | None = None,
-) -> DatasetSpec:
-    """`--dataset cifar10`, or `--dataset imagefolder --data-root PATH`, or a path for short."""
-    if name not in ("cifar10", "cifar100", "synthetic", "imagefolder") and Path(name).exists():
-        name, root = "imagefolder", name
-    try:
-        return DatasetSpec(
-            name=name,
-            root=root,
-            limit_train=limit_train,
-            limit_test=limit_test,
-            val_fraction=val_fraction,
-        )
-    except ValidationError as err:
-        raise UserError(pydantic_line(err, prefix="--")) from None
-
-
-def pydantic_line(err: ValidationError, prefix: str = "") -> str:
-    parts = []
-    for e in err.errors():
-        key = ".".join(str(x) for x in e["loc"]).replace("_", "-")
-        parts.append(f"{prefix}{key}: {e['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
+from lrbench.specs import RunSpec
 
 
 @app.command("run")
@@ -100,23 +73,15 @@ def run_command(
     Example: lrbench run --dataset ../shared/data/cifar10_jpeg_train_test.tar.xz --limit-train 5000 --epochs 3 --out runs/try
     """
     from lrbench.display import RunProgress
-    from lrbench.optim import OPTIMIZERS
     from lrbench.train import Runtime, train_run
 
-    if optimizer not in OPTIMIZERS:
-        raise UserError(f"--optimizer: {optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    opt_spec = optimizer_spec(optimizer, lr, momentum, nesterov, weight_decay)
     sched = build_schedule({"name": schedule, **parse_sets(sets)})
     try:
         spec = RunSpec(
             model=model,
             dataset=dataset_spec(dataset, data_root, limit_train, val_fraction, limit_test),
-            optimizer=OptimizerSpec(
-                name=optimizer,
-                lr=lr,
-                momentum=momentum,
-                nesterov=nesterov,
-                weight_decay=weight_decay,
-            ),
+            optimizer=opt_spec,
             schedule=sched.to_dict(),
             budget=1.0,
             full_epochs=epochs,
