@@ -308,13 +308,13 @@ class PackTrainer:
         loss_sum = torch.zeros(g, device=data.device, dtype=torch.float64)
         correct = torch.zeros(g, device=data.device, dtype=torch.int64)
         n = 0
+        exact = _exact(m.layout, self.device)
         for x, y in data.eval_batches(split):
             xp = pack_eval_input(x, g, data.channels_last).to(self.dtype)
             yp = y.expand(g, -1)
             with self.autocast():
                 out = m(xp)
             # train.py's evaluate: F.cross_entropy(out.to(dtype), y, reduction="sum")
-            exact = _exact(m.layout, out.device)
             loss_sum += per_model_loss(out, yp, self.dtype, reduction="sum", exact=exact)
             correct += (out.argmax(-1) == yp).sum(1)
             n += len(y)
