@@ -6,7 +6,6 @@ names the file and the key path (`schedules[2].beta`) and suggests the closest n
 
 from __future__ import annotations
 
-import difflib
 import itertools
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from yaml import YAMLError
 
-from lrbench.errors import UserError
+from lrbench.errors import UserError, did_you_mean
 from lrbench.models import parse_model_name
 from lrbench.optim import check_schedule
 from lrbench.schedules import ScheduleError, build_schedule
@@ -205,11 +204,6 @@ class SweepConfig(Strict):
         return out
 
 
-def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _loc(loc: tuple) -> str:
     path = ""
     for part in loc:
@@ -240,7 +234,7 @@ def _describe(err: dict) -> str:
     if err["type"] == "extra_forbidden":
         key = str(err["loc"][-1])
         model = _model_at(err["loc"])
-        hint = _suggest(key, list(model.model_fields)) if model else ""
+        hint = did_you_mean(key, list(model.model_fields)) if model else ""
         return f"{loc}: unknown key{hint}"
     if err["type"] == "missing":
         return f"{loc}: required key is missing"
@@ -248,7 +242,7 @@ def _describe(err: dict) -> str:
     if err["type"] == "literal_error" and isinstance(err.get("input"), str):
         expected = err.get("ctx", {}).get("expected", "")
         choices = [c.strip(" '") for c in expected.replace(" or ", ",").split(",")]
-        msg += _suggest(err["input"], choices)
+        msg += did_you_mean(err["input"], choices)
     if msg.startswith("schedules["):
         return msg
     return f"{loc}: {msg}" if loc else msg

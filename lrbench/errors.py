@@ -1,4 +1,10 @@
-"""The two kinds of failure the CLI tells apart (DESIGN.md, "Errors and exit codes")."""
+"""The two kinds of failure the CLI tells apart (docs/design.md, "Errors and exit codes"), and the
+one "did you mean" every message that names an unknown word uses."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 
 class UserError(Exception):
@@ -11,3 +17,9 @@ class RunFailed(Exception):
     """A run or the sweep failed at run time. The CLI prints the message and exits 1."""
 
     exit_code = 1
+
+
+def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import ValidationError
 
-from lrbench.schedules.errors import ScheduleError, did_you_mean, explain
+from lrbench.errors import did_you_mean
+from lrbench.schedules.errors import ScheduleError, explain
 from lrbench.schedules.modifiers import Modifiers
 from lrbench.schedules.profiles import PROFILES, Profile
 from lrbench.schedules.progress import EPS
