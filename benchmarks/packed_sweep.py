@@ -1,4 +1,4 @@
-"""A short real sweep through `train_pack`: 4 schedules x 2 seeds of ResNet20 on CIFAR-10 as
+"""A short real sweep through `train_runs`: 4 schedules x 2 seeds of ResNet20 on CIFAR-10 as
 ONE pack, then one of its runs alone through `train_run`, for time and accuracy side by side.
 
     PYTHONPATH=. python benchmarks/packed_sweep.py --data .data/cifar10_jpeg_train_test.tar.xz
@@ -17,10 +17,9 @@ from pathlib import Path
 
 from lrbench.bench import dataset_spec
 from lrbench.data import DeviceData, load_splits
-from lrbench.packed import train_pack
 from lrbench.schedules import build_schedule
 from lrbench.specs import OptimizerSpec, RunSpec
-from lrbench.train import Runtime, resolve_device, train_run
+from lrbench.train import Runtime, resolve_device, train_run, train_runs
 
 SCHEDULES = ["step", "cosine", "rex", "onecycle"]
 
@@ -55,7 +54,7 @@ def main() -> None:
         for name in SCHEDULES
     ]
     t0 = time.perf_counter()
-    summaries = train_pack(specs, [out / s.run_id for s in specs], runtime, data=data)
+    summaries = train_runs(specs, [out / s.run_id for s in specs], runtime, data=data)
     pack_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     alone = train_run(specs[0], out / "alone", runtime, data=data)

@@ -7,8 +7,9 @@ Times forward + backward of G ResNets (optimizer excluded: the same flat update 
 - grouped: lrbench.packed (impl=grouped): one [B, G*C, H, W] activation, grouped convolutions,
   per-model BatchNorm over G*C channels, a batched-matmul head; parameters in one flat tensor.
 - loop: lrbench.packed (impl=loop): the same packed parameters, one model's layers at a time.
-- vmap: torch.func.stack_module_state + functional_call under vmap, the documented
-  "model ensembling" recipe; BatchNorm buffers are stacked too, so running stats update per model.
+- vmap: lrbench.packed (impl=vmap): torch.func.vmap over functional_call of the plain model,
+  the documented "model ensembling" recipe on the same packed parameters; BatchNorm buffers are
+  stacked too, so running stats update per model.
 
 Prints one line per (G, way): ms per step and model-steps per second.
 """
@@ -16,15 +17,12 @@ Prints one line per (G, way): ms per step and model-steps per second.
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 
 import torch
-from torch.func import functional_call, stack_module_state, vmap
 
-from lrbench.models import build_model
-from lrbench.packed.loop import per_model_loss
 from lrbench.packed.models import init_packed
+from lrbench.packed.stepper import per_model_loss
 from lrbench.train import autocast_for
 
 
@@ -66,7 +64,7 @@ def measure(g: int, args, device: torch.device, autocast) -> dict[str, float]:
     x = x5.permute(1, 0, 2, 3, 4).reshape(b, g * 3, 32, 32)
     x = x.contiguous(memory_format=torch.channels_last)
     results = {}
-    for impl in ("grouped", "loop"):
+    for impl in ("grouped", "vmap", "loop"):
         net = init_packed(args.model, 10, list(range(g)), torch.float32, device, True, impl)
 
         def step(net=net):
@@ -76,30 +74,10 @@ def measure(g: int, args, device: torch.device, autocast) -> dict[str, float]:
             net.flat.grad = None
             loss.backward()
 
-        results[impl] = timed(step, device, args.steps, args.warmup)
-
-    models = []
-    for seed in range(g):
-        torch.manual_seed(seed)
-        models.append(build_model(args.model, 10).to(device))
-    params, buffers = stack_module_state(models)
-    base = copy.deepcopy(models[0]).to("meta")
-
-    def one(p, bufs, xi):
-        return functional_call(base, (p, bufs), (xi,))
-
-    def vstep():
-        with autocast():
-            out = vmap(one)(params, buffers, x5)
-            loss = per_model_loss(out, y, torch.float32).sum()
-        for p in params.values():
-            p.grad = None
-        loss.backward()
-
-    try:
-        results["vmap"] = timed(vstep, device, args.steps, args.warmup)
-    except Exception as err:  # report, don't hide
-        print(f"G={g} vmap failed: {type(err).__name__}: {err}")
+        try:
+            results[impl] = timed(step, device, args.steps, args.warmup)
+        except Exception as err:  # report, don't hide
+            print(f"G={g} {impl} failed: {type(err).__name__}: {err}")
     return results
 
 

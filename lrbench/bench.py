@@ -10,7 +10,7 @@ something on a shared or noisy machine:
   (set_hparams, autocast when train.py would use it, channels_last as train.py defaults to,
   loss and accuracy accumulated on the device).
 - packed: G models trained as one (lrbench.packed), each on its own batches, one fused
-  optimizer step, exactly the step `train_pack` runs.
+  optimizer step, exactly the step a packed sweep runs (lrbench.packed.stepper).
 
 A model-epoch is one model seeing 50,000 training images (CIFAR's train split), whatever the
 dataset: a pack of G processes G model-epochs per 50,000 images per model. Every row is set up
@@ -38,9 +38,9 @@ from lrbench.errors import UserError
 from lrbench.models import build_model
 from lrbench.optim import build_optimizer
 from lrbench.packed.data import PackEpoch
-from lrbench.packed.loop import PackTrainer, compile_mode
 from lrbench.packed.models import init_packed, owner_index, resolve_impl
-from lrbench.packed.optim import PackedOptimizer
+from lrbench.packed.optim import build_packed_optimizer
+from lrbench.packed.stepper import PackedStepper, compile_mode
 from lrbench.specs import DatasetSpec, OptimizerSpec
 from lrbench.train import (
     Runtime,
@@ -175,7 +175,7 @@ def run_bench(
         config = f"{prec} {layout} ({'variant' if is_variant else 'as train.py runs'})"
         runners.append((Row("single", 1, 0.0, config=config, variant=is_variant), step))
 
-    impl = resolve_impl("auto", dev)
+    impl = resolve_impl(init_packed(model, 10, [0], torch.float32, dev, True).layout, dev)
     compiled = compile_mode() if cuda else None
     for g in packs:
         config = f"{precision} channels_last, {impl}" + (
@@ -327,7 +327,7 @@ def _single(model, splits, device, batch_size, precision, channels_last) -> Call
 def _packed(
     model, splits, device, batch_size, groups, precision, channels_last, total
 ) -> Callable[[], int]:
-    """train_pack's step on G models (seeds 0..G-1, each its own rate)."""
+    """A packed sweep's step on G models (seeds 0..G-1, each its own rate)."""
     data = DeviceData(splits, device, channels_last=channels_last)
     seeds = list(range(groups))
     trainer = pack_trainer(model, data.num_classes, groups, device, precision, channels_last, total)
@@ -340,7 +340,7 @@ def _packed(
     def step() -> int:
         nonlocal t, loss_sum, correct
         x, y = next(batches)
-        losses, right = trainer.step(x, y, t, active)
+        losses, right = trainer.step(t, x, y, active)
         loss_sum += losses * y.shape[1]
         correct += right
         t += 1
@@ -358,13 +358,16 @@ def pack_trainer(
     channels_last: bool,
     total: int,
     compile: str | None = "auto",
-) -> PackTrainer:
+) -> PackedStepper:
     """G models (seeds 0..G-1, rates from OPTIMIZER's down to half of it, `total` steps of them)
-    and their fused optimizer, built as train_pack builds them: what the bench times and
+    and their fused optimizer, built as a packed sweep builds them: what the bench times and
     `--pack auto` measures."""
     dtype = param_dtype(precision)
     net = init_packed(model, num_classes, list(range(groups)), dtype, device, channels_last)
     lrs = np.tile(OPTIMIZER.lr * np.linspace(1.0, 0.5, groups), (total, 1))
-    opt = PackedOptimizer(OPTIMIZER, net.flat, owner_index(net.layout, device), lrs, None)
+    momenta = np.full((total, groups), OPTIMIZER.momentum)
+    opt = build_packed_optimizer(OPTIMIZER, net.flat, owner_index(net.layout, device), momenta)
     net.train()
-    return PackTrainer(net, opt, device, precision, compile)
+    stepper = PackedStepper(net, opt, device, precision, compile)
+    stepper.begin_epoch(0, lrs)
+    return stepper

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -50,6 +51,25 @@ def build_optimizer(
     return cls(params, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay)
 
 
+def check_schedule_free(spec: OptimizerSpec) -> None:
+    """What schedule-free SGD needs of its settings (packed or not)."""
+    if spec.name != "sgd_schedulefree":
+        return
+    if not 0.0 < spec.momentum < 1.0:
+        raise UserError(
+            f"optimizer sgd_schedulefree: momentum={spec.momentum:g} is not valid; it is "
+            "the interpolation constant between the average and the SGD iterate and must "
+            "lie strictly between 0 and 1 (0.9 is the usual value)"
+        )
+    if spec.nesterov:
+        raise UserError("optimizer sgd_schedulefree: nesterov is not supported; drop it")
+
+
+def base_momentum(spec: OptimizerSpec) -> float:
+    """The momentum a schedule that does not move it leaves in place (Adam: beta1)."""
+    return float(spec.momentum if spec.name in ("sgd", "sgd_schedulefree") else spec.betas[0])
+
+
 def _schedule_free(spec: OptimizerSpec, params) -> torch.optim.Optimizer:
     try:
         schedulefree = importlib.import_module("schedulefree")
@@ -57,15 +77,8 @@ def _schedule_free(spec: OptimizerSpec, params) -> torch.optim.Optimizer:
         raise UserError(
             f"optimizer {spec.name} needs the schedulefree package: {INSTALL_HINT}"
         ) from None
+    check_schedule_free(spec)
     if spec.name == "sgd_schedulefree":
-        if not 0.0 < spec.momentum < 1.0:
-            raise UserError(
-                f"optimizer sgd_schedulefree: momentum={spec.momentum:g} is not valid; it is "
-                "the interpolation constant between the average and the SGD iterate and must "
-                "lie strictly between 0 and 1 (0.9 is the usual value)"
-            )
-        if spec.nesterov:
-            raise UserError("optimizer sgd_schedulefree: nesterov is not supported; drop it")
         # The rate is set by lrbench every step (set_hparams); warmup_steps stays 0.
         return schedulefree.SGDScheduleFree(
             params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay
@@ -107,7 +120,6 @@ def for_evaluation(
         recompute_batchnorm(model, batches)
 
 
-@torch.no_grad()
 @torch.no_grad()
 def recompute_batchnorm(
     model: torch.nn.Module, batches: Iterable[torch.Tensor | tuple[torch.Tensor, ...]]
@@ -180,6 +192,35 @@ def set_hparams(optimizer: torch.optim.Optimizer, lr: float, momentum: float | N
             group["momentum"] = momentum
 
 
-def current_momentum(optimizer: torch.optim.Optimizer) -> float:
+def optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's state for a checkpoint: torch.optim's state_dict, or for schedule-free
+    optimizers lrbench's own layout, which packed training writes and reads too:
+    {"schedule_free": {"k", "lr_max", "weight_sum", "z": [per parameter], "exp_avg_sq": [...]}}
+    (taken in eval mode: the model's weights are x)."""
+    if not is_schedule_free(optimizer):
+        return optimizer.state_dict()
     group = optimizer.param_groups[0]
-    return float(group["betas"][0] if "betas" in group else group.get("momentum", 0.0))
+    out: dict[str, Any] = {
+        "k": int(group["k"]),
+        "lr_max": float(group["lr_max"]),
+        "weight_sum": float(group["weight_sum"]),
+    }
+    params = group["params"]
+    for name in ("z", "exp_avg_sq"):
+        if params and name in optimizer.state[params[0]]:
+            out[name] = [optimizer.state[p][name] for p in params]
+    return {"schedule_free": out}
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Inverse of optimizer_state: into a fresh optimizer over the same parameters."""
+    if "schedule_free" not in saved:
+        optimizer.load_state_dict(saved)
+        return
+    sf = saved["schedule_free"]
+    group = optimizer.param_groups[0]
+    group.update(k=int(sf["k"]), lr_max=float(sf["lr_max"]), weight_sum=float(sf["weight_sum"]))
+    group["train_mode"] = False
+    for name in ("z", "exp_avg_sq"):
+        for p, value in zip(group["params"], sf.get(name, []), strict=True):
+            optimizer.state[p][name] = value.to(device=p.device, dtype=p.dtype).clone()

@@ -130,6 +130,18 @@ class RunDir:
         probe.release()
         return False
 
+    def remove_temp_files(self) -> None:
+        """Temp files a kill left between a write and its rename (checkpoint-sized ones too)."""
+        for tmp in self.path.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+    def read_metrics(self) -> MetricsFile:
+        return read_metrics(self.metrics)
+
+    def complete_epochs(self) -> int:
+        """Epochs 1..k whose rows metrics.csv holds whole and in order."""
+        return len(self.read_metrics().rows)
+
     def append_metrics(self, row: Mapping[str, Any], columns: Sequence[str]) -> None:
         """Append one whole row and fsync; the header is written with the first row."""
         buf = io.StringIO()
@@ -144,20 +156,61 @@ class RunDir:
             os.fsync(fh.fileno())
 
     def last_metrics_row(self) -> dict[str, Any]:
-        if not self.metrics.exists():
-            return {}
-        rows = list(csv.DictReader(self.metrics.open()))
-        return {k: _parse(v) for k, v in rows[-1].items()} if rows else {}
+        rows = self.read_metrics().rows
+        return rows[-1] if rows else {}
 
     def truncate_metrics(self, epochs: int) -> None:
-        """Keep the header and the first `epochs` rows: rows past the checkpoint are redone."""
+        """Keep the header and the first `epochs` whole rows: rows past the checkpoint (and a
+        torn line a crash left) are dropped, to be trained again."""
         if not self.metrics.exists():
             return
-        lines = self.metrics.read_text().splitlines(keepends=True)
-        complete = [ln for ln in lines if ln.endswith("\n")]
-        keep = complete[: 1 + epochs] if complete else []
-        if keep != lines:
+        found = self.read_metrics()
+        keep = found.lines[: 1 + epochs] if epochs > 0 else []
+        if epochs == 0:
+            self.metrics.unlink()
+        elif keep != found.raw:
             atomic_write_text(self.metrics, "".join(keep))
+
+
+@dataclass(frozen=True)
+class MetricsFile:
+    """What metrics.csv holds that can be trusted: the header and rows for epochs 1, 2, ..., k,
+    each a whole line with every field; `damage` says why reading stopped before the end (a
+    torn line a crash left, a missing or repeated epoch), None when the file is whole."""
+
+    header: list[str]
+    rows: list[dict[str, Any]]
+    lines: list[str]  # the header's and the rows' raw lines
+    raw: list[str]  # every line of the file
+    damage: str | None = None
+
+
+def read_metrics(path: Path) -> MetricsFile:
+    """The one reader of metrics.csv (training, resume, status, the Slurm display and the
+    report all go through it)."""
+    try:
+        raw = path.read_text(errors="replace").splitlines(keepends=True)
+    except FileNotFoundError:
+        return MetricsFile([], [], [], [])
+    if not raw or not raw[0].endswith("\n"):
+        return MetricsFile([], [], [], raw, "no header line" if raw else None)
+    header = next(csv.reader([raw[0]]))
+    rows: list[dict[str, Any]] = []
+    for lineno, line in enumerate(raw[1:], start=2):
+        fields = next(csv.reader([line]), [])
+        why = None
+        if not line.endswith("\n"):
+            why = f"line {lineno} is torn (no line end)"
+        elif len(fields) != len(header):
+            why = f"line {lineno} has {len(fields)} fields, the header has {len(header)}"
+        else:
+            row = {k: _parse(v) for k, v in zip(header, fields, strict=True)}
+            if row.get("epoch") != len(rows) + 1:
+                why = f"line {lineno} holds epoch {row.get('epoch')!r}, expected {len(rows) + 1}"
+        if why:
+            return MetricsFile(header, rows, raw[: 1 + len(rows)], raw, why)
+        rows.append(row)
+    return MetricsFile(header, rows, raw[: 1 + len(rows)], raw)
 
 
 def _fmt(value: Any) -> Any:

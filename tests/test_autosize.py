@@ -153,8 +153,8 @@ def test_the_largest_group_of_packable_runs_is_sized_for():
     )
     resnet8_cosine = [s for s in specs if s.model == "resnet8" and s.schedule["name"] == "cosine"]
     group = largest_group([s for s in specs if s is not resnet8_cosine[0]])
-    assert {s.model for s in group} == {"resnet14"} and len(group) == 3  # plateau trains alone
-    assert largest_group(specs_of(schedules=["plateau"])) == []
+    assert {s.model for s in group} == {"resnet14"} and len(group) == 6  # plateau packs too
+    assert len(largest_group(specs_of(schedules=["plateau"], seeds=2))) == 2
 
 
 def test_a_sweep_measures_its_largest_group_on_the_gpu_then_reuses_the_choice(

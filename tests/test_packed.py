@@ -27,13 +27,15 @@ import torch.nn.functional as F
 from lrbench.data import DeviceData, load_splits
 from lrbench.errors import RunFailed, UserError
 from lrbench.models import build_model
-from lrbench.packed import loop as pack_loop
-from lrbench.packed import plan_packs, train_pack
+from lrbench.packed import plan_packs
+from lrbench.packed import stepper as pack_stepper
 from lrbench.packed.data import PackEpoch
 from lrbench.packed.models import init_packed
+from lrbench.packed.stepper import per_model_loss
 from lrbench.results import RunDir
 from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
-from lrbench.train import Runtime, train_run
+from lrbench.train import Runtime, train_run, train_runs
+from lrbench.train import loop as train_loop
 
 TIMING = {"epoch_time_s"}
 CPU = Runtime(device="cpu")
@@ -119,7 +121,7 @@ def max_metric_diff(a: Path, b: Path) -> float:
 
 def assert_twins(tmp_path: Path, specs: list[RunSpec], runtime: Runtime, tol: float, **kw) -> None:
     packed = [tmp_path / f"pack{i}" for i in range(len(specs))]
-    summaries = train_pack(specs, packed, runtime, **kw)
+    summaries = train_runs(specs, packed, runtime, **kw)
     for i, s in enumerate(specs):
         alone = train_run(s, tmp_path / f"alone{i}", runtime)
         assert summaries[i]["status"] == alone["status"] == "done"
@@ -157,7 +159,7 @@ def test_a_packed_model_computes_what_each_plain_model_computes(impl):
     ys = torch.randint(0, 10, (3, 8))
     x = torch.cat(xs, 1).contiguous(memory_format=torch.channels_last)
     out = packed(x)
-    pack_loop.per_model_loss(out, ys, torch.float64).sum().backward()
+    per_model_loss(out, ys, torch.float64).sum().backward()
     for g, seed in enumerate(seeds):
         torch.manual_seed(seed)
         plain = build_model("resnet8", 10).double().to(memory_format=torch.channels_last)
@@ -179,9 +181,9 @@ def test_one_loss_call_for_all_models_agrees_with_one_call_each(reduction):
     to rounding (float32: a mean over [G, B] sums in another order than G means over [B])."""
     out = torch.randn(5, 64, 10, requires_grad=True)
     y = torch.randint(0, 10, (5, 64))
-    each = pack_loop.per_model_loss(out, y, torch.float32, reduction, exact=True)
+    each = per_model_loss(out, y, torch.float32, reduction, exact=True)
     (grad_each,) = torch.autograd.grad(each.sum(), out)
-    once = pack_loop.per_model_loss(out, y, torch.float32, reduction, exact=False)
+    once = per_model_loss(out, y, torch.float32, reduction, exact=False)
     (grad_once,) = torch.autograd.grad(once.sum(), out)
     torch.testing.assert_close(once, each, rtol=1e-6, atol=0)
     torch.testing.assert_close(grad_once, grad_each, rtol=1e-6, atol=1e-9)
@@ -190,24 +192,21 @@ def test_one_loss_call_for_all_models_agrees_with_one_call_each(reduction):
 def test_plan_packs_groups_compatible_runs_into_balanced_packs():
     cell = [spec(seed=s, schedule=sc) for s in range(5) for sc in SCHEDULES[:2]]  # 10 runs
     other = [spec(seed=s, model="resnet14") for s in range(3)]
-    alone = spec(schedule={"name": "plateau", "label": "plateau"})
-    packs = plan_packs([*cell, alone, *other], max_pack=4)
-    assert [len(p) for p in packs] == [4, 3, 3, 1, 3]
+    stopping = [spec(seed=s, early_stop={"metric": "train_loss", "patience": 1, "min_delta": 0})
+                for s in range(2)]  # fmt: skip
+    packs = plan_packs([*cell, *stopping, *other], max_pack=4)
+    assert [len(p) for p in packs] == [4, 3, 3, 2, 3]
     assert [s for p in packs[:3] for s in p] == cell  # order kept
-    assert packs[3] == [alone]
+    assert packs[3] == stopping  # every feature packs, with runs that share it
     assert all(len({s.model for s in p}) == 1 for p in packs)
     assert plan_packs(cell, max_pack=16) == [cell]
 
 
 def test_runs_that_differ_in_more_than_schedule_seed_and_rate_are_refused(tmp_path):
     with pytest.raises(UserError, match="batch_size"):
-        train_pack([spec(), spec(seed=1, batch_size=16)], [tmp_path / "a", tmp_path / "b"], CPU)
-    with pytest.raises(UserError, match="reacts"):
-        train_pack(
-            [spec(), spec(seed=1, schedule={"name": "plateau", "label": "p"})],
-            [tmp_path / "c", tmp_path / "d"],
-            CPU,
-        )
+        train_runs([spec(), spec(seed=1, batch_size=16)], [tmp_path / "a", tmp_path / "b"], CPU)
+    with pytest.raises(UserError, match="snapshots"):
+        train_runs([spec(), spec(seed=1, snapshots=True)], [tmp_path / "c", tmp_path / "d"], CPU)
     assert not (tmp_path / "a" / "metrics.csv").exists()
 
 
@@ -238,7 +237,7 @@ def test_a_float64_grouped_pack_equals_its_runs_after_hundreds_of_steps(tmp_path
 def grouped_fp32_drift(tmp_path: Path, specs: list[RunSpec]) -> tuple[list[float], list[float]]:
     """(max relative metric difference, max weight difference) of each run, grouped pack vs
     train_run, in float32 on the CPU."""
-    train_pack(specs, [tmp_path / f"p{i}" for i in range(len(specs))], CPU, impl="grouped")
+    train_runs(specs, [tmp_path / f"p{i}" for i in range(len(specs))], CPU, impl="grouped")
     metric, weight = [], []
     for i, s in enumerate(specs):
         train_run(s, tmp_path / f"a{i}", CPU)
@@ -287,19 +286,19 @@ def test_float32_grouped_pack_drift_after_hundreds_of_steps(tmp_path):
 
 def test_a_diverging_model_is_frozen_and_the_others_go_on(tmp_path):
     specs = pack_of("sgd", lrs=(1.0, 2e7, 0.5), epochs=3, full_epochs=3)
-    summaries = train_pack(specs, [tmp_path / f"p{i}" for i in range(3)], CPU)
+    summaries = train_runs(specs, [tmp_path / f"p{i}" for i in range(3)], CPU)
     alone = train_run(specs[1], tmp_path / "a1", CPU)
     assert summaries[1]["status"] == alone["status"] == "diverged"
     assert summaries[1]["epochs_completed"] == alone["epochs_completed"] < 3
     last = rows(tmp_path / "p1")[-1]
-    assert not math.isfinite(float(last["train_loss"])) and last["test_acc"] == "nan"
+    assert not all(math.isfinite(float(last[k])) for k in ("train_loss", "test_loss"))
     if (tmp_path / "p1" / "checkpoint.pt").exists():  # none is written for the diverged epoch
         assert checkpoint(tmp_path / "p1")["epoch"] < summaries[1]["epochs_completed"]
     for i in (0, 2):  # the others: untouched by their neighbour's NaNs
         assert summaries[i]["status"] == "done"
         train_run(specs[i], tmp_path / f"a{i}", CPU)
         assert max_metric_diff(tmp_path / f"p{i}", tmp_path / f"a{i}") == 0.0
-    again = train_pack(specs, [tmp_path / f"p{i}" for i in range(3)], CPU)
+    again = train_runs(specs, [tmp_path / f"p{i}" for i in range(3)], CPU)
     assert json.dumps(again) == json.dumps(summaries)  # finished runs are not trained again
 
 
@@ -308,27 +307,27 @@ def test_resume_when_killed_between_two_runs_checkpoints(tmp_path, monkeypatch):
     catch up (the others riding along) and every run ends exactly as uninterrupted."""
     specs = pack_of("adam", epochs=3, full_epochs=3)
     clean = [tmp_path / f"clean{i}" for i in range(3)]
-    train_pack(specs, clean, CPU)
+    train_runs(specs, clean, CPU)
 
     killed = [tmp_path / f"killed{i}" for i in range(3)]
     saves = {"n": 0}
-    real_save = pack_loop._Template.save
+    real_write = train_loop.write_checkpoint
 
-    def save_then_die(self, *args):
-        real_save(self, *args)
+    def write_then_die(*args):
+        real_write(*args)
         saves["n"] += 1
         if saves["n"] == 4:  # epoch 2: run 0 saved, runs 1 and 2 not yet
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(pack_loop._Template, "save", save_then_die)
+    monkeypatch.setattr(train_loop, "write_checkpoint", write_then_die)
     with pytest.raises(KeyboardInterrupt):
-        train_pack(specs, killed, CPU)
-    monkeypatch.setattr(pack_loop._Template, "save", real_save)
+        train_runs(specs, killed, CPU)
+    monkeypatch.setattr(train_loop, "write_checkpoint", real_write)
     assert [checkpoint(p)["epoch"] for p in killed] == [2, 1, 1]
     # checkpoints are written while the next epoch trains: the rows ran on to epoch 3
     assert len(rows(killed[1])) == 3
 
-    train_pack(specs, killed, CPU)
+    train_runs(specs, killed, CPU)
     for a, b in zip(killed, clean, strict=True):
         assert rows(a) == rows(b)
         assert max_state_diff(checkpoint(a), checkpoint(b)) == 0.0
@@ -340,10 +339,10 @@ def test_a_failed_checkpoint_write_fails_the_pack_and_says_so(tmp_path, monkeypa
     def full_disk(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pack_loop, "save_checkpoint", full_disk)
+    monkeypatch.setattr(train_loop, "write_checkpoint", full_disk)
     paths = [tmp_path / f"p{i}" for i in range(3)]
     with pytest.raises(RunFailed, match="No space left on device"):
-        train_pack(pack_of("sgd", epochs=2, full_epochs=2), paths, CPU)
+        train_runs(pack_of("sgd", epochs=2, full_epochs=2), paths, CPU)
     for p in paths:
         assert RunDir(p).status() == "failed"
         assert "No space left" in (p / "run.log").read_text()
@@ -359,7 +358,7 @@ def test_a_packed_runs_checkpoint_resumes_unpacked(tmp_path):
 
     dirs = [tmp_path / f"p{i}" for i in range(3)]
     with pytest.raises(KeyboardInterrupt):
-        train_pack(specs, dirs, CPU, on_event=stop_after_first_epoch)
+        train_runs(specs, dirs, CPU, on_event=stop_after_first_epoch)
     assert checkpoint(dirs[0])["epoch"] == 1 and RunDir(dirs[0]).status() == "partial"
     train_run(specs[0], dirs[0], CPU)  # resumed alone from the pack's checkpoint
     train_run(specs[0], tmp_path / "alone", CPU)
@@ -374,12 +373,12 @@ def test_kill_minus_nine_of_a_pack_then_resume_equals_uninterrupted(tmp_path):
         from pathlib import Path
         sys.path.insert(0, {tests!r})
         from test_packed import pack_of, CPU
-        from lrbench.packed import train_pack
+        from lrbench.train import train_runs
         from lrbench.specs import DatasetSpec
         out = Path(sys.argv[1])
         dataset = DatasetSpec(name="synthetic", limit_train=480, limit_test=100)
         specs = pack_of("sgd", dataset=dataset, epochs=5, full_epochs=5)
-        train_pack(specs, [out / f"r{{i}}" for i in range(3)], CPU)
+        train_runs(specs, [out / f"r{{i}}" for i in range(3)], CPU)
         """
     ).format(tests=str(Path(__file__).parent))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
@@ -424,7 +423,7 @@ def test_the_compiled_packed_step_follows_the_eager_one(optimizer, monkeypatch):
     from lrbench.packed.optim import PackedOptimizer
 
     torch._dynamo.reset()
-    monkeypatch.setattr(pack_loop, "_COMPILED", {})
+    monkeypatch.setattr(pack_stepper, "_COMPILED", {})
     g, steps = 2, 4
     torch.manual_seed(0)
     batches = [(torch.randn(n, 3 * g, 16, 16).contiguous(memory_format=torch.channels_last),
@@ -435,15 +434,17 @@ def test_the_compiled_packed_step_follows_the_eager_one(optimizer, monkeypatch):
         model = init_packed("resnet8", 10, list(range(g)), torch.float32, torch.device("cpu"),
                             True, impl="grouped")  # fmt: skip
         opt = PackedOptimizer(OPTIMIZERS[optimizer], model.flat,
-                              owner_index(model.layout, "cpu"), lrs, moms)  # fmt: skip
-        return pack_loop.PackTrainer(model, opt, torch.device("cpu"), "fp32", compile=compile)
+                              owner_index(model.layout, "cpu"), moms)  # fmt: skip
+        stepper = pack_stepper.PackedStepper(model, opt, torch.device("cpu"), "fp32", compile)
+        stepper.begin_epoch(0, lrs)
+        return stepper
 
     eager, compiled = trainer(None), trainer("default")
     torch._dynamo.utils.counters.clear()
     active = [torch.ones(g, dtype=torch.bool), torch.ones(g, dtype=torch.bool)]
     for t, (x, y) in enumerate(batches):
-        le, _ = eager.step(x, y, t, active[0])
-        lc, _ = compiled.step(x, y, t, active[1])
+        le, _ = eager.step(t, x, y, active[0])
+        lc, _ = compiled.step(t, x, y, active[1])
         torch.testing.assert_close(lc, le, rtol=1e-4, atol=1e-5)
     assert compiled.compiled == "default"  # no fallback to eager
     assert not torch._dynamo.utils.counters["graph_break"]
@@ -456,19 +457,19 @@ def test_the_compiled_packed_step_follows_the_eager_one(optimizer, monkeypatch):
 
 
 def test_cudas_default_path_rehearsed_on_the_cpu(tmp_path, monkeypatch):
-    """train_pack as it runs on CUDA by default — grouped layers, bf16 autocast, torch.compile —
+    """A pack as it trains on CUDA by default — grouped layers, bf16 autocast, torch.compile —
     with $LRBENCH_COMPILE set so that the CPU compiles too: an epoch's short last batch, the
     evaluation and the checkpoints included, it trains every run to the end without falling
     back to eager."""
     import warnings
 
-    monkeypatch.setenv(pack_loop.COMPILE_ENV, "default")
-    monkeypatch.setattr(pack_loop, "_COMPILED", {})
+    monkeypatch.setenv(pack_stepper.COMPILE_ENV, "default")
+    monkeypatch.setattr(pack_stepper, "_COMPILED", {})
     specs = pack_of("nesterov", batch_size=40, epochs=2, full_epochs=2)  # 96 images: 40, 40, 16
     paths = [tmp_path / f"p{i}" for i in range(3)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summaries = train_pack(
+        summaries = train_runs(
             specs, paths, Runtime(device="cpu", precision="bf16"), impl="grouped"
         )
     assert not [w for w in caught if "torch.compile" in str(w.message)]
@@ -492,11 +493,11 @@ def test_cuda_fp32_pack_matches_its_runs_alone(tmp_path, monkeypatch):
     """On CUDA (cuDNN picks its own algorithms; grouped vs single convolutions, TF32 off) a
     float32 pack follows its twins to float32 rounding, amplified over 2 epochs: within 1e-3
     relative on every metric. Eager, so that this checks the packing, not the compiler."""
-    monkeypatch.setenv(pack_loop.COMPILE_ENV, "off")
+    monkeypatch.setenv(pack_stepper.COMPILE_ENV, "off")
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     specs = pack_of("nesterov")
-    train_pack(specs, [tmp_path / f"p{i}" for i in range(3)], CUDA32)
+    train_runs(specs, [tmp_path / f"p{i}" for i in range(3)], CUDA32)
     for i, s in enumerate(specs):
         train_run(s, tmp_path / f"a{i}", CUDA32)
         drift = max_metric_diff(tmp_path / f"p{i}", tmp_path / f"a{i}")
@@ -508,9 +509,9 @@ def test_cuda_fp32_pack_matches_its_runs_alone(tmp_path, monkeypatch):
 @cuda
 def test_cuda_compiled_bf16_pack_trains(tmp_path, monkeypatch):
     """The default CUDA path: bf16 autocast, channels_last, torch.compile, grouped layers."""
-    monkeypatch.setenv(pack_loop.COMPILE_ENV, "default")
+    monkeypatch.setenv(pack_stepper.COMPILE_ENV, "default")
     specs = pack_of("sgd", epochs=2, full_epochs=2)
-    summaries = train_pack(specs, [tmp_path / f"p{i}" for i in range(3)], Runtime(device="cuda"))
+    summaries = train_runs(specs, [tmp_path / f"p{i}" for i in range(3)], Runtime(device="cuda"))
     assert [s["status"] for s in summaries] == ["done"] * 3
     for i in range(3):
         last = rows(tmp_path / f"p{i}")[-1]
@@ -528,16 +529,17 @@ def test_cuda_packed_step_has_no_host_sync(monkeypatch):
     g = 4
     model = init_packed("resnet8", 10, list(range(g)), torch.float32, device, True)
     opt = PackedOptimizer(OPTIMIZERS["sgd"], model.flat, owner_index(model.layout, device),
-                          np.full((10, g), 0.1), None)  # fmt: skip
-    monkeypatch.setenv(pack_loop.COMPILE_ENV, "off")
-    trainer = pack_loop.PackTrainer(model, opt, device, "bf16")
+                          np.full((10, g), 0.9))  # fmt: skip
+    monkeypatch.setenv(pack_stepper.COMPILE_ENV, "off")
+    trainer = pack_stepper.PackedStepper(model, opt, device, "bf16")
+    trainer.begin_epoch(0, np.full((10, g), 0.1))
     x = torch.randn(32, 3 * g, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (g, 32), device=device)
     active = torch.ones(g, dtype=torch.bool, device=device)
-    trainer.step(x, y, 0, active)
+    trainer.step(0, x, y, active)
     torch.cuda.set_sync_debug_mode("error")
     try:
         for t in range(1, 5):
-            trainer.step(x, y, t, active)
+            trainer.step(t, x, y, active)
     finally:
         torch.cuda.set_sync_debug_mode("default")

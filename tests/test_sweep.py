@@ -70,7 +70,7 @@ def test_only_selects_runs_by_pattern(cli, tmp_path):
 
 
 def test_a_failed_run_is_recorded_and_the_sweep_goes_on(cli, tmp_path, monkeypatch):
-    import lrbench.train as train
+    import lrbench.train.steppers as train
 
     real = train.build_model
 

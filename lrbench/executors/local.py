@@ -25,7 +25,7 @@ from lrbench.errors import RunFailed, UserError
 from lrbench.results import RunDir
 from lrbench.specs import RunSpec
 from lrbench.sweep import SKIP_STATES
-from lrbench.train import Event, Runtime, resolve_device, train_run
+from lrbench.train import Event, Runtime, resolve_device, train_runs
 
 STEP_EVENT_INTERVAL_S = 0.5
 
@@ -132,9 +132,8 @@ def work(
 
 
 def _train_task(worker, device, todo, finished, emit, runtime, datasets) -> None:
-    """Train one run, or a pack; a pack keeps its finished members in their slots (train_pack
+    """Train one run, or a pack; a pack keeps its finished members in their slots (train_runs
     leaves them alone), since the grouped kernels' float32 results depend on the pack's size."""
-    from lrbench.packed import train_pack
 
     specs, paths = [s for s, _ in todo], [p for _, p in todo]
     name = specs[0].run_id if len(specs) == 1 else f"pack of {len(specs)}: {specs[0].run_id}, ..."
@@ -145,10 +144,7 @@ def _train_task(worker, device, todo, finished, emit, runtime, datasets) -> None
             datasets[key] = DeviceData(splits, resolve_device(device), runtime.channels_last)
         emit(Msg("start", worker, name, epochs=specs[0].epochs))
         on_event = _throttled(worker, name, emit)
-        if len(specs) == 1:
-            summaries = [train_run(specs[0], paths[0], runtime, on_event, datasets[key])]
-        else:
-            summaries = train_pack(specs, paths, runtime, on_event, datasets[key])
+        summaries = train_runs(specs, paths, runtime, on_event, datasets[key])
         for spec, summary in zip(specs, summaries, strict=True):
             if spec.run_id not in finished:
                 emit(Msg("end", worker, spec.run_id, status=summary["status"]))

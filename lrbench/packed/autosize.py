@@ -27,7 +27,8 @@ from typing import Any
 import torch
 
 from lrbench.bench import Timer, pack_trainer
-from lrbench.packed.loop import PackTrainer, pack_key, unpackable_reason
+from lrbench.packed.planning import pack_key, unpackable_reason
+from lrbench.packed.stepper import PackedStepper
 from lrbench.results import atomic_write_json, read_json
 from lrbench.specs import RunSpec
 
@@ -132,7 +133,7 @@ def measure_throughput(
 
 
 def _synthetic_step(
-    trainer: PackTrainer, num_classes: int, batch_size: int, channels_last: bool
+    trainer: PackedStepper, num_classes: int, batch_size: int, channels_last: bool
 ) -> Callable[[], int]:
     """One packed training step on a fixed random batch; returns the model-images it trained."""
     g, device = trainer.model.groups, trainer.device
@@ -144,7 +145,7 @@ def _synthetic_step(
     t = itertools.count()
 
     def step() -> int:
-        trainer.step(x, y, next(t), active)
+        trainer.step(next(t), x, y, active)
         return g * batch_size
 
     return step

@@ -1,40 +1,43 @@
-"""G CIFAR ResNets side by side in one network: the packed model.
+"""G models side by side in one module: the packed model, for any architecture.
 
-Every layer holds all G models. A [B, G*C, H, W] activation carries model g in channels
-[g*C, (g+1)*C); convolutions are grouped (groups=G), so each model's filters see only its own
-channels; BatchNorm over G*C channels is per model for free (its statistics are per channel); the
-option-A shortcut pads each model's channels separately; the head is one batched matmul
-([G, B, 64] x [G, 64, classes]). Model g of the pack computes exactly what `build_model` computes
-(in float64 on the CPU the two agree to rounding; see tests/test_packed.py).
+All parameters live in ONE flat tensor, `flat`, param-major: the segment of each parameter holds
+model 0's copy, then model 1's, ... (so a segment is also that parameter stacked over the G
+models, [G, *shape]). The gradient arrives as one flat tensor too, and the optimizer updates
+every parameter of every model with a handful of whole-buffer ops (lrbench.packed.optim).
+`owner` maps each element of `flat` to its model, for per-model learning rates. Buffers
+(BatchNorm's running statistics and counters) are stacked per buffer, [G, *shape].
 
-All parameters live in ONE flat tensor, `flat` (param-major: the segment of each parameter holds
-model 0's copy, then model 1's, ...). The forward splits it into per-layer views (one `split`,
-whose backward is one `cat`), so the gradient arrives as one flat tensor too, and the optimizer
-updates every parameter of every model with a handful of whole-buffer ops (lrbench.packed.optim).
-`owner` maps each element of `flat` to its model, for per-model learning rates.
+How the G models run (`impl`):
+- `loop`: each model in turn, through the plain model's own module (torch.func.functional_call
+  with that model's views of the packed tensors): it runs exactly the kernels its unpacked twin
+  runs, so it is bit-identical to it, for any architecture. The CPU's way: oneDNN's grouped
+  convolutions cost ~2x per model what the plain ones cost.
+- `grouped`: every layer holds all G models (a [B, G*C, H, W] activation carries model g in
+  channels [g*C, (g+1)*C); grouped convolutions, BatchNorm over G*C channels, batched-matmul
+  heads): few, big kernels, the GPU's way. Written per architecture (`GROUPED`); rounding
+  differs from the plain model's (another summation order), exact in float64.
+- `vmap`: torch.func.vmap over functional_call: grouped kernels for any architecture, slower
+  than `grouped` (the model dimension moves in and out of the channels at every layer).
+`auto` is `loop` on the CPU, and `grouped` where the architecture has it (else `vmap`) on CUDA.
 
-With channels_last, a convolution's segment is stored in (out, kh, kw, in) order, so its view is
-a channels_last weight and no layout conversion happens per step.
+With channels_last, a convolution's segment is stored in (out, kh, kw, in) order, so its views
+are channels_last weights and no layout conversion happens per step.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from lrbench.errors import UserError
-from lrbench.models import _blocks_per_stage, build_model, parse_model_name
+from lrbench.models import build_model
 
-# How the G models run. grouped: every layer holds all G models (grouped convolutions, per-model
-# BatchNorm over G*C channels, one batched matmul head): few, big kernels, the GPU's way.
-# loop: the layers of one model at a time, on views of the same packed parameters: on the CPU
-# (oneDNN) a grouped convolution and BatchNorm over G*C channels cost ~2x per model what the
-# single model's kernels cost (bigger working sets fall out of cache), so the CPU loops, and
-# then each model runs the very kernels its unpacked twin runs (bit-identical in float32 too).
-IMPLS = ("auto", "grouped", "loop")
+IMPLS = ("auto", "grouped", "vmap", "loop")
 BN_MOMENTUM = 0.1
 BN_EPS = 1e-5
 
@@ -47,84 +50,109 @@ class ParamSlot:
     shape: tuple[int, ...]  # the plain model's shape
     offset: int  # start of the segment in `flat` (G * numel elements)
     numel: int  # elements per model
+    kind: str  # conv | norm | linear | other: how a grouped forward reads it
 
     @property
     def is_conv(self) -> bool:
-        return len(self.shape) == 4
+        return self.kind == "conv" and len(self.shape) == 4
+
+
+@dataclass(frozen=True)
+class BufferSlot:
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
 
 
 @dataclass(frozen=True)
 class PackLayout:
-    """Static structure of a packed CIFAR ResNet: hashable, so compiled code can guard on it."""
+    """Static structure of a pack: hashable, so compiled code can guard on it."""
 
-    depth: int
-    num_classes: int
+    arch: tuple  # what the architecture's grouped forward needs, () when it has none
     groups: int
     channels_last: bool
     params: tuple[ParamSlot, ...]
-    buffers: tuple[tuple[str, int], ...]  # BN running stats: (name, channels per model)
-    tracked: tuple[str, ...]  # BN num_batches_tracked names (one shared counter in the pack)
-    impl: str = "auto"  # grouped | loop | auto (see IMPLS)
+    buffers: tuple[BufferSlot, ...]
+    impl: str = "auto"
 
     @property
     def total(self) -> int:
         return sum(p.numel for p in self.params) * self.groups
 
-    @property
-    def blocks(self) -> int:
-        return _blocks_per_stage(self.depth)
+    def buffer_indices(self, suffix: str) -> list[int]:
+        return [i for i, b in enumerate(self.buffers) if b.name.endswith(suffix)]
+
+
+def _kinds(template: nn.Module) -> dict[str, str]:
+    kinds = {}
+    for prefix, module in template.named_modules():
+        kind = (
+            "conv"
+            if isinstance(module, nn.Conv2d)
+            else "norm"
+            if isinstance(module, nn.modules.batchnorm._NormBase)
+            else "linear"
+            if isinstance(module, nn.Linear)
+            else "other"
+        )
+        for name, _ in module.named_parameters(recurse=False):
+            kinds[f"{prefix}.{name}" if prefix else name] = kind
+    return kinds
 
 
 def make_layout(
-    model: str, num_classes: int, groups: int, channels_last: bool, impl: str = "auto"
+    template: nn.Module, arch: tuple, groups: int, channels_last: bool, impl: str = "auto"
 ) -> PackLayout:
-    depth = parse_model_name(model)
     if impl not in IMPLS:
         raise UserError(f"pack implementation must be one of {', '.join(IMPLS)}, got {impl!r}")
     if groups < 1:
         raise UserError(f"a pack needs at least one model, got {groups}")
-    template = build_model(model, num_classes)
+    if impl == "grouped" and not arch:
+        raise UserError(f"{type(template).__name__} has no grouped form; use impl vmap or loop")
+    kinds = _kinds(template)
     slots, offset = [], 0
     for name, p in template.named_parameters():
-        slots.append(ParamSlot(name, tuple(p.shape), offset, p.numel()))
+        slots.append(ParamSlot(name, tuple(p.shape), offset, p.numel(), kinds.get(name, "other")))
         offset += p.numel() * groups
-    buffers = tuple(
-        (name, b.numel())
-        for name, b in template.named_buffers()
-        if name.endswith(("running_mean", "running_var"))
-    )
-    tracked = tuple(n for n, _ in template.named_buffers() if n.endswith("num_batches_tracked"))
-    return PackLayout(
-        depth, num_classes, groups, channels_last, tuple(slots), buffers, tracked, impl
-    )
+    buffers = tuple(BufferSlot(n, tuple(b.shape), b.dtype) for n, b in template.named_buffers())
+    return PackLayout(arch, groups, channels_last, tuple(slots), buffers, impl)
 
 
-def param_views(layout: PackLayout, flat: torch.Tensor) -> list[torch.Tensor]:
-    """The packed per-layer tensors, as differentiable views of `flat` (one split)."""
+def resolve_impl(layout: PackLayout, device: torch.device) -> str:
+    if layout.impl != "auto":
+        return layout.impl
+    if device.type != "cuda":
+        return "loop"
+    return "grouped" if layout.arch else "vmap"
+
+
+def stacked_views(layout: PackLayout, flat: torch.Tensor) -> list[torch.Tensor]:
+    """Each parameter stacked over the models, [G, *shape], as views of `flat` (one split)."""
     g = layout.groups
     chunks = torch.split(flat, [p.numel * g for p in layout.params])
     out = []
     for slot, chunk in zip(layout.params, chunks, strict=True):
-        if slot.is_conv:
+        if slot.is_conv and layout.channels_last:
             o, i, kh, kw = slot.shape
-            if layout.channels_last:
-                out.append(chunk.view(g * o, kh, kw, i).permute(0, 3, 1, 2))
-            else:
-                out.append(chunk.view(g * o, i, kh, kw))
-        elif slot.name == "fc.weight":
-            out.append(chunk.view(g, *slot.shape))  # [G, classes, 64]
-        elif slot.name == "fc.bias":
-            out.append(chunk.view(g, *slot.shape))  # [G, classes]
-        else:  # BatchNorm weight / bias
-            out.append(chunk)
+            out.append(chunk.view(g, o, kh, kw, i).permute(0, 1, 4, 2, 3))
+        else:
+            out.append(chunk.view(g, *slot.shape))
     return out
 
 
-def member_view(layout: PackLayout, tensor: torch.Tensor, slot: ParamSlot, g: int) -> torch.Tensor:
-    """Model g's copy of `slot` inside a flat tensor shaped like `flat`, in the plain shape.
+def grouped_views(layout: PackLayout, stacked: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The layers' packed tensors a grouped forward reads: convolutions (and their biases) and
+    norms with the models side by side in the channels ([G*O, I, kh, kw], [G*C]), linear
+    layers stacked ([G, out, in], [G, out])."""
+    return [
+        s if slot.kind == "linear" else s.flatten(0, 1)
+        for slot, s in zip(layout.params, stacked, strict=True)
+    ]
 
-    A view, so it can be read (into a plain model) or written (from one) in place.
-    """
+
+def member_view(layout: PackLayout, tensor: torch.Tensor, slot: ParamSlot, g: int) -> torch.Tensor:
+    """Model g's copy of `slot` inside a flat tensor shaped like `flat`, in the plain shape
+    (a channels_last view for convolutions with channels_last). Read or written in place."""
     block = tensor[slot.offset + g * slot.numel : slot.offset + (g + 1) * slot.numel]
     if slot.is_conv and layout.channels_last:
         o, i, kh, kw = slot.shape
@@ -134,8 +162,7 @@ def member_view(layout: PackLayout, tensor: torch.Tensor, slot: ParamSlot, g: in
 
 def owner_index(layout: PackLayout, device: torch.device | str) -> torch.Tensor:
     """For each element of `flat`, the index of the model it belongs to (int64)."""
-    g = layout.groups
-    models = torch.arange(g, device=device)
+    models = torch.arange(layout.groups, device=device)
     return torch.cat([models.repeat_interleave(slot.numel) for slot in layout.params])
 
 
@@ -159,149 +186,165 @@ class PackedLinear(torch.autograd.Function):
         return torch.bmm(grad, weight), torch.bmm(grad.transpose(1, 2), feats), grad.sum(1)
 
 
-def _shortcut_a(x: torch.Tensor, groups: int, planes: int) -> torch.Tensor:
-    """Option A per model: subsample by 2, zero-pad each model's channels to `planes`.
-
-    Keeps x's memory format (a channels_last activation stays channels_last, so the layers
-    after it keep their channels_last kernels). One model: exactly the plain model's op.
-    """
-    x = x[:, :, ::2, ::2]
-    c = x.shape[1] // groups
-    extra = planes - c
-    half = extra // 2
-    if groups == 1:
-        return F.pad(x, (0, 0, 0, 0, half, extra - half))
-    if x.stride(1) == 1:  # channels_last: pad inside [B, H, W, G, C]
-        nhwc = x.permute(0, 2, 3, 1).unflatten(3, (groups, c))
-        return F.pad(nhwc, (half, extra - half)).flatten(3).permute(0, 3, 1, 2)
-    return F.pad(x.unflatten(1, (groups, c)), (0, 0, 0, 0, half, extra - half)).flatten(1, 2)
-
-
-def _features(
-    layout: PackLayout,
-    weights: list[torch.Tensor],
-    stats: list[torch.Tensor],
-    x: torch.Tensor,
-    training: bool,
-    groups: int,
-) -> torch.Tensor:
-    """CifarResNet.forward up to the pooled features, for `groups` models side by side."""
-    ws, st = iter(weights), iter(stats)
-
-    def conv(x: torch.Tensor, stride: int) -> torch.Tensor:
-        return F.conv2d(x, next(ws), None, stride, 1, 1, groups)
-
-    def bn(x: torch.Tensor) -> torch.Tensor:
-        weight, bias = next(ws), next(ws)
-        mean, var = next(st), next(st)
-        return F.batch_norm(x, mean, var, weight, bias, training, BN_MOMENTUM, BN_EPS)
-
-    x = F.relu(bn(conv(x, 1)))
-    in_planes = 16
-    for stage, planes in enumerate((16, 32, 64)):
-        for i in range(layout.blocks):
-            stride = 2 if stage > 0 and i == 0 else 1
-            out = F.relu(bn(conv(x, stride)))
-            out = bn(conv(out, 1))
-            short = x if stride == 1 and in_planes == planes else _shortcut_a(x, groups, planes)
-            x = F.relu(out + short)
-            in_planes = planes
-    return F.adaptive_avg_pool2d(x, 1).flatten(1)
-
-
-def resolve_impl(impl: str, device: torch.device) -> str:
-    """`auto`: grouped layers on CUDA, a loop over the models on the CPU (see IMPLS)."""
-    if impl == "auto":
-        return "grouped" if device.type == "cuda" else "loop"
-    return impl
-
-
 def packed_forward(
     layout: PackLayout,
     flat: torch.Tensor,
-    stats: list[torch.Tensor],
-    num_batches_tracked: torch.Tensor,
+    buffers: list[torch.Tensor],
     x: torch.Tensor,
     training: bool,
+    template: nn.Module | None = None,
+    bn_momentum: float | None = BN_MOMENTUM,
 ) -> torch.Tensor:
-    """x [B, G*3, H, W] -> logits [G, B, num_classes]. Updates BN running stats when training."""
+    """x [B, G*C, H, W] (model g in channels [g*C, (g+1)*C)) -> logits [G, B, classes].
+
+    Updates the BatchNorm running statistics when training; `bn_momentum` None averages them
+    cumulatively, as nn.BatchNorm does with momentum None. `template` (the plain model) is
+    needed by the loop and vmap implementations.
+    """
+    impl = resolve_impl(layout, x.device)
     g = layout.groups
-    weights = param_views(layout, flat)
-    if training:
-        num_batches_tracked.add_(1)
-    if resolve_impl(layout.impl, x.device) == "grouped":
-        feats = _features(layout, weights[:-2], stats, x, training, g)
-        feats = feats.view(x.shape[0], g, -1).transpose(0, 1)
-        return PackedLinear.apply(feats, weights[-2], weights[-1])
-    outs = []
-    for m in range(g):
-        own = [_member_slice(w, m, g) for w in weights]
-        own_stats = [s.view(g, -1)[m] for s in stats]
-        feats = _features(layout, own[:-2], own_stats, x[:, 3 * m : 3 * m + 3], training, 1)
-        outs.append(F.linear(feats, own[-2], own[-1]))
-    return torch.stack(outs)
+    stacked = stacked_views(layout, flat)
+    if impl == "grouped":
+        tracked = [buffers[i] for i in layout.buffer_indices("num_batches_tracked")]
+        if training and tracked:
+            torch._foreach_add_(tracked, 1)
+        momentum = bn_momentum
+        if momentum is None:  # cumulative average: 1 / batches seen (every model has seen as many)
+            momentum = 1.0 / float(tracked[0][0]) if tracked else 0.0
+        stats = [
+            buffers[i].view(-1)
+            for i, b in enumerate(layout.buffers)
+            if b.name.endswith(("running_mean", "running_var"))
+        ]
+        from lrbench.packed.grouped import grouped_forward
+
+        grouped = grouped_forward(layout.arch)
+        return grouped(grouped_views(layout, stacked), stats, x, training, g, momentum)
+    assert template is not None, "the loop and vmap implementations need the plain model"
+    names = [p.name for p in layout.params]
+    buffer_names = [b.name for b in layout.buffers]
+    with _bn_momentum(template, bn_momentum), _mode(template, training):
+        if impl == "vmap":
+            c = x.shape[1] // g
+            xs = x.unflatten(1, (g, c))
+
+            def one(params, bufs, xi):
+                state = {
+                    **dict(zip(names, params, strict=True)),
+                    **dict(zip(buffer_names, bufs, strict=True)),
+                }
+                return functional_call(template, state, (xi,))
+
+            return torch.func.vmap(one, in_dims=(0, 0, 1), randomness="different")(
+                stacked, buffers, xs
+            )
+        c = x.shape[1] // g
+        outs = []
+        for m in range(g):
+            state = {n: p[m] for n, p in zip(names, stacked, strict=True)}
+            state.update({n: b[m] for n, b in zip(buffer_names, buffers, strict=True)})
+            outs.append(functional_call(template, state, (x[:, c * m : c * (m + 1)],)))
+        return torch.stack(outs)
 
 
-def _member_slice(packed: torch.Tensor, m: int, groups: int) -> torch.Tensor:
-    """Model m's part of a packed per-layer tensor (conv [G*O, ...], BN [G*C], fc [G, ...])."""
-    if packed.dim() == 4 or packed.dim() == 1:
-        n = packed.shape[0] // groups
-        return packed[m * n : (m + 1) * n]
-    return packed[m]
+@contextlib.contextmanager
+def _bn_momentum(template: nn.Module, momentum: float | None) -> Iterator[None]:
+    if momentum == BN_MOMENTUM:
+        yield
+        return
+    norms = [m for m in template.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = momentum
+    try:
+        yield
+    finally:
+        for m, value in zip(norms, saved, strict=True):
+            m.momentum = value
 
 
-class PackedResNet(nn.Module):
-    """G CIFAR ResNets (option-A shortcuts) in one module; see the module docstring."""
+@contextlib.contextmanager
+def _mode(template: nn.Module, training: bool) -> Iterator[None]:
+    was = template.training
+    template.train(training)
+    try:
+        yield
+    finally:
+        template.train(was)
+
+
+class PackedModel(nn.Module):
+    """G models of one architecture in one module; see the module docstring."""
 
     def __init__(
         self,
-        model: str,
+        model: str | dict,
         num_classes: int,
         groups: int,
         channels_last: bool = True,
         impl: str = "auto",
     ) -> None:
         super().__init__()
-        self.layout = make_layout(model, num_classes, groups, channels_last, impl)
-        self.model_name = model
+        template = build_model(model, num_classes)
+        self.model_spec, self.num_classes = model, num_classes
+        arch = _grouped_arch(model)
+        self.layout = make_layout(template, arch, groups, channels_last, impl)
+        object.__setattr__(self, "template", template)  # its own weights are never used
         self.flat = nn.Parameter(torch.zeros(self.layout.total))
-        for i, (_, c) in enumerate(self.layout.buffers):
-            fill = torch.zeros if i % 2 == 0 else torch.ones
-            self.register_buffer(f"stat{i}", fill(c * groups))
-        self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
-        self.forward_fn = packed_forward
+        for i, b in enumerate(self.layout.buffers):
+            self.register_buffer(f"buf{i}", torch.zeros(groups, *b.shape, dtype=b.dtype))
+        self.bn_momentum: float | None = BN_MOMENTUM
 
     @property
     def groups(self) -> int:
         return self.layout.groups
 
-    def stats(self) -> list[torch.Tensor]:
-        return [getattr(self, f"stat{i}") for i in range(len(self.layout.buffers))]
+    def buffer_list(self) -> list[torch.Tensor]:
+        return [getattr(self, f"buf{i}") for i in range(len(self.layout.buffers))]
+
+    def _apply(self, fn, recurse=True):  # the template follows the pack to its device and dtype
+        super()._apply(fn, recurse)
+        self.template._apply(fn, recurse)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_fn(
-            self.layout, self.flat, self.stats(), self.num_batches_tracked, x, self.training
+        return packed_forward(
+            self.layout,
+            self.flat,
+            self.buffer_list(),
+            x,
+            self.training,
+            self.template,
+            self.bn_momentum,
         )
+
+    @contextlib.contextmanager
+    def cumulative_bn(self) -> Iterator[None]:
+        """Re-estimate BatchNorm statistics: reset, then average over the batches run inside
+        (as nn.BatchNorm with momentum None, and lrbench.optim.recompute_batchnorm)."""
+        for i, b in enumerate(self.layout.buffers):
+            buf = getattr(self, f"buf{i}")
+            with torch.no_grad():
+                buf.fill_(1 if b.name.endswith("running_var") else 0)
+        self.bn_momentum = None
+        try:
+            yield
+        finally:
+            self.bn_momentum = BN_MOMENTUM
 
     @torch.no_grad()
     def load_member(self, g: int, state: dict[str, torch.Tensor]) -> None:
         """Copy a plain model's state_dict into slot g."""
         for slot in self.layout.params:
             member_view(self.layout, self.flat, slot, g).copy_(state[slot.name])
-        for (name, c), stat in zip(self.layout.buffers, self.stats(), strict=True):
-            stat[g * c : (g + 1) * c].copy_(state[name])
-        self.num_batches_tracked.copy_(state[self.layout.tracked[0]])
+        for b, buf in zip(self.layout.buffers, self.buffer_list(), strict=True):
+            buf[g].copy_(state[b.name])
 
     @torch.no_grad()
     def snapshot(self) -> dict[str, torch.Tensor]:
-        """A copy of all of the pack's state on the CPU, in a few tensors (not one per member and
-        tensor): pass it to `member_state` to write many members' checkpoints cheaply, also
-        while the pack trains on (a copy even on the CPU, where `.cpu()` would alias)."""
-        names = [
-            "flat",
-            *(f"stat{i}" for i in range(len(self.layout.buffers))),
-            "num_batches_tracked",
-        ]
+        """A CPU copy of the pack's state in a few tensors (not one per member and tensor), for
+        `member_state`: many members' checkpoints cheaply, also while the pack trains on."""
+        names = ["flat", *(f"buf{i}" for i in range(len(self.layout.buffers)))]
         return {n: getattr(self, n).detach().to("cpu", copy=True) for n in names}
 
     def member_state(
@@ -309,13 +352,13 @@ class PackedResNet(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Slot g as a plain model's state_dict: views into the pack (or into `source`, a
         `snapshot()`), so copy them before the pack trains on."""
-        src = source or {"flat": self.flat, "num_batches_tracked": self.num_batches_tracked}
-        stats = [src.get(f"stat{i}", s) for i, s in enumerate(self.stats())]
+        src = source or {
+            "flat": self.flat,
+            **{f"buf{i}": b for i, b in enumerate(self.buffer_list())},
+        }
         state = {s.name: member_view(self.layout, src["flat"], s, g) for s in self.layout.params}
-        for (name, c), stat in zip(self.layout.buffers, stats, strict=True):
-            state[name] = stat[g * c : (g + 1) * c]
-        for name in self.layout.tracked:
-            state[name] = src["num_batches_tracked"]
+        for i, b in enumerate(self.layout.buffers):
+            state[b.name] = src[f"buf{i}"][g]
         return state
 
     def member_views(self, tensor: torch.Tensor, g: int) -> list[torch.Tensor]:
@@ -323,17 +366,23 @@ class PackedResNet(nn.Module):
         return [member_view(self.layout, tensor, s, g) for s in self.layout.params]
 
 
+def _grouped_arch(model: str | dict) -> tuple:
+    from lrbench.packed.grouped import grouped_arch
+
+    return grouped_arch(model)
+
+
 def init_packed(
-    model: str,
+    model: str | dict,
     num_classes: int,
     seeds: list[int],
     dtype: torch.dtype,
     device: torch.device,
     channels_last: bool,
     impl: str = "auto",
-) -> PackedResNet:
-    """A pack whose model g is initialised exactly as `train_run` initialises seed g's model."""
-    packed = PackedResNet(model, num_classes, len(seeds), channels_last, impl)
+) -> PackedModel:
+    """A pack whose model g is initialised exactly as a run of seed g initialises its model."""
+    packed = PackedModel(model, num_classes, len(seeds), channels_last, impl)
     for g, seed in enumerate(seeds):
         torch.manual_seed(seed)
         packed.load_member(g, build_model(model, num_classes).state_dict())

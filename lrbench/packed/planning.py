@@ -1,0 +1,95 @@
+"""Which runs can share a pack, and the packs a sweep trains.
+
+Runs that share the model, dataset, optimizer (all but the rate), batch size, epochs, early
+stopping and snapshots differ only in schedule, seed and rate: they train in lockstep, so they
+can share every kernel launch. Every feature trains packed (plateau, early stopping, snapshots,
+schedule-free optimizers); only a model that draws random numbers while training (dropout)
+trains alone, since G models would draw from one stream and no longer match their runs alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+
+from torch import nn
+
+from lrbench.errors import UserError
+from lrbench.specs import RunSpec
+
+
+def pack_key(spec: RunSpec) -> str:
+    """Everything two runs must share to train in one pack (schedule, seed and rate may differ)."""
+    optimizer = spec.optimizer.model_dump(mode="json")
+    optimizer.pop("lr")
+    key = {
+        "model": spec.model_dump(mode="json")["model"],
+        "dataset": spec.dataset.model_dump(mode="json"),
+        "optimizer": optimizer,
+        "batch_size": spec.batch_size,
+        "epochs": spec.epochs,
+        "early_stop": spec.early_stop,
+        "snapshots": spec.snapshots,
+    }
+    return json.dumps(key, sort_keys=True)
+
+
+def unpackable_reason(spec: RunSpec) -> str | None:
+    """Why `spec` must train alone, or None when it can share a pack."""
+    return _model_reason(json.dumps(spec.model_dump(mode="json")["model"], sort_keys=True))
+
+
+@functools.cache
+def _model_reason(model_json: str) -> str | None:
+    from lrbench.models import build_model
+
+    model = build_model(json.loads(model_json), 10)
+    if any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
+        return "its model uses dropout (packed models would share one random stream)"
+    return None
+
+
+def check_packable(specs: Sequence[RunSpec]) -> None:
+    if not specs:
+        raise UserError("a pack needs at least one run")
+    if len(specs) == 1:
+        return
+    for spec in specs:
+        if why := unpackable_reason(spec):
+            raise UserError(f"run {spec.run_id} cannot share a pack: {why}")
+    first = json.loads(pack_key(specs[0]))
+    for spec in specs[1:]:
+        other = json.loads(pack_key(spec))
+        if other != first:
+            keys = sorted(k for k in first if first[k] != other[k])
+            raise UserError(
+                f"runs {specs[0].run_id} and {spec.run_id} cannot share a pack: they differ in "
+                f"{', '.join(keys)} (a pack may differ only in schedule, seed and lr)"
+            )
+
+
+def plan_packs(specs: Sequence[RunSpec], max_pack: int) -> list[list[RunSpec]]:
+    """Group compatible runs into packs of at most `max_pack`, in first-seen order.
+
+    A group of n runs becomes ceil(n / max_pack) packs of near-equal size (10 runs, max 8:
+    5 + 5, not 8 + 2), so no pack is left nearly empty. The plan depends only on the list, not
+    on what has finished, so a resumed sweep forms the same packs (which bit-exact resume
+    needs). Runs that must train alone come back as packs of one.
+    """
+    if max_pack < 1:
+        raise UserError(f"--pack must be at least 1, got {max_pack}")
+    groups: dict[str, list[RunSpec]] = {}
+    for i, spec in enumerate(specs):
+        key = f"alone:{i}" if unpackable_reason(spec) else pack_key(spec)
+        groups.setdefault(key, []).append(spec)
+    packs: list[list[RunSpec]] = []
+    for members in groups.values():
+        count = -(-len(members) // max_pack)
+        size, extra = divmod(len(members), count)
+        start = 0
+        for i in range(count):
+            end = start + size + (1 if i < extra else 0)
+            packs.append(members[start:end])
+            start = end
+    return packs

@@ -1,0 +1,276 @@
+"""The training loop: run specs in, run folders out, one run alone or G runs as one pack.
+
+Every sweep, `lrbench run` and the benchmark go through `train_runs`. A run's rate table is
+computed once from its pure schedule; the data order and augmentation of an epoch are a pure
+function of (seed, epoch); so a checkpoint of model + optimizer + step (+ the reactive state) is
+all that exact resume needs. The loop below owns everything a run is (lrbench.train.member); the
+stepper (one plain model, or a pack) owns how a step and an evaluation run.
+
+Runs of a pack normally stand at the same epoch; a kill -9 between two runs' checkpoint writes
+leaves some one epoch ahead, and then the laggards train (the others riding as passengers)
+until they catch up, and all go on together (`_phases`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lrbench.data import DeviceData, load_splits
+from lrbench.errors import RunFailed, UserError
+from lrbench.imports import add_search_path
+from lrbench.results import RunDir
+from lrbench.specs import RunSpec
+from lrbench.train.checkpoint import CheckpointWriter, write_checkpoint
+from lrbench.train.member import Member
+from lrbench.train.runtime import (
+    Callback,
+    Event,
+    Runtime,
+    apply_threads,
+    resolve_device,
+    resolve_precision,
+)
+from lrbench.train.steppers import PlainStepper, Stepper
+
+
+def train_run(
+    spec: RunSpec,
+    run_dir: Path,
+    runtime: Runtime = Runtime(),
+    on_event: Callback | None = None,
+    data: DeviceData | None = None,
+) -> dict:
+    """Train (or resume, or skip) one run and return its summary.json content."""
+    return train_runs([spec], [run_dir], runtime, on_event, data)[0]
+
+
+def train_runs(
+    specs: Sequence[RunSpec],
+    run_dirs: Sequence[Path],
+    runtime: Runtime = Runtime(),
+    on_event: Callback | None = None,
+    data: DeviceData | None = None,
+    *,
+    impl: str = "auto",
+) -> list[dict]:
+    """Train (or resume, or skip) runs, alone (one spec) or as one pack; their summaries.
+
+    A pack's runs must share everything but schedule, seed and rate (lrbench.packed.planning);
+    `impl` picks how a pack's models run (lrbench.packed.models.IMPLS). Each run's folder ends
+    up as if it had trained alone. Raises UserError for runs that cannot share a pack or folders
+    that hold other runs, and RunFailed (after writing summary.json `failed` and run.log in
+    every unfinished folder) when training fails.
+    """
+    from lrbench.packed.planning import check_packable
+
+    specs = list(specs)
+    if len(specs) != len(run_dirs):
+        raise ValueError(f"{len(specs)} specs but {len(run_dirs)} run folders")
+    check_packable(specs)
+    runs = [RunDir(Path(p)) for p in run_dirs]
+    if len({r.path.resolve() for r in runs}) != len(runs):
+        raise UserError("two runs of a pack share one run folder")
+    members = [
+        Member.open(i, spec, run) for i, (spec, run) in enumerate(zip(specs, runs, strict=True))
+    ]
+    if all(m.summary is not None for m in members):
+        return [m.summary for m in members]  # type: ignore[misc]
+
+    apply_threads(runtime)
+    add_search_path(*runtime.import_paths)
+    device = resolve_device(runtime.device)
+    precision = resolve_precision(runtime.precision, device)
+    if data is None:
+        splits = load_splits(specs[0].dataset, runtime.data_dir)
+        data = DeviceData(splits, device, channels_last=runtime.channels_last)
+    pending = [m for m in members if m.summary is None]
+    for m in pending:
+        m.prepare(data, device, precision, len(members))
+    loop = Loop(members, runtime, data, device, precision, on_event, impl)
+    try:
+        loop.run(pending)
+    except (KeyboardInterrupt, UserError):
+        raise
+    except Exception as err:
+        unfinished = [m for m in pending if m.summary is None]
+        for m in unfinished:
+            m.fail(err)
+        where = unfinished[0].run.log if unfinished else "the run folders"
+        what = (
+            f"run {specs[0].run_id}"
+            if len(specs) == 1
+            else f"pack of {len(specs)} runs ({specs[0].run_id}, ...)"
+        )
+        raise RunFailed(f"{what} failed: {err} (traceback in {where})") from err
+    return [m.summary for m in members]  # type: ignore[misc]
+
+
+@dataclass
+class Loop:
+    """The members of one call to train_runs and what they train on."""
+
+    members: list[Member]
+    runtime: Runtime
+    data: DeviceData
+    device: torch.device
+    precision: str
+    on_event: Callback | None
+    impl: str
+
+    @property
+    def epochs(self) -> int:
+        return self.members[0].epochs
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.data.steps_per_epoch(self.members[0].spec.batch_size)
+
+    def run(self, pending: list[Member]) -> None:
+        """Phases until every run has ended: each trains the runs at the earliest epoch up to
+        the next epoch some other run stands at (normally: all of them, to the end)."""
+        while pending:
+            for m in [m for m in pending if m.start >= self.epochs]:  # killed before its summary
+                m.finish("diverged" if m.diverged else "done", m.wall_before)
+            pending = [m for m in pending if m.summary is None]
+            if not pending:
+                return
+            start = min(m.start for m in pending)
+            trainees = [m for m in pending if m.start == start]
+            later = [m.start for m in pending if m.start > start]
+            stop = min(later) if later else self.epochs
+            self.phase(trainees, start, stop)
+            pending = [m for m in pending if m.summary is None]
+
+    def stepper(self, trainees: list[Member]) -> Stepper:
+        if len(self.members) == 1:
+            return PlainStepper(trainees[0], self.data, self.device, self.precision,
+                                self.runtime.channels_last)  # fmt: skip
+        from lrbench.packed.stepper import packed_stepper
+
+        return packed_stepper(self.members, {m.slot for m in trainees}, self.data, self.device,
+                              self.precision, self.runtime.channels_last, self.impl)  # fmt: skip
+
+    def phase(self, trainees: list[Member], start: int, stop: int) -> None:
+        """Train `trainees` (the others ride along as passengers) from epoch `start` to `stop`."""
+        t_run = time.perf_counter()
+        stepper = self.stepper(trainees)
+        with CheckpointWriter() as writer:
+            live = self.epochs_of(stepper, writer, trainees, start, stop, t_run)
+        for m in live:
+            wall = m.wall_before + time.perf_counter() - t_run
+            if stop == self.epochs:
+                m.finish("done", wall)
+            else:  # a catch-up phase: the next phase reloads from the checkpoints just written
+                m.start, m.wall_before, m.state = stop, wall, None
+                m.prepare(self.data, self.device, self.precision, len(self.members))
+
+    def epochs_of(self, stepper, writer, live, start, stop, t_run) -> list[Member]:
+        """Epochs `start`..`stop`; returns the members still training (not ended)."""
+        data, on_event, epochs = self.data, self.on_event, self.epochs
+        g, spe = len(self.members), self.steps_per_epoch
+        total = spe * epochs
+        active = torch.zeros(g, dtype=torch.bool, device=self.device)
+        active[[m.slot for m in live]] = True
+        step = start * spe
+        for epoch in range(start, stop):
+            t0 = time.perf_counter()
+            stepper.begin_epoch(step, self.rate_table(live, step, spe))
+            stepper.for_training()
+            loss_sum = torch.zeros(g, device=self.device, dtype=torch.float64)
+            correct = torch.zeros(g, device=self.device, dtype=torch.int64)
+            seen, ensembles = 0, {m.slot: m.ensemble.count for m in live}
+            for i, (x, y) in enumerate(stepper.batches(epoch)):
+                losses, right = stepper.step(i, x, y, active)
+                loss_sum += losses * y.shape[-1]
+                correct += right
+                seen += y.shape[-1]
+                step += 1
+                self.take_snapshots(stepper, live, step)
+                if on_event:
+                    on_event(Event("step", epoch + 1, epochs, step, total))
+
+            sums, rights = loss_sum.tolist(), correct.tolist()  # the epoch's one sync
+            rows = {m.slot: m.new_row(epoch + 1, step, sums[m.slot] / seen, rights[m.slot] / seen)
+                    for m in live}  # fmt: skip
+            finite = [m for m in live if math.isfinite(rows[m.slot]["train_loss"])]
+            if finite:
+                stepper.for_evaluation(bn_epoch=epoch)
+                for split in ("test", "val") if data.has_val else ("test",):
+                    losses_e, accs = stepper.evaluate(split)
+                    for m in finite:
+                        rows[m.slot].update(
+                            {f"{split}_loss": losses_e[m.slot], f"{split}_acc": accs[m.slot]}
+                        )
+                for m in finite:
+                    m.add_ensemble_columns(rows[m.slot], ensembles[m.slot], data)
+            epoch_time = time.perf_counter() - t0
+            for m in live:
+                row = rows[m.slot]
+                if m not in finite:
+                    row.update(test_loss=math.nan, test_acc=math.nan)
+                row["epoch_time_s"] = epoch_time
+                m.record(row)
+                if on_event:
+                    event_row = {**row, "run_id": m.spec.run_id}
+                    on_event(
+                        Event("epoch", epoch + 1, epochs, step, total, event_row, seen / epoch_time)
+                    )
+            live = self.end_runs(live, active, t_run)
+            if not live:
+                break
+            captured = stepper.capture()
+            walls = {m.slot: m.wall_before + time.perf_counter() - t_run for m in live}
+            saves = [(m.run.checkpoint, m.slot, m.checkpoint_extra(walls[m.slot])) for m in live]
+            writer.submit(_write_checkpoints, stepper, captured, saves, epoch + 1, step)
+        return live
+
+    def rate_table(self, live: list[Member], first: int, count: int) -> np.ndarray:
+        """[count, G] rates from step `first`: each live member's (plateau applied), 0 for the
+        passengers."""
+        table = np.zeros((count, len(self.members)))
+        for m in live:
+            table[:, m.slot] = m.rates(first, count)
+        return table
+
+    def take_snapshots(self, stepper: Stepper, live: list[Member], step: int) -> None:
+        due = [m for m in live if step in m.snapshot_steps]
+        if not due:
+            return
+        stepper.for_evaluation()
+        probs = stepper.predict_probs("test")
+        for m in due:
+            m.ensemble.add(probs[m.slot])
+        stepper.for_training()
+
+    def end_runs(self, live: list[Member], active: torch.Tensor, t_run: float) -> list[Member]:
+        """Diverged runs (a loss not finite) and runs early stopping ended are finished; they
+        ride on at rate 0. Returns the members that train on."""
+        going = []
+        for m in live:
+            wall = m.wall_before + time.perf_counter() - t_run
+            if m.diverged:
+                m.finish("diverged", wall)
+            else:
+                assert m.reactions is not None
+                m.reactions.after_epoch(int(m.row["epoch"]), m.row)
+                if m.reactions.stopped_epoch is not None:
+                    m.finish("done", wall)
+                else:
+                    going.append(m)
+        ended = [m.slot for m in live if m not in going]
+        if ended:
+            active[ended] = False
+        return going
+
+
+def _write_checkpoints(stepper: Stepper, captured, saves, epoch: int, step: int) -> None:
+    for path, slot, extra in saves:
+        state = stepper.member_state(captured, slot, step)
+        write_checkpoint(path, {**state, "epoch": epoch, "step": step, **extra})

@@ -1,0 +1,208 @@
+"""A member of the training loop: one run and everything the run *is*, whoever steps its model.
+
+Its folder (claimed, never overwritten when it holds another run), spec.json, the metrics rows,
+the checkpoint's content, the summary, divergence, plateau and early-stopping state, and its
+snapshot ensemble are all here, once; whether the run trains alone or as one slot of a pack is
+the stepper's business (lrbench.train.steppers, lrbench.packed.stepper).
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrbench.data import DeviceData
+from lrbench.errors import UserError
+from lrbench.optim import base_momentum
+from lrbench.reactive import Reactions
+from lrbench.results import RunDir, atomic_write_json, metric_columns, read_json
+from lrbench.schedules import build_schedule
+from lrbench.snapshots import SnapshotEnsemble, snapshot_steps, split_labels
+from lrbench.specs import RunSpec
+from lrbench.train.checkpoint import read_checkpoint
+from lrbench.train.runtime import provenance
+
+ENSEMBLE_COLUMNS = ["ensemble_size", "ensemble_test_acc"]
+FINAL_KEYS = ("test_acc", "test_loss", "val_acc", "val_loss")
+LOSS_KEYS = ("train_loss", "test_loss", "val_loss")
+
+
+def claim_run_dir(spec: RunSpec, run: RunDir) -> None:
+    """Refuse a folder that holds a different run: its files must never be overwritten."""
+    if not run.spec.exists():
+        if run.path.exists() and any(not p.name.startswith(".") for p in run.path.iterdir()):
+            raise UserError(f"{run.path} is not empty and holds no spec.json: choose another --out")
+        return
+    try:
+        stored = read_json(run.spec)
+        same = RunSpec.model_validate({k: stored[k] for k in RunSpec.model_fields if k in stored})
+    except Exception as err:
+        raise UserError(f"{run.spec} is unreadable ({err}); move the folder away") from err
+    if same != spec:
+        raise UserError(
+            f"{run.path} holds a different run ({stored.get('run_id')}); choose another --out"
+        )
+
+
+@dataclass
+class Member:
+    """One run in the loop, in slot `slot` of its stepper (0 when it trains alone)."""
+
+    slot: int
+    spec: RunSpec
+    run: RunDir
+    summary: dict[str, Any] | None = None  # set once the run has ended
+    lrs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [T], before plateau
+    moms: np.ndarray | None = None  # [T] when the schedule moves momentum
+    reactions: Reactions | None = None
+    snapshot_steps: frozenset[int] = frozenset()
+    ensemble: SnapshotEnsemble = field(default_factory=SnapshotEnsemble)
+    state: dict[str, Any] | None = None  # the checkpoint it resumes from
+    start: int = 0  # epochs done
+    wall_before: float = 0.0
+    row: dict[str, Any] = field(default_factory=dict)
+    columns: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, slot: int, spec: RunSpec, run: RunDir) -> Member:
+        """Claim the folder; a finished run comes back with its summary."""
+        claim_run_dir(spec, run)
+        member = cls(slot, spec, run)
+        if run.summary.exists() and run.status() in ("done", "diverged"):
+            member.summary = read_json(run.summary)
+        return member
+
+    @property
+    def epochs(self) -> int:
+        return self.spec.epochs
+
+    def prepare(self, data: DeviceData, device: torch.device, precision: str, pack: int) -> None:
+        """Tables, reactive state and snapshots; resume from the checkpoint when its metrics
+        rows agree with it, else start over (spec.json records how the run trains)."""
+        spe = data.steps_per_epoch(self.spec.batch_size)
+        total = spe * self.epochs
+        schedule = build_schedule(self.spec.schedule)
+        self.lrs = self.spec.optimizer.lr * schedule.multipliers(total, spe)
+        self.moms = schedule.momenta(total, spe)
+        self.reactions = Reactions(self.spec, schedule, spe)
+        steps = snapshot_steps(schedule, total, spe) if self.spec.snapshots else []
+        self.snapshot_steps = frozenset(steps)
+        self.columns = metric_columns(data.has_val) + (
+            ENSEMBLE_COLUMNS if self.spec.snapshots else []
+        )
+        run = self.run
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.remove_temp_files()
+        run.summary.unlink(missing_ok=True)
+        if run.checkpoint.exists():
+            state = read_checkpoint(run.checkpoint)
+            if run.complete_epochs() >= int(state["epoch"]):
+                self._resume(state)
+                return
+            # metrics.csv lost rows the checkpoint counts: only one checkpoint is kept, so the
+            # run trains again from the start and ends equal to an untouched run
+            run.checkpoint.unlink()
+        run.truncate_metrics(0)
+        record = spec_record(self.spec, spe, device, precision, pack, self.slot)
+        atomic_write_json(run.spec, record)
+
+    def _resume(self, state: dict[str, Any]) -> None:
+        assert self.reactions is not None
+        self.state = state
+        self.start = int(state["epoch"])
+        self.wall_before = float(state.get("wall_time_s", 0.0))
+        self.reactions.restore(state)
+        self.ensemble.load_state_dict(state.get("ensemble", {}))
+        self.run.truncate_metrics(self.start)
+        self.row = self.run.last_metrics_row()
+
+    def rates(self, first: int, count: int) -> np.ndarray:
+        """This member's rate at steps first .. first+count-1, plateau's decay applied."""
+        assert self.reactions is not None
+        return self.lrs[first : first + count] * self.reactions.lr_scale
+
+    def momentum_at(self, step: int) -> float:
+        """The momentum (Adam: beta1) of 0-based step `step`."""
+        if self.moms is not None:
+            return float(self.moms[step])
+        return base_momentum(self.spec.optimizer)
+
+    def new_row(self, epoch: int, step: int, train_loss: float, train_acc: float) -> dict:
+        return {
+            "epoch": epoch,
+            "step": step,
+            "lr": float(self.rates(step - 1, 1)[0]),
+            "momentum": self.momentum_at(step - 1),
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+        }
+
+    def add_ensemble_columns(self, row: dict[str, Any], count_before: int, data: DeviceData):
+        if self.ensemble.count > count_before:
+            row["ensemble_size"] = self.ensemble.count
+            row["ensemble_test_acc"] = self.ensemble.accuracy(split_labels(data, "test"))
+
+    def record(self, row: dict[str, Any]) -> None:
+        self.run.append_metrics(row, self.columns)
+        self.row = row
+
+    @property
+    def diverged(self) -> bool:
+        """A loss in the last row is not finite (training or evaluation): the run diverged."""
+        return any(
+            isinstance(self.row.get(k), float) and not math.isfinite(self.row[k]) for k in LOSS_KEYS
+        )
+
+    def checkpoint_extra(self, wall: float) -> dict[str, Any]:
+        assert self.reactions is not None
+        return {
+            "wall_time_s": wall,
+            "ensemble": self.ensemble.state_dict(),
+            **self.reactions.state(),
+        }
+
+    def finish(self, status: str, wall: float) -> dict[str, Any]:
+        stopped = self.reactions.stopped_epoch if self.reactions else None
+        self.summary = {
+            "status": status,
+            "epochs_completed": int(self.row.get("epoch", self.epochs)),
+            "final": {k: self.row.get(k) for k in FINAL_KEYS},
+            "wall_time_s": wall,
+            "stopped_early": stopped is not None,
+            "stopped_epoch": stopped,
+        }
+        atomic_write_json(self.run.summary, self.summary)
+        return self.summary
+
+    def fail(self, err: BaseException) -> None:
+        self.run.log.write_text(traceback.format_exc())
+        self.summary = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+        atomic_write_json(self.run.summary, self.summary)
+
+
+def spec_record(
+    spec: RunSpec,
+    steps_per_epoch: int,
+    device: torch.device,
+    precision: str,
+    pack_size: int = 1,
+    slot: int = 0,
+) -> dict[str, Any]:
+    """spec.json: the resolved spec, the run's step counts, and how it trained (provenance)."""
+    return {
+        "run_id": spec.run_id,
+        **spec.model_dump(mode="json"),
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": steps_per_epoch * spec.epochs,
+        "provenance": {
+            **provenance(device, precision),
+            "pack": {"size": pack_size, "slot": slot},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    }

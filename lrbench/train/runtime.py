@@ -1,0 +1,141 @@
+"""How a run executes on this machine: device, precision, memory format, threads. None of it
+changes which run it is (nothing here is hashed into the run id); all of it is recorded in the
+run's provenance."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lrbench.errors import UserError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp64")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how runs train. `threads`: torch's CPU threads (None: leave torch's choice);
+    `import_paths`: folders user modules named in the config are imported from."""
+
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = True
+    data_dir: str | None = None
+    threads: int | None = None
+    import_paths: tuple[str, ...] = ()
+
+
+@dataclass
+class Event:
+    """Progress reported to a display: one per step (cheap) and one per finished epoch."""
+
+    kind: str
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+    row: dict[str, Any] | None = None
+    images_per_s: float | None = None
+
+
+Callback = Callable[[Event], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise UserError(f"--device: {name!r} is not a device (auto, cpu, cuda, cuda:N)") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def param_dtype(precision: str) -> torch.dtype:
+    """The weights' dtype: float64 for fp64, else float32 (bf16 autocasts over float32 weights)."""
+    return torch.float64 if precision == "fp64" else torch.float32
+
+
+def autocast_for(precision: str, device: torch.device) -> Callable[[], Any]:
+    """A factory of the context every forward pass runs in: bf16 autocast, or nothing."""
+    if precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext
+
+
+def provenance(device: torch.device, precision: str) -> dict[str, Any]:
+    """What the numbers of a run may depend on besides its spec: versions, hardware, threads."""
+    from lrbench import __version__
+
+    return {
+        "lrbench": __version__,
+        "torch": torch.__version__,
+        "device": str(device),
+        "precision": precision,
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_model(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "git_commit": git_commit(),
+    }
+
+
+@functools.cache
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The commit of the lrbench checkout that runs (None when it is not a git checkout)."""
+    here = Path(__file__).resolve().parents[2]
+    if not (here / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    dirty = subprocess.run(
+        ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True, text=True, timeout=5, check=False,
+    ).stdout.strip()  # fmt: skip
+    return out.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def apply_threads(runtime: Runtime) -> None:
+    """Set torch's CPU threads for this process when the runtime fixes them."""
+    if runtime.threads is not None and runtime.threads != torch.get_num_threads():
+        torch.set_num_threads(runtime.threads)
+
+
+def default_threads(workers: int) -> int:
+    """CPU threads per worker when nothing says otherwise: the cores shared out."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, workers))
