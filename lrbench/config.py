@@ -1,24 +1,80 @@
 """Sweep configs: a YAML file validated completely, then expanded into run specs.
 
-pydantic does the checking; this module only turns its errors into one line per problem that
-names the file and the key path (`schedules[2].beta`) and suggests the closest name.
+pydantic does the checking, strictly (no number is guessed from text or a boolean); this module
+adds what spans keys (a grid needs a validation split, nothing is counted twice, a sweep has a
+bounded number of runs) and turns every error into one line per problem that names the file,
+the key path (`schedules[2].beta`) and the value, and suggests the closest name.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import math
+import re
+import reprlib
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from yaml import YAMLError
+from yaml.reader import ReaderError
 
 from lrbench.errors import UserError, did_you_mean
 from lrbench.models import parse_model_name
 from lrbench.optim import check_schedule
 from lrbench.schedules import ScheduleError, build_schedule
-from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec, Strict, epochs_for_budget
+from lrbench.specs import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    SEEDS_BELOW,
+    DatasetSpec,
+    OptimizerSpec,
+    RunSpec,
+    Strict,
+    epochs_for_budget,
+)
 from lrbench.yamlio import load_yaml
+
+MAX_RUNS = 100_000
+MAX_CONFIG_BYTES = 256 * 1024
+RESERVED_NAMES = ("runs",)
+
+
+class _AsWritten(reprlib.Repr):
+    """A value as the config spells it (true, null, .nan), cut short: an input can be huge."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 60
+        self.maxlist = self.maxdict = 6
+
+    def repr_bool(self, value: bool, level: int) -> str:
+        return "true" if value else "false"
+
+    def repr_NoneType(self, value: None, level: int) -> str:
+        return "null"
+
+    def repr_float(self, value: float, level: int) -> str:
+        if math.isnan(value):
+            return ".nan"
+        if math.isinf(value):
+            return ".inf" if value > 0 else "-.inf"
+        return repr(value)
+
+
+shown = _AsWritten().repr
+
+
+def _first_repeat(items: list) -> Any:
+    """The first item that an earlier one equals, or None."""
+    seen = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
 
 
 class OptimizerEntry(OptimizerSpec):
@@ -26,12 +82,21 @@ class OptimizerEntry(OptimizerSpec):
 
     lr: float | list[float]  # type: ignore[assignment]
 
-    @field_validator("lr")
+    @field_validator("lr", mode="wrap")
     @classmethod
-    def _positive(cls, lr: float | list[float]) -> float | list[float]:
+    def _positive(cls, value: Any, handler: Any) -> float | list[float]:
+        try:
+            lr = handler(value)
+        except ValidationError:
+            lr = None
         rates = lr if isinstance(lr, list) else [lr]
-        if not rates or any(r <= 0 for r in rates):
-            raise ValueError("must be a positive number or a non-empty list of them")
+        if lr is None or not rates or any(r <= 0 for r in rates):
+            raise ValueError(
+                f"must be a positive number or a non-empty list of them, got {shown(value)}"
+            )
+        twice = _first_repeat(rates)
+        if twice is not None:
+            raise ValueError(f"lists the rate {twice:g} twice")
         return lr
 
     @property
@@ -103,18 +168,34 @@ class ExecutorConfig(Strict):
 
 
 class SweepConfig(Strict):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = Field(min_length=1, max_length=100, description="the sweep's folder")
     dataset: DatasetSpec
     models: list[str] = Field(min_length=1)
     optimizers: list[OptimizerEntry] = Field(min_length=1)
-    full_epochs: int = Field(gt=0)
+    full_epochs: int = Field(gt=0, le=MAX_EPOCHS)
     budgets: list[float] = Field(min_length=1)
     seeds: int | list[int] = 1
-    batch_size: int = Field(128, gt=0)
+    batch_size: int = Field(128, gt=0, le=MAX_BATCH)
     schedules: list[str | dict[str, Any]] = Field(min_length=1)
     early_stop: EarlyStop | None = None
     snapshots: bool = False
     executor: ExecutorConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder(cls, name: str) -> str:
+        """The name is a folder under the results root, never a path that leaves it."""
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", name) or name in (".", ".."):
+            raise ValueError(
+                f"{shown(name)} is not a plain folder name (letters, digits, '.', '_', '-'; "
+                "not '.' or '..')"
+            )
+        if name.lower() in RESERVED_NAMES:
+            raise ValueError(
+                f"{shown(name)} is reserved: it is the folder of a sweep's runs, and a sweep "
+                "named so would hide the other sweeps of its results folder"
+            )
+        return name
 
     @field_validator("dataset", mode="before")
     @classmethod
@@ -129,6 +210,9 @@ class SweepConfig(Strict):
                 parse_model_name(m)
             except UserError as err:
                 raise ValueError(str(err)) from None
+        twice = _first_repeat(models)
+        if twice is not None:
+            raise ValueError(f"lists {shown(twice)} twice; its runs would train and count twice")
         return models
 
     @field_validator("budgets")
@@ -138,25 +222,74 @@ class SweepConfig(Strict):
             if not 0 < b <= 1:
                 hint = f" (for {b:g}% write {b / 100:g})" if 1 < b <= 100 else ""
                 raise ValueError(f"{b:g} is not a fraction of the full run in (0, 1]{hint}")
-        if len(set(budgets)) != len(budgets):
-            raise ValueError("lists a budget twice")
+        twice = _first_repeat(budgets)
+        if twice is not None:
+            raise ValueError(f"lists the budget {twice:g} twice")
         return budgets
 
-    @field_validator("seeds")
+    @field_validator("seeds", mode="wrap")
     @classmethod
-    def _seeds(cls, seeds: int | list[int]) -> int | list[int]:
-        if isinstance(seeds, int) and seeds < 1:
-            raise ValueError("must be a count >= 1 or a list of seeds")
-        if isinstance(seeds, list) and (
-            not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds)
-        ):
-            raise ValueError("must list distinct seeds >= 0")
+    def _seeds(cls, value: Any, handler: Any) -> int | list[int]:
+        try:
+            seeds = handler(value)
+        except ValidationError:
+            seeds = None
+        if isinstance(seeds, int):
+            ok = seeds >= 1
+        else:
+            ok = bool(seeds) and min(seeds) >= 0 and max(seeds) < SEEDS_BELOW
+            ok = ok and _first_repeat(seeds) is None
+        if not ok:
+            raise ValueError(
+                "must be a count >= 1 or a list of distinct seeds in [0, 2**31), "
+                f"got {shown(value)}"
+            )
         return seeds
+
+    @model_validator(mode="after")
+    def _runs_bounded(self) -> SweepConfig:
+        """A sweep is listed, planned and tracked whole: billions of runs would never start."""
+        sizes = {
+            "models": len(self.models),
+            "rates": sum(len(opt.rates) for opt in self.optimizers),
+            "schedules": len(self.schedules),
+            "budgets": len(self.budgets),
+            "seeds": self.seeds if isinstance(self.seeds, int) else len(self.seeds),
+        }
+        total = math.prod(sizes.values())
+        if total > MAX_RUNS:
+            counts = " x ".join(f"{n:,} {what}" for what, n in sizes.items())
+            raise ValueError(
+                f"the sweep expands to {total:,} runs ({counts}); at most {MAX_RUNS:,} fit "
+                "one sweep: split it"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _each_optimizer_once(self) -> SweepConfig:
+        first: dict[str, int] = {}
+        for i, opt in enumerate(self.optimizers):
+            for lr in opt.rates:
+                key = json.dumps({**opt.model_dump(mode="json"), "lr": lr}, sort_keys=True)
+                j = first.setdefault(key, i)
+                if j != i:
+                    raise ValueError(
+                        f"optimizers[{i}]: {opt.name} with lr {lr:g} repeats optimizers[{j}]; "
+                        "each run would train and count twice"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _validation_split_where_needed(self) -> SweepConfig:
         if self.dataset.val_fraction > 0:
             return self
+        for i, opt in enumerate(self.optimizers):
+            if len(opt.rates) > 1:
+                raise ValueError(
+                    f"optimizers[{i}].lr: the grid {shown(opt.lr)} is chosen on validation "
+                    "accuracy, which needs a validation split; set dataset.val_fraction "
+                    "(e.g. 0.1) or give one rate"
+                )
         if self.early_stop and self.early_stop.metric.startswith("val_"):
             raise ValueError(
                 f"early_stop.metric: {self.early_stop.metric} needs a validation split; "
@@ -204,13 +337,24 @@ class SweepConfig(Strict):
         return out
 
 
+_UNION_TAGS = ("str", "int", "float", "bool", "list[float]", "list[int]", "dict[str,any]")
+_FILE_KINDS = {
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
 def _loc(loc: tuple) -> str:
+    """`optimizers[0].lr`: a key path as the config writes it (union member tags left out)."""
     path = ""
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part not in ("str", "list[float]", "float", "int", "list[int]", "dict[str,any]"):
-            path += f".{part}" if path else str(part)
+        elif part not in _UNION_TAGS:
+            key = part if part.isprintable() else repr(part)
+            path += f".{key}" if path else key
     return path
 
 
@@ -229,8 +373,9 @@ def _model_at(loc: tuple) -> type | None:
     return model if hasattr(model, "model_fields") else None
 
 
-def _describe(err: dict) -> str:
-    loc = _loc(err["loc"])
+def _describe(loc: str, errors: list[dict]) -> str:
+    """One problem at one key, naming the value; a union's members' complaints become one."""
+    err = errors[0]
     if err["type"] == "extra_forbidden":
         key = str(err["loc"][-1])
         model = _model_at(err["loc"])
@@ -238,38 +383,90 @@ def _describe(err: dict) -> str:
         return f"{loc}: unknown key{hint}"
     if err["type"] == "missing":
         return f"{loc}: required key is missing"
-    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "value_error":  # our validators' messages name the value themselves
+        msg = err["msg"].removeprefix("Value error, ")
+        return f"{loc}: {msg}" if loc else msg
+    msg = " or ".join(
+        [err["msg"], *(e["msg"].removeprefix("Input should be ") for e in errors[1:])]
+    )
+    hint = ""
     if err["type"] == "literal_error" and isinstance(err.get("input"), str):
         expected = err.get("ctx", {}).get("expected", "")
         choices = [c.strip(" '") for c in expected.replace(" or ", ",").split(",")]
-        msg += did_you_mean(err["input"], choices)
-    if msg.startswith("schedules["):
-        return msg
-    return f"{loc}: {msg}" if loc else msg
+        hint = did_you_mean(err["input"], choices)
+    return f"{loc}: {msg}, got {shown(err.get('input'))}{hint}"
 
 
 def load_config(path: str | Path) -> SweepConfig:
     """Read and validate a sweep file; every problem is reported at once, naming file and key."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such config file")
+    text = _config_text(path)
     try:
-        raw = load_yaml(path.read_text())
+        raw = load_yaml(text)
     except YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise UserError(f"{where}: not valid YAML: {problem}") from None
+        raise UserError(_yaml_problem(path, text, err)) from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of keys (name, dataset, models, ...)")
     return parse_config(raw, source=str(path))
+
+
+def _config_text(path: Path) -> str:
+    """The text of a config file; anything but a small UTF-8 text file is refused by what it is."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such config file") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the config file: {err.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UserError(f"{path}: is a folder, not a config file")
+    if not stat.S_ISREG(info.st_mode):
+        kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "neither a file nor a folder")
+        raise UserError(f"{path}: is not a regular file ({kind})")
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise UserError(
+            f"{path}: {info.st_size:,} bytes is too large for a sweep config "
+            f"(at most {MAX_CONFIG_BYTES:,})"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the config file: {err.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{path}: not a text file: byte 0x{data[err.start]:02x} at offset {err.start} "
+            "is not UTF-8"
+        ) from None
+
+
+def _yaml_problem(path: Path, text: str, err: YAMLError) -> str:
+    """`file:line:column: not valid YAML: what`, for every kind of YAMLError."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is not None:
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+    elif isinstance(err, ReaderError):  # a character YAML refuses (NUL, ...): no mark
+        before = text[: err.position]
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        where = f"{path}:{line}:{column}"
+    else:
+        where = str(path)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    context = getattr(err, "context", None)
+    if context and problem.startswith("but "):  # "expected a single document ... but found ..."
+        problem = f"{context} {problem}"
+    return f"{where}: not valid YAML: {problem}"
 
 
 def parse_config(raw: dict, source: str = "<config>") -> SweepConfig:
     try:
         return SweepConfig.model_validate(raw)
     except ValidationError as err:
-        problems = sorted({_describe(e) for e in err.errors()})
+        at: dict[str, list[dict]] = {}
+        for e in err.errors():
+            at.setdefault(_loc(e["loc"]), []).append(e)
+        problems = sorted({_describe(loc, errors) for loc, errors in at.items()})
         raise UserError(f"{source}: " + "; ".join(problems)) from None
 
 

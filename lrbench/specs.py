@@ -11,20 +11,33 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 DatasetName = Literal["cifar10", "cifar100", "synthetic", "imagefolder"]
 OptimizerName = Literal["sgd", "adam", "adamw", "sgd_schedulefree", "adamw_schedulefree"]
 
+# Sizes past any real use that would overflow, or never end, deep inside a run.
+SEEDS_BELOW = 2**31  # what 32-bit seeding (numpy's legacy RNG, many tools) takes
+MAX_EPOCHS = 100_000
+MAX_BATCH = 2**20
+MAX_IMAGES = 2**31 - 1
+
 
 class Strict(BaseModel):
-    """Unknown keys are errors: a misspelt option must never be silently ignored."""
+    """Unknown keys are errors, and nothing is coerced: a misspelt option must never be silently
+    ignored, and `true`, `'3'` or `.nan` is not a number (a whole number is a float, though)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class DatasetSpec(Strict):
     name: DatasetName
     root: str | None = Field(None, description="imagefolder: a folder or .tar[.gz|.xz] archive")
-    limit_train: int | None = Field(None, gt=0, description="class-balanced training subset")
-    limit_test: int | None = Field(None, gt=0, description="class-balanced test subset")
+    limit_train: int | None = Field(
+        None, gt=0, le=MAX_IMAGES, description="class-balanced training subset"
+    )
+    limit_test: int | None = Field(
+        None, gt=0, le=MAX_IMAGES, description="class-balanced test subset"
+    )
     val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="held out of train, seeded")
-    label: str | None = Field(None, description="name shown in reports (default: name)")
+    label: str | None = Field(
+        None, min_length=1, max_length=100, description="name shown in reports (default: name)"
+    )
 
     @property
     def display_name(self) -> str:
@@ -37,7 +50,7 @@ class OptimizerSpec(Strict):
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only; Adam uses betas")
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0.0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = Field((0.9, 0.999), strict=False)  # YAML and JSON give lists
     eps: float = Field(1e-8, gt=0)
 
 
@@ -49,10 +62,10 @@ class RunSpec(Strict):
     optimizer: OptimizerSpec
     schedule: dict[str, Any] = Field(description="name, label and resolved parameters")
     budget: float = Field(gt=0, le=1)
-    full_epochs: int = Field(gt=0)
-    epochs: int = Field(gt=0)
-    seed: int = Field(ge=0)
-    batch_size: int = Field(gt=0)
+    full_epochs: int = Field(gt=0, le=MAX_EPOCHS)
+    epochs: int = Field(gt=0, le=MAX_EPOCHS)
+    seed: int = Field(ge=0, lt=SEEDS_BELOW)
+    batch_size: int = Field(gt=0, le=MAX_BATCH)
     early_stop: dict[str, Any] | None = None
     snapshots: bool = False
 

@@ -1,12 +1,14 @@
 """Sweep configs: validated completely before anything trains, then expanded into run specs."""
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lrbench.config import expand, load_config, parse_config, with_data_root
+from lrbench.config import MAX_RUNS, expand, load_config, parse_config, with_data_root
 from lrbench.errors import UserError
+from lrbench.specs import RunSpec
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -47,7 +49,11 @@ def test_rex_config_is_the_paper_grid():
 
 
 def test_expansion_is_the_cartesian_product_with_budgets_as_epochs():
-    runs = expand(parse_config(with_(optimizers=[{"name": "sgd", "lr": [0.3, 0.1]}])))
+    grid = with_(
+        dataset={"name": "synthetic", "val_fraction": 0.1},
+        optimizers=[{"name": "sgd", "lr": [0.3, 0.1]}],
+    )
+    runs = expand(parse_config(grid))
     assert len(runs) == 1 * 2 * 2 * 2 * 2
     assert {r.epochs for r in runs} == {1, 10}
     assert {r.optimizer.lr for r in runs} == {0.3, 0.1}
@@ -137,3 +143,24 @@ def test_resolved_sweep_round_trips_through_yaml():
     cfg = load_config(CONFIGS / "rex.yaml")
     again = parse_config(yaml.safe_load(yaml.safe_dump(cfg.model_dump(mode="json"))))
     assert [r.run_id for r in expand(again)] == [r.run_id for r in expand(cfg)]
+
+
+def test_bounds_allow_the_largest_real_sizes():
+    largest = with_(
+        dataset={"name": "cifar10", "limit_train": 2**31 - 1, "val_fraction": 0.1},
+        full_epochs=100_000,
+        batch_size=2**20,
+        seeds=[0, 2**31 - 1],
+    )
+    assert parse_config(largest).seeds == [0, 2**31 - 1]
+    counted = with_(budgets=[1.0], schedules=["step"], seeds=MAX_RUNS)
+    assert parse_config(counted).seeds == MAX_RUNS
+    with pytest.raises(UserError, match=f"expands to {MAX_RUNS + 1:,} runs"):
+        parse_config(with_(budgets=[1.0], schedules=["step"], seeds=MAX_RUNS + 1))
+
+
+def test_run_specs_read_back_from_spec_json_under_strict_types():
+    """spec.json holds lists where a spec holds tuples (betas): reading it back still works."""
+    for spec in expand(load_config(CONFIGS / "rex.yaml")):
+        again = RunSpec.model_validate(json.loads(json.dumps(spec.model_dump(mode="json"))))
+        assert again == spec

@@ -35,7 +35,7 @@ class Modifiers(Strict):
         "iteration", "iteration, epoch, or a fraction of the budget in (0, 1]"
     )
     sample_at: list[float] | None = param(
-        None, "a strictly increasing list of fractions in [0, 1), e.g. [0.5, 0.75]"
+        None, "a strictly increasing list of fractions in [0, 1), e.g. [0.5, 0.75]", min_length=1
     )
 
     @field_validator("sample_every", mode="before")
