@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-DatasetName = Literal["cifar10", "cifar100", "synthetic", "imagefolder"]
+DatasetName = Literal["cifar10", "cifar100", "stl10", "synthetic", "imagefolder"]
 OptimizerName = Literal["sgd", "adam", "adamw", "sgd_schedulefree", "adamw_schedulefree"]
 
 
