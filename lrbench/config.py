@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from yaml import YAMLError
 
 from lrbench.errors import UserError, did_you_mean
-from lrbench.models import parse_model_name
+from lrbench.models import check_model_name
 from lrbench.optim import check_schedule
 from lrbench.schedules import ScheduleError, build_schedule
 from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec, Strict, epochs_for_budget
@@ -124,11 +124,11 @@ class SweepConfig(Strict):
     @field_validator("models")
     @classmethod
     def _known_models(cls, models: list[str]) -> list[str]:
-        for m in models:
+        for i, m in enumerate(models):
             try:
-                parse_model_name(m)
+                check_model_name(m)
             except UserError as err:
-                raise ValueError(str(err)) from None
+                raise ValueError(f"models[{i}]: {err}") from None
         return models
 
     @field_validator("budgets")
@@ -243,7 +243,7 @@ def _describe(err: dict) -> str:
         expected = err.get("ctx", {}).get("expected", "")
         choices = [c.strip(" '") for c in expected.replace(" or ", ",").split(",")]
         msg += did_you_mean(err["input"], choices)
-    if msg.startswith("schedules["):
+    if msg.startswith(("schedules[", "models[")):
         return msg
     return f"{loc}: {msg}" if loc else msg
 

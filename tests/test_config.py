@@ -80,7 +80,10 @@ def test_seeds_pair_schedules_within_a_cell():
     [
         (with_(modles=["resnet20"]), "modles: unknown key (did you mean 'models'?)"),
         (with_(models=["resnet21"]), "resnet depth must be 6n+2"),
-        (with_(models=["resnt20"]), "did you mean resnet20?"),
+        (
+            with_(models=["resnt20"]),
+            "models[0]: unknown model 'resnt20' (did you mean 'resnet20'?)",
+        ),
         (with_(dataset="cifar1O"), "did you mean 'cifar10'?"),
         (with_(dataset="cifar-10"), "dataset.name: Input should be"),
         (with_(budgets=[5, 100]), "(for 5% write 0.05)"),
