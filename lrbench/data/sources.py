@@ -1,5 +1,5 @@
 """Where images come from: torchvision's CIFAR and STL-10 files, an image folder or archive,
-or synthetic."""
+the user's own function, or synthetic."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 from filelock import FileLock
 
 from lrbench.data.imagefolder import load_imagefolder
+from lrbench.data.imported import load_imported
 from lrbench.data.raw import RawData
 from lrbench.data.synthetic import NUM_CLASSES, SIZE, make_synthetic
 from lrbench.errors import UserError
@@ -55,8 +56,8 @@ TORCHVISION = {
 
 
 def dataset_shape(spec: DatasetSpec) -> tuple[int, tuple[int, int]] | None:
-    """(classes, image size) of a built-in source, known without loading it; None for image
-    folders."""
+    """(classes, image size) of a built-in source, known without loading it; None for the
+    user's own data and image folders."""
     if spec.name in TORCHVISION:
         source = TORCHVISION[spec.name]
         return source.num_classes, (source.size, source.size)
@@ -73,7 +74,9 @@ def load_source(spec: DatasetSpec, data_dir: Path) -> RawData:
         return load_imagefolder(spec.root, data_dir / "cache")
     if spec.name == "synthetic":
         return make_synthetic()
-    known = ", ".join([*TORCHVISION, "synthetic", "imagefolder"])
+    if spec.name == "import":
+        return load_imported(spec)
+    known = ", ".join([*TORCHVISION, "synthetic", "imagefolder", "import"])
     raise UserError(f"unknown dataset {spec.name!r} (known: {known})")
 
 

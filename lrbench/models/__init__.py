@@ -1,8 +1,9 @@
-"""The models a run can train, by name: CIFAR ResNets, VGG, Wide ResNets.
+"""The models a run can train, by name: CIFAR ResNets, VGG, Wide ResNets; or the user's own.
 
     build_model("resnet20", 10)                       # resnet{6n+2}: resnet8 ... resnet1202
     build_model("vgg16", 100)                         # vgg11, vgg13, vgg16, vgg19
     build_model("wrn16-8", 10)                        # wrn{6n+4}-{width}
+    build_model(spec.model, num_classes)              # a name, or an ImportedModel (see imported)
 
 Every model draws its initial weights from torch's global RNG: seed it first. A name is checked
 (`check_model_name`) without building anything, so an absurd depth is refused at once.
@@ -11,10 +12,15 @@ Every model draws its initial weights from torch's global RNG: seed it first. A 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
+
 from torch import nn
 
 from lrbench.errors import UserError, did_you_mean
 from lrbench.models import resnet, vgg, wrn
+from lrbench.models.imported import build_imported
+from lrbench.specs import ImportedModel
 
 # lrbench/packed/models.py imports the ResNet's stage count under this name.
 _blocks_per_stage = resnet.blocks_per_stage
@@ -71,10 +77,15 @@ def parse_model_name(name: str) -> int:
     return numbers[0]
 
 
-def build_model(model: str, num_classes: int, shortcut: str = "A") -> nn.Module:
-    """A freshly initialised built-in model. `shortcut` is the ResNets' option."""
+def build_model(
+    model: str | ImportedModel | Mapping[str, Any], num_classes: int, shortcut: str = "A"
+) -> nn.Module:
+    """A freshly initialised model: a built-in name, or an imported factory as a run's spec
+    records it (an ImportedModel or its spec.json dict). `shortcut` is the ResNets' option."""
     if num_classes < 1:
         raise UserError(f"num_classes must be positive, got {num_classes}")
+    if not isinstance(model, str):
+        return build_imported(ImportedModel.model_validate(model), num_classes)
     family, numbers = _parse(model)
     option = shortcut.upper()
     if option not in resnet.SHORTCUTS:
