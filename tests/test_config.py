@@ -46,6 +46,19 @@ def test_rex_config_is_the_paper_grid():
     assert plateau.schedule["monitor"] == "val_loss"
 
 
+@pytest.mark.parametrize(
+    ("name", "model", "dataset", "epochs", "batch"),
+    [("vgg16-cifar100", "vgg16", "cifar100", 300, 128), ("wrn-stl10", "wrn16-8", "stl10", 200, 64)],
+)
+def test_the_papers_table_3_settings(name, model, dataset, epochs, batch):
+    runs = expand(load_config(CONFIGS / f"{name}.yaml"))
+    assert len(runs) == 2 * 8 * 6 * 3
+    assert {(r.model, r.dataset.name, r.full_epochs, r.batch_size) for r in runs} == {
+        (model, dataset, epochs, batch)
+    }
+    assert sorted({r.budget for r in runs}) == [0.01, 0.05, 0.1, 0.25, 0.5, 1.0]
+
+
 def test_expansion_is_the_cartesian_product_with_budgets_as_epochs():
     runs = expand(parse_config(with_(optimizers=[{"name": "sgd", "lr": [0.3, 0.1]}])))
     assert len(runs) == 1 * 2 * 2 * 2 * 2
