@@ -28,6 +28,10 @@ class ImportedModel(Strict):
     args: dict[str, Any] = Field(default_factory=dict, description="the factory's keywords")
     source: str = Field(description="hash of the factory's module source (lrbench.imports)")
 
+    def __hash__(self) -> int:
+        """Frozen, so usable as a key (to group runs by model), though `args` is a dict."""
+        return hash(json.dumps(self.model_dump(mode="json"), sort_keys=True))
+
 
 def import_label(ref: str) -> str:
     """The default name of an imported model or dataset: its function's ("mod:make" -> "make")."""
@@ -41,8 +45,8 @@ def _unset(value: Any) -> bool:
 class DatasetSpec(Strict):
     """A built-in source by name, an image folder, or the user's own function (`import`).
 
-    The import fields are left out of the dump while unset, so that adding them changed no
-    existing run's id.
+    The import fields are left out of the dump while unset: adding them changed no existing
+    run's id.
     """
 
     model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)

@@ -362,5 +362,6 @@ def test_imported_models_are_a_spec_type_of_their_own():
         {"import": "m:f", "label": "f", "args": {}, "source": "0" * 16}
     )
     assert model.ref == "m:f"
+    assert {model: 1}[ImportedModel.model_validate(model.model_dump())] == 1  # a key, like a name
     with pytest.raises(ValueError, match="label"):
         ImportedModel.model_validate({"import": "m:f", "source": "0" * 16})

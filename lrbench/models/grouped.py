@@ -35,7 +35,9 @@ class GroupedLayers:
         self.training = training
         self.groups = groups
 
-    def conv(self, x: torch.Tensor, stride: int = 1, padding: int = 1, bias: bool = False):
+    def conv(
+        self, x: torch.Tensor, stride: int = 1, padding: int = 1, bias: bool = False
+    ) -> torch.Tensor:
         """The next convolution: weight [G*O, I, kh, kw], then bias [G*O] when it has one."""
         weight = next(self._weights)
         return F.conv2d(

@@ -22,29 +22,7 @@ CONFIGS: dict[int, tuple[int | str, ...]] = {
     11: (64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M),
     13: (64, 64, M, 128, 128, M, 256, 256, M, 512, 512, M, 512, 512, M),
     16: (64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M),
-    19: (
-        64,
-        64,
-        M,
-        128,
-        128,
-        M,
-        256,
-        256,
-        256,
-        256,
-        M,
-        512,
-        512,
-        512,
-        512,
-        M,
-        512,
-        512,
-        512,
-        512,
-        M,
-    ),
+    19: (64, 64, M, 128, 128, M, *[256] * 4, M, *[512] * 4, M, *[512] * 4, M),
 }
 
 
@@ -60,9 +38,13 @@ class VGG(nn.Module):
             if item == M:
                 layers.append(nn.MaxPool2d(2))
             else:
-                layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.BatchNorm2d(int(item))]
-                layers.append(nn.ReLU(inplace=True))
-                channels = int(item)
+                width = int(item)
+                layers += [
+                    nn.Conv2d(channels, width, 3, padding=1),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                ]
+                channels = width
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(channels, num_classes)
         for m in self.modules():
