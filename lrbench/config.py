@@ -17,12 +17,16 @@ import stat
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from yaml import YAMLError
 from yaml.reader import ReaderError
 
+from lrbench.data.imported import resolve_dataset
+from lrbench.data.sources import dataset_shape
 from lrbench.errors import UserError, did_you_mean
-from lrbench.models import parse_model_name
+from lrbench.imports import add_search_path
+from lrbench.models import check_model_name
+from lrbench.models.imported import check_imported, resolve_import
 from lrbench.optim import check_schedule
 from lrbench.schedules import ScheduleError, build_schedule
 from lrbench.specs import (
@@ -30,10 +34,12 @@ from lrbench.specs import (
     MAX_EPOCHS,
     SEEDS_BELOW,
     DatasetSpec,
+    ImportedModel,
     OptimizerSpec,
     RunSpec,
     Strict,
     epochs_for_budget,
+    import_label,
 )
 from lrbench.yamlio import load_yaml
 
@@ -104,6 +110,18 @@ class OptimizerEntry(OptimizerSpec):
         return self.lr if isinstance(self.lr, list) else [self.lr]
 
 
+class ModelEntry(Strict):
+    """Your own model in `models:`: `{import: "module:factory", label: mynet, args: {...}}`."""
+
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
+
+    ref: str = Field(alias="import", description="module:factory")
+    label: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._+-]+$", description="run ids and reports (default: factory)"
+    )
+    args: dict[str, Any] = Field(default_factory=dict, description="keywords of the factory")
+
+
 class EarlyStop(Strict):
     """Stop a run whose metric stalls; judged only at cycle ends for cyclical schedules."""
 
@@ -170,7 +188,7 @@ class ExecutorConfig(Strict):
 class SweepConfig(Strict):
     name: str = Field(min_length=1, max_length=100, description="the sweep's folder")
     dataset: DatasetSpec
-    models: list[str] = Field(min_length=1)
+    models: list[str | ModelEntry] = Field(min_length=1)
     optimizers: list[OptimizerEntry] = Field(min_length=1)
     full_epochs: int = Field(gt=0, le=MAX_EPOCHS)
     budgets: list[float] = Field(min_length=1)
@@ -202,18 +220,58 @@ class SweepConfig(Strict):
     def _dataset_shorthand(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
 
-    @field_validator("models")
+    @field_validator("dataset")
     @classmethod
-    def _known_models(cls, models: list[str]) -> list[str]:
-        for m in models:
-            try:
-                parse_model_name(m)
-            except UserError as err:
-                raise ValueError(str(err)) from None
-        twice = _first_repeat(models)
-        if twice is not None:
-            raise ValueError(f"lists {shown(twice)} twice; its runs would train and count twice")
-        return models
+    def _no_hash_by_hand(cls, dataset: DatasetSpec) -> DatasetSpec:
+        if dataset.source is not None:
+            raise ValueError("source is lrbench's hash of your dataset's module, not a setting")
+        return dataset
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _known_models(cls, models: Any) -> Any:
+        """Built-in names checked, own models parsed: each problem names its `models[i]`."""
+        if not isinstance(models, list):
+            return models
+        out = []
+        for i, m in enumerate(models):
+            where = f"models[{i}]"
+            if isinstance(m, str):
+                try:
+                    check_model_name(m)
+                except UserError as err:
+                    raise ValueError(f"{where}: {err}") from None
+            elif isinstance(m, dict):
+                m = _model_entry(m, where)
+            out.append(m)
+        return out
+
+    @model_validator(mode="after")
+    def _models_distinct(self) -> SweepConfig:
+        labels = [m if isinstance(m, str) else m.label or import_label(m.ref) for m in self.models]
+        for i, label in enumerate(labels):
+            if labels.index(label) < i:
+                raise ValueError(f"models[{i}]: {label!r} is listed twice")
+            if not isinstance(self.models[i], str) and _is_builtin(label):
+                raise ValueError(
+                    f"models[{i}].label: {label!r} is a built-in model's name; choose another"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _imports_build(self) -> SweepConfig:
+        """Your own data imports and your own models build, and map images to class logits
+        (when the dataset's image size and class count are known before loading it)."""
+        shape = dataset_shape(self.dataset)
+        num_classes, size = shape if shape else (10, None)
+        try:
+            resolve_dataset(self.dataset, "dataset")
+            for i, model in enumerate(self.resolved_models()):
+                if isinstance(model, ImportedModel):
+                    check_imported(model, num_classes, size, f"models[{i}]")
+        except UserError as err:
+            raise ValueError(str(err)) from None
+        return self
 
     @field_validator("budgets")
     @classmethod
@@ -323,6 +381,13 @@ class SweepConfig(Strict):
             raise ValueError(f"schedules: label {dup[0]!r} is used twice; give one a `label:`")
         return self
 
+    def resolved_models(self) -> list[str | ImportedModel]:
+        """The models as runs record them: names, and imports with their source hashes."""
+        return [
+            m if isinstance(m, str) else resolve_import(m.ref, m.label, m.args, f"models[{i}]")
+            for i, m in enumerate(self.models)
+        ]
+
     @property
     def seed_list(self) -> list[int]:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else self.seeds
@@ -385,6 +450,8 @@ def _describe(loc: str, errors: list[dict]) -> str:
         return f"{loc}: required key is missing"
     if err["type"] == "value_error":  # our validators' messages name the value themselves
         msg = err["msg"].removeprefix("Value error, ")
+        if msg.startswith(("schedules[", "models[")):
+            return msg
         return f"{loc}: {msg}" if loc else msg
     msg = " or ".join(
         [err["msg"], *(e["msg"].removeprefix("Input should be ") for e in errors[1:])]
@@ -397,6 +464,32 @@ def _describe(loc: str, errors: list[dict]) -> str:
     return f"{loc}: {msg}, got {shown(err.get('input'))}{hint}"
 
 
+def _model_entry(raw: dict, where: str) -> ModelEntry:
+    """A `models` mapping as a ModelEntry; its problems as one line naming `models[i].key`."""
+    try:
+        return ModelEntry.model_validate(raw)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            key = ".".join(str(part) for part in e["loc"])
+            if e["type"] == "extra_forbidden":
+                hint = did_you_mean(key, ["import", "label", "args"])
+                problems.append(f"{where}.{key}: unknown key{hint}")
+            elif e["type"] == "missing":
+                problems.append(f"{where}.{key}: required key is missing")
+            else:
+                problems.append(f"{where}.{key}: {e['msg']}")
+        raise ValueError("; ".join(problems)) from None
+
+
+def _is_builtin(name: str) -> bool:
+    try:
+        check_model_name(name)
+    except UserError:
+        return False
+    return True
+
+
 def load_config(path: str | Path) -> SweepConfig:
     """Read and validate a sweep file; every problem is reported at once, naming file and key."""
     path = Path(path)
@@ -407,6 +500,7 @@ def load_config(path: str | Path) -> SweepConfig:
         raise UserError(_yaml_problem(path, text, err)) from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of keys (name, dataset, models, ...)")
+    add_search_path(path.parent, Path.cwd())
     return parse_config(raw, source=str(path))
 
 
@@ -478,7 +572,8 @@ def with_data_root(config: SweepConfig, root: str) -> SweepConfig:
     if not Path(root).exists():
         raise UserError(f"--data-root {root}: no such file or folder")
     ds = config.dataset
-    dataset = ds.model_copy(update={"name": "imagefolder", "root": root, "label": ds.display_name})
+    moved = {"name": "imagefolder", "root": root, "label": ds.display_name}
+    dataset = ds.model_copy(update={**moved, "ref": None, "args": None, "source": None})
     return config.model_copy(update={"dataset": dataset})
 
 
@@ -490,14 +585,15 @@ def expand(config: SweepConfig) -> list[RunSpec]:
     """
     runs = []
     schedules = config.resolved_schedules()
+    dataset = resolve_dataset(config.dataset, "dataset")
     for model, opt, schedule, budget, seed in itertools.product(
-        config.models, config.optimizers, schedules, config.budgets, config.seed_list
+        config.resolved_models(), config.optimizers, schedules, config.budgets, config.seed_list
     ):
         for lr in opt.rates:
             runs.append(
                 RunSpec(
                     model=model,
-                    dataset=config.dataset,
+                    dataset=dataset,
                     optimizer=OptimizerSpec(**{**opt.model_dump(), "lr": lr}),
                     schedule=schedule,
                     budget=budget,

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-DatasetName = Literal["cifar10", "cifar100", "synthetic", "imagefolder"]
+DatasetName = Literal["cifar10", "cifar100", "stl10", "synthetic", "imagefolder", "import"]
 OptimizerName = Literal["sgd", "adam", "adamw", "sgd_schedulefree", "adamw_schedulefree"]
 
 # Sizes past any real use that would overflow, or never end, deep inside a run.
@@ -25,8 +25,45 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
+class ImportedModel(Strict):
+    """The user's own model as a run records it. spec.json writes `ref` as `import`."""
+
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
+
+    ref: str = Field(alias="import", description="module:factory")
+    label: str = Field(description="the name run ids and reports show")
+    args: dict[str, Any] = Field(default_factory=dict, description="the factory's keywords")
+    source: str = Field(description="hash of the factory's module source (lrbench.imports)")
+
+    def __hash__(self) -> int:
+        """Frozen, so usable as a key (to group runs by model), though `args` is a dict."""
+        return hash(json.dumps(self.model_dump(mode="json"), sort_keys=True))
+
+
+def import_label(ref: str) -> str:
+    """The default name of an imported model or dataset: its function's ("mod:make" -> "make")."""
+    return ref.rpartition(":")[2].rpartition(".")[2]
+
+
+def _unset(value: Any) -> bool:
+    return value is None
+
+
 class DatasetSpec(Strict):
+    """A built-in source by name, an image folder, or the user's own function (`import`).
+
+    The import fields are left out of the dump while unset: adding them changed no existing
+    run's id.
+    """
+
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
+
     name: DatasetName
+    ref: str | None = Field(
+        None, alias="import", exclude_if=_unset, description="module:function returning the data"
+    )
+    args: dict[str, Any] | None = Field(None, exclude_if=_unset, description="its keywords")
+    source: str | None = Field(None, exclude_if=_unset, description="hash of its module source")
     root: str | None = Field(None, description="imagefolder: a folder or .tar[.gz|.xz] archive")
     limit_train: int | None = Field(
         None, gt=0, le=MAX_IMAGES, description="class-balanced training subset"
@@ -39,9 +76,27 @@ class DatasetSpec(Strict):
         None, min_length=1, max_length=100, description="name shown in reports (default: name)"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _import_names_the_source(cls, data: Any) -> Any:
+        """`{import: "module:function"}` needs no `name: import`."""
+        if isinstance(data, dict) and {"import", "ref"} & set(data) and "name" not in data:
+            return {"name": "import", **data}
+        return data
+
+    @model_validator(mode="after")
+    def _import_fields_go_together(self) -> DatasetSpec:
+        if self.name == "import" and not self.ref:
+            raise ValueError("name: import needs `import: module:function`")
+        if self.name != "import" and (self.ref, self.args, self.source) != (None, None, None):
+            raise ValueError(f"import and args belong to your own dataset, not to {self.name}")
+        return self
+
     @property
     def display_name(self) -> str:
-        return self.label or self.name
+        if self.label:
+            return self.label
+        return import_label(self.ref) if self.ref else self.name
 
 
 class OptimizerSpec(Strict):
@@ -57,7 +112,7 @@ class OptimizerSpec(Strict):
 class RunSpec(Strict):
     """Everything that determines a run's numbers. Its hash is part of the run id."""
 
-    model: str
+    model: str | ImportedModel = Field(description="a built-in model's name, or the user's own")
     dataset: DatasetSpec
     optimizer: OptimizerSpec
     schedule: dict[str, Any] = Field(description="name, label and resolved parameters")
@@ -97,10 +152,15 @@ class RunSpec(Strict):
         return str(self.schedule.get("label") or self.schedule["name"])
 
     @property
+    def model_label(self) -> str:
+        """The model's name in run ids and reports: a built-in's name, an import's label."""
+        return self.model if isinstance(self.model, str) else self.model.label
+
+    @property
     def run_id(self) -> str:
         opt = f"{self.optimizer.name}{self.optimizer.lr:g}"
         return (
-            f"{self.model}-{self.dataset.display_name}-{opt}-{self.label}"
+            f"{self.model_label}-{self.dataset.display_name}-{opt}-{self.label}"
             f"-b{self.budget:g}-s{self.seed}-{self.digest()}"
         ).replace("/", "_")
 

@@ -48,6 +48,19 @@ def test_rex_config_is_the_paper_grid():
     assert plateau.schedule["monitor"] == "val_loss"
 
 
+@pytest.mark.parametrize(
+    ("name", "model", "dataset", "epochs", "batch"),
+    [("vgg16-cifar100", "vgg16", "cifar100", 300, 128), ("wrn-stl10", "wrn16-8", "stl10", 200, 64)],
+)
+def test_the_papers_table_3_settings(name, model, dataset, epochs, batch):
+    runs = expand(load_config(CONFIGS / f"{name}.yaml"))
+    assert len(runs) == 2 * 8 * 6 * 3
+    assert {(r.model, r.dataset.name, r.full_epochs, r.batch_size) for r in runs} == {
+        (model, dataset, epochs, batch)
+    }
+    assert sorted({r.budget for r in runs}) == [0.01, 0.05, 0.1, 0.25, 0.5, 1.0]
+
+
 def test_expansion_is_the_cartesian_product_with_budgets_as_epochs():
     grid = with_(
         dataset={"name": "synthetic", "val_fraction": 0.1},
@@ -86,7 +99,10 @@ def test_seeds_pair_schedules_within_a_cell():
     [
         (with_(modles=["resnet20"]), "modles: unknown key (did you mean 'models'?)"),
         (with_(models=["resnet21"]), "resnet depth must be 6n+2"),
-        (with_(models=["resnt20"]), "did you mean resnet20?"),
+        (
+            with_(models=["resnt20"]),
+            "models[0]: unknown model 'resnt20' (did you mean 'resnet20'?)",
+        ),
         (with_(dataset="cifar1O"), "did you mean 'cifar10'?"),
         (with_(dataset="cifar-10"), "dataset.name: Input should be"),
         (with_(budgets=[5, 100]), "(for 5% write 0.05)"),

@@ -14,18 +14,22 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from lrbench.data import (
     DeviceData,
     Splits,
     crop_flip,
+    crop_pad,
     default_data_dir,
     epoch_draws,
     load_splits,
     normalize,
 )
 from lrbench.data import imagefolder as imagefolder_module
+from lrbench.data.splits import LIMIT_SEED, balanced_subset, even_quotas
 from lrbench.errors import UserError
 from lrbench.specs import DatasetSpec
 
@@ -109,13 +113,46 @@ def test_synthetic_classes_are_separable_but_not_trivial(tmp_path):
 
 
 def test_limit_train_is_class_balanced_and_the_same_every_time(tmp_path):
-    spec = DatasetSpec(name="synthetic", limit_train=505)
+    spec = DatasetSpec(name="synthetic", limit_train=500)
     a, b = load_splits(spec, tmp_path), load_splits(spec, tmp_path)
     assert torch.bincount(a.train_y).tolist() == [50] * 10
     assert torch.equal(a.train_x, b.train_x)
     full = set(image_digests(load_splits(SYNTHETIC, tmp_path).train_x))
     assert set(image_digests(a.train_x)) <= full
     assert a.test_x.shape[0] == 500
+
+
+def test_limit_train_trains_exactly_that_many_images(tmp_path):
+    """129 over 10 classes: 12 of one class and 13 of the nine others, not 120."""
+    s = load_splits(DatasetSpec(name="synthetic", limit_train=129), tmp_path)
+    assert len(s.train_y) == 129
+    assert sorted(torch.bincount(s.train_y).tolist()) == [12] + [13] * 9
+
+
+def test_a_multiple_of_the_classes_picks_the_images_it_always_picked():
+    """limit // K of each class, from one seeded permutation per class: existing runs' data."""
+    labels = np.random.default_rng(3).permutation(np.arange(1000) % 10)
+    rng = np.random.default_rng(LIMIT_SEED)
+    before = np.sort(
+        np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:37] for c in range(10)])
+    )
+    assert np.array_equal(balanced_subset(labels, 370, 10), before)
+
+
+def test_a_small_class_gives_all_it_has_and_the_others_make_up_the_rest():
+    labels = np.array([0] * 3 + [1] * 50 + [2] * 50)
+    subset = balanced_subset(labels, 60, 3)
+    assert len(subset) == 60 and np.bincount(labels[subset]).tolist() == [3, 28, 29]
+
+
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=12), st.data())
+def test_quotas_sum_to_the_total_within_each_class_and_differ_by_at_most_one(sizes, data):
+    sizes = np.array(sizes)
+    total = data.draw(st.integers(0, int(sizes.sum())))
+    quotas = even_quotas(sizes, total)
+    assert quotas.sum() == total and (quotas <= sizes).all()
+    short = quotas[quotas < sizes]  # classes that could have given more
+    assert len(short) == 0 or quotas.max() - short.min() <= 1
 
 
 def test_val_split_is_disjoint_stratified_and_drawn_from_the_limited_set(tmp_path):
@@ -525,6 +562,67 @@ def test_cache_survives_a_reader_seeing_a_broken_entry(folder, tmp_path):
     (entry,) = (tmp_path / "cache").glob("*.npz")
     entry.write_bytes(io.BytesIO(b"PK\x03\x04 broken").getvalue())
     check_folder_splits(load_splits(spec, tmp_path))
+
+
+# --- STL-10: torchvision's files, 96 pixels -------------------------------------------------
+
+
+def write_fake_stl10(root: Path, n_train: int = 20, n_test: int = 10) -> None:
+    """torchvision's binary layout: column-major 96x96 planes, labels 1..10, one byte each."""
+    folder = root / "stl10_binary"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        rng.integers(0, 256, size=n * 3 * 96 * 96, dtype=np.uint8).tofile(folder / f"{split}_X.bin")
+        (np.arange(n, dtype=np.uint8) % 10 + 1).tofile(folder / f"{split}_y.bin")
+    (folder / "class_names.txt").write_text("\n".join(f"c{i}" for i in range(10)))
+
+
+def test_stl10_reads_torchvision_files_as_96_pixel_nchw(tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    monkeypatch.setattr(datasets.STL10, "_check_integrity", lambda self: True)
+    write_fake_stl10(tmp_path)
+    s = load_splits(DatasetSpec(name="stl10"), tmp_path)
+    assert s.train_x.shape == (20, 3, 96, 96) and s.test_x.shape == (10, 3, 96, 96)
+    assert s.train_y.dtype == torch.int64 and s.train_y.tolist()[:11] == [*range(10), 0]
+    assert s.num_classes == 10 and s.classes[3] == "c3"
+    stl = datasets.STL10(str(tmp_path), split="train")
+    assert np.array_equal(s.train_x.numpy(), stl.data)
+
+
+def test_stl10_without_files_or_network_says_where_to_put_them(tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    def offline(self):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(datasets.STL10, "download", offline)
+    with pytest.raises(UserError) as info:
+        load_splits(DatasetSpec(name="stl10"), tmp_path)
+    message = str(info.value)
+    assert message.startswith("STL-10 is not in")
+    assert f"'stl10_binary' folder in {tmp_path}" in message and "network unreachable" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(("size", "pad"), [(32, 4), (8, 4), (28, 4), (64, 8), (96, 12)])
+def test_the_crop_padding_scales_with_the_image_from_4_at_32_pixels(size, pad):
+    assert crop_pad((size, size)) == pad
+    assert DeviceData(make_splits(n=10, size=size), "cpu").pad == pad
+
+
+def test_stl10_sized_batches_are_crops_of_images_padded_by_12():
+    splits = make_splits(n=300, size=96, identity=False)
+    splits.train_x.clamp_(min=1)  # no zero pixel inside, so padding shows
+    data = DeviceData(splits, "cpu", channels_last=False)
+    edges = []
+    for x, _ in data.train_batches(0, 0, 100):
+        zero = as_uint8(x)[:, 0] == 0  # mean 0, std 1: zero pixels are padding
+        left = zero.all(dim=1).int().cumprod(dim=1).sum(dim=1)
+        right = zero.all(dim=1).flip(1).int().cumprod(dim=1).sum(dim=1)
+        edges += (left + right).tolist()
+    assert max(edges) == 12 and min(edges) == 0  # offsets 0..24 leave 0..12 padded columns
 
 
 def test_zero_padding_is_used_for_crops():

@@ -1,4 +1,5 @@
-"""The CIFAR ResNets: the sizes of He et al. 2016, the shapes a trainer relies on, and errors."""
+"""The model registry and the CIFAR ResNets: the sizes of He et al. 2016, the shapes a trainer
+relies on, names and their bounds, and errors."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import pytest
 import torch
 
 from lrbench.errors import UserError
-from lrbench.models import build_model, count_parameters, model_names, parse_model_name
+from lrbench.models import (
+    build_model,
+    check_model_name,
+    count_parameters,
+    model_names,
+    parse_model_name,
+)
 
 # Option A counts are the paper's table (0.27M, 0.46M, 0.66M, 0.85M, 1.7M); option B adds the two
 # 1x1 projection convs and their BNs: 16*32 + 32*64 + 2*(32 + 64) = 2,752 parameters.
@@ -69,7 +76,7 @@ def test_convs_get_kaiming_normal_init():
     assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.05)
 
 
-def test_registry_lists_the_standard_depths():
+def test_registry_lists_the_standard_depths_and_the_other_families():
     assert model_names() == [
         "resnet20",
         "resnet32",
@@ -77,6 +84,12 @@ def test_registry_lists_the_standard_depths():
         "resnet44",
         "resnet56",
         "resnet110",
+        "vgg11",
+        "vgg13",
+        "vgg16",
+        "vgg19",
+        "wrn16-8",
+        "wrn28-10",
     ]
 
 
@@ -94,14 +107,44 @@ def test_depth_must_be_6n_plus_2(name):
 
 
 def test_unknown_name_suggests_the_closest():
-    with pytest.raises(UserError, match="did you mean resnet20") as info:
+    with pytest.raises(UserError, match="did you mean 'resnet20'") as info:
         build_model("resnt20", 10)
     assert "\n" not in str(info.value)
 
 
-def test_unknown_name_without_a_close_match_lists_the_known():
-    with pytest.raises(UserError, match="resnet110"):
-        build_model("vgg16", 10)
+def test_unknown_name_without_a_close_match_lists_the_families():
+    with pytest.raises(UserError, match=r"resnet\{6n\+2\}.*vgg11/13/16/19.*wrn.*import") as info:
+        build_model("alexnet", 10)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["resnet1202", "vgg11", "vgg19", "wrn10-1", "wrn28-10", "WRN16-8"])
+def test_the_largest_and_smallest_of_each_family_are_names(name):
+    check_model_name(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("resnet6000000002", "resnet depth 6000000002 is beyond 1202"),
+        ("resnet1208", "resnet depth 1208 is beyond 1202"),
+        ("vgg15", "vgg depth must be one of 11, 13, 16, 19, got 15"),
+        ("wrn15-8", "wrn depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 40, ...), got 15"),
+        ("wrn106-8", "wrn depth 106 is beyond 100"),
+        ("wrn16-80", "wrn width must be between 1 and 16, got 80"),
+        ("wrn16-0", "wrn width must be between 1 and 16, got 0"),
+    ],
+)
+def test_absurd_sizes_are_refused_at_once_naming_the_value(name, says):
+    with pytest.raises(UserError) as info:
+        check_model_name(name)
+    assert says in str(info.value) and "\n" not in str(info.value)
+
+
+def test_parse_model_name_is_a_resnets_depth():
+    assert parse_model_name("resnet56") == 56
+    with pytest.raises(UserError, match="not a CIFAR ResNet"):
+        parse_model_name("vgg16")
 
 
 def test_bad_shortcut_and_class_count():

@@ -1,5 +1,6 @@
-"""Device-resident batches: the dataset lives on the device as uint8, and shuffling, pad-4 random
-crop, horizontal flip and normalisation run there too, with no host sync and no worker processes.
+"""Device-resident batches: the dataset lives on the device as uint8, and shuffling, random crop
+(pad 4 at 32 pixels, scaled with the image: `crop_pad`), horizontal flip and normalisation run
+there too, with no host sync and no worker processes.
 
 All randomness of an epoch comes from one device generator seeded from (seed, epoch) alone, so an
 epoch's batches are a pure function of (seed, epoch) on a given device type: resuming at an epoch
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 
 from lrbench.data.splits import Splits
 
-PAD = 4
+PAD = 4  # the random crop's padding at 32 pixels (He et al.'s CIFAR recipe); see crop_pad
 EVAL_BATCH = 1000  # evaluation keeps no activations for backward: big batches, few launches
 _MIN_STD = 1e-6
 
@@ -54,6 +55,12 @@ def normalize(
     return x.float().div_(255.0).sub_(mean).div_(std.clamp_min(_MIN_STD))
 
 
+def crop_pad(image_size: tuple[int, int]) -> int:
+    """The random crop's padding for images of this size: PAD at 32 pixels, in proportion to
+    the shorter side above that (12 at STL-10's 96), never below PAD."""
+    return max(PAD, round(PAD * min(image_size) / 32))
+
+
 def crop_flip(
     x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int = PAD
 ) -> torch.Tensor:
@@ -77,27 +84,35 @@ class EpochDraws:
     the order of the images, and the crop offsets and flip of the image at each position."""
 
     order: torch.Tensor  # [N] int64
-    dy: torch.Tensor  # [N], in [0, 2 * PAD]
+    dy: torch.Tensor  # [N], in [0, 2 * pad]
     dx: torch.Tensor  # [N]
     flip: torch.Tensor  # [N] bool
 
 
-def epoch_draws(seed: int, epoch: int, n: int, device: torch.device | str) -> EpochDraws:
-    """The draws of epoch `epoch` of a run seeded `seed` over n training images, on `device`."""
+def epoch_draws(
+    seed: int, epoch: int, n: int, device: torch.device | str, pad: int = PAD
+) -> EpochDraws:
+    """The draws of epoch `epoch` of a run seeded `seed` over n training images, on `device`,
+    for crops of images padded by `pad` (DeviceData.pad)."""
     gen = epoch_generator(seed, epoch, device)
     order = permutation(n, gen)
-    offsets = torch.randint(0, 2 * PAD + 1, (2, n), generator=gen, device=gen.device)
+    offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=gen, device=gen.device)
     flip = torch.randint(0, 2, (n,), generator=gen, device=gen.device).bool()
     return EpochDraws(order, offsets[0], offsets[1], flip)
 
 
 class DeviceData:
-    """The splits moved to one device once; batches are drawn there."""
+    """The splits moved to one device once; batches are drawn there.
+
+    `pad` is the random crop's padding for these images (`crop_pad`): whoever draws its own
+    batches passes it to `epoch_draws` and `crop_flip`, to get the batches train_batches gets.
+    """
 
     def __init__(self, splits: Splits, device: torch.device | str, channels_last: bool = True):
         self.device = torch.device(device)
         self.channels_last = channels_last
         self.num_classes = splits.num_classes
+        self.pad = crop_pad(splits.image_size)
         self.mean = channel_tensor(splits.mean, self.device)
         self.std = channel_tensor(splits.std, self.device)
         self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {
@@ -126,12 +141,12 @@ class DeviceData:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every training image once, shuffled and augmented; the last batch may be short."""
         x, y = self._splits["train"]
-        draws = epoch_draws(seed, epoch, len(y), self.device)
+        draws = epoch_draws(seed, epoch, len(y), self.device, self.pad)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         for start in range(0, len(y), batch_size):
             at = slice(start, start + batch_size)
             idx = draws.order[at]
-            xb = crop_flip(x[idx], draws.dy[at], draws.dx[at], draws.flip[at])
+            xb = crop_flip(x[idx], draws.dy[at], draws.dx[at], draws.flip[at], self.pad)
             yield normalize(xb, self.mean, self.std).contiguous(memory_format=fmt), y[idx]
 
     def eval_batches(

@@ -83,9 +83,13 @@ def load_splits(spec: DatasetSpec, data_dir: str | Path | None = None) -> Splits
 def balanced_subset(
     labels: np.ndarray, limit: int, num_classes: int, key: str = "limit_train"
 ) -> np.ndarray:
-    """limit // num_classes images of each class (all of a smaller class), sorted indices."""
-    per_class = limit // num_classes
-    if per_class < 1:
+    """Exactly `limit` sorted indices, as even over the classes as their sizes allow.
+
+    limit // K images of each of the K classes and one more of limit % K of them (the largest
+    classes, then the last), so that `limit_train: 129` trains 129 images, not 120. A class
+    with too few images gives all it has and the others make up the difference.
+    """
+    if limit < num_classes:
         raise UserError(
             f"{key}={limit} is below the number of classes ({num_classes}): "
             "a class-balanced subset needs at least one image per class"
@@ -93,8 +97,20 @@ def balanced_subset(
     if limit > len(labels):
         raise UserError(f"{key}={limit} exceeds the {len(labels)} images of that split")
     rng = np.random.default_rng(LIMIT_SEED)
-    picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(num_classes)]
-    return np.sort(np.concatenate(picks))
+    members = [rng.permutation(np.flatnonzero(labels == c)) for c in range(num_classes)]
+    quotas = even_quotas(np.array([len(m) for m in members]), limit)
+    return np.sort(np.concatenate([m[:q] for m, q in zip(members, quotas, strict=True)]))
+
+
+def even_quotas(sizes: np.ndarray, total: int) -> np.ndarray:
+    """How many of each class to take: `total` in all (at most sum(sizes)), each class capped
+    by its size, the rest as equal as integers allow; smaller classes are served first."""
+    quotas = np.zeros_like(sizes)
+    left = total
+    for served, c in enumerate(np.argsort(sizes, kind="stable")):
+        quotas[c] = min(sizes[c], left // (len(sizes) - served))
+        left -= quotas[c]
+    return quotas
 
 
 def stratified_split(

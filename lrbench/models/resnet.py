@@ -1,4 +1,4 @@
-"""The CIFAR ResNets of He et al. 2016 (depth 6n+2), behind one name-based registry.
+"""The CIFAR ResNets of He et al. 2016: `resnet{6n+2}`, from resnet8 to resnet1202.
 
 Option A shortcuts (stride-2 subsample + zero-padded channels, no parameters) are the paper's
 CIFAR choice and the default; option B (1x1 conv + BN where the shape changes) is available
@@ -7,9 +7,6 @@ because much public code uses it and its parameter count differs.
 
 from __future__ import annotations
 
-import difflib
-import re
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,8 +14,8 @@ from torch import nn
 from lrbench.errors import UserError
 
 STANDARD_DEPTHS = (20, 32, 38, 44, 56, 110)
+MAX_DEPTH = 1202
 SHORTCUTS = ("A", "B")
-_NAME = re.compile(r"resnet(\d+)")
 
 
 class _ZeroPadShortcut(nn.Module):
@@ -62,7 +59,7 @@ class CifarResNet(nn.Module):
 
     def __init__(self, depth: int, num_classes: int, shortcut: str = "A") -> None:
         super().__init__()
-        n = _blocks_per_stage(depth)
+        n = blocks_per_stage(depth)
         self.depth = depth
         self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
@@ -89,44 +86,14 @@ class CifarResNet(nn.Module):
         return self.fc(x)
 
 
-def _blocks_per_stage(depth: int) -> int:
+def blocks_per_stage(depth: int) -> int:
+    """n for depth 6n+2; UserError naming the depth when it is not one, or beyond MAX_DEPTH."""
     if depth < 8 or (depth - 2) % 6:
         raise UserError(
             f"resnet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth}"
         )
-    return (depth - 2) // 6
-
-
-def model_names() -> list[str]:
-    """The named depths; any other resnet{6n+2} is accepted too."""
-    return [f"resnet{d}" for d in STANDARD_DEPTHS]
-
-
-def parse_model_name(name: str) -> int:
-    """The depth a model name stands for; UserError (with a suggestion) when it names nothing."""
-    match = _NAME.fullmatch(name.strip().lower())
-    if match is None:
-        close = difflib.get_close_matches(name.lower(), model_names(), n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
+    if depth > MAX_DEPTH:
         raise UserError(
-            f"unknown model {name!r}{hint} (known: {', '.join(model_names())}, "
-            "or any resnet{6n+2})"
+            f"resnet depth {depth} is beyond {MAX_DEPTH}, the deepest CIFAR ResNet of He et al."
         )
-    depth = int(match.group(1))
-    _blocks_per_stage(depth)
-    return depth
-
-
-def build_model(name: str, num_classes: int, shortcut: str = "A") -> nn.Module:
-    """A freshly initialised model (draws from torch's global RNG: seed it first)."""
-    depth = parse_model_name(name)
-    if num_classes < 1:
-        raise UserError(f"num_classes must be positive, got {num_classes}")
-    option = shortcut.upper()
-    if option not in SHORTCUTS:
-        raise UserError(f"shortcut must be 'A' or 'B', got {shortcut!r}")
-    return CifarResNet(depth, num_classes, option)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    return (depth - 2) // 6
