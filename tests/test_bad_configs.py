@@ -136,7 +136,7 @@ BAD = {
         "schedules[0]: schedule 'exponential': sample_at=[] is not valid",
     ),
     # what would train or count twice
-    "model twice": ({"models": "[resnet8, resnet8]"}, "models: lists 'resnet8' twice"),
+    "model twice": ({"models": "[resnet8, resnet8]"}, "models[1]: 'resnet8' is listed twice"),
     "optimizer twice": (
         {"optimizers": "[{name: sgd, lr: 0.1}, {name: sgd, lr: [0.3, 0.1]}]"},
         "optimizers[1]: sgd with lr 0.1 repeats optimizers[0]",
@@ -160,8 +160,8 @@ BAD = {
     # names as the user wrote them
     "dataset cifar11": (
         {"dataset": "cifar11"},
-        "dataset.name: Input should be 'cifar10', 'cifar100', 'synthetic' or 'imagefolder', "
-        "got 'cifar11' (did you mean 'cifar10'?)",
+        "dataset.name: Input should be 'cifar10', 'cifar100', 'stl10', 'synthetic', "
+        "'imagefolder' or 'import', got 'cifar11' (did you mean 'cifar10'?)",
     ),
     "optimizer sgdd": (
         {"optimizers": "[{name: sgdd, lr: 0.1}]"},
