@@ -10,10 +10,11 @@ import itertools
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from yaml import YAMLError
 
 from lrbench.errors import UserError, did_you_mean
+from lrbench.imports import add_search_path
 from lrbench.models import parse_model_name
 from lrbench.optim import check_schedule
 from lrbench.schedules import ScheduleError, build_schedule
@@ -131,6 +132,24 @@ class SweepConfig(Strict):
                 raise ValueError(str(err)) from None
         return models
 
+    @field_validator("schedules")
+    @classmethod
+    def _schedules_build(
+        cls, schedules: list[str | dict[str, Any]], info: ValidationInfo
+    ) -> list[str | dict[str, Any]]:
+        """Every schedule builds; one named by import path is imported and tried here (unless
+        the context says imports=False) and its entry records the module's source hash, so
+        sweep.yaml names the code its runs ran and is read again without importing it."""
+        imports = (info.context or {}).get("imports", True)
+        out: list[str | dict[str, Any]] = []
+        for i, entry in enumerate(schedules):
+            try:
+                schedule = build_schedule(entry, imports=imports)
+            except ScheduleError as err:
+                raise ValueError(f"schedules[{i}]: {err}") from None
+            out.append(schedule.to_dict() if schedule.user_code else entry)
+        return out
+
     @field_validator("budgets")
     @classmethod
     def _fractions(cls, budgets: list[float]) -> list[float]:
@@ -173,7 +192,7 @@ class SweepConfig(Strict):
     def _optimizers_follow_schedules(self) -> SweepConfig:
         for i, opt in enumerate(self.optimizers):
             for entry in self.resolved_schedules():
-                schedule = build_schedule(entry)
+                schedule = build_schedule(entry, imports=False)
                 try:
                     check_schedule(opt, schedule.sets_momentum, schedule.momenta(1000, 10))
                 except UserError as err:
@@ -195,10 +214,11 @@ class SweepConfig(Strict):
         return list(range(self.seeds)) if isinstance(self.seeds, int) else self.seeds
 
     def resolved_schedules(self) -> list[dict[str, Any]]:
+        """The schedules as run specs record them; imports were tried when the config was read."""
         out = []
         for i, entry in enumerate(self.schedules):
             try:
-                out.append(build_schedule(entry).to_dict())
+                out.append(build_schedule(entry, imports=False).to_dict())
             except ScheduleError as err:
                 raise ValueError(f"schedules[{i}]: {err}") from None
         return out
@@ -248,8 +268,12 @@ def _describe(err: dict) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-def load_config(path: str | Path) -> SweepConfig:
-    """Read and validate a sweep file; every problem is reported at once, naming file and key."""
+def load_config(path: str | Path, imports: bool = True) -> SweepConfig:
+    """Read and validate a sweep file; every problem is reported at once, naming file and key.
+
+    Import paths in it resolve against the file's folder and the current directory. With
+    imports=False (a results folder's sweep.yaml, read by `status`) no user code is imported.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such config file")
@@ -262,12 +286,14 @@ def load_config(path: str | Path) -> SweepConfig:
         raise UserError(f"{where}: not valid YAML: {problem}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of keys (name, dataset, models, ...)")
-    return parse_config(raw, source=str(path))
+    if imports:
+        add_search_path(path.parent, Path.cwd())
+    return parse_config(raw, source=str(path), imports=imports)
 
 
-def parse_config(raw: dict, source: str = "<config>") -> SweepConfig:
+def parse_config(raw: dict, source: str = "<config>", imports: bool = True) -> SweepConfig:
     try:
-        return SweepConfig.model_validate(raw)
+        return SweepConfig.model_validate(raw, context={"imports": imports})
     except ValidationError as err:
         problems = sorted({_describe(e) for e in err.errors()})
         raise UserError(f"{source}: " + "; ".join(problems)) from None
