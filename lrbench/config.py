@@ -286,8 +286,8 @@ def load_config(path: str | Path, imports: bool = True) -> SweepConfig:
         raise UserError(f"{where}: not valid YAML: {problem}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of keys (name, dataset, models, ...)")
-    if imports:
-        add_search_path(path.parent, Path.cwd())
+    if imports:  # the folder added last is searched first: the config's own modules win
+        add_search_path(Path.cwd(), path.parent)
     return parse_config(raw, source=str(path), imports=imports)
 
 

@@ -105,6 +105,13 @@ def test_a_config_names_its_own_schedule_next_to_it(user_code, elsewhere):
     assert build_schedule(halves.schedule).multipliers(4, 4).tolist() == [1, 1, 0.25, 0.25]
 
 
+def test_the_configs_folder_wins_over_the_current_one(user_code, elsewhere):
+    (elsewhere / "schedules.py").write_text("def warm_rex(p, beta=0, floor=0):\n    return 0.5\n")
+    spec = expand(load_config(project(user_code, [WARM_REX])))[0].schedule
+    assert build_schedule(spec).multipliers(4, 4)[0] == 1.0
+    assert sys.modules["schedules"].__file__ == str(user_code / "schedules.py")
+
+
 def test_warmup_sampling_and_cycles_treat_it_like_a_built_in(user_code):
     (user_code / "schedules.py").write_text(SCHEDULES)
     sys.path.insert(0, str(user_code))
