@@ -199,12 +199,13 @@ def test_the_report_knows_an_imported_schedules_cycles_without_importing_it():
     assert "nowhere" not in sys.modules
 
 
-def test_a_sweep_trains_it_and_report_and_status_never_run_it(cli, user_code, elsewhere):
+def test_a_packed_sweep_trains_it_and_report_and_status_never_run_it(cli, user_code, elsewhere):
     cyclic = {"name": "cyclic", "profile": "schedules:warm_rex", "step_size": 0.25, "low": 0.1}
     config = project(user_code, [WARM_REX, cyclic], budgets=[1.0])
     results = elsewhere / "results"
-    trained = cli("sweep", config, "--results", results, "--device", "cpu")
+    trained = cli("sweep", config, "--results", results, "--device", "cpu", "--pack", "2")
     assert trained.code == 0, trained.output
+    assert "packing up to 2 runs" in trained.output
     for spec in expand(load_config(config)):
         folder = results / "tiny" / "runs" / spec.run_id
         rows = list(csv.DictReader((folder / "metrics.csv").open()))
