@@ -144,6 +144,8 @@ def test_a_function_in_the_current_folder_previews_by_import_path(capsys, user_c
     argv = ["schedule", "mine:halving", "--steps", "100", "--set", "at=0.25", "--set", "warmup=0.1"]
     code, out, _ = run(capsys, *argv)
     assert code == 0 and "halving: mine:halving(at=0.25, warmup=0.1)" in out
+    _, out, _ = run(capsys, "schedule", "restarts", "--set", "profile=mine:halving", "--steps", "9")
+    assert "restarts(profile={import: mine:halving})" in out
     code, _, err = run(capsys, "schedule", "mine:halving", "--steps", "10", "--set", "a=1")
     assert code == 2 and err.count("\n") == 1 and "'a'" in err and "did you mean 'at'" in err
     code, _, err = run(capsys, "schedule", "absent:fn", "--steps", "10")

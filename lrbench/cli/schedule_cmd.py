@@ -276,7 +276,9 @@ def _shown(value: Any) -> str:
         return f"{value:g}"
     if isinstance(value, list):
         return "[" + ", ".join(_shown(v) for v in value) + "]"
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # a profile; an imported one by its path, without its hash
+        if value.get("name") == "import":
+            value = {k: v for k, v in value.items() if k not in ("name", "source_hash")}
         return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in value.items()) + "}"
     if value is None:
         return "-"
