@@ -17,7 +17,14 @@ import stat
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from yaml import YAMLError
 from yaml.reader import ReaderError
 
@@ -188,7 +195,7 @@ class ExecutorConfig(Strict):
 class SweepConfig(Strict):
     name: str = Field(min_length=1, max_length=100, description="the sweep's folder")
     dataset: DatasetSpec
-    models: list[str | ModelEntry] = Field(min_length=1)
+    models: list[str | ImportedModel] = Field(min_length=1)
     optimizers: list[OptimizerEntry] = Field(min_length=1)
     full_epochs: int = Field(gt=0, le=MAX_EPOCHS)
     budgets: list[float] = Field(min_length=1)
@@ -222,15 +229,21 @@ class SweepConfig(Strict):
 
     @field_validator("dataset")
     @classmethod
-    def _no_hash_by_hand(cls, dataset: DatasetSpec) -> DatasetSpec:
-        if dataset.source is not None:
-            raise ValueError("source is lrbench's hash of your dataset's module, not a setting")
-        return dataset
+    def _dataset_resolved(cls, dataset: DatasetSpec, info: ValidationInfo) -> DatasetSpec:
+        """Your own data: imported and its source hashed here, so that sweep.yaml records the
+        code its runs ran and is read again (imports=False) without importing it."""
+        if not _imports(info):
+            return dataset
+        try:
+            return resolve_dataset(dataset, "dataset")
+        except UserError as err:
+            raise ValueError(str(err)) from None
 
     @field_validator("models", mode="before")
     @classmethod
-    def _known_models(cls, models: Any) -> Any:
-        """Built-in names checked, own models parsed: each problem names its `models[i]`."""
+    def _known_models(cls, models: Any, info: ValidationInfo) -> Any:
+        """Built-in names checked, own models imported and hashed (as for the dataset): each
+        problem names its `models[i]`."""
         if not isinstance(models, list):
             return models
         out = []
@@ -241,8 +254,14 @@ class SweepConfig(Strict):
                     check_model_name(m)
                 except UserError as err:
                     raise ValueError(f"{where}: {err}") from None
+            elif isinstance(m, dict) and not _imports(info) and "source" in m:
+                m = ImportedModel.model_validate(m)
             elif isinstance(m, dict):
-                m = _model_entry(m, where)
+                entry = _model_entry(m, where)
+                try:
+                    m = resolve_import(entry.ref, entry.label, entry.args, where)
+                except UserError as err:
+                    raise ValueError(str(err)) from None
             out.append(m)
         return out
 
@@ -259,19 +278,38 @@ class SweepConfig(Strict):
         return self
 
     @model_validator(mode="after")
-    def _imports_build(self) -> SweepConfig:
-        """Your own data imports and your own models build, and map images to class logits
-        (when the dataset's image size and class count are known before loading it)."""
+    def _imports_build(self, info: ValidationInfo) -> SweepConfig:
+        """Your own models build, and map images to class logits (when the dataset's image
+        size and class count are known before loading it)."""
+        if not _imports(info):
+            return self
         shape = dataset_shape(self.dataset)
         num_classes, size = shape if shape else (10, None)
         try:
-            resolve_dataset(self.dataset, "dataset")
-            for i, model in enumerate(self.resolved_models()):
+            for i, model in enumerate(self.models):
                 if isinstance(model, ImportedModel):
                     check_imported(model, num_classes, size, f"models[{i}]")
         except UserError as err:
             raise ValueError(str(err)) from None
         return self
+
+    @field_validator("schedules")
+    @classmethod
+    def _schedules_build(
+        cls, schedules: list[str | dict[str, Any]], info: ValidationInfo
+    ) -> list[str | dict[str, Any]]:
+        """Every schedule builds; one named by import path is imported and tried here (unless
+        the context says imports=False) and its entry records the module's source hash, so
+        sweep.yaml names the code its runs ran and is read again without importing it."""
+        imports = _imports(info)
+        out: list[str | dict[str, Any]] = []
+        for i, entry in enumerate(schedules):
+            try:
+                schedule = build_schedule(entry, imports=imports)
+            except ScheduleError as err:
+                raise ValueError(f"schedules[{i}]: {err}") from None
+            out.append(schedule.to_dict() if schedule.user_code else entry)
+        return out
 
     @field_validator("budgets")
     @classmethod
@@ -364,7 +402,7 @@ class SweepConfig(Strict):
     def _optimizers_follow_schedules(self) -> SweepConfig:
         for i, opt in enumerate(self.optimizers):
             for entry in self.resolved_schedules():
-                schedule = build_schedule(entry)
+                schedule = build_schedule(entry, imports=False)
                 try:
                     check_schedule(opt, schedule.sets_momentum, schedule.momenta(1000, 10))
                 except UserError as err:
@@ -381,22 +419,16 @@ class SweepConfig(Strict):
             raise ValueError(f"schedules: label {dup[0]!r} is used twice; give one a `label:`")
         return self
 
-    def resolved_models(self) -> list[str | ImportedModel]:
-        """The models as runs record them: names, and imports with their source hashes."""
-        return [
-            m if isinstance(m, str) else resolve_import(m.ref, m.label, m.args, f"models[{i}]")
-            for i, m in enumerate(self.models)
-        ]
-
     @property
     def seed_list(self) -> list[int]:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else self.seeds
 
     def resolved_schedules(self) -> list[dict[str, Any]]:
+        """The schedules as run specs record them; imports were tried when the config was read."""
         out = []
         for i, entry in enumerate(self.schedules):
             try:
-                out.append(build_schedule(entry).to_dict())
+                out.append(build_schedule(entry, imports=False).to_dict())
             except ScheduleError as err:
                 raise ValueError(f"schedules[{i}]: {err}") from None
         return out
@@ -464,6 +496,11 @@ def _describe(loc: str, errors: list[dict]) -> str:
     return f"{loc}: {msg}, got {shown(err.get('input'))}{hint}"
 
 
+def _imports(info: ValidationInfo) -> bool:
+    """Whether this validation may import user code (not when a results folder is read)."""
+    return bool((info.context or {}).get("imports", True))
+
+
 def _model_entry(raw: dict, where: str) -> ModelEntry:
     """A `models` mapping as a ModelEntry; its problems as one line naming `models[i].key`."""
     try:
@@ -490,8 +527,12 @@ def _is_builtin(name: str) -> bool:
     return True
 
 
-def load_config(path: str | Path) -> SweepConfig:
-    """Read and validate a sweep file; every problem is reported at once, naming file and key."""
+def load_config(path: str | Path, imports: bool = True) -> SweepConfig:
+    """Read and validate a sweep file; every problem is reported at once, naming file and key.
+
+    Import paths in it resolve against the file's folder and the current directory. With
+    imports=False (a results folder's sweep.yaml, read by `status`) no user code is imported.
+    """
     path = Path(path)
     text = _config_text(path)
     try:
@@ -500,8 +541,9 @@ def load_config(path: str | Path) -> SweepConfig:
         raise UserError(_yaml_problem(path, text, err)) from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of keys (name, dataset, models, ...)")
-    add_search_path(path.parent, Path.cwd())
-    return parse_config(raw, source=str(path))
+    if imports:  # the folder added last is searched first: the config's own modules win
+        add_search_path(Path.cwd(), path.parent)
+    return parse_config(raw, source=str(path), imports=imports)
 
 
 def _config_text(path: Path) -> str:
@@ -553,9 +595,9 @@ def _yaml_problem(path: Path, text: str, err: YAMLError) -> str:
     return f"{where}: not valid YAML: {problem}"
 
 
-def parse_config(raw: dict, source: str = "<config>") -> SweepConfig:
+def parse_config(raw: dict, source: str = "<config>", imports: bool = True) -> SweepConfig:
     try:
-        return SweepConfig.model_validate(raw)
+        return SweepConfig.model_validate(raw, context={"imports": imports})
     except ValidationError as err:
         at: dict[str, list[dict]] = {}
         for e in err.errors():
@@ -585,15 +627,14 @@ def expand(config: SweepConfig) -> list[RunSpec]:
     """
     runs = []
     schedules = config.resolved_schedules()
-    dataset = resolve_dataset(config.dataset, "dataset")
     for model, opt, schedule, budget, seed in itertools.product(
-        config.resolved_models(), config.optimizers, schedules, config.budgets, config.seed_list
+        config.models, config.optimizers, schedules, config.budgets, config.seed_list
     ):
         for lr in opt.rates:
             runs.append(
                 RunSpec(
                     model=model,
-                    dataset=dataset,
+                    dataset=config.dataset,
                     optimizer=OptimizerSpec(**{**opt.model_dump(), "lr": lr}),
                     schedule=schedule,
                     budget=budget,

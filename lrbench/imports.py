@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lrbench.errors import UserError
+from lrbench.errors import UserError, did_you_mean
 
 _SEARCH: list[str] = []
 
@@ -86,9 +86,11 @@ def import_ref(ref: object, where: str) -> Imported:
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            public = [n for n in dir(module) if not n.startswith("_")]
-            from lrbench.errors import did_you_mean
-
+            public = [
+                n
+                for n in dir(module)
+                if not n.startswith("_") and not inspect.ismodule(getattr(module, n))
+            ]
             raise UserError(
                 f"{where}: {ref!r}: module {module_name} has no {attr!r}"
                 f"{did_you_mean(attr, public)}"

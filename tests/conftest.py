@@ -1,12 +1,17 @@
-"""Shared fixtures: the CLI as a user runs it, in-process; one torch thread for tiny models."""
+"""Shared fixtures: the CLI as a user runs it, in-process; one torch thread for tiny models;
+a folder for the user's own modules."""
 
 from __future__ import annotations
 
+import importlib
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
 
+import lrbench.imports
 from lrbench.cli import main
 
 
@@ -45,3 +50,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def user_code(tmp_path, monkeypatch) -> Path:
+    """A folder for modules a test writes and imports by path; sys.path, lrbench's search
+    folders and the imported modules are as before once the test ends."""
+    folder = tmp_path / "user"
+    folder.mkdir()
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(lrbench.imports, "_SEARCH", [])
+    importlib.invalidate_caches()
+    yield folder
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
+            del sys.modules[name]

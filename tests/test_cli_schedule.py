@@ -126,6 +126,42 @@ def test_schedules_lists_every_schedule_its_defaults_and_the_modifiers():
         assert modifier in result.output
 
 
+def test_schedules_lists_cycles_restarts_piecewise_and_your_own():
+    result = CliRunner().invoke(app, ["schedules"])
+    for text in ["profile=linear", "profile=cosine", "points=[[0, 1], [1, 0]]", "[p, m]"]:
+        assert text in result.output
+    assert "import (required)" in result.output and "module:function" in result.output
+
+
+def test_a_function_in_the_current_folder_previews_by_import_path(capsys, user_code, monkeypatch):
+    (user_code / "mine.py").write_text(
+        "def halving(p, at=0.5):\n    return 1.0 if p < at else 0.5\n"
+    )
+    monkeypatch.chdir(user_code)
+    code, out, _ = run(capsys, "schedule", "mine:halving", "--steps", "100", "--format", "csv")
+    assert code == 0
+    assert [float(r["lr"]) for r in rows(out)] == [0.1] * 50 + [0.05] * 50
+    argv = ["schedule", "mine:halving", "--steps", "100", "--set", "at=0.25", "--set", "warmup=0.1"]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and "halving: mine:halving(at=0.25, warmup=0.1)" in out
+    _, out, _ = run(capsys, "schedule", "restarts", "--set", "profile=mine:halving", "--steps", "9")
+    assert "restarts(profile={import: mine:halving})" in out
+    code, _, err = run(capsys, "schedule", "mine:halving", "--steps", "10", "--set", "a=1")
+    assert code == 2 and err.count("\n") == 1 and "'a'" in err and "did you mean 'at'" in err
+    code, _, err = run(capsys, "schedule", "absent:fn", "--steps", "10")
+    assert code == 2 and err.count("\n") == 1 and "no module named 'absent'" in err
+
+
+def test_a_cycle_previews_with_its_profile_set_as_yaml(capsys):
+    argv = ["schedule", "cyclic", "--steps", "8", "--lr", "1", "--format", "csv"]
+    profile = "profile={name: rex, beta: 0.9}"
+    _, out, _ = run(capsys, *argv, "--set", profile, "--set", "step_size=0.5", "--set", "low=0")
+    rex = [(1 - u) / (1 - 0.9 * u) for u in (0, 0.25, 0.5, 0.75)]
+    np.testing.assert_allclose([float(r["lr"]) for r in rows(out)], [1 - m for m in rex] + rex)
+    _, table, _ = run(capsys, "schedule", "restarts", "--steps", "8", "--set", profile)
+    assert "restarts(profile={name: rex, beta: 0.9})" in table
+
+
 def test_help_teaches_with_examples():
     result = CliRunner().invoke(app, ["schedule", "--help"])
     assert result.exit_code == 0

@@ -8,6 +8,7 @@ the end of warmup land on the same steps however the floats round.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from fractions import Fraction
@@ -36,7 +37,7 @@ def increasing(low: int, high: int, max_size: int) -> st.SearchStrategy[list[flo
     )
 
 
-unit = st.floats(0.0, 1.0)
+unit = st.floats(0.0, 1.0, allow_subnormal=False)  # a 5e-324 floor breaks ramps by rounding
 pair = st.lists(st.floats(0.5, 0.99), min_size=2, max_size=2)
 
 PROFILES: dict[str, st.SearchStrategy[dict[str, Any]]] = {
@@ -44,10 +45,10 @@ PROFILES: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "step": st.fixed_dictionaries(
         {"milestones": increasing(1, 999, 4), "gamma": st.floats(0.01, 1.0)}
     ),
-    "exponential": st.fixed_dictionaries({"rate": st.floats(0.0, 10.0)}),
+    "exponential": st.fixed_dictionaries({"rate": st.floats(0.0, 10.0)}, optional={"final": unit}),
     "linear": st.fixed_dictionaries({"final": unit}),
     "cosine": st.fixed_dictionaries({"final": unit}),
-    "rex": st.fixed_dictionaries({"beta": st.floats(0.0, 0.99)}),
+    "rex": st.fixed_dictionaries({"beta": st.floats(0.0, 0.99)}, optional={"final": unit}),
     "poly": st.fixed_dictionaries({"power": st.floats(0.1, 5.0), "final": unit}),
     "onecycle": st.fixed_dictionaries(
         {
@@ -76,7 +77,34 @@ PROFILES: dict[str, st.SearchStrategy[dict[str, Any]]] = {
             "shape": st.sampled_from(["1-sqrt", "linear", "cosine"]),
         }
     ),
+    "piecewise": st.builds(
+        lambda inside, ms: {"points": [[p, m] for p, m in zip([0, *inside, 1], ms, strict=False)]},
+        increasing(1, 999, 4),
+        st.lists(unit, min_size=6, max_size=6),
+    ),
 }
+DECAYING = ["step", "exponential", "linear", "cosine", "rex", "poly", "wsd", "piecewise"]
+
+
+@st.composite
+def decaying(draw) -> dict[str, Any]:
+    """A decaying profile as cycles run it: its floor at 0."""
+    name = draw(st.sampled_from(DECAYING))
+    params = draw(PROFILES[name])
+    return {"name": name, **{k: 0.0 if k == "final" else v for k, v in params.items()}}
+
+
+PROFILES["cyclic"] = st.fixed_dictionaries(
+    {"profile": decaying(), "step_size": thousandths(1, 1000), "low": unit}
+)
+PROFILES["restarts"] = st.fixed_dictionaries(
+    {
+        "profile": decaying(),
+        "cycles": st.integers(1, 6),
+        "t_mult": st.integers(1, 3),
+        "final": unit,
+    }
+)
 
 SAMPLING = st.one_of(
     st.just({}),
@@ -108,11 +136,7 @@ def budgets(draw) -> tuple[int, int]:
 
 def start_value(spec: dict[str, Any]) -> float:
     """m(0) of the profile: where warmup rises to."""
-    if spec["name"] == "onecycle":
-        return 1 / spec["div"]
-    if spec["name"] == "triangular":
-        return spec["low"]
-    return 1.0
+    return profile(spec, Fraction(0))[0]
 
 
 def profile(spec: dict[str, Any], q: Fraction) -> tuple[float, float | None]:
@@ -123,13 +147,13 @@ def profile(spec: dict[str, Any], q: Fraction) -> tuple[float, float | None]:
     if name == "step":
         return spec["gamma"] ** sum(q >= exact(m) for m in spec["milestones"]), None
     if name == "exponential":
-        return math.exp(-spec["rate"] * p), None
+        return floor(spec, math.exp(-spec["rate"] * p)), None
     if name == "linear":
         return 1 - (1 - spec["final"]) * p, None
     if name == "cosine":
         return spec["final"] + (1 - spec["final"]) * (1 + math.cos(math.pi * p)) / 2, None
     if name == "rex":
-        return (1 - p) / (1 - spec["beta"] * p), None
+        return floor(spec, (1 - p) / (1 - spec["beta"] * p)), None
     if name == "poly":
         return spec["final"] + (1 - spec["final"]) * (1 - p) ** spec["power"], None
     if name == "onecycle":
@@ -138,7 +162,17 @@ def profile(spec: dict[str, Any], q: Fraction) -> tuple[float, float | None]:
         return triangular(spec, q)
     if name == "sgdr":
         return sgdr(spec, q), None
+    if name == "piecewise":
+        return piecewise(spec, q), None
+    if name == "cyclic":
+        return cyclic(spec, q), None
+    if name == "restarts":
+        return restarts(spec, q), None
     return wsd(spec, q), None
+
+
+def floor(spec: dict[str, Any], decay: float) -> float:
+    return spec.get("final", 0.0) + (1 - spec.get("final", 0.0)) * decay
 
 
 def onecycle(spec: dict[str, Any], q: Fraction) -> tuple[float, float]:
@@ -166,15 +200,42 @@ def triangular(spec: dict[str, Any], q: Fraction) -> tuple[float, float | None]:
     return spec["low"] + (1 - spec["low"]) * height, mom
 
 
-def sgdr(spec: dict[str, Any], q: Fraction) -> float:
+def within_cycle(spec: dict[str, Any], q: Fraction) -> Fraction:
+    """How far into its restart cycle q is (cycles growing by t_mult fill the budget)."""
     n, k = spec["cycles"], spec["t_mult"]
     lengths = [Fraction(k**i, sum(k**j for j in range(n))) for i in range(n)]
     start, cycle = Fraction(0), 0
     while cycle + 1 < n and q >= start + lengths[cycle]:
         start += lengths[cycle]
         cycle += 1
-    inside = float((q - start) / lengths[cycle])
+    return (q - start) / lengths[cycle]
+
+
+def sgdr(spec: dict[str, Any], q: Fraction) -> float:
+    inside = float(within_cycle(spec, q))
     return spec["final"] + (1 - spec["final"]) * (1 + math.cos(math.pi * inside)) / 2
+
+
+def restarts(spec: dict[str, Any], q: Fraction) -> float:
+    return floor(spec, profile(spec["profile"], within_cycle(spec, q))[0])
+
+
+def cyclic(spec: dict[str, Any], q: Fraction) -> float:
+    """Half-cycles alternate rise (1 - decay) and fall (decay), starting with a rise."""
+    s = exact(spec["step_size"])
+    half = math.floor(q / s)
+    decay = profile(spec["profile"], q / s - half)[0]
+    shape = 1 - decay if half % 2 == 0 else decay
+    return spec["low"] + (1 - spec["low"]) * shape
+
+
+def piecewise(spec: dict[str, Any], q: Fraction) -> float:
+    """Linear between the [p, m] points around q."""
+    points = [(exact(float(p)), m) for p, m in spec["points"]]
+    for (p0, m0), (p1, m1) in itertools.pairwise(points):
+        if p0 <= q <= p1:
+            return m0 + (m1 - m0) * float((q - p0) / (p1 - p0))
+    raise AssertionError(f"{q} outside the points")
 
 
 def wsd(spec: dict[str, Any], q: Fraction) -> float:

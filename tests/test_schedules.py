@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from lrbench.config import expand, parse_config
 from lrbench.errors import UserError
 from lrbench.schedules import (
     Schedule,
@@ -30,6 +31,17 @@ DESIGN_NAMES = [
     "sgdr",
     "wsd",
 ]
+
+
+SWEEP = {
+    "name": "ids",
+    "dataset": "synthetic",
+    "models": ["resnet8"],
+    "optimizers": [{"name": "sgd", "lr": 0.1}],
+    "full_epochs": 10,
+    "budgets": [1.0],
+    "schedules": ["rex"],
+}
 
 
 def table(spec, total: int = 100, spe: int | None = None) -> np.ndarray:
@@ -160,6 +172,68 @@ def test_sgdr_cycles_fill_the_budget():
     assert [t for t in range(1, 100) if equal[t] > equal[t - 1]] == [25, 50, 75]
 
 
+@pytest.mark.parametrize("final", [0.0, 0.01, 0.3])
+def test_rex_and_exponential_decay_to_their_floor(final):
+    p = progress(200)
+    rex = table({"name": "rex", "beta": 0.9, "final": final}, 200)
+    np.testing.assert_allclose(rex, final + (1 - final) * (1 - p) / (1 - 0.9 * p), rtol=1e-12)
+    exp = table({"name": "exponential", "rate": 4, "final": final}, 200)
+    np.testing.assert_allclose(exp, final + (1 - final) * np.exp(-4 * p), rtol=1e-12)
+
+
+def test_piecewise_draws_straight_lines_between_its_points():
+    got = table({"name": "piecewise", "points": [[0, 1], [0.5, 0.2], [1, 0]]}, 10)
+    np.testing.assert_allclose(got, [1, 0.84, 0.68, 0.52, 0.36, 0.2, 0.16, 0.12, 0.08, 0.04])
+    assert np.array_equal(table("piecewise", 37), table({"name": "linear"}, 37))
+
+
+@pytest.mark.parametrize(("step_size", "low", "total"), [(0.125, 0.1, 400), (0.25, 0.01, 1000),
+                                                         (0.3, 0.0, 97), (1.0, 0.5, 50)])  # fmt: skip
+def test_cyclic_with_a_linear_profile_is_smiths_triangular(step_size, low, total):
+    clr = {"step_size": step_size, "low": low, "warmup": 0.1}
+    cyclic = build_schedule({"name": "cyclic", "profile": "linear", **clr})
+    triangular = build_schedule({"name": "triangular", **clr})
+    np.testing.assert_allclose(
+        cyclic.multipliers(total, 7), triangular.multipliers(total, 7), rtol=1e-12, atol=1e-15
+    )
+    assert cyclic.cycle_end_steps(total, 7) == triangular.cycle_end_steps(total, 7)
+
+
+def test_cyclic_rises_with_the_decay_upside_down_then_falls_with_it():
+    got = table({"name": "cyclic", "profile": "cosine", "step_size": 0.25, "low": 0.2}, 400)
+    u = np.arange(100) / 100
+    decay = (1 + np.cos(np.pi * u)) / 2
+    rise, fall = 0.2 + 0.8 * (1 - decay), 0.2 + 0.8 * decay
+    np.testing.assert_allclose(got, np.concatenate([rise, fall, rise, fall]), atol=1e-12)
+    assert build_schedule("cyclic").params["profile"] == {"name": "linear", "final": 0.0}
+
+
+@pytest.mark.parametrize(
+    "restart", [{}, {"cycles": 4, "t_mult": 1}, {"cycles": 5, "t_mult": 1.5, "final": 0.05}]
+)
+def test_restarts_with_a_cosine_profile_is_sgdr(restart):
+    sgdr = build_schedule({"name": "sgdr", "warmup": 0.05, **restart})
+    restarts = build_schedule({"name": "restarts", "profile": "cosine", "warmup": 0.05, **restart})
+    assert np.array_equal(restarts.multipliers(700, 9), sgdr.multipliers(700, 9))
+    assert restarts.cycle_end_steps(700, 9) == sgdr.cycle_end_steps(700, 9)
+
+
+def test_restarts_run_the_profile_from_1_to_final_in_every_cycle():
+    got = table({"name": "restarts", "profile": {"name": "rex", "beta": 0.9}, "final": 0.1}, 70)
+    cycles = [np.arange(10) / 10, np.arange(20) / 20, np.arange(40) / 40]
+    rex = [0.1 + 0.9 * (1 - u) / (1 - 0.9 * u) for u in cycles]
+    np.testing.assert_allclose(got, np.concatenate(rex), rtol=1e-12)
+
+
+def test_a_cycles_floor_is_its_own_key_not_the_profiles():
+    with pytest.raises(ScheduleError, match=r"final=0.3 is not used here.*set restarts's final"):
+        build_schedule({"name": "restarts", "profile": {"name": "cosine", "final": 0.3}})
+    with pytest.raises(ScheduleError, match="set cyclic's low"):
+        build_schedule({"name": "cyclic", "profile": {"name": "rex", "final": 0.1}})
+    explicit = build_schedule({"name": "cyclic", "profile": {"name": "cosine", "final": 0.0}})
+    assert explicit == build_schedule({"name": "cyclic", "profile": "cosine"})
+
+
 # --- modifiers ---------------------------------------------------------------------------
 
 
@@ -269,6 +343,27 @@ BAD = [
     ({"name": "rex", "sample_at": [0.5], "sample_every": "epoch"}, ["sample_every or sample_at"]),
     ({"name": "rex", "label": ""}, ["label"]),
     ({"name": "rex", "label": 5}, ["label"]),
+    ({"name": "rex", "final": 1.5}, ["final=1.5", "[0, 1]"]),
+    ({"name": "exponential", "final": -0.1}, ["final", "[0, 1]"]),
+    ({"name": "piecewise", "points": [[0, 1], [0.5], [1, 0]]}, ["points[1]=[0.5]", "[p, m]"]),
+    ({"name": "piecewise", "points": [[0.1, 1], [1, 0]]}, ["points=", "first point's p must be 0"]),
+    ({"name": "piecewise", "points": [[0, 1], [0.5, 1]]}, ["last's 1"]),
+    ({"name": "piecewise", "points": [[0, 1], [0.6, 1], [0.5, 1], [1, 0]]}, ["points[2]", "0.5"]),
+    ({"name": "piecewise", "points": [[0, 1], [1, -0.5]]}, ["points[1]", "m must be >= 0"]),
+    ({"name": "piecewise", "points": 0.5}, ["points", "list"]),
+    ({"name": "cyclic", "profile": "onecycle"}, ["'onecycle' is not a decaying profile", "rex"]),
+    ({"name": "cyclic", "profile": "cosin"}, ["profile", "did you mean 'cosine'"]),
+    ({"name": "cyclic", "profile": {"name": "rex", "bta": 0.9}}, ["profile", "'bta'", "'beta'"]),
+    ({"name": "cyclic", "profile": {"name": "rex", "beta": 2}}, ["profile", "beta=2", "[0, 1)"]),
+    ({"name": "cyclic", "profile": {"name": "rex", "warmup": 0.1}}, ["profile", "'warmup'"]),
+    ({"name": "cyclic", "profile": 3}, ["profile=3", "decaying profile"]),
+    ({"name": "cyclic", "step_size": 0}, ["step_size", "(0, 1]"]),
+    ({"name": "cyclic", "low": 1.5}, ["low", "[0, 1]"]),
+    ({"name": "restarts", "profile": "restarts"}, ["not a decaying profile"]),
+    ({"name": "restarts", "cycles": 0}, ["cycles", "whole number"]),
+    ({"name": "restarts", "cycles": 1000, "t_mult": 2}, ["first cycle"]),
+    ({"name": "import"}, ["import is required", "module:function"]),
+    ({"import": "no colon"}, ["'no colon' is not an import path", "module:function"]),
 ]
 
 
@@ -299,7 +394,9 @@ def test_every_design_schedule_is_registered_with_aliases_after():
     assert "plateau" in names  # reactive: see tests/test_reactive.py
 
 
-@pytest.mark.parametrize("name", [*DESIGN_NAMES, "triangular2", "exp_range"])
+@pytest.mark.parametrize(
+    "name", [*DESIGN_NAMES, "triangular2", "exp_range", "piecewise", "cyclic", "restarts"]
+)
 def test_to_dict_is_json_and_round_trips(name):
     sched = build_schedule(name)
     data = json.loads(json.dumps(sched.to_dict()))
@@ -324,6 +421,28 @@ def test_params_resolve_defaults_and_modifiers():
         Schedule("step", "step", {"label": "x"})
     assert build_schedule({"name": "rex", "beta": 0.5}) == build_schedule("rex")
     assert build_schedule({"name": "rex", "label": "other"}) != build_schedule("rex")
+
+
+def test_a_parameter_added_later_keeps_the_specs_and_run_ids_of_existing_runs():
+    """rex and exponential gained `final`: at its default it stays out of spec.json, whose
+    hash is in the run id, so runs recorded before keep their ids."""
+    before = {"warmup": 0.0, "sample_every": "iteration", "sample_at": None}
+    assert build_schedule("rex").to_dict() == {"name": "rex", "label": "rex", "beta": 0.5, **before}
+    assert build_schedule("exponential").to_dict() == {
+        "name": "exponential",
+        "label": "exponential",
+        "rate": 3.0,
+        **before,
+    }
+    assert build_schedule({"name": "rex", "final": 0.0}) == build_schedule("rex")
+    assert build_schedule({"name": "rex", "final": 0.01}).to_dict()["final"] == 0.01
+    assert build_schedule("rex").params["final"] == 0.0
+    assert build_schedule("linear").to_dict()["final"] == 0.0  # recorded from the start
+
+    old = {"name": "rex", "label": "rex", "beta": 0.5, **before}
+    recorded = expand(parse_config(SWEEP))[0]
+    assert recorded.schedule == old
+    assert recorded.run_id == recorded.model_copy(update={"schedule": old}).run_id
 
 
 def test_to_dict_is_a_copy():
@@ -351,7 +470,14 @@ def test_tables_are_float64_of_length_t_and_pure():
 
 def test_describe_lists_parameters_with_the_design_defaults():
     described = {d["name"]: d for d in describe_schedules()}
-    assert list(described) == [*DESIGN_NAMES, "plateau"]
+    assert list(described) == [
+        *DESIGN_NAMES,
+        "plateau",
+        "piecewise",
+        "cyclic",
+        "restarts",
+        "import",
+    ]
     defaults = {n: {p["name"]: p["default"] for p in d["parameters"]} for n, d in described.items()}
     assert defaults["step"] == {"milestones": [0.5, 0.75], "gamma": 0.1}
     assert defaults["onecycle"] == {
@@ -363,6 +489,10 @@ def test_describe_lists_parameters_with_the_design_defaults():
     assert defaults["sgdr"] == {"cycles": 3, "t_mult": 2.0, "final": 0.0}
     assert defaults["wsd"] == {"decay": 0.2, "shape": "1-sqrt"}
     assert defaults["triangular"]["step_size"] == 0.125 and defaults["triangular"]["low"] == 0.1
+    assert defaults["cyclic"] == {"profile": "linear", "step_size": 0.125, "low": 0.1}
+    assert defaults["restarts"] == {"cycles": 3, "t_mult": 2.0, "final": 0.0, "profile": "cosine"}
+    assert defaults["rex"] == {"beta": 0.5, "final": 0.0}
+    assert defaults["import"] == {"import": None, "source_hash": None}
     assert all(d["doc"] and all(p["accepts"] for p in d["parameters"]) for d in described.values())
     assert [m["name"] for m in describe_modifiers()] == [
         "warmup",

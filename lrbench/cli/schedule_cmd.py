@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lrbench.cli.app import app
 from lrbench.cli.options import parse_sets
 from lrbench.errors import UserError
+from lrbench.imports import add_search_path
 from lrbench.schedules import (
     Schedule,
     build_schedule,
@@ -36,7 +38,8 @@ def schedules_command() -> None:
     """List every schedule with its parameters and defaults, and the modifiers all of them accept.
 
     Use a name with `lrbench schedule NAME --steps T` to preview it, or in a sweep's
-    `schedules:` list, e.g. `- {name: rex, beta: 0.9, warmup: 0.05}`.
+    `schedules:` list, e.g. `- {name: rex, beta: 0.9, warmup: 0.05}`. Your own schedule is a
+    Python function named by import path: `- {import: "mymodule:my_schedule", label: mine}`.
     """
     console = Console(width=max(Console().width, 100))
     table = Table(title="schedules: lr_t = lr * m(t / T)", show_lines=True)
@@ -44,11 +47,14 @@ def schedules_command() -> None:
     table.add_column("parameters (defaults)")
     table.add_column("what it does")
     for entry in describe_schedules():
-        params = "\n".join(f"{p['name']}={_shown(p['default'])}" for p in entry["parameters"])
+        params = "\n".join(
+            f"{p['name']} (required)" if p["required"] else f"{p['name']}={_shown(p['default'])}"
+            for p in entry["parameters"]
+        )
         doc = entry["doc"]
         if entry["aliases"]:
             doc += f"\naliases: {', '.join(entry['aliases'])} (that mode)"
-        table.add_row(entry["name"], params or "-", doc)
+        table.add_row(entry["name"], escape(params) or "-", escape(doc))
     console.print(table)
     mods = Table(title="modifiers (every schedule)", show_lines=True)
     mods.add_column("key", style="bold")
@@ -57,18 +63,22 @@ def schedules_command() -> None:
     mods.add_column("what it does")
     for entry in describe_modifiers():
         default = "the name" if entry["name"] == "label" else _shown(entry["default"])
-        mods.add_row(entry["name"], default, entry["accepts"], entry["doc"])
+        mods.add_row(entry["name"], default, escape(entry["accepts"]), escape(entry["doc"]))
     console.print(mods)
 
 
 @app.command("schedule")
 def schedule_command(
-    name: str = typer.Argument(..., help="A schedule name; `lrbench schedules` lists them."),
+    name: str = typer.Argument(
+        ...,
+        help="A schedule name (`lrbench schedules` lists them) or your own function as "
+        "module:function, looked up in the current folder.",
+    ),
     sets: list[str] = typer.Option(
         [],
         "--set",
         help="Schedule parameter KEY=VALUE, VALUE read as YAML; repeatable: "
-        "--set milestones=[0.3,0.6] --set warmup=0.05 --set sample_every=epoch.",
+        "--set milestones=[0.3,0.6] --set warmup=0.05 --set 'profile={name: rex, beta: 0.9}'.",
     ),
     steps: int = typer.Option(..., "--steps", help="T: optimizer steps in the whole run."),
     lr: float = typer.Option(0.1, "--lr", help="The configured (peak) learning rate."),
@@ -95,6 +105,10 @@ def schedule_command(
 
       lrbench schedule linear --set sample_every=0.1 --steps 50 --format csv
 
+      lrbench schedule cyclic --set 'profile={name: rex, beta: 0.9}' --set step_size=0.25 --steps 1000
+
+      lrbench schedule mymodule:my_schedule --set alpha=2 --steps 100
+
     csv columns: step,epoch,progress,lr,momentum, one row per step 0..T-1. epoch is 1-based; lr is --lr times the schedule's multiplier; momentum is the schedule's where it sets one, else --momentum.
     """
     fmt = fmt.lower()
@@ -114,6 +128,7 @@ def schedule_command(
     params = parse_sets(sets)
     if "name" in params:
         raise UserError("--set name=...: give the schedule's name as the argument instead")
+    add_search_path(Path.cwd())
     schedule = build_schedule({"name": name, **params})
     rates = lr * schedule.multipliers(steps, spe)
     moms = schedule.momenta(steps, spe)
@@ -240,12 +255,18 @@ def _plot(
 
 
 def _title(schedule: Schedule) -> str:
-    """label: name(parameters that differ from the defaults)."""
-    defaults = Schedule(schedule.name, schedule.label).params
+    """label: name(parameters that differ from the defaults); module:function(its parameters)."""
+    if schedule.name == "import":
+        name = schedule.params["import"]
+        defaults = {m["name"]: m["default"] for m in describe_modifiers()}
+        defaults |= {"import": name, "source_hash": schedule.params["source_hash"]}
+    else:
+        name = schedule.name
+        defaults = Schedule(schedule.name, schedule.label).params
     changed = {k: v for k, v in schedule.params.items() if defaults.get(k) != v}
     args = ", ".join(f"{k}={_shown(v)}" for k, v in changed.items())
-    name = f"{schedule.name}({args})" if args else schedule.name
-    return name if schedule.label == schedule.name else f"{schedule.label}: {name}"
+    title = f"{name}({args})" if args else name
+    return title if schedule.label == name else f"{schedule.label}: {title}"
 
 
 def _shown(value: Any) -> str:
@@ -255,6 +276,10 @@ def _shown(value: Any) -> str:
         return f"{value:g}"
     if isinstance(value, list):
         return "[" + ", ".join(_shown(v) for v in value) + "]"
+    if isinstance(value, dict):  # a profile; an imported one by its path, without its hash
+        if value.get("name") == "import":
+            value = {k: v for k, v in value.items() if k not in ("name", "source_hash")}
+        return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in value.items()) + "}"
     if value is None:
         return "-"
     return str(value)

@@ -299,7 +299,11 @@ def _not_started(sweep: Path, on_disk: set[str]) -> int:
     if not (sweep / "sweep.yaml").exists():
         return 0
     try:
-        return sum(1 for s in expand(load_config(sweep / "sweep.yaml")) if s.run_id not in on_disk)
+        return sum(
+            1
+            for s in expand(load_config(sweep / "sweep.yaml", imports=False))
+            if s.run_id not in on_disk
+        )
     except UserError:
         return 0
 

@@ -86,7 +86,7 @@ def judged_epochs(
 
     every = list(range(1, epochs + 1))
     try:
-        sched = build_schedule(schedule)
+        sched = build_schedule(schedule, imports=False)
         spe = int(steps_per_epoch) if steps_per_epoch else NOMINAL_SPE
         ends = sched.cycle_end_steps(epochs * spe, spe)
     except Exception:

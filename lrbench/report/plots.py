@@ -80,16 +80,16 @@ def _curve(curves: dict[str, pd.DataFrame], paths: list[str], column: str) -> pd
 def step_rates(run: pd.Series) -> pd.Series | None:
     """The rate of every step of a run, indexed by epochs ((step + 1) / steps per epoch), rebuilt
     from its spec (schedules are pure functions of it); None where this version cannot: a schedule
-    it does not know, one that reacts to metrics (its rates are in metrics.csv), or no
-    steps_per_epoch in spec.json."""
+    it does not know, one that reacts to metrics or is the user's own code (the report never runs
+    it: the rates are in metrics.csv), or no steps_per_epoch in spec.json."""
     try:
         spe = float(run["steps_per_epoch"])
-        schedule = build_schedule(json.loads(run["schedule_params"]))
+        schedule = build_schedule(json.loads(run["schedule_params"]), imports=False)
     except (ScheduleError, ValueError, TypeError):
         return None
     if not spe > 0:  # NaN too
         return None
-    if schedule.reactive:
+    if schedule.reactive or schedule.user_code:
         return None
     spe, total = int(spe), int(run["epochs"] * spe)
     rates = run["lr"] * schedule.multipliers(total, spe)
@@ -101,7 +101,7 @@ def lr_curves(
 ) -> Path:
     """Each schedule's rate from one run at its largest budget, one panel per optimizer: every
     step where the schedule can be rebuilt from its spec, else the last step of each epoch as
-    metrics.csv has it (reactive or unknown schedules: dots)."""
+    metrics.csv has it (reactive, imported or unknown schedules: dots)."""
     done = chosen[chosen["path"].isin(curves.keys())]
     optimizers = sorted(done["optimizer"].unique()) or ["(no runs)"]
     fig, axes = _grid(len(optimizers), width=5.5)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from lrbench.errors import UserError
+from lrbench.errors import UserError, did_you_mean
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ScheduleError(UserError):
@@ -15,7 +18,8 @@ class ScheduleError(UserError):
 
 def accepts(model: type[BaseModel], key: str) -> str:
     """What a parameter accepts, as written in its Field description."""
-    info = model.model_fields.get(key)
+    fields = {info.alias or name: info for name, info in model.model_fields.items()}
+    info = fields.get(key)
     return (info.description if info and info.description else "a valid value") or ""
 
 
@@ -28,6 +32,8 @@ def explain(err: ValidationError, where: str, model: type[BaseModel]) -> Schedul
     if not key:
         return ScheduleError(f"{where}: {reason}")
     shown = key + "".join(f"[{part}]" for part in first["loc"][1:] if isinstance(part, int))
+    if first["type"] == "missing":
+        return ScheduleError(f"{where}: {shown} is required; {key} accepts {accepts(model, key)}")
     given = _shown(first.get("input"))
     return ScheduleError(
         f"{where}: {shown}={given} is not valid ({reason}); {key} accepts {accepts(model, key)}"
@@ -37,3 +43,21 @@ def explain(err: ValidationError, where: str, model: type[BaseModel]) -> Schedul
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_keys(given: Iterable[str], known: list[str], where: str, name: str) -> None:
+    """A key `name` does not know is a ScheduleError with the closest known key."""
+    for key in given:
+        if key not in known:
+            raise ScheduleError(
+                f"{where}: unknown parameter {key!r}{did_you_mean(key, known)}; "
+                f"{name} accepts {', '.join(known)}"
+            )
+
+
+def validated(model: type[M], values: dict[str, Any], where: str, imports: bool = True) -> M:
+    """`model` from `values`, or a ScheduleError naming the key; imports=False imports no code."""
+    try:
+        return model.model_validate(values, context={"imports": imports, "where": where})
+    except ValidationError as err:
+        raise explain(err, where, model) from None

@@ -16,10 +16,18 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from lrbench.schedules.progress import count_reached, intervals_started, reached
 
+OMIT_DEFAULT = "omit_default"
 
-def param(default: Any, accepts: str, **limits: Any) -> Any:
-    """A parameter with its default, its limits, and the words errors use for what it accepts."""
-    return Field(default, description=accepts, **limits)
+
+def param(default: Any, accepts: str, *, omit_default: bool = False, **limits: Any) -> Any:
+    """A parameter with its default, its limits, and the words errors use for what it accepts.
+
+    omit_default: the spec (spec.json, hashed into the run id) leaves the parameter out while it
+    holds its default. A parameter added to a schedule after runs were recorded needs it, so
+    those runs keep their ids.
+    """
+    extra = {OMIT_DEFAULT: True} if omit_default else None
+    return Field(default, description=accepts, json_schema_extra=extra, **limits)
 
 
 class Strict(BaseModel):
@@ -34,6 +42,21 @@ class Strict(BaseModel):
         if not isinstance(data, dict):
             return data
         return {key: _plain(value) for key, value in data.items()}
+
+    def dump(self) -> dict[str, Any]:
+        """Every parameter by the key it is written with, defaults included."""
+        return self.model_dump(by_alias=True)
+
+    def spec_dump(self) -> dict[str, Any]:
+        """The parameters as a spec records them: dump() less omit_default ones at their default."""
+        data = self.dump()
+        for key, info in type(self).model_fields.items():
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and extra.get(OMIT_DEFAULT):
+                written = info.alias or key
+                if data[written] == info.default:
+                    del data[written]
+        return data
 
 
 def increasing_fractions(value: list[float], what: str, allow_zero: bool) -> list[float]:
@@ -62,12 +85,20 @@ def _momentum_pair(value: list[float]) -> list[float]:
 Momentum = Annotated[list[float], AfterValidator(_momentum_pair)]
 
 
+def full_cycle_ends(period: float) -> list[float]:
+    """The ends of the whole cycles of `period` (a fraction of the budget) that fit in it."""
+    return [k * period for k in range(1, int((1.0 + 1e-9) / period) + 1)]
+
+
 class Profile(Strict):
     """A schedule's parameters and its multiplier m(p). Subclasses set `name` and `doc`."""
 
     name: ClassVar[str]
     doc: ClassVar[str]
     aliases: ClassVar[dict[str, dict[str, Any]]] = {}
+    decays: ClassVar[bool] = False
+    """A decaying profile starts at 1 and falls (to `final` where it has one): it can run
+    inside each half-cycle of `cyclic` and each cycle of `restarts`."""
 
     def multiplier(self, p: np.ndarray) -> np.ndarray:
         """m(p): the rate as a fraction of the configured (peak) rate."""
@@ -87,6 +118,11 @@ class Profile(Strict):
         """Fractions of the budget where a cycle ends; empty for schedules without cycles."""
         return []
 
+    @property
+    def user_code(self) -> bool:
+        """True where m(p) is the user's own code: the report never rebuilds such a schedule."""
+        return False
+
 
 class Constant(Profile):
     name: ClassVar[str] = "constant"
@@ -99,6 +135,7 @@ class Constant(Profile):
 class Step(Profile):
     name: ClassVar[str] = "step"
     doc: ClassVar[str] = "Multiply by gamma at each milestone (a fraction of the budget)."
+    decays: ClassVar[bool] = True
 
     milestones: list[float] = param(
         [0.5, 0.75], "a strictly increasing list of fractions in (0, 1), e.g. [0.5, 0.75]"
@@ -116,17 +153,20 @@ class Step(Profile):
 
 class Exponential(Profile):
     name: ClassVar[str] = "exponential"
-    doc: ClassVar[str] = "m = exp(-rate * p)."
+    doc: ClassVar[str] = "m = final + (1 - final) exp(-rate * p)."
+    decays: ClassVar[bool] = True
 
     rate: float = param(3.0, "a number >= 0", ge=0.0)
+    final: float = param(0.0, "a number in [0, 1] (the floor)", ge=0.0, le=1.0, omit_default=True)
 
     def multiplier(self, p: np.ndarray) -> np.ndarray:
-        return np.exp(-self.rate * p)
+        return self.final + (1.0 - self.final) * np.exp(-self.rate * p)
 
 
 class Linear(Profile):
     name: ClassVar[str] = "linear"
     doc: ClassVar[str] = "Straight line from 1 to final at the end of the budget."
+    decays: ClassVar[bool] = True
 
     final: float = param(0.0, "a number in [0, 1]", ge=0.0, le=1.0)
 
@@ -137,6 +177,7 @@ class Linear(Profile):
 class Cosine(Profile):
     name: ClassVar[str] = "cosine"
     doc: ClassVar[str] = "Half cosine from 1 to final at the end of the budget."
+    decays: ClassVar[bool] = True
 
     final: float = param(0.0, "a number in [0, 1]", ge=0.0, le=1.0)
 
@@ -146,17 +187,22 @@ class Cosine(Profile):
 
 class Rex(Profile):
     name: ClassVar[str] = "rex"
-    doc: ClassVar[str] = "REX: (1 - p) / (1 - beta p); beta=0.5 is the paper's, 0.9 the blog's."
+    doc: ClassVar[str] = (
+        "REX: final + (1 - final)(1 - p) / (1 - beta p); beta=0.5 is the paper's, 0.9 the blog's."
+    )
+    decays: ClassVar[bool] = True
 
     beta: float = param(0.5, "a number in [0, 1)", ge=0.0, lt=1.0)
+    final: float = param(0.0, "a number in [0, 1] (the floor)", ge=0.0, le=1.0, omit_default=True)
 
     def multiplier(self, p: np.ndarray) -> np.ndarray:
-        return (1.0 - p) / (1.0 - self.beta * p)
+        return self.final + (1.0 - self.final) * (1.0 - p) / (1.0 - self.beta * p)
 
 
 class Poly(Profile):
     name: ClassVar[str] = "poly"
     doc: ClassVar[str] = "Polynomial decay: final + (1 - final)(1 - p)^power."
+    decays: ClassVar[bool] = True
 
     power: float = param(2.0, "a number > 0", gt=0.0)
     final: float = param(0.0, "a number in [0, 1]", ge=0.0, le=1.0)
@@ -249,22 +295,18 @@ class Triangular(Profile):
         return self.cycle_momentum
 
     def cycle_ends(self) -> list[float]:
-        period = 2 * self.step_size
-        return [k * period for k in range(1, int((1.0 + 1e-9) / period) + 1)]
+        return full_cycle_ends(2 * self.step_size)
 
 
-class Sgdr(Profile):
-    name: ClassVar[str] = "sgdr"
-    doc: ClassVar[str] = (
-        "Cosine restarts: `cycles` cycles growing by t_mult fill the budget exactly."
-    )
+class Restarting(Profile):
+    """`cycles` cycles growing by t_mult fill the budget; each restarts at 1 and ends at final."""
 
     cycles: int = param(3, "a whole number in [1, 1000]", ge=1, le=1000)
     t_mult: float = param(2.0, "a number >= 1 (each cycle is t_mult times the last)", ge=1.0)
     final: float = param(0.0, "a number in [0, 1] (the bottom of every cycle)", ge=0.0, le=1.0)
 
     @model_validator(mode="after")
-    def _first_cycle_fits(self) -> Sgdr:
+    def _first_cycle_fits(self) -> Restarting:
         if not self.cycle_lengths()[0] >= 1e-6:
             raise ValueError(
                 "cycles and t_mult make the first cycle shorter than a millionth of the budget; "
@@ -283,17 +325,29 @@ class Sgdr(Profile):
         ends[-1] = 1.0
         return ends.tolist()
 
-    def multiplier(self, p: np.ndarray) -> np.ndarray:
+    def within_cycle(self, p: np.ndarray) -> np.ndarray:
+        """How far into its cycle each p is, in [0, 1]."""
         lengths = self.cycle_lengths()
         starts = np.concatenate([[0.0], np.cumsum(lengths)[:-1]])
         cycle = count_reached(p, starts[1:])
-        inside = np.clip((p - starts[cycle]) / lengths[cycle], 0.0, 1.0)
+        return np.clip((p - starts[cycle]) / lengths[cycle], 0.0, 1.0)
+
+
+class Sgdr(Restarting):
+    name: ClassVar[str] = "sgdr"
+    doc: ClassVar[str] = (
+        "Cosine restarts: `cycles` cycles growing by t_mult fill the budget exactly."
+    )
+
+    def multiplier(self, p: np.ndarray) -> np.ndarray:
+        inside = self.within_cycle(p)
         return self.final + (1.0 - self.final) * (1.0 + np.cos(np.pi * inside)) / 2.0
 
 
 class Wsd(Profile):
     name: ClassVar[str] = "wsd"
     doc: ClassVar[str] = "Warmup-stable-decay: 1, then a cooldown to 0 over the last `decay`."
+    decays: ClassVar[bool] = True
 
     decay: float = param(
         0.2, "a fraction in (0, 1] (the cooldown's share of the budget)", gt=0.0, le=1.0
@@ -312,6 +366,40 @@ class Wsd(Profile):
         else:
             cooldown = (1.0 + np.cos(np.pi * q)) / 2.0
         return np.where(reached(p, start), cooldown, 1.0)
+
+
+def _points(value: list[list[float]]) -> list[list[float]]:
+    for i, point in enumerate(value):
+        if len(point) != 2:
+            raise ValueError(f"points[{i}]={point!r} is not a [p, m] pair")
+        if point[1] < 0:
+            raise ValueError(f"points[{i}]={point!r}: the multiplier m must be >= 0")
+    ps = [point[0] for point in value]
+    if len(ps) < 2 or ps[0] != 0 or ps[-1] != 1:
+        raise ValueError("the first point's p must be 0 and the last's 1")
+    for i, (a, b) in enumerate(itertools.pairwise(ps), start=1):
+        if b <= a:
+            raise ValueError(f"points[{i}]: p={b!r} does not rise above the previous p={a!r}")
+    return value
+
+
+class Piecewise(Profile):
+    name: ClassVar[str] = "piecewise"
+    doc: ClassVar[str] = (
+        "Straight lines between [p, m] points: your own shape without Python, e.g. "
+        "points: [[0, 1], [0.5, 0.2], [1, 0]]."
+    )
+    decays: ClassVar[bool] = True
+
+    points: Annotated[list[list[float]], AfterValidator(_points)] = param(
+        [[0.0, 1.0], [1.0, 0.0]],
+        "a list of [p, m] pairs, p strictly increasing from 0 to 1 and m >= 0, "
+        "e.g. [[0, 1], [0.5, 0.2], [1, 0]]",
+    )
+
+    def multiplier(self, p: np.ndarray) -> np.ndarray:
+        ps, ms = zip(*self.points, strict=True)
+        return np.interp(p, ps, ms)
 
 
 def _patience(value: float) -> float:
@@ -364,4 +452,5 @@ PROFILES: tuple[type[Profile], ...] = (
     Sgdr,
     Wsd,
     Plateau,
+    Piecewise,
 )
