@@ -350,7 +350,6 @@ def test_built_in_datasets_record_no_import_fields():
         ({"import": "nosuchdata:load"}, "dataset: 'nosuchdata:load': no module named"),
         ({"name": "import"}, "name: import needs `import: module:function`"),
         ({"name": "cifar10", "import": "userdata:tensors"}, "belong to your own dataset"),
-        ({"import": "userdata:tensors", "source": "abc"}, "dataset: source is lrbench's hash"),
     ],
 )
 def test_a_bad_dataset_entry_is_one_line_at_config_time(folder, dataset, says):
