@@ -36,11 +36,11 @@ def test_markdown_marks_top1_bold_and_top3_underlined(report_dir: Path) -> None:
     rows = {
         line.split(" | ")[0].strip("| "): line for line in md.splitlines() if line.startswith("| ")
     }
-    # ties: rex and linear both average 0.91 -> 9.00% error, both bold
-    assert "**9.00 ± 1.41**" in rows["rex"]
-    assert "**9.00 ± 0.00**" in rows["linear"]
-    assert "<u>11.50 ± 0.71</u>" in rows["step"]
-    assert "20.00 ± 0.00 |" in rows["cos\\_50%"]  # 4th: unmarked; label escaped
+    # ties: rex and linear both average 0.91 -> 9.00% error, both bold; then the 95% interval
+    assert "**9.00 ± 1.41** [8.00, 10.00]" in rows["rex"]
+    assert "**9.00 ± 0.00** [9.00, 9.00]" in rows["linear"]
+    assert "<u>11.50 ± 0.71</u> [11.00, 12.00]" in rows["step"]
+    assert "20.00 ± 0.00 [20.00, 20.00] |" in rows["cos\\_50%"]  # 4th: unmarked; escaped
     assert "## cifar10 · resnet20 · adam — test error (%)" in md
     assert "| 5% (3 ep) | 50% (30 ep) |" in md
 
@@ -81,6 +81,13 @@ def test_summary_and_finishes_csv_columns(report_dir: Path) -> None:
         "high_top3",
         "top1",
         "top3",
+        "expected_top1",
+        "expected_top1_low",
+        "expected_top1_high",
+        "expected_top3",
+        "expected_top3_low",
+        "expected_top3_high",
+        "variant",
     ]
     by_name = {r["schedule"]: r for r in fin}
     assert by_name["rex"]["cells"] == "4"
@@ -122,7 +129,7 @@ def test_problems_file_only_when_there_are_problems(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "problems.txt").write_text("stale\n")
-    write_cell(tmp_path, {"rex": [0.9]})
+    write_cell(tmp_path, {"rex": [0.9, 0.8]})
     build_report([tmp_path / "sweep"], out)
     assert not (out / "problems.txt").exists()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 SKIPPED = "skipped"
@@ -38,3 +40,8 @@ def problems_text(problems: list[Problem]) -> str:
         out.append(f"{len(notes)} notes (used in the tables):")
         out += [f"  {p.line()}" for p in notes]
     return "\n".join(out) + "\n" if out else ""
+
+
+def common_parent(paths: Iterable[str]) -> str:
+    """The folder a problem about several runs names: the deepest one holding them all."""
+    return os.path.commonpath(list(paths))
