@@ -176,3 +176,11 @@ def write_cell(root: Path, scores: dict[str, list[float]], **kwargs: Any) -> lis
         for schedule, accs in scores.items()
         for seed, acc in enumerate(accs, start=1)
     ]
+
+
+def write_plan(sweep: Path, runs: list[Path], name: str | None = None) -> Path:
+    """<sweep>/plan.json as `lrbench sweep` writes it: the run ids of its current config."""
+    plan = {"name": name or sweep.name, "run_ids": [run.name for run in runs]}
+    path = sweep / "plan.json"
+    path.write_text(json.dumps(plan, indent=2))
+    return path

@@ -156,7 +156,7 @@ def finish_rows(fin: pd.DataFrame) -> list[FinishRow]:
 
 def _expected(row: dict[str, Any], column: str) -> str:
     mean, low, high = (float(row.get(f"{column}{end}", math.nan)) for end in ("", "_low", "_high"))
-    return DASH if not math.isfinite(mean) else f"{mean:.1f} [{low:.1f}, {high:.1f}]"
+    return DASH if not math.isfinite(mean) else f"{mean:.1f} [{low:.0f}, {high:.0f}]"
 
 
 @dataclass(frozen=True)
@@ -408,6 +408,10 @@ def _tex_reference(entry: ReferenceEntry | None) -> str:
     return f"{ours} / {reference}{mark}"
 
 
+def _tex_heads(table: SettingTable) -> list[str]:
+    return [tex_escape(h.capitalize() if h == "schedule" else h) for h in _heads(table)]
+
+
 def _tex_table(
     caption: str, label: str, header: list[str], rows: list[list[str]], left: int = 1
 ) -> list[str]:
@@ -459,7 +463,7 @@ def latex(
             f"{tex_escape(', '.join(table.title.split(' · ')))}: {tex_escape(METRICS[metric])}, "
             f"mean $\\pm$ std over seeds, [95\\% interval]. Bold: top-1; underlined: top-3.",
             f"tab:{table.slug}",
-            [tex_escape(h.capitalize() if h == "schedule" else h) for h in _heads(table)],
+            _tex_heads(table),
             [
                 [*_row_heads(table, s, v, tex_escape), *(_tex_entry(e) for e in entries)]
                 for s, v, entries in table.rows
@@ -474,7 +478,7 @@ def latex(
                 f"interval] / {tex_escape(reference)} ({tex_escape(METRICS[metric])}); "
                 "$^\\dagger$: our interval does not hold it.",
                 f"tab:reference-{table.slug}",
-                [tex_escape(h) for h in _heads(table)],
+                _tex_heads(table),
                 [
                     [*_row_heads(table, s, v, tex_escape), *(_tex_reference(e) for e in entries)]
                     for s, v, entries in table.rows

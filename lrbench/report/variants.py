@@ -93,7 +93,17 @@ def differing(flats: Iterable[Mapping[str, str]]) -> list[str]:
 
 
 def describe(values: Mapping[str, str], keys: Iterable[str]) -> str:
-    return ", ".join(f"{k}={values.get(k, ABSENT)}" for k in keys)
+    """`k=v` for each key; a missing key is left out when a key above or below it is present
+    (early_stop=none against early_stop.patience=3), else shown as `k=–`."""
+    keys = list(keys)
+    present = [k for k in keys if k in values]
+    parts = []
+    for k in keys:
+        if k in values:
+            parts.append(f"{k}={values[k]}")
+        elif not any(p.startswith(f"{k}.") or k.startswith(f"{p}.") for p in present):
+            parts.append(f"{k}={ABSENT}")
+    return ", ".join(parts)
 
 
 def shown(schedule: str, variant: str) -> str:
