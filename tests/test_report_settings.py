@@ -34,7 +34,7 @@ def test_stale_runs_are_listed_not_ranked(tmp_path: Path) -> None:
     assert rows["rex", ""]["n"] == 2
     assert rows["rex", ""]["mean_test_acc"] == pytest.approx(0.905)  # the 8-epoch runs only
     [stale] = [p for p in found.problems if "stale" in p.reason]
-    assert stale.kind == "skipped" and stale.path == str(tmp_path / "sweep")
+    assert stale.kind == "skipped" and stale.path == str(tmp_path / "sweep") and stale.runs == 4
     assert stale.reason.startswith("4 stale run(s) not in plan.json")
     assert "they differ from the current runs in full_epochs" in stale.reason
     assert "--include-stale" in stale.reason

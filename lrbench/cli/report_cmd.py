@@ -53,8 +53,8 @@ HELP = "\n\n".join(
         "uncertainty.csv, reference.csv (with --reference), anytime.md, anytime.csv, "
         "time_to_target.csv, anytime.png, lr_curves.png, test_acc_<setting>.png, "
         "error_vs_budget.png, rank_vs_budget.png, p_top1.png, performance_profile.png, and "
-        "problems.txt naming every skipped run (failed, unfinished, unreadable) and every note "
-        "(missing seeds, ...). Problems are also printed on stderr; the exit code is 0 whenever "
+        "problems.txt naming every skipped run (failed, unfinished, unreadable, stale) and every "
+        "note (missing seeds, ...). Problems are also printed on stderr; the exit code is 0 whenever "
         "a report was written.",
     ]
 )
@@ -73,7 +73,9 @@ def report_command(
         None, "--out", "-o", help="Folder for the files (default: FIRST_RESULTS/report)."
     ),
     metric: str = typer.Option(
-        "error", "--metric", help="What the tables show: error (test error %) | accuracy (%)."
+        "error",
+        "--metric",
+        help="What the tables and error_vs_budget.png show: error (test error %) | accuracy (%).",
     ),
     target: float | None = typer.Option(
         None,
@@ -146,11 +148,11 @@ def _print(report: Report, fmt: str) -> None:
 
 
 def _print_problems(report: Report) -> None:
-    from lrbench.report.problems import SKIPPED, problems_text
+    from lrbench.report.problems import NOTE, problems_text, skipped_runs
 
     if report.problems:
-        skipped = sum(p.kind == SKIPPED for p in report.problems)
-        notes = len(report.problems) - skipped
+        skipped = skipped_runs(report.problems)
+        notes = sum(p.kind == NOTE for p in report.problems)
         typer.echo(
             f"{_count(skipped, 'run')} skipped, {_count(notes, 'note')}; also in "
             f"{report.out_dir / 'problems.txt'}:",

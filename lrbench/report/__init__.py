@@ -20,7 +20,6 @@ from lrbench.report.problems import NOTE, Problem, problems_text
 from lrbench.report.rank import (
     FINISH_CSV_COLUMNS,
     FINISH_ROW,
-    ROW,
     SUMMARY_CSV_COLUMNS,
     choose_lr,
     finishes,
@@ -30,7 +29,7 @@ from lrbench.report.rank import (
 from lrbench.report.reference import Reference, compare, load_reference, reference_table
 from lrbench.report.tables import latex, markdown
 from lrbench.report.uncertainty import paired_bootstrap, uncertainty_table
-from lrbench.report.variants import assign_variants, named_rows, provenance_notes
+from lrbench.report.variants import assign_variants, named_rows
 
 __all__ = ["Analysis", "Anytime", "Problem", "Report", "analyse", "build_report"]
 
@@ -109,7 +108,6 @@ def analyse(
         *lr_problems,
         *variant_notes,
         *notes(runs, chosen),
-        *provenance_notes(chosen, ROW),
         *sure.problems,
         *anytime.problems,
     ]

@@ -22,13 +22,11 @@ import pandas as pd
 
 from lrbench.errors import UserError
 from lrbench.report.problems import NOTE, Problem
-from lrbench.report.variants import (
-    NUMERIC_PROVENANCE,
-    canonical,
-    setup_of,
-    stale_differences,
-)
+from lrbench.report.variants import canonical, setup_of, stale_differences
 
+# provenance that can change a run's floating-point numbers: seeds pooled in one row that
+# differ in it are noted (rank.notes)
+NUMERIC_PROVENANCE = ("threads", "device", "precision")
 RUN_COLUMNS = [
     "path",
     "run_id",
@@ -122,12 +120,11 @@ def load_runs(paths: list[Path], include_stale: bool = False) -> Loaded:
             plans[sweep] = _read_plan(sweep, loaded.problems)
         plan = plans.get(sweep) if sweep is not None else None
         try:
-            if plan is not None and not include_stale:
-                row = _spec_row(run_dir, _read_json(run_dir / "spec.json"))
-                if row["run_id"] not in plan:
-                    stale.setdefault(sweep, []).append(row)
-                    continue
-            row, curve, why = _read_run(run_dir)
+            row = _spec_row(run_dir, _read_json(run_dir / "spec.json"))
+            if plan is not None and not include_stale and row["run_id"] not in plan:
+                stale.setdefault(sweep, []).append(row)
+                continue
+            curve, why = _read_results(run_dir, row)
         except BadRun as err:
             loaded.problems.append(Problem(str(run_dir), f"unreadable: {err}"))
             continue
@@ -183,19 +180,19 @@ def _stale_problem(sweep: Path, stale: list[dict[str, Any]], runs: pd.DataFrame)
         str(sweep),
         f"{len(stale)} stale run(s) not in {PLAN}, left from an earlier config of the sweep "
         f"({how}); not in the tables (--include-stale reports them as settings of their own)",
+        runs=len(stale),
     )
 
 
-def _read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None, str | None]:
-    """One run's row, its per-epoch curve, and why it is skipped (None when it is ranked)."""
-    row = _spec_row(run_dir, _read_json(run_dir / "spec.json"))
+def _read_results(run_dir: Path, row: dict[str, Any]) -> tuple[pd.DataFrame | None, str | None]:
+    """Fill a run's row from its results; its per-epoch curve, and why it is skipped (None when
+    it is ranked)."""
     summary_path = run_dir / "summary.json"
     metrics_path = run_dir / "metrics.csv"
     if not summary_path.exists():
         row["status"] = "unfinished"
         rows = _count_rows(metrics_path)
         return (
-            row,
             None,
             f"unfinished: no summary.json ({rows} of {row['epochs']} epochs in metrics.csv)",
         )
@@ -204,7 +201,7 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None, str |
     if status == "failed":
         lines = str(summary.get("error") or "").strip().splitlines()
         row["status"] = "failed"
-        return row, None, f"failed: {lines[-1] if lines else 'no error message in summary.json'}"
+        return None, f"failed: {lines[-1] if lines else 'no error message in summary.json'}"
     if status not in RANKED:
         raise BadRun(f"summary.json has an unknown status {status!r}")
     row["status"] = status
@@ -213,7 +210,7 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None, str |
     if isinstance(stopped_epoch, int) and not isinstance(stopped_epoch, bool):
         row["stopped_epoch"] = stopped_epoch
     if status == "diverged":
-        return row, _diverged_curve(metrics_path), None
+        return _diverged_curve(metrics_path), None
     metrics = _read_metrics(metrics_path, strict=True)
     _check_complete(metrics, summary, metrics_path)
     last = metrics.iloc[-1]
@@ -224,7 +221,7 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None, str |
     if "val_acc" in metrics.columns:
         row["val_score"] = float(last["val_acc"])
     row["ensemble_score"], row["ensemble_size"] = _last_ensemble(metrics)
-    return row, metrics[[c for c in CURVE_COLUMNS if c in metrics.columns]], None
+    return metrics[[c for c in CURVE_COLUMNS if c in metrics.columns]], None
 
 
 def _read_json(path: Path) -> Any:

@@ -18,11 +18,6 @@ def interval_in_metric(low: float, high: float, metric: str) -> tuple[float, flo
     return (b, a) if metric == "error" else (a, b)
 
 
-def acc_from_metric(value: float, metric: str) -> float:
-    """The inverse of in_metric."""
-    return 1 - value / 100 if metric == "error" else value / 100
-
-
 def rounded(value: float) -> float:
     """A percentage to 6 decimals for the CSVs: enough for any table, without float noise."""
     return round(value, 6) if math.isfinite(value) else math.nan

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from lrbench.report.load import RANKED
+from lrbench.report.load import NUMERIC_PROVENANCE, RANKED
 from lrbench.report.problems import NOTE, Problem, common_parent
 from lrbench.report.variants import SETTING, shown
 
@@ -146,7 +146,7 @@ def _lr_key(runs: pd.DataFrame) -> tuple[int, float]:
 def summarize(chosen: pd.DataFrame) -> pd.DataFrame:
     """One row per (cell, schedule, variant) with mean, std, rank, top-1 and top-3.
 
-    The uncertainty columns are added by uncertainty.with_uncertainty.
+    The uncertainty columns come from uncertainty.paired_bootstrap, joined by analyse.
     """
     rows = []
     for key, group in chosen.groupby(ROW, sort=True):
@@ -234,6 +234,7 @@ def notes(runs: pd.DataFrame, chosen: pd.DataFrame) -> list[Problem]:
         *_missing_seeds(runs, chosen),
         *_duplicate_seeds(chosen),
         *_stopped_early(chosen),
+        *_mixed_provenance(chosen),
     ]
 
 
@@ -257,6 +258,27 @@ def _stopped_early(chosen: pd.DataFrame) -> list[Problem]:
                 NOTE,
             )
         )
+    return out
+
+
+def _mixed_provenance(chosen: pd.DataFrame) -> list[Problem]:
+    """Rows whose seeds ran with different threads, devices or precisions: said, not hidden."""
+    out = []
+    for key, group in chosen.groupby(ROW, sort=True):
+        differ = []
+        for name in NUMERIC_PROVENANCE:
+            values = sorted({v for v in group[name] if isinstance(v, str) and v})
+            if len(values) > 1:
+                differ.append(f"{name} {{{', '.join(values)}}}")
+        if differ:
+            out.append(
+                Problem(
+                    common_parent(group["path"]),
+                    f"{describe_row(key)}: its seeds ran with different {' and '.join(differ)}; "
+                    "floating-point results can differ with them",
+                    NOTE,
+                )
+            )
     return out
 
 

@@ -72,13 +72,13 @@ def paired_bootstrap(chosen: pd.DataFrame, summary: pd.DataFrame) -> Bootstrap:
     top3: dict[tuple, list[np.ndarray | None]] = {}
     problems: list[Problem] = []
     unpaired: list[str] = []
-    no_interval: list[str] = []
+    no_interval: list[pd.DataFrame] = []
     row_of = {tuple(k): i for i, k in zip(summary.index, summary[ROW].to_numpy(), strict=True)}
     for key, cell in chosen.groupby(COMPARED, sort=True):
         ci_rng, rank_rng = (np.random.default_rng(s) for s in _seeds(key).spawn(2))
         rows = [(row_of[k], runs) for k, runs in cell.groupby(ROW, sort=True)]
         intervals = _intervals(rows, ci_rng)
-        no_interval += [p for i, runs in rows if i not in intervals for p in runs["path"]]
+        no_interval += [runs for i, runs in rows if i not in intervals]
         seeds = [set(runs["seed"]) for _, runs in rows]
         common = sorted(set.intersection(*seeds))
         left_out = sorted(set.union(*seeds) - set(common))
@@ -113,9 +113,9 @@ def paired_bootstrap(chosen: pd.DataFrame, summary: pd.DataFrame) -> Bootstrap:
     if no_interval:
         problems.append(
             Problem(
-                common_parent(no_interval),
-                "rows with fewer than two finished seeds have no 95% interval (resampling one "
-                "value has one outcome): run more seeds",
+                common_parent(p for runs in no_interval for p in runs["path"]),
+                f"{len(no_interval)} row(s) have fewer than two finished seeds: no 95% interval "
+                "(resampling one value has one outcome)",
                 NOTE,
             )
         )

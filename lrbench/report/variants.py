@@ -41,9 +41,6 @@ NOT_SETUP = (
 )
 ABSENT = "–"
 SCHEDULE_PREFIX = "schedule."
-# provenance keys that can change a run's floating-point numbers: runs pooled as seeds that
-# differ in one are noted (their means mix, e.g., 1 and 8 CPU threads)
-NUMERIC_PROVENANCE = ("threads", "device", "precision")
 
 
 def setup_of(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,29 +159,6 @@ def _split_note(where: str, group: pd.DataFrame, texts: pd.Series, how: str) -> 
         f"{how}: {parts}",
         NOTE,
     )
-
-
-def provenance_notes(chosen: pd.DataFrame, row: list[str]) -> list[Problem]:
-    """Rows whose seeds ran with different threads, devices or precisions: said, not hidden."""
-    out = []
-    for key, group in chosen.groupby(row, sort=True):
-        differ = []
-        for name in NUMERIC_PROVENANCE:
-            values = sorted({str(v) for v in group[name] if isinstance(v, str) and v})
-            if len(values) > 1:
-                differ.append(f"{name} {{{', '.join(values)}}}")
-        if differ:
-            label = shown(key[row.index("schedule")], key[row.index("variant")])
-            cell = "/".join(str(k) for k in key[:3])
-            out.append(
-                Problem(
-                    common_parent(group["path"]),
-                    f"{cell} budget {key[3]:g}, schedule {label}: its seeds ran with different "
-                    f"{' and '.join(differ)}; floating-point results can differ with them",
-                    NOTE,
-                )
-            )
-    return out
 
 
 def stale_differences(stale: pd.DataFrame, current: pd.DataFrame) -> list[str]:
