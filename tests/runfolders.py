@@ -7,6 +7,7 @@ keyword arguments set what a test cares about (final test/val accuracy, status, 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ def write_run(
     stopped_epoch: int | None = None,
     ensemble: dict[int, tuple[int, float]] | None = None,
     steps_per_epoch: int = 10,
+    snapshots: bool | None = None,
+    spec: dict[str, Any] | None = None,
 ) -> Path:
     """One run folder; status None leaves it unfinished (no summary.json).
 
@@ -57,18 +60,14 @@ def write_run(
     `accs` gives every epoch's test_acc instead (one per epoch written), `epoch_times` every
     epoch_time_s (default 1.5 s). `stopped_epoch` ends the run early there (summary.json says
     stopped_early). `ensemble` {epoch: (snapshots, accuracy)} adds the snapshot columns
-    ensemble_size and ensemble_test_acc, empty in the other epochs.
+    ensemble_size and ensemble_test_acc, empty in the other epochs; `snapshots` is spec.json's
+    flag (default: whether `ensemble` is given). `spec` is merged into spec.json last, one level
+    deep ({"provenance": {"threads": 4}} adds a key to provenance, {"batch_size": 256} replaces).
     """
     epochs = max(1, round(budget * full_epochs))
     sched = {"name": schedule, "label": label or schedule, **(schedule_params or {})}
     shown = label or schedule
-    run_id = (
-        f"{model}-{dataset_label or dataset}-{optimizer}{lr:g}-{shown}-b{budget:g}-s{seed}-0000abcd"
-    )
-    run = root / sweep / "runs" / run_id
-    run.mkdir(parents=True)
-    spec = {
-        "run_id": run_id,
+    record = {
         "sweep": sweep,
         "model": model,
         "dataset": {
@@ -94,7 +93,6 @@ def write_run(
         "seed": seed,
         "batch_size": 128,
         "early_stop": None,
-        "snapshots": False,
         "steps_per_epoch": steps_per_epoch,
         "total_steps": steps_per_epoch * epochs,
         "provenance": {
@@ -105,9 +103,18 @@ def write_run(
             "created": "2026-11-28T22:00:00Z",
         },
     }
-    if ensemble is not None:
-        spec["snapshots"] = True
-    (run / "spec.json").write_text(json.dumps(spec, indent=2))
+    record["snapshots"] = ensemble is not None if snapshots is None else snapshots
+    for key, value in (spec or {}).items():
+        merge = isinstance(value, dict) and isinstance(record.get(key), dict)
+        record[key] = {**record[key], **value} if merge else value
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:8]
+    run_id = (
+        f"{model}-{dataset_label or dataset}-{optimizer}{lr:g}-{shown}-b{budget:g}-s{seed}-{digest}"
+    )
+    record = {"run_id": run_id, **record}
+    run = root / sweep / "runs" / run_id
+    run.mkdir(parents=True)
+    (run / "spec.json").write_text(json.dumps(record, indent=2))
     diverged = status == "diverged"
     rows = epochs if not diverged else max(1, epochs // 2)
     if stopped_epoch is not None:
@@ -169,3 +176,11 @@ def write_cell(root: Path, scores: dict[str, list[float]], **kwargs: Any) -> lis
         for schedule, accs in scores.items()
         for seed, acc in enumerate(accs, start=1)
     ]
+
+
+def write_plan(sweep: Path, runs: list[Path], name: str | None = None) -> Path:
+    """<sweep>/plan.json as `lrbench sweep` writes it: the run ids of its current config."""
+    plan = {"name": name or sweep.name, "run_ids": [run.name for run in runs]}
+    path = sweep / "plan.json"
+    path.write_text(json.dumps(plan, indent=2))
+    return path

@@ -94,6 +94,8 @@ def test_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
     main(["report", "--help"])
     out, _ = capsys.readouterr()
     assert "lrbench report results/rex-cifar10" in out and "--metric" in out
+    assert "--reference" in out and "rex-paper" in out and "--include-stale" in out
+    assert "uncertainty.csv" in out and "paired bootstrap" in out
 
 
 def test_report_does_not_import_torch(sweep: Path, tmp_path: Path) -> None:

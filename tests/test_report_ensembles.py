@@ -24,8 +24,8 @@ def report(tmp_path_factory: pytest.TempPathFactory):
               ensemble={4: (1, 0.60), 8: (2, 0.93)}, **common)  # fmt: skip
     write_run(root, schedule="sgdr", schedule_params=SGDR, seed=2, test_acc=0.88,
               ensemble={4: (1, 0.62), 8: (2, 0.91)}, **common)  # fmt: skip
-    write_run(root, schedule="rex", seed=1, test_acc=0.91, **common)
-    write_run(root, schedule="rex", seed=2, test_acc=0.89, **common)
+    write_run(root, schedule="rex", seed=1, test_acc=0.91, snapshots=True, **common)
+    write_run(root, schedule="rex", seed=2, test_acc=0.89, snapshots=True, **common)
     return build_report([root / "sweep"], root / "out")
 
 

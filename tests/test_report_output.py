@@ -36,11 +36,11 @@ def test_markdown_marks_top1_bold_and_top3_underlined(report_dir: Path) -> None:
     rows = {
         line.split(" | ")[0].strip("| "): line for line in md.splitlines() if line.startswith("| ")
     }
-    # ties: rex and linear both average 0.91 -> 9.00% error, both bold
-    assert "**9.00 ± 1.41**" in rows["rex"]
-    assert "**9.00 ± 0.00**" in rows["linear"]
-    assert "<u>11.50 ± 0.71</u>" in rows["step"]
-    assert "20.00 ± 0.00 |" in rows["cos\\_50%"]  # 4th: unmarked; label escaped
+    # ties: rex and linear both average 0.91 -> 9.00% error, both bold; then the 95% interval
+    assert "**9.00 ± 1.41** [8.00, 10.00]" in rows["rex"]
+    assert "**9.00 ± 0.00** [9.00, 9.00]" in rows["linear"]
+    assert "<u>11.50 ± 0.71</u> [11.00, 12.00]" in rows["step"]
+    assert "20.00 ± 0.00 [20.00, 20.00] |" in rows["cos\\_50%"]  # 4th: unmarked; escaped
     assert "## cifar10 · resnet20 · adam — test error (%)" in md
     assert "| 5% (3 ep) | 50% (30 ep) |" in md
 
@@ -81,6 +81,13 @@ def test_summary_and_finishes_csv_columns(report_dir: Path) -> None:
         "high_top3",
         "top1",
         "top3",
+        "expected_top1",
+        "expected_top1_low",
+        "expected_top1_high",
+        "expected_top3",
+        "expected_top3_low",
+        "expected_top3_high",
+        "variant",
     ]
     by_name = {r["schedule"]: r for r in fin}
     assert by_name["rex"]["cells"] == "4"
@@ -96,6 +103,8 @@ def test_pngs_are_written_and_not_blank(report_dir: Path) -> None:
         "test_acc_cifar10-resnet20-adam.png",
         "error_vs_budget.png",
         "rank_vs_budget.png",
+        "p_top1.png",
+        "performance_profile.png",
     }
     assert names <= {p.name for p in report_dir.glob("*.png")}
     for name in names:
@@ -122,7 +131,7 @@ def test_problems_file_only_when_there_are_problems(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "problems.txt").write_text("stale\n")
-    write_cell(tmp_path, {"rex": [0.9]})
+    write_cell(tmp_path, {"rex": [0.9, 0.8]})
     build_report([tmp_path / "sweep"], out)
     assert not (out / "problems.txt").exists()
 
@@ -150,3 +159,41 @@ def test_lr_curves_rebuild_every_steps_rate_from_the_runs_spec(tmp_path: Path) -
     np.testing.assert_allclose(rates.to_numpy(), expected)
     for name in ("plateau", "future", "cosine"):
         assert step_rates(runs.loc[name]) is None
+
+
+@pytest.mark.parametrize(("metric", "expected"), [("error", [10.0]), ("accuracy", [90.0])])
+def test_error_vs_budget_plots_the_reports_metric(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, metric: str, expected: list[float]
+) -> None:
+    from matplotlib.axes import Axes
+
+    from lrbench.report import analyse
+    from lrbench.report.plots import error_vs_budget
+
+    drawn: list[list[float]] = []
+    errorbar = Axes.errorbar
+
+    def spy(self, x, y, *args, **kwargs):
+        drawn.append(list(y))
+        return errorbar(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "errorbar", spy)
+    write_cell(tmp_path, {"rex": [0.9, 0.9]})
+    summary = analyse([tmp_path]).summary
+    error_vs_budget(summary, tmp_path, {"rex": (0, 0, 1, 1)}, metric)
+    assert drawn == [pytest.approx(expected)]
+
+
+def test_performance_profile_counts_cells_within_tau_of_the_best(tmp_path: Path) -> None:
+    from lrbench.report import analyse
+    from lrbench.report.plots import error_ratios, profile
+
+    write_cell(tmp_path, {"rex": [0.90], "step": [0.80]}, budget=0.05)  # errors 10 and 20
+    write_cell(tmp_path, {"rex": [0.75], "step": [0.80]}, budget=0.5)  # errors 25 and 20
+    write_cell(tmp_path, {"rex": [0.90], "step": [0.1]}, budget=1.0, status="diverged")
+    ratios = error_ratios(analyse([tmp_path]).summary)
+    assert ratios.shape == (2, 2)  # the all-diverged cell is left out
+    taus, share = profile(ratios)
+    assert list(taus) == pytest.approx([1.0, 1.25, 2.0])
+    assert share.loc["rex"].tolist() == [0.5, 1.0, 1.0]
+    assert share.loc["step"].tolist() == [0.5, 0.5, 1.0]

@@ -103,10 +103,10 @@ def test_missing_seeds_mean_over_those_present_and_noted(tmp_path: Path) -> None
     assert rex["n"] == 2
     assert rex["mean_test_acc"] == pytest.approx(0.8)
     assert rex["seeds"] == "1 3"
-    notes = [p for p in found.problems if p.kind == "note"]
-    assert len(notes) == 1
-    assert "rex" in notes[0].reason
-    assert "seeds {2} missing" in notes[0].reason
+    notes = [p.reason for p in found.problems if p.kind == "note"]
+    assert len(notes) == 2
+    assert any("schedule rex: mean over seeds {1, 3} only, seeds {2} missing" in n for n in notes)
+    assert any("P(top-1) and P(top-3) pair seeds {1, 3} only" in n for n in notes)
 
 
 def test_std_is_sample_std_and_nan_for_one_seed(tmp_path: Path) -> None:
@@ -157,7 +157,7 @@ def test_lr_grid_without_validation_is_skipped_not_chosen_on_test(tmp_path: Path
     write_run(tmp_path, schedule="step", lr=0.1, test_acc=0.9)
     found = analyse([tmp_path])
     assert list(found.summary["schedule"]) == ["step"]
-    [problem] = found.problems
+    [problem] = [p for p in found.problems if p.kind == "skipped"]
     assert problem.kind == "skipped"
     assert "no val_acc" in problem.reason and "rex" in problem.reason
     assert "runs" in problem.path
@@ -170,9 +170,11 @@ def test_unknown_schedule_labels_are_plain_strings(tmp_path: Path) -> None:
     assert set(summary["schedule"]) == {"not-a-registered-schedule", "onecycle-rex"}
 
 
-def test_one_label_with_two_parameter_sets_is_noted(tmp_path: Path) -> None:
-    write_run(tmp_path, sweep="a", schedule="rex", schedule_params={"beta": 0.5}, seed=1)
-    write_run(tmp_path, sweep="b", schedule="rex", schedule_params={"beta": 0.9}, seed=2)
+def test_one_label_with_two_parameter_sets_is_two_rows_of_one_cell(tmp_path: Path) -> None:
+    write_run(tmp_path, sweep="a", schedule="rex", schedule_params={"beta": 0.5}, test_acc=0.8)
+    write_run(tmp_path, sweep="b", schedule="rex", schedule_params={"beta": 0.9}, test_acc=0.9)
     found = analyse([tmp_path])
-    assert found.summary["n"].tolist() == [2]
-    assert any("2 parameter sets" in p.reason for p in found.problems)
+    assert found.summary["n"].tolist() == [1, 1]
+    assert found.summary["variant"].tolist() == ["schedule.beta=0.5", "schedule.beta=0.9"]
+    assert found.summary["rank"].tolist() == [2, 1]  # they compete in one cell
+    assert any("rex': runs differ in more than the seed" in p.reason for p in found.problems)

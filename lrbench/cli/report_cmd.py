@@ -28,21 +28,33 @@ HELP = "\n\n".join(
         "  lrbench report results/rex-cifar10",
         "  lrbench report results --out reports/all --format markdown",
         "  lrbench report results/a results/b --metric accuracy -f latex",
+        "  lrbench report results/rex-cifar10 --reference rex-paper",
         "A cell is (dataset, model, optimizer, budget). A run scores the test_acc of its last "
         "epoch and schedules are ranked by their mean over seeds. Top-1: no schedule strictly "
         "better (ties all count); top-3: fewer than three strictly better; low budget < 0.25, "
         "high >= 0.25. A schedule with diverged seeds ranks below those with fewer. With an lr "
         "grid the rate is chosen on val_acc, never on test.",
+        "How sure: a paired bootstrap over seeds (seeds resampled jointly across the schedules "
+        "of a cell, 2000 resamples, seeded: the same results give the same report) gives each "
+        "entry a 95% interval, each schedule its probability of finishing top-1 and top-3 "
+        "(uncertainty.csv) and the finish table its expected finishes with intervals. One seed: "
+        "no interval. Three seeds allow only ten distinct resamples.",
+        "Runs are averaged only with runs whose spec.json differ in nothing but the seed (and "
+        "lr, chosen on validation). Runs of other setups (full_epochs, batch_size, data, ...) are "
+        "ranked in cells of their own, and other parameters of one schedule label are rows of "
+        "their own; the variant column says what differs. A sweep's runs not in its plan.json "
+        "(left from an edited config) are stale: listed, not reported, unless --include-stale.",
         "Anytime: the best test accuracy each schedule reached by 10/25/50/75/100% of its "
         "budget, and time to target (AlgoPerf-style: first epoch reaching --target, median over "
         "seeds, inf = never); cyclical schedules (sgdr, triangular) are judged at cycle ends. "
         "Runs with snapshot ensembles get a table of ensemble against single-model accuracy; "
         "runs that stopped early are counted (n_stopped_early) and noted.",
         "Written to --out: tables.md, tables.tex (booktabs), summary.csv, finishes.csv, "
-        "anytime.md, anytime.csv, time_to_target.csv, anytime.png, "
-        "lr_curves.png, test_acc_<setting>.png, error_vs_budget.png, rank_vs_budget.png, and "
-        "problems.txt naming every skipped run (failed, unfinished, unreadable) and every note "
-        "(missing seeds, ...). Problems are also printed on stderr; the exit code is 0 whenever "
+        "uncertainty.csv, reference.csv (with --reference), anytime.md, anytime.csv, "
+        "time_to_target.csv, anytime.png, lr_curves.png, test_acc_<setting>.png, "
+        "error_vs_budget.png, rank_vs_budget.png, p_top1.png, performance_profile.png, and "
+        "problems.txt naming every skipped run (failed, unfinished, unreadable, stale) and every "
+        "note (missing seeds, ...). Problems are also printed on stderr; the exit code is 0 whenever "
         "a report was written.",
     ]
 )
@@ -61,7 +73,9 @@ def report_command(
         None, "--out", "-o", help="Folder for the files (default: FIRST_RESULTS/report)."
     ),
     metric: str = typer.Option(
-        "error", "--metric", help="What the tables show: error (test error %) | accuracy (%)."
+        "error",
+        "--metric",
+        help="What the tables and error_vs_budget.png show: error (test error %) | accuracy (%).",
     ),
     target: float | None = typer.Option(
         None,
@@ -75,6 +89,20 @@ def report_command(
         "-f",
         help="What to print on stdout: table (rich) | markdown | latex | csv (summary.csv).",
     ),
+    reference: str | None = typer.Option(
+        None,
+        "--reference",
+        metavar="FILE.csv|NAME",
+        help="Published numbers to put beside ours, marking those outside our 95% interval: a "
+        "CSV with dataset, model, optimizer, budget, schedule and test_error_pct or test_acc "
+        "(optionally std), or a shipped name: rex-paper (ResNet20 / CIFAR-10, the REX paper).",
+    ),
+    include_stale: bool = typer.Option(
+        False,
+        "--include-stale",
+        help="Also report runs a sweep's plan.json does not list (left from an earlier config), "
+        "as settings of their own.",
+    ),
 ) -> None:
     """Rank schedules per cell, write every report file, print one format (--help text: HELP)."""
     fmt = fmt.lower()
@@ -86,7 +114,14 @@ def report_command(
     from lrbench.report import build_report  # pandas and matplotlib: only when reporting
 
     out_dir = out if out is not None else results[0] / "report"
-    report = build_report(results, out_dir, metric, target=target)
+    report = build_report(
+        results,
+        out_dir,
+        metric,
+        target=target,
+        include_stale=include_stale,
+        reference=reference,
+    )
     _print(report, fmt)
     _print_problems(report)
     typer.echo(f"report: {len(report.files)} files written to {out_dir}", err=True)
@@ -113,11 +148,11 @@ def _print(report: Report, fmt: str) -> None:
 
 
 def _print_problems(report: Report) -> None:
-    from lrbench.report.problems import SKIPPED, problems_text
+    from lrbench.report.problems import NOTE, problems_text, skipped_runs
 
     if report.problems:
-        skipped = sum(p.kind == SKIPPED for p in report.problems)
-        notes = len(report.problems) - skipped
+        skipped = skipped_runs(report.problems)
+        notes = sum(p.kind == NOTE for p in report.problems)
         typer.echo(
             f"{_count(skipped, 'run')} skipped, {_count(notes, 'note')}; also in "
             f"{report.out_dir / 'problems.txt'}:",

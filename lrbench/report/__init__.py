@@ -15,9 +15,21 @@ from lrbench.errors import UserError
 from lrbench.report.anytime import Anytime, analyse_anytime
 from lrbench.report.anytime import markdown as anytime_markdown
 from lrbench.report.load import Loaded, load_runs
-from lrbench.report.problems import Problem, problems_text
-from lrbench.report.rank import choose_lr, finishes, notes, summarize
-from lrbench.report.tables import METRICS, latex, markdown
+from lrbench.report.metric import METRICS
+from lrbench.report.problems import NOTE, Problem, problems_text
+from lrbench.report.rank import (
+    FINISH_CSV_COLUMNS,
+    FINISH_ROW,
+    SUMMARY_CSV_COLUMNS,
+    choose_lr,
+    finishes,
+    notes,
+    summarize,
+)
+from lrbench.report.reference import Reference, compare, load_reference, reference_table
+from lrbench.report.tables import latex, markdown
+from lrbench.report.uncertainty import paired_bootstrap, uncertainty_table
+from lrbench.report.variants import assign_variants, named_rows
 
 __all__ = ["Analysis", "Anytime", "Problem", "Report", "analyse", "build_report"]
 
@@ -34,18 +46,28 @@ class Report:
     out_dir: Path
     markdown: str
     latex: str
+    uncertainty: pd.DataFrame
     files: list[Path] = field(default_factory=list)
     anytime: Anytime | None = None
+    reference: Reference | None = None
+    compared: pd.DataFrame | None = None  # our rows beside the reference's numbers
 
     @property
     def summary_csv(self) -> str:
-        return self.summary.to_csv(index=False)
+        return self.summary[SUMMARY_CSV_COLUMNS].to_csv(index=False)
 
     def rich_tables(self) -> list:
-        """Every table for the terminal: finishes, settings, ensembles, anytime."""
+        """Every table for the terminal: finishes, settings, reference, ensembles, anytime."""
         from lrbench.report.tables import rich_tables
 
-        return rich_tables(self.summary, self.finishes, self.metric, anytime=self.anytime)
+        return rich_tables(
+            self.summary,
+            self.finishes,
+            self.metric,
+            anytime=self.anytime,
+            compared=self.compared,
+            reference=self.reference.name if self.reference else "",
+        )
 
 
 @dataclass
@@ -60,44 +82,79 @@ class Analysis:
     anytime: Anytime
 
 
-def analyse(paths: list[Path], target: float | None = None) -> Analysis:
-    """Read, choose learning rates, rank, count finishes, anytime; writes nothing.
+def analyse(
+    paths: list[Path], target: float | None = None, include_stale: bool = False
+) -> Analysis:
+    """Read, split settings, choose learning rates, rank, bootstrap, count finishes, anytime;
+    writes nothing.
 
     `target`: the test accuracy time-to-target aims at in every cell (None: per cell, the
-    median over schedules of their mean final test accuracy).
+    median over schedules of their mean final test accuracy). `include_stale`: report runs a
+    sweep's plan.json no longer lists, as settings of their own.
     """
     if target is not None and not (math.isfinite(target) and 0.0 < target <= 1.0):
         raise UserError(f"--target must be a test accuracy in (0, 1], got {target:g}")
-    loaded = load_runs([Path(p) for p in paths])
-    chosen, lr_problems = choose_lr(loaded.runs)
+    loaded = load_runs([Path(p) for p in paths], include_stale)
+    runs, variant_notes = assign_variants(loaded.runs)
+    loaded.runs = runs
+    chosen, lr_problems = choose_lr(runs)
     summary = summarize(chosen)
-    anytime = analyse_anytime(chosen, loaded.curves, summary, target)
+    sure = paired_bootstrap(chosen, summary)
+    summary = summary.join(sure.intervals)
+    finished = finishes(summary).merge(sure.expected, on=FINISH_ROW, how="left")
+    anytime = analyse_anytime(named_rows(chosen), loaded.curves, named_rows(summary), target)
     problems = [
         *loaded.problems,
         *lr_problems,
-        *notes(loaded.runs, chosen),
+        *variant_notes,
+        *notes(runs, chosen),
+        *sure.problems,
         *anytime.problems,
     ]
-    return Analysis(loaded, chosen, summary, finishes(summary), problems, anytime)
+    return Analysis(loaded, chosen, summary, finished[FINISH_CSV_COLUMNS], problems, anytime)
 
 
 def build_report(
-    paths: list[Path], out_dir: Path, metric: str = "error", target: float | None = None
+    paths: list[Path],
+    out_dir: Path,
+    metric: str = "error",
+    target: float | None = None,
+    include_stale: bool = False,
+    reference: str | Path | None = None,
 ) -> Report:
-    """Read every run under `paths`, rank, and write tables, CSVs, plots and problems.txt."""
+    """Read every run under `paths`, rank, and write tables, CSVs, plots and problems.txt.
+
+    `reference`: a CSV of published numbers (or a shipped one's name) to put beside ours.
+    """
     if metric not in METRICS:
         raise UserError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
-    found = analyse(paths, target)
+    ref = load_reference(reference) if reference is not None else None
+    found = analyse(paths, target, include_stale)
+    compared = compare(found.summary, ref) if ref is not None else None
+    problems = list(found.problems)
+    if ref is not None and compared is not None and compared.empty:
+        problems.append(
+            Problem(
+                str(paths[0]),
+                f"reference {ref.name}: none of its rows matches a row of this report "
+                "(matched by dataset, model, optimizer, budget and schedule label)",
+                NOTE,
+            )
+        )
+    ref_name = ref.name if ref is not None else ""
     report = Report(
         runs=found.loaded.runs,
         summary=found.summary,
         finishes=found.finishes,
-        problems=found.problems,
+        problems=problems,
         metric=metric,
         out_dir=Path(out_dir),
-        markdown=markdown(found.summary, found.finishes, metric),
-        latex=latex(found.summary, found.finishes, metric),
+        markdown=markdown(found.summary, found.finishes, metric, compared, ref_name),
+        latex=latex(found.summary, found.finishes, metric, compared, ref_name),
+        uncertainty=uncertainty_table(found.summary, metric),
         anytime=found.anytime,
+        reference=ref,
+        compared=compared,
     )
     _write(report, found.chosen, found.loaded.curves)
     return report
@@ -114,9 +171,12 @@ def _write(report: Report, chosen: pd.DataFrame, curves: dict[str, pd.DataFrame]
     texts = {
         "summary.csv": report.summary_csv,
         "finishes.csv": report.finishes.to_csv(index=False),
+        "uncertainty.csv": report.uncertainty.to_csv(index=False),
         "tables.md": report.markdown,
         "tables.tex": report.latex,
     }
+    if report.compared is not None:
+        texts["reference.csv"] = reference_table(report.compared, report.metric).to_csv(index=False)
     if report.anytime is not None:
         texts["anytime.md"] = anytime_markdown(report.anytime, report.metric)
         texts["anytime.csv"] = report.anytime.table.to_csv(index=False)
@@ -129,10 +189,11 @@ def _write(report: Report, chosen: pd.DataFrame, curves: dict[str, pd.DataFrame]
     for name, text in texts.items():
         (out / name).write_text(text)
         report.files.append(out / name)
-    report.files += all_plots(chosen, report.summary, curves, out)
+    report.files += all_plots(chosen, report.summary, curves, out, report.metric)
     if report.anytime is not None:
         from lrbench.report.anytime import plot as anytime_plot
         from lrbench.report.plots import colours
 
-        colour = colours(sorted(set(report.summary["schedule"]) | set(chosen["schedule"])))
+        chosen, summary = named_rows(chosen), named_rows(report.summary)
+        colour = colours(sorted(set(summary["schedule"]) | set(chosen["schedule"])))
         report.files.append(anytime_plot(report.anytime, chosen, out, colour))

@@ -35,6 +35,7 @@ import pandas as pd
 
 from lrbench.report.problems import NOTE, Problem
 from lrbench.report.rank import CELL, SETTING, exact_mean
+from lrbench.report.rebuild import rebuild_schedule
 
 FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
 NOMINAL_SPE = 1000  # steps per epoch assumed when spec.json does not record it
@@ -82,11 +83,11 @@ def judged_epochs(
     schedule: dict[str, Any], epochs: int, steps_per_epoch: int | None
 ) -> tuple[list[int], str]:
     """The epochs (1-based) at which a run with this schedule is judged, and why."""
-    from lrbench.schedules import build_schedule
-
     every = list(range(1, epochs + 1))
+    sched = rebuild_schedule(schedule)
+    if sched is None:
+        return every, UNKNOWN
     try:
-        sched = build_schedule(schedule, imports=False)
         spe = int(steps_per_epoch) if steps_per_epoch else NOMINAL_SPE
         ends = sched.cycle_end_steps(epochs * spe, spe)
     except Exception:

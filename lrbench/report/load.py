@@ -3,6 +3,10 @@
 The report reads spec.json as plain JSON, not through RunSpec: results written by another
 version may hold schedules, datasets or keys this version does not know, and they must still
 be reported.
+
+A sweep folder with a plan.json (`{"name": ..., "run_ids": [...]}`, written by `lrbench sweep`)
+names the runs of its current config; its other runs are stale (left from an edited config)
+and are listed, not reported, unless `include_stale`. Without plan.json every run is current.
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ from typing import Any
 import pandas as pd
 
 from lrbench.errors import UserError
-from lrbench.report.problems import Problem
+from lrbench.report.problems import NOTE, Problem
+from lrbench.report.variants import canonical, setup_of, stale_differences
 
+# provenance that can change a run's floating-point numbers: seeds pooled in one row that
+# differ in it are noted (rank.notes)
+NUMERIC_PROVENANCE = ("threads", "device", "precision")
 RUN_COLUMNS = [
     "path",
     "run_id",
@@ -40,9 +48,12 @@ RUN_COLUMNS = [
     "stopped_epoch",
     "ensemble_score",
     "ensemble_size",
+    "setup_key",
+    *NUMERIC_PROVENANCE,
 ]
 CURVE_COLUMNS = ["epoch", "lr", "test_acc", "epoch_time_s", "ensemble_size", "ensemble_test_acc"]
 RANKED = ("done", "diverged")
+PLAN = "plan.json"
 
 
 class BadRun(Exception):
@@ -97,13 +108,23 @@ def _children(path: Path) -> list[Path]:
     return sorted(c for c in path.iterdir() if c.is_dir() and not c.name.startswith("."))
 
 
-def load_runs(paths: list[Path]) -> Loaded:
-    """Read every run folder; unreadable, failed and unfinished runs become problems."""
+def load_runs(paths: list[Path], include_stale: bool = False) -> Loaded:
+    """Read every run folder; unreadable, failed, unfinished and stale runs become problems."""
     rows: list[dict[str, Any]] = []
+    stale: dict[Path, list[dict[str, Any]]] = {}
+    plans: dict[Path, frozenset[str] | None] = {}
     loaded = Loaded(runs=pd.DataFrame(columns=RUN_COLUMNS))
     for run_dir in find_run_dirs(paths):
+        sweep = _sweep_dir(run_dir)
+        if sweep is not None and sweep not in plans:
+            plans[sweep] = _read_plan(sweep, loaded.problems)
+        plan = plans.get(sweep) if sweep is not None else None
         try:
-            row, curve, why = _read_run(run_dir)
+            row = _spec_row(run_dir, _read_json(run_dir / "spec.json"))
+            if plan is not None and not include_stale and row["run_id"] not in plan:
+                stale.setdefault(sweep, []).append(row)
+                continue
+            curve, why = _read_results(run_dir, row)
         except BadRun as err:
             loaded.problems.append(Problem(str(run_dir), f"unreadable: {err}"))
             continue
@@ -114,19 +135,64 @@ def load_runs(paths: list[Path]) -> Loaded:
             loaded.problems.append(Problem(row["path"], why))
     if rows:
         loaded.runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    for sweep, runs in stale.items():
+        loaded.problems.append(_stale_problem(sweep, runs, loaded.runs))
     return loaded
 
 
-def _read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None, str | None]:
-    """One run's row, its per-epoch curve, and why it is skipped (None when it is ranked)."""
-    row = _spec_row(run_dir, _read_json(run_dir / "spec.json"))
+def _sweep_dir(run_dir: Path) -> Path | None:
+    return run_dir.parent.parent if run_dir.parent.name == "runs" else None
+
+
+def _read_plan(sweep: Path, problems: list[Problem]) -> frozenset[str] | None:
+    """The run ids of the sweep's current config, or None (no plan.json: every run counts)."""
+    path = sweep / PLAN
+    if not path.exists():
+        return None
+    try:
+        plan = _read_json(path)
+    except BadRun as err:
+        why = str(err)
+    else:
+        ids = plan.get("run_ids") if isinstance(plan, dict) else None
+        if isinstance(ids, list) and all(isinstance(i, str) for i in ids):
+            return frozenset(ids)
+        why = f"{PLAN} has no run_ids list"
+    problems.append(
+        Problem(str(path), f"unreadable: {why}; every run of this sweep counts as current", NOTE)
+    )
+    return None
+
+
+def _stale_problem(sweep: Path, stale: list[dict[str, Any]], runs: pd.DataFrame) -> Problem:
+    stale_runs = pd.DataFrame(stale, columns=RUN_COLUMNS)
+    current = runs[[_sweep_dir(Path(p)) == sweep for p in runs["path"]]]
+    if current.empty:
+        how = "no current run of it is here yet"
+    else:
+        keys = stale_differences(stale_runs, current)
+        how = (
+            f"they differ from the current runs in {', '.join(keys)}"
+            if keys
+            else "they differ from the current runs only in their seeds"
+        )
+    return Problem(
+        str(sweep),
+        f"{len(stale)} stale run(s) not in {PLAN}, left from an earlier config of the sweep "
+        f"({how}); not in the tables (--include-stale reports them as settings of their own)",
+        runs=len(stale),
+    )
+
+
+def _read_results(run_dir: Path, row: dict[str, Any]) -> tuple[pd.DataFrame | None, str | None]:
+    """Fill a run's row from its results; its per-epoch curve, and why it is skipped (None when
+    it is ranked)."""
     summary_path = run_dir / "summary.json"
     metrics_path = run_dir / "metrics.csv"
     if not summary_path.exists():
         row["status"] = "unfinished"
         rows = _count_rows(metrics_path)
         return (
-            row,
             None,
             f"unfinished: no summary.json ({rows} of {row['epochs']} epochs in metrics.csv)",
         )
@@ -135,7 +201,7 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None, str |
     if status == "failed":
         lines = str(summary.get("error") or "").strip().splitlines()
         row["status"] = "failed"
-        return row, None, f"failed: {lines[-1] if lines else 'no error message in summary.json'}"
+        return None, f"failed: {lines[-1] if lines else 'no error message in summary.json'}"
     if status not in RANKED:
         raise BadRun(f"summary.json has an unknown status {status!r}")
     row["status"] = status
@@ -144,7 +210,7 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None, str |
     if isinstance(stopped_epoch, int) and not isinstance(stopped_epoch, bool):
         row["stopped_epoch"] = stopped_epoch
     if status == "diverged":
-        return row, _diverged_curve(metrics_path), None
+        return _diverged_curve(metrics_path), None
     metrics = _read_metrics(metrics_path, strict=True)
     _check_complete(metrics, summary, metrics_path)
     last = metrics.iloc[-1]
@@ -155,7 +221,7 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None, str |
     if "val_acc" in metrics.columns:
         row["val_score"] = float(last["val_acc"])
     row["ensemble_score"], row["ensemble_size"] = _last_ensemble(metrics)
-    return row, metrics[[c for c in CURVE_COLUMNS if c in metrics.columns]], None
+    return metrics[[c for c in CURVE_COLUMNS if c in metrics.columns]], None
 
 
 def _read_json(path: Path) -> Any:
@@ -196,11 +262,19 @@ def _spec_row(run_dir: Path, spec: Any) -> dict[str, Any]:
             "stopped_epoch": math.nan,
             "ensemble_score": math.nan,
             "ensemble_size": math.nan,
+            "setup_key": canonical(setup_of(spec)),
+            **_provenance(spec.get("provenance")),
         }
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         missing = f"no {err}" if isinstance(err, KeyError) else _short(err)
         raise BadRun(f"spec.json lacks a field the report needs ({missing})") from err
     return row
+
+
+def _provenance(provenance: Any) -> dict[str, str]:
+    """The provenance fields that can change a run's numbers, as text ("" when not recorded)."""
+    given = provenance if isinstance(provenance, dict) else {}
+    return {k: "" if given.get(k) in (None, "") else str(given[k]) for k in NUMERIC_PROVENANCE}
 
 
 def _optional_int(value: Any) -> float:

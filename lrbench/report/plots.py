@@ -16,8 +16,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from lrbench.report.rank import SETTING
-from lrbench.schedules import ScheduleError, build_schedule
+from lrbench.report.metric import METRICS, in_metric
+from lrbench.report.rank import COMPARED
+from lrbench.report.rebuild import rebuild_schedule
+from lrbench.report.variants import SETTING, named_rows
 
 DPI = 120
 
@@ -79,15 +81,15 @@ def _curve(curves: dict[str, pd.DataFrame], paths: list[str], column: str) -> pd
 
 def step_rates(run: pd.Series) -> pd.Series | None:
     """The rate of every step of a run, indexed by epochs ((step + 1) / steps per epoch), rebuilt
-    from its spec (schedules are pure functions of it); None where this version cannot: a schedule
-    it does not know, one that reacts to metrics or is the user's own code (the report never runs
-    it: the rates are in metrics.csv), or no steps_per_epoch in spec.json."""
+    from its spec (schedules are pure functions of it); None where the report cannot: user code or
+    a schedule this version does not know (rebuild.py), one that reacts to metrics (its rates are
+    in metrics.csv), or no steps_per_epoch in spec.json."""
     try:
         spe = float(run["steps_per_epoch"])
-        schedule = build_schedule(json.loads(run["schedule_params"]), imports=False)
-    except (ScheduleError, ValueError, TypeError):
+        schedule = rebuild_schedule(json.loads(run["schedule_params"]))
+    except (ValueError, TypeError):
         return None
-    if not spe > 0:  # NaN too
+    if schedule is None or not spe > 0:  # NaN too
         return None
     if schedule.reactive or schedule.user_code:
         return None
@@ -168,8 +170,8 @@ def accuracy_curves(
     return paths
 
 
-def error_vs_budget(summary: pd.DataFrame, out: Path, colour: dict) -> Path:
-    """Per setting, final test error (mean ± std over seeds) against budget on a log axis."""
+def error_vs_budget(summary: pd.DataFrame, out: Path, colour: dict, metric: str = "error") -> Path:
+    """Per setting, the final metric (mean ± std over seeds) against budget on a log axis."""
     settings = list(summary.groupby(SETTING, sort=True)) or [(("(no runs)",), summary)]
     fig, axes = _grid(len(settings))
     for ax, (setting, group) in zip(axes, settings, strict=True):
@@ -177,7 +179,7 @@ def error_vs_budget(summary: pd.DataFrame, out: Path, colour: dict) -> Path:
             rows = rows[np.isfinite(rows["mean_test_acc"])].sort_values("budget")
             ax.errorbar(
                 rows["budget"],
-                100 * (1 - rows["mean_test_acc"]),
+                in_metric(rows["mean_test_acc"], metric),
                 yerr=100 * rows["std_test_acc"].fillna(0),
                 marker="o",
                 capsize=3,
@@ -186,11 +188,103 @@ def error_vs_budget(summary: pd.DataFrame, out: Path, colour: dict) -> Path:
             )
         _budget_axis(ax, sorted(group["budget"].unique()))
         ax.set_title(" · ".join(map(str, setting)))
-        ax.set_ylabel("test error (%)")
+        ax.set_ylabel(METRICS[metric])
         ax.grid(alpha=0.3)
-    fig.suptitle("Final test error against budget (mean ± std over seeds)")
+    fig.suptitle(f"Final {METRICS[metric].split(' (')[0]} against budget (mean ± std over seeds)")
     _legend(fig, axes)
     path = out / "error_vs_budget.png"
+    fig.savefig(path)
+    return path
+
+
+def p_top1(summary: pd.DataFrame, out: Path, colour: dict) -> Path:
+    """Per setting, each schedule's probability of finishing top-1 against budget."""
+    settings = list(summary.groupby(SETTING, sort=True)) or [(("(no runs)",), summary)]
+    fig, axes = _grid(len(settings))
+    for ax, (setting, group) in zip(axes, settings, strict=True):
+        for schedule, rows in group.groupby("schedule", sort=True):
+            rows = rows[np.isfinite(rows["p_top1"].astype(float))].sort_values("budget")
+            ax.plot(
+                rows["budget"],
+                rows["p_top1"].astype(float),
+                marker="o",
+                color=colour[schedule],
+                label=str(schedule),
+            )
+        if not group["p_top1"].astype(float).notna().any():
+            ax.text(0.5, 0.5, "no P(top-1): fewer than two seeds", ha="center",
+                    transform=ax.transAxes)  # fmt: skip
+        _budget_axis(ax, sorted(group["budget"].unique()) or [1.0])
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(" · ".join(map(str, setting)))
+        ax.set_ylabel("P(top-1) over resamples of the seeds")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Probability of finishing top-1 (paired bootstrap over seeds; ties count for all)")
+    _legend(fig, axes)
+    path = out / "p_top1.png"
+    fig.savefig(path)
+    return path
+
+
+def error_ratios(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per cell (columns) and row name (index), the row's mean test error over the cell's best.
+
+    A row with a diverged seed is never within any factor of the best (inf), as in the ranking;
+    a cell whose every row has one is left out. A best error of 0 makes every other ratio inf.
+    """
+    ratios: dict[tuple, pd.Series] = {}
+    for key, cell in summary.groupby(COMPARED, sort=True):
+        error = 1 - cell["mean_test_acc"].astype(float)
+        clean = (cell["n_diverged"] == 0) & np.isfinite(error)
+        if not clean.any():
+            continue
+        best = float(error[clean].min())
+        ratio = [_ratio(e, best) if ok else math.inf for e, ok in zip(error, clean, strict=True)]
+        ratios[key] = pd.Series(ratio, index=cell["schedule"].to_numpy())
+    return pd.DataFrame(ratios)
+
+
+def _ratio(error: float, best: float) -> float:
+    if best > 0:
+        return error / best
+    return 1.0 if error == 0 else math.inf
+
+
+def profile(ratios: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """The performance profile: every tau where a curve steps (from 1) and, per row name, the
+    fraction of all cells whose ratio is at most tau (a cell the row did not run is missed)."""
+    values = ratios.fillna(math.inf).to_numpy(dtype=float)
+    taus = np.unique(np.r_[1.0, values[np.isfinite(values)]])
+    within = values[:, None, :] <= taus[None, :, None]
+    share = within.mean(axis=2) if values.shape[1] else np.zeros((len(values), len(taus)))
+    return taus, pd.DataFrame(share, index=ratios.index)
+
+
+def performance_profile(summary: pd.DataFrame, out: Path, colour: dict) -> Path:
+    """AlgoPerf's performance profile over the report's cells: for each tau >= 1, the fraction of
+    all cells where a schedule's test error is at most tau times the cell's best."""
+    ratios = error_ratios(summary)
+    taus, shares = profile(ratios)
+    top = max(1.05, 1.05 * float(taus[-1]))
+    fig = Figure(figsize=(8, 4.8), layout="constrained", dpi=DPI)
+    ax = fig.subplots()
+    for schedule, share in shares.iterrows():
+        ax.plot(
+            np.r_[taus, top],
+            np.r_[share.to_numpy(), share.iloc[-1]],
+            drawstyle="steps-post",
+            color=colour[schedule],
+            label=str(schedule),
+        )
+    ax.set_xlim(1.0, top)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("τ (test error at most τ × the cell's best)")
+    ax.set_ylabel(f"fraction of the {ratios.shape[1]} cells")
+    ax.set_title("Performance profile (AlgoPerf): higher and further left is better")
+    ax.grid(alpha=0.3)
+    if len(shares):
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), title="schedule")
+    path = out / "performance_profile.png"
     fig.savefig(path)
     return path
 
@@ -221,12 +315,20 @@ def rank_vs_budget(summary: pd.DataFrame, out: Path, colour: dict) -> Path:
 
 
 def all_plots(
-    chosen: pd.DataFrame, summary: pd.DataFrame, curves: dict[str, pd.DataFrame], out: Path
+    chosen: pd.DataFrame,
+    summary: pd.DataFrame,
+    curves: dict[str, pd.DataFrame],
+    out: Path,
+    metric: str = "error",
 ) -> list[Path]:
+    """Every figure; a row with a variant is drawn as its own line, named with it."""
+    chosen, summary = named_rows(chosen), named_rows(summary)
     colour = colours(sorted(set(summary["schedule"]) | set(chosen["schedule"])))
     return [
         lr_curves(chosen, curves, out, colour),
         *accuracy_curves(chosen, curves, out, colour),
-        error_vs_budget(summary, out, colour),
+        error_vs_budget(summary, out, colour, metric),
         rank_vs_budget(summary, out, colour),
+        p_top1(summary, out, colour),
+        performance_profile(summary, out, colour),
     ]

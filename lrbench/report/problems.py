@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 SKIPPED = "skipped"
@@ -13,12 +15,14 @@ class Problem:
     """One line of problems.txt: a run (or a group of runs) and what was wrong with it.
 
     `kind` is SKIPPED when runs were left out of the tables, NOTE when they were used but the
-    reader should know something (missing seeds, duplicate seeds, ...).
+    reader should know something (missing seeds, duplicate seeds, ...). `runs`: how many
+    skipped runs the line stands for (the stale runs of a sweep are one line).
     """
 
     path: str
     reason: str
     kind: str = SKIPPED
+    runs: int = 1
 
     def line(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -30,7 +34,7 @@ def problems_text(problems: list[Problem]) -> str:
     notes = [p for p in problems if p.kind == NOTE]
     out: list[str] = []
     if skipped:
-        out.append(f"{len(skipped)} skipped (not in the tables):")
+        out.append(f"{skipped_runs(problems)} skipped (not in the tables):")
         out += [f"  {p.line()}" for p in skipped]
     if notes:
         if out:
@@ -38,3 +42,12 @@ def problems_text(problems: list[Problem]) -> str:
         out.append(f"{len(notes)} notes (used in the tables):")
         out += [f"  {p.line()}" for p in notes]
     return "\n".join(out) + "\n" if out else ""
+
+
+def skipped_runs(problems: list[Problem]) -> int:
+    return sum(p.runs for p in problems if p.kind == SKIPPED)
+
+
+def common_parent(paths: Iterable[str]) -> str:
+    """The folder a problem about several runs names: the deepest one holding them all."""
+    return os.path.commonpath(list(paths))

@@ -1,7 +1,9 @@
 """Cells, learning-rate choice, ranking and finishes: the REX paper's finish-table rule.
 
-A cell is (dataset, model, optimizer, budget). Within a cell a schedule's score is the mean
-over seeds of each run's last test accuracy. One schedule is strictly better than another when
+A cell is (dataset, model, optimizer, budget), within one setup (variants.py: runs whose specs
+differ in more than the seed, lr and schedule are never compared). A row is a schedule label
+and its variant in a cell. Within a cell a row's score is the mean over seeds of each run's
+last test accuracy. One schedule is strictly better than another when
 it has fewer diverged seeds, or as many and a strictly higher mean over its finished seeds.
 With no divergence that is exactly "a strictly higher mean". Rank = 1 + the number of
 schedules strictly better; top-1 means rank 1 (ties all count), top-3 means rank <= 3.
@@ -16,11 +18,14 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from lrbench.report.load import RANKED
-from lrbench.report.problems import NOTE, Problem
+from lrbench.report.load import NUMERIC_PROVENANCE, RANKED
+from lrbench.report.problems import NOTE, Problem, common_parent
+from lrbench.report.variants import SETTING, shown
 
-SETTING = ["dataset", "model", "optimizer"]
 CELL = [*SETTING, "budget"]
+COMPARED = [*CELL, "setup"]  # the rows ranked against each other
+ROW = [*COMPARED, "schedule", "schedule_variant", "variant"]
+FINISH_ROW = ["schedule", "variant"]
 LOW_HIGH_SPLIT = 0.25
 SUMMARY_COLUMNS = [
     *CELL,
@@ -41,6 +46,8 @@ SUMMARY_COLUMNS = [
     "std_ensemble_test_acc",
     "ensemble_size",
 ]
+UNCERTAINTY_COLUMNS = ["ci_low_test_acc", "ci_high_test_acc", "p_top1", "p_top3"]
+SUMMARY_CSV_COLUMNS = [*SUMMARY_COLUMNS, *UNCERTAINTY_COLUMNS, "variant"]
 RANK_COLUMNS = ("rank", "top1", "top3")
 FINISH_COLUMNS = [
     "schedule",
@@ -52,6 +59,15 @@ FINISH_COLUMNS = [
     "top1",
     "top3",
 ]
+EXPECTED_COLUMNS = [
+    "expected_top1",
+    "expected_top1_low",
+    "expected_top1_high",
+    "expected_top3",
+    "expected_top3_low",
+    "expected_top3_high",
+]
+FINISH_CSV_COLUMNS = [*FINISH_COLUMNS, *EXPECTED_COLUMNS, "variant"]
 
 
 def exact_mean(values: Iterable[float]) -> float:
@@ -75,12 +91,21 @@ def is_low(budget: float) -> bool:
     return budget < LOW_HIGH_SPLIT
 
 
-def describe_cell(dataset: str, model: str, optimizer: str, budget: float, schedule: str) -> str:
-    return f"{dataset}/{model}/{optimizer} budget {budget:g}, schedule {schedule}"
+def describe_cell(key: tuple) -> str:
+    """A cell (a key in CELL's or COMPARED's order) as problems.txt names it."""
+    dataset, model, optimizer, budget, *setup = key
+    where = f"{dataset}/{model}/{optimizer} budget {budget:g}"
+    return f"{where} [{setup[0]}]" if setup and setup[0] else where
+
+
+def describe_row(key: tuple) -> str:
+    """A row (a key in ROW's order) as problems.txt names it."""
+    row = dict(zip(ROW, key, strict=True))
+    return f"{describe_cell(key[: len(CELL)])}, schedule {shown(row['schedule'], row['variant'])}"
 
 
 def choose_lr(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
-    """Keep, per (cell, schedule), the runs of one learning rate.
+    """Keep, per row, the runs of one learning rate.
 
     With a grid (several rates) the rate with the best mean final val_acc wins, ordered like
     schedules are (fewer diverged seeds first); a tie goes to the smaller rate. Test accuracy is
@@ -89,7 +114,7 @@ def choose_lr(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
     ranked = runs[runs["status"].isin(RANKED)]
     kept: list[pd.DataFrame] = []
     problems: list[Problem] = []
-    for key, group in ranked.groupby([*CELL, "schedule"], sort=True):
+    for key, group in ranked.groupby(ROW, sort=True):
         rates = sorted(group["lr"].unique())
         group = group.assign(lr_grid=" ".join(f"{r:g}" for r in rates))
         if len(rates) == 1:
@@ -102,7 +127,7 @@ def choose_lr(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
                 Problem(
                     no_val["path"].iloc[0],
                     f"lr grid {{{', '.join(f'{r:g}' for r in rates)}}} for "
-                    f"{describe_cell(*key)} but {len(no_val)} finished run(s) have no val_acc; "
+                    f"{describe_row(key)} but {len(no_val)} finished run(s) have no val_acc; "
                     "a rate is never chosen on test, so this schedule is left out of this cell",
                 )
             )
@@ -119,13 +144,16 @@ def _lr_key(runs: pd.DataFrame) -> tuple[int, float]:
 
 
 def summarize(chosen: pd.DataFrame) -> pd.DataFrame:
-    """One row per (cell, schedule) with mean, std, rank, top-1 and top-3 (summary.csv)."""
+    """One row per (cell, schedule, variant) with mean, std, rank, top-1 and top-3.
+
+    The uncertainty columns come from uncertainty.paired_bootstrap, joined by analyse.
+    """
     rows = []
-    for key, group in chosen.groupby([*CELL, "schedule"], sort=True):
+    for key, group in chosen.groupby(ROW, sort=True):
         finished = group[group["status"] == "done"]["score"]
         rows.append(
             {
-                **dict(zip([*CELL, "schedule"], key, strict=True)),
+                **dict(zip(ROW, key, strict=True)),
                 "n": len(group),
                 "mean_test_acc": exact_mean(finished),
                 "std_test_acc": sample_std(finished),
@@ -138,9 +166,10 @@ def summarize(chosen: pd.DataFrame) -> pd.DataFrame:
                 **_ensemble(group[group["status"] == "done"]),
             }
         )
-    summary = pd.DataFrame(rows, columns=[c for c in SUMMARY_COLUMNS if c not in RANK_COLUMNS])
+    columns = [*(c for c in SUMMARY_COLUMNS if c not in RANK_COLUMNS), *ROW[len(CELL) :]]
+    summary = pd.DataFrame(rows, columns=list(dict.fromkeys(columns)))
     ranks: dict[int, int] = {}
-    for _, cell in summary.groupby(CELL, sort=False):
+    for _, cell in summary.groupby(COMPARED, sort=False):
         keys = {
             i: order_key(d, m)
             for i, d, m in zip(cell.index, cell["n_diverged"], cell["mean_test_acc"], strict=True)
@@ -150,7 +179,7 @@ def summarize(chosen: pd.DataFrame) -> pd.DataFrame:
     summary["rank"] = pd.Series(ranks, dtype="int64")
     summary["top1"] = summary["rank"] == 1
     summary["top3"] = summary["rank"] <= 3
-    return summary[SUMMARY_COLUMNS]
+    return summary[list(dict.fromkeys([*SUMMARY_COLUMNS, *ROW]))]
 
 
 def _ensemble(done: pd.DataFrame) -> dict[str, float]:
@@ -168,14 +197,15 @@ def _ensemble(done: pd.DataFrame) -> dict[str, float]:
 
 
 def finishes(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per schedule, the percentage of its cells where it finished top-1 and top-3."""
+    """Per schedule (and variant), the percentage of its cells where it finished top-1 and top-3."""
     rows = []
-    for schedule, group in summary.groupby("schedule", sort=True):
+    for (schedule, variant), group in summary.groupby(FINISH_ROW, sort=True):
         low = group[group["budget"].map(is_low)]
         high = group[~group["budget"].map(is_low)]
         rows.append(
             {
                 "schedule": schedule,
+                "variant": variant,
                 "cells": len(group),
                 "low_top1": _percent(low["top1"]),
                 "low_top3": _percent(low["top3"]),
@@ -185,9 +215,11 @@ def finishes(summary: pd.DataFrame) -> pd.DataFrame:
                 "top3": _percent(group["top3"]),
             }
         )
-    table = pd.DataFrame(rows, columns=FINISH_COLUMNS)
+    table = pd.DataFrame(rows, columns=[*FINISH_COLUMNS, "variant"])
     return table.sort_values(
-        ["top1", "top3", "schedule"], ascending=[False, False, True], na_position="last"
+        ["top1", "top3", "schedule", "variant"],
+        ascending=[False, False, True, True],
+        na_position="last",
     ).reset_index(drop=True)
 
 
@@ -201,8 +233,8 @@ def notes(runs: pd.DataFrame, chosen: pd.DataFrame) -> list[Problem]:
     return [
         *_missing_seeds(runs, chosen),
         *_duplicate_seeds(chosen),
-        *_label_clashes(runs),
         *_stopped_early(chosen),
+        *_mixed_provenance(chosen),
     ]
 
 
@@ -210,8 +242,8 @@ def _stopped_early(chosen: pd.DataFrame) -> list[Problem]:
     """Runs that early stopping ended before their budget: ranked on their last epoch."""
     out = []
     stopped = chosen[chosen["stopped_early"].fillna(False).astype(bool)]
-    sizes = chosen.groupby([*CELL, "schedule"]).size()
-    for key, group in stopped.groupby([*CELL, "schedule"], sort=True):
+    sizes = chosen.groupby(ROW).size()
+    for key, group in stopped.groupby(ROW, sort=True):
         total = int(sizes[key])
         at = [
             f"seed {seed} at epoch {int(e)}" if math.isfinite(float(e)) else f"seed {seed}"
@@ -219,8 +251,8 @@ def _stopped_early(chosen: pd.DataFrame) -> list[Problem]:
         ]
         out.append(
             Problem(
-                _common_parent(group["path"]),
-                f"{describe_cell(*key)}: {len(group)} of {total} run(s) stopped early "
+                common_parent(group["path"]),
+                f"{describe_row(key)}: {len(group)} of {total} run(s) stopped early "
                 f"({', '.join(at)} of {int(group['epochs'].max())}); their last metrics count "
                 "as they stand",
                 NOTE,
@@ -229,19 +261,40 @@ def _stopped_early(chosen: pd.DataFrame) -> list[Problem]:
     return out
 
 
-def _missing_seeds(runs: pd.DataFrame, chosen: pd.DataFrame) -> list[Problem]:
-    """A (cell, schedule) with fewer seeds than its cell ran (skipped runs included)."""
+def _mixed_provenance(chosen: pd.DataFrame) -> list[Problem]:
+    """Rows whose seeds ran with different threads, devices or precisions: said, not hidden."""
     out = []
-    expected = runs.groupby(CELL)["seed"].agg(lambda s: sorted(set(s)))
-    for key, group in chosen.groupby([*CELL, "schedule"], sort=True):
-        want = expected[key[:-1]]
+    for key, group in chosen.groupby(ROW, sort=True):
+        differ = []
+        for name in NUMERIC_PROVENANCE:
+            values = sorted({v for v in group[name] if isinstance(v, str) and v})
+            if len(values) > 1:
+                differ.append(f"{name} {{{', '.join(values)}}}")
+        if differ:
+            out.append(
+                Problem(
+                    common_parent(group["path"]),
+                    f"{describe_row(key)}: its seeds ran with different {' and '.join(differ)}; "
+                    "floating-point results can differ with them",
+                    NOTE,
+                )
+            )
+    return out
+
+
+def _missing_seeds(runs: pd.DataFrame, chosen: pd.DataFrame) -> list[Problem]:
+    """A row with fewer seeds than its cell ran (skipped runs included)."""
+    out = []
+    expected = runs.groupby(COMPARED)["seed"].agg(lambda s: sorted(set(s)))
+    for key, group in chosen.groupby(ROW, sort=True):
+        want = expected[key[: len(COMPARED)]]
         have = sorted(set(group["seed"]))
         missing = [s for s in want if s not in have]
         if missing:
             out.append(
                 Problem(
-                    _common_parent(group["path"]),
-                    f"{describe_cell(*key)}: mean over seeds {_ints(have)} only, "
+                    common_parent(group["path"]),
+                    f"{describe_row(key)}: mean over seeds {_ints(have)} only, "
                     f"seeds {_ints(missing)} missing",
                     NOTE,
                 )
@@ -251,31 +304,13 @@ def _missing_seeds(runs: pd.DataFrame, chosen: pd.DataFrame) -> list[Problem]:
 
 def _duplicate_seeds(chosen: pd.DataFrame) -> list[Problem]:
     out = []
-    for key, group in chosen.groupby([*CELL, "schedule", "seed"], sort=True):
+    for key, group in chosen.groupby([*ROW, "seed"], sort=True):
         if len(group) > 1:
             out.append(
                 Problem(
-                    _common_parent(group["path"]),
-                    f"{describe_cell(*key[:-1])}: seed {key[-1]} has {len(group)} runs "
+                    common_parent(group["path"]),
+                    f"{describe_row(key[:-1])}: seed {key[-1]} has {len(group)} runs "
                     f"({', '.join(os.path.basename(p) for p in group['path'])}); all counted",
-                    NOTE,
-                )
-            )
-    return out
-
-
-def _label_clashes(runs: pd.DataFrame) -> list[Problem]:
-    """One label, several parameter sets (e.g. two sweeps' "rex"): they are pooled by label."""
-    out = []
-    for label, group in runs.groupby("schedule", sort=True):
-        params = group.drop_duplicates("schedule_params")
-        if len(params) > 1:
-            shown = "; ".join(params["schedule_params"])
-            out.append(
-                Problem(
-                    _common_parent(group["path"]),
-                    f"schedule label {label!r} is used with {len(params)} parameter sets, "
-                    f"pooled as one schedule: {shown}",
                     NOTE,
                 )
             )
@@ -284,7 +319,3 @@ def _label_clashes(runs: pd.DataFrame) -> list[Problem]:
 
 def _ints(values: Iterable[int]) -> str:
     return "{" + ", ".join(str(v) for v in values) + "}"
-
-
-def _common_parent(paths: Iterable[str]) -> str:
-    return os.path.commonpath(list(paths))

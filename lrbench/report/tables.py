@@ -1,12 +1,14 @@
 """The paper-style tables as Markdown, LaTeX (booktabs) and rich terminal tables.
 
-One neutral model (SettingTable) is built from summary.csv's rows and each renderer only
-decides how a top-1 / top-3 mark and a "±" look, so the three outputs cannot disagree.
+One neutral model (SettingTable, FinishRow, ReferenceTable) is built from the summary's rows
+and each renderer only decides how a top-1 / top-3 mark, a "±" and an interval look, so the
+three outputs cannot disagree.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +16,12 @@ import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
+from lrbench.report.metric import METRICS, in_metric, interval_in_metric
 from lrbench.report.rank import LOW_HIGH_SPLIT, SETTING
+from lrbench.report.variants import shown
 
-METRICS = {"error": "test error (%)", "accuracy": "test accuracy (%)"}
+__all__ = ["METRICS", "latex", "markdown", "rich_tables", "setting_tables"]
+
 FINISH_HEADERS = {
     "schedule": "schedule",
     "cells": "cells",
@@ -27,51 +32,69 @@ FINISH_HEADERS = {
     "top1": "top-1 %",
     "top3": "top-3 %",
 }
+EXPECTED_HEADERS = {"expected_top1": "expected top-1 %", "expected_top3": "expected top-3 %"}
 DASH = "–"
+HELD_MARK = "†"
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One table cell: mean and std (already in %), the mark, and notes such as the chosen rate."""
+    """One table cell: mean and std (already in %), the 95% interval, the mark, and notes such
+    as the chosen rate."""
 
     mean: str
     std: str | None
+    interval: str | None
     mark: str
     notes: str
 
 
 @dataclass(frozen=True)
 class SettingTable:
-    """Schedules as rows, budgets as columns, for one (dataset, model, optimizer)."""
+    """Schedules as rows, budgets as columns, for one (dataset, model, optimizer) and setup.
 
-    setting: tuple[str, str, str]
+    A row is (schedule, its variant within the setup, entries); `setup` says what sets this
+    table's runs apart from another setup's (empty when there is one).
+    """
+
+    setting: tuple[str, ...]
+    setup: str
     columns: list[str]
-    rows: list[tuple[str, list[Entry | None]]]
+    rows: list[tuple[str, str, list[Any]]]
 
     @property
     def title(self) -> str:
-        return " · ".join(self.setting)
+        return " · ".join([*self.setting, *([self.setup] if self.setup else [])])
 
     @property
     def slug(self) -> str:
-        return "-".join(self.setting)
+        return re.sub(r"[^A-Za-z0-9.-]+", "-", self.title.replace(" · ", "-")).strip("-")
+
+    @property
+    def has_variants(self) -> bool:
+        return any(variant for _, variant, _ in self.rows)
 
 
-def setting_tables(summary: pd.DataFrame, metric: str) -> list[SettingTable]:
+def _tables(summary: pd.DataFrame, entry: Any) -> list[SettingTable]:
+    """One table per setting and setup; `entry(row, full_n)` makes each filled cell."""
     tables = []
-    for setting, group in summary.groupby(SETTING, sort=True):
+    for (*setting, setup), group in summary.groupby([*SETTING, "setup"], sort=True):
         budgets = sorted(group["budget"].unique())
         full_n = int(group["n"].max())
         rows = []
-        for schedule, sched_rows in group.groupby("schedule", sort=True):
+        for (schedule, variant), sched_rows in group.groupby(
+            ["schedule", "schedule_variant"], sort=True
+        ):
             by_budget = {r["budget"]: r for r in sched_rows.to_dict("records")}
-            entries = [
-                _entry(by_budget[b], metric, full_n) if b in by_budget else None for b in budgets
-            ]
-            rows.append((str(schedule), entries))
+            entries = [entry(by_budget[b], full_n) if b in by_budget else None for b in budgets]
+            rows.append((str(schedule), str(variant), entries))
         columns = [_budget_header(b, group[group["budget"] == b]["epochs"]) for b in budgets]
-        tables.append(SettingTable(tuple(str(x) for x in setting), columns, rows))
+        tables.append(SettingTable(tuple(str(x) for x in setting), str(setup), columns, rows))
     return tables
+
+
+def setting_tables(summary: pd.DataFrame, metric: str) -> list[SettingTable]:
+    return _tables(summary, lambda row, full_n: _entry(row, metric, full_n))
 
 
 def _budget_header(budget: float, epochs: pd.Series) -> str:
@@ -95,10 +118,70 @@ def _entry(row: dict[str, Any], metric: str, full_n: int) -> Entry:
     mark = "top1" if row["top1"] else "top3" if row["top3"] else ""
     mean_acc, std_acc = float(row["mean_test_acc"]), float(row["std_test_acc"])
     if not math.isfinite(mean_acc):
-        return Entry("diverged", None, mark, "; ".join(notes))
-    value = 100 * (1 - mean_acc) if metric == "error" else 100 * mean_acc
+        return Entry("diverged", None, None, mark, "; ".join(notes))
     std = f"{100 * std_acc:.2f}" if math.isfinite(std_acc) else None
-    return Entry(f"{value:.2f}", std, mark, "; ".join(notes))
+    interval = _interval(row, metric)
+    return Entry(f"{in_metric(mean_acc, metric):.2f}", std, interval, mark, "; ".join(notes))
+
+
+def _interval(row: dict[str, Any], metric: str) -> str | None:
+    low, high = interval_in_metric(row["ci_low_test_acc"], row["ci_high_test_acc"], metric)
+    return f"[{low:.2f}, {high:.2f}]" if math.isfinite(low) else None
+
+
+@dataclass(frozen=True)
+class FinishRow:
+    """One row of the finish table as text: name, cells, the percentages (with whether each is
+    the best of its column) and the expected finishes with their intervals."""
+
+    name: str
+    cells: str
+    values: list[tuple[str, bool]]
+    expected: list[str]
+
+
+def finish_rows(fin: pd.DataFrame) -> list[FinishRow]:
+    best = _best_in_columns(fin)
+    rows = []
+    for r in fin.to_dict("records"):
+        values = [
+            (_finish_value(r[c]), c in best and r[c] == best[c]) for c in list(FINISH_HEADERS)[2:]
+        ]
+        expected = [_expected(r, c) for c in EXPECTED_HEADERS]
+        rows.append(
+            FinishRow(shown(r["schedule"], r["variant"]), str(r["cells"]), values, expected)
+        )
+    return rows
+
+
+def _expected(row: dict[str, Any], column: str) -> str:
+    mean, low, high = (float(row.get(f"{column}{end}", math.nan)) for end in ("", "_low", "_high"))
+    return DASH if not math.isfinite(mean) else f"{mean:.1f} [{low:.0f}, {high:.0f}]"
+
+
+@dataclass(frozen=True)
+class ReferenceEntry:
+    """Ours (mean, interval) and the published number (with its std), and whether our interval
+    holds it (None: we have no interval)."""
+
+    ours: str
+    interval: str | None
+    reference: str
+    held: bool | None
+
+
+def reference_tables(compared: pd.DataFrame, metric: str) -> list[SettingTable]:
+    """Per setting and setup, our numbers beside a reference's, for the rows it has."""
+    return _tables(compared, lambda row, _: _reference_entry(row, metric))
+
+
+def _reference_entry(row: dict[str, Any], metric: str) -> ReferenceEntry:
+    mean = float(row["mean_test_acc"])
+    ours = f"{in_metric(mean, metric):.2f}" if math.isfinite(mean) else "diverged"
+    ref = f"{in_metric(row['ref_acc'], metric):.2f}"
+    if math.isfinite(row["ref_std_acc"]):
+        ref += f" ± {100 * row['ref_std_acc']:.2f}"
+    return ReferenceEntry(ours, _interval(row, metric), ref, row["held"])
 
 
 def _finish_value(value: float) -> str:
@@ -126,50 +209,106 @@ def _md_entry(entry: Entry | None) -> str:
         text = f"**{text}**"
     elif entry.mark == "top3":
         text = f"<u>{text}</u>"
+    if entry.interval:
+        text += f" {entry.interval}"
     return f"{text} ({_md_escape(entry.notes)})" if entry.notes else text
+
+
+def _md_reference(entry: ReferenceEntry | None) -> str:
+    if entry is None:
+        return DASH
+    ours = f"{entry.ours} {entry.interval}" if entry.interval else entry.ours
+    return f"{ours} · {entry.reference}" + (f" {HELD_MARK}" if entry.held is False else "")
+
+
+def _row_heads(table: SettingTable, schedule: str, variant: str, escape: Any) -> list[str]:
+    return [escape(schedule), *([escape(variant)] if table.has_variants else [])]
+
+
+def _heads(table: SettingTable) -> list[str]:
+    return ["schedule", *(["variant"] if table.has_variants else []), *table.columns]
 
 
 def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def markdown(summary: pd.DataFrame, fin: pd.DataFrame, metric: str) -> str:
+INTERVALS = (
+    "[low, high] is the 95% interval of the mean (a bootstrap over seeds; none with one "
+    "finished seed); uncertainty.csv has it with each row's probability of finishing top-1 and "
+    "top-3."
+)
+EXPECTED = (
+    "Expected: the percent of its cells a schedule finishes top-1 (top-3) on average over "
+    "paired resamples of the seeds, and its 95% interval."
+)
+
+
+def markdown(
+    summary: pd.DataFrame,
+    fin: pd.DataFrame,
+    metric: str,
+    compared: pd.DataFrame | None = None,
+    reference: str = "",
+) -> str:
+    """tables.md; `compared` (reference.compare) adds our numbers beside `reference`'s."""
+    finish_heads = [*FINISH_HEADERS.values(), *EXPECTED_HEADERS.values()]
     out = [
         "# lrbench report",
         "",
         f"Cells are (dataset, model, optimizer, budget). Each entry is the {METRICS[metric]} of "
-        "the last epoch, mean ± sample std over seeds. Within each budget column **bold** is "
-        "top-1 (no schedule strictly better; ties all count) and <u>underlined</u> is top-3 "
-        "(fewer than three strictly better). A schedule with diverged seeds ranks below every "
-        'schedule with fewer. "lr x" is the rate chosen on validation accuracy from a grid; '
-        '"n=k" marks fewer seeds than the rest of the table; – means not run.',
+        f"the last epoch, mean ± sample std over seeds. {INTERVALS} Within each budget column "
+        "**bold** is top-1 (no schedule strictly better; ties all count) and <u>underlined</u> "
+        "is top-3 (fewer than three strictly better). A schedule with diverged seeds ranks "
+        'below every schedule with fewer. "lr x" is the rate chosen on validation accuracy from '
+        'a grid; "n=k" marks fewer seeds than the rest of the table; – means not run.',
         "",
         "## Finishes",
         "",
         f"Percent of the cells each schedule took part in; low budget < {LOW_HIGH_SPLIT:g}, "
-        f"high ≥ {LOW_HIGH_SPLIT:g}. Bold: best in the column.",
+        f"high ≥ {LOW_HIGH_SPLIT:g}. Bold: best in the column. {EXPECTED}",
         "",
-        _md_row(list(FINISH_HEADERS.values())),
-        _md_row(["---"] + ["---:"] * (len(FINISH_HEADERS) - 1)),
+        _md_row(finish_heads),
+        _md_row(["---"] + ["---:"] * (len(finish_heads) - 1)),
     ]
-    best = _best_in_columns(fin)
-    for r in fin.itertuples(index=False):
-        cells = [_md_escape(str(r.schedule)), str(r.cells)]
-        for col in list(FINISH_HEADERS)[2:]:
-            v = getattr(r, col)
-            text = _finish_value(v)
-            cells.append(f"**{text}**" if col in best and v == best[col] else text)
-        out.append(_md_row(cells))
+    for r in finish_rows(fin):
+        values = [f"**{text}**" if best else text for text, best in r.values]
+        out.append(_md_row([_md_escape(r.name), r.cells, *values, *r.expected]))
     for table in setting_tables(summary, metric):
         out += [
             "",
             f"## {_md_escape(table.title)} — {METRICS[metric]}",
             "",
-            _md_row(["schedule", *table.columns]),
-            _md_row(["---"] + ["---:"] * len(table.columns)),
+            _md_row(_heads(table)),
+            _md_row(
+                ["---"] * (len(_heads(table)) - len(table.columns)) + ["---:"] * len(table.columns)
+            ),
         ]
-        for schedule, entries in table.rows:
-            out.append(_md_row([_md_escape(schedule), *(_md_entry(e) for e in entries)]))
+        for schedule, variant, entries in table.rows:
+            heads = _row_heads(table, schedule, variant, _md_escape)
+            out.append(_md_row([*heads, *(_md_entry(e) for e in entries)]))
+    if compared is not None:
+        out += [
+            "",
+            f"## Against {_md_escape(reference)}",
+            "",
+            f"Each entry: ours, mean [95% interval] · {_md_escape(reference)}'s number "
+            f"({METRICS[metric]}); {HELD_MARK}: our interval does not hold it.",
+        ]
+        for table in reference_tables(compared, metric):
+            out += [
+                "",
+                f"### {_md_escape(table.title)}",
+                "",
+                _md_row(_heads(table)),
+                _md_row(
+                    ["---"] * (len(_heads(table)) - len(table.columns))
+                    + ["---:"] * len(table.columns)
+                ),
+            ]
+            for schedule, variant, entries in table.rows:
+                heads = _row_heads(table, schedule, variant, _md_escape)
+                out.append(_md_row([*heads, *(_md_reference(e) for e in entries)]))
     for setting, rows in ensemble_rows(summary, metric).items():
         out += [
             "",
@@ -254,16 +393,34 @@ def _tex_entry(entry: Entry | None) -> str:
         text = f"\\textbf{{{text}}}"
     elif entry.mark == "top3":
         text = f"\\underline{{{text}}}"
-    return f"{text} {{\\scriptsize ({tex_escape(entry.notes)})}}" if entry.notes else text
+    small = " ".join(
+        x for x in (entry.interval, f"({tex_escape(entry.notes)})" if entry.notes else "") if x
+    )
+    return f"{text} {{\\scriptsize {small}}}" if small else text
 
 
-def _tex_table(caption: str, label: str, header: list[str], rows: list[list[str]]) -> list[str]:
+def _tex_reference(entry: ReferenceEntry | None) -> str:
+    if entry is None:
+        return "--"
+    ours = f"{entry.ours} {{\\scriptsize {entry.interval}}}" if entry.interval else entry.ours
+    mark = "$^\\dagger$" if entry.held is False else ""
+    reference = entry.reference.replace("±", "$\\pm$")
+    return f"{ours} / {reference}{mark}"
+
+
+def _tex_heads(table: SettingTable) -> list[str]:
+    return [tex_escape(h.capitalize() if h == "schedule" else h) for h in _heads(table)]
+
+
+def _tex_table(
+    caption: str, label: str, header: list[str], rows: list[list[str]], left: int = 1
+) -> list[str]:
     return [
         "\\begin{table}[ht]",
         "\\centering",
         f"\\caption{{{caption}}}",
         f"\\label{{{label}}}",
-        f"\\begin{{tabular}}{{l{'r' * (len(header) - 1)}}}",
+        f"\\begin{{tabular}}{{{'l' * left}{'r' * (len(header) - left)}}}",
         "\\toprule",
         " & ".join(header) + " \\\\",
         "\\midrule",
@@ -275,36 +432,59 @@ def _tex_table(caption: str, label: str, header: list[str], rows: list[list[str]
     ]
 
 
-def latex(summary: pd.DataFrame, fin: pd.DataFrame, metric: str) -> str:
+def latex(
+    summary: pd.DataFrame,
+    fin: pd.DataFrame,
+    metric: str,
+    compared: pd.DataFrame | None = None,
+    reference: str = "",
+) -> str:
+    """tables.tex (booktabs); `compared` adds our numbers beside `reference`'s."""
     out = [
         "% lrbench report. Needs \\usepackage{booktabs} in the preamble.",
         "% \\textbf = top-1 (ties all count), \\underline = top-3, within each budget column.",
         "",
     ]
-    best = _best_in_columns(fin)
     fin_rows = []
-    for r in fin.itertuples(index=False):
-        cells = [tex_escape(str(r.schedule)), str(r.cells)]
-        for col in list(FINISH_HEADERS)[2:]:
-            v = getattr(r, col)
-            text = _finish_value(v)
-            cells.append(f"\\textbf{{{text}}}" if col in best and v == best[col] else text)
-        fin_rows.append(cells)
+    for r in finish_rows(fin):
+        values = [f"\\textbf{{{text}}}" if best else text for text, best in r.values]
+        fin_rows.append([tex_escape(r.name), r.cells, *values, *r.expected])
     out += _tex_table(
         "Finishes: percent of the cells each schedule took part in where it ranked top-1 / "
-        f"top-3; low budget $<$ {LOW_HIGH_SPLIT:g}, high $\\geq$ {LOW_HIGH_SPLIT:g}.",
+        f"top-3; low budget $<$ {LOW_HIGH_SPLIT:g}, high $\\geq$ {LOW_HIGH_SPLIT:g}. "
+        f"{tex_escape(EXPECTED)}",
         "tab:finishes",
-        [tex_escape(h) for h in FINISH_HEADERS.values()],
+        [tex_escape(h) for h in [*FINISH_HEADERS.values(), *EXPECTED_HEADERS.values()]],
         fin_rows,
     )
     for table in setting_tables(summary, metric):
+        left = len(_heads(table)) - len(table.columns)
         out += _tex_table(
-            f"{tex_escape(', '.join(table.setting))}: {tex_escape(METRICS[metric])}, mean $\\pm$ "
-            "std over seeds. Bold: top-1; underlined: top-3.",
-            f"tab:{tex_escape(table.slug)}",
-            ["Schedule", *(tex_escape(c) for c in table.columns)],
-            [[tex_escape(s), *(_tex_entry(e) for e in entries)] for s, entries in table.rows],
+            f"{tex_escape(', '.join(table.title.split(' · ')))}: {tex_escape(METRICS[metric])}, "
+            f"mean $\\pm$ std over seeds, [95\\% interval]. Bold: top-1; underlined: top-3.",
+            f"tab:{table.slug}",
+            _tex_heads(table),
+            [
+                [*_row_heads(table, s, v, tex_escape), *(_tex_entry(e) for e in entries)]
+                for s, v, entries in table.rows
+            ],
+            left,
         )
+    if compared is not None:
+        for table in reference_tables(compared, metric):
+            left = len(_heads(table)) - len(table.columns)
+            out += _tex_table(
+                f"{tex_escape(', '.join(table.title.split(' · ')))}: ours, mean [95\\% "
+                f"interval] / {tex_escape(reference)} ({tex_escape(METRICS[metric])}); "
+                "$^\\dagger$: our interval does not hold it.",
+                f"tab:reference-{table.slug}",
+                _tex_heads(table),
+                [
+                    [*_row_heads(table, s, v, tex_escape), *(_tex_reference(e) for e in entries)]
+                    for s, v, entries in table.rows
+                ],
+                left,
+            )
     for setting, rows in ensemble_rows(summary, metric, sep=" $\\pm$ ").items():
         out += _tex_table(
             f"{tex_escape(', '.join(setting))}: snapshot ensembles (softmax averaged over the "
@@ -330,46 +510,81 @@ def _rich_entry(entry: Entry | None) -> Text:
         return Text(DASH, style="dim")
     value = entry.mean if entry.std is None else f"{entry.mean} ± {entry.std}"
     text = Text(value, style=STYLES[entry.mark])
+    if entry.interval:
+        text.append(f" {entry.interval}", style="cyan")
     if entry.notes:
         text.append(f" ({entry.notes})", style="dim")
     return text
 
 
+def _rich_reference(entry: ReferenceEntry | None) -> Text:
+    if entry is None:
+        return Text(DASH, style="dim")
+    text = Text(entry.ours)
+    if entry.interval:
+        text.append(f" {entry.interval}", style="cyan")
+    text.append(f" · {entry.reference}", style="dim")
+    if entry.held is False:
+        text.append(f" {HELD_MARK}", style="bold red")
+    return text
+
+
+def _rich_setting(table: SettingTable, title: str, caption: str, entry: Any) -> Table:
+    out = Table(title=title, caption=caption)
+    for head in _heads(table)[: len(_heads(table)) - len(table.columns)]:
+        out.add_column(head, no_wrap=True)
+    for col in table.columns:
+        out.add_column(col, justify="right")
+    for schedule, variant, entries in table.rows:
+        heads = _row_heads(table, schedule, variant, str)
+        out.add_row(*(Text(h) for h in heads), *(entry(e) for e in entries))
+    return out
+
+
 def rich_tables(
-    summary: pd.DataFrame, fin: pd.DataFrame, metric: str, anytime: Any = None
+    summary: pd.DataFrame,
+    fin: pd.DataFrame,
+    metric: str,
+    anytime: Any = None,
+    compared: pd.DataFrame | None = None,
+    reference: str = "",
 ) -> list[Table]:
-    """Finish table first (the headline), then one table per setting, then the snapshot
-    ensembles (when runs recorded them) and the anytime tables (when given)."""
+    """Finish table first (the headline), then one table per setting, the reference's numbers
+    beside ours (when given), the snapshot ensembles (when runs recorded them) and the anytime
+    tables (when given)."""
     finish = Table(
         title=f"Finishes (% of each schedule's cells; low budget < {LOW_HIGH_SPLIT:g})",
-        caption="bold: best in column",
+        caption="bold: best in column · expected: mean over paired resamples of the seeds "
+        "[95% interval]",
     )
-    for key, head in FINISH_HEADERS.items():
+    for key, head in [*FINISH_HEADERS.items(), *EXPECTED_HEADERS.items()]:
         if key == "schedule":
             finish.add_column(head, no_wrap=True)
         else:
             finish.add_column(head, justify="right")
-    best = _best_in_columns(fin)
-    for r in fin.itertuples(index=False):
-        cells = [Text(str(r.schedule)), Text(str(r.cells))]
-        for col in list(FINISH_HEADERS)[2:]:
-            v = getattr(r, col)
-            cells.append(
-                Text(_finish_value(v), style="bold green" if col in best and v == best[col] else "")
-            )
-        finish.add_row(*cells)
+    for r in finish_rows(fin):
+        values = [Text(text, style="bold green" if best else "") for text, best in r.values]
+        finish.add_row(Text(r.name), Text(r.cells), *values, *(Text(e) for e in r.expected))
     tables = [finish]
     for st in setting_tables(summary, metric):
-        table = Table(
-            title=f"{st.title} — {METRICS[metric]}",
-            caption="green bold: top-1 · yellow underlined: top-3",
+        tables.append(
+            _rich_setting(
+                st,
+                f"{st.title} — {METRICS[metric]}",
+                "green bold: top-1 · yellow underlined: top-3 · cyan: 95% interval",
+                _rich_entry,
+            )
         )
-        table.add_column("schedule", no_wrap=True)
-        for col in st.columns:
-            table.add_column(col, justify="right")
-        for schedule, entries in st.rows:
-            table.add_row(Text(schedule), *(_rich_entry(e) for e in entries))
-        tables.append(table)
+    if compared is not None:
+        for st in reference_tables(compared, metric):
+            tables.append(
+                _rich_setting(
+                    st,
+                    f"{st.title} — ours against {reference}, {METRICS[metric]}",
+                    f"ours [95% interval] · {reference}; {HELD_MARK}: outside our interval",
+                    _rich_reference,
+                )
+            )
     for setting, rows in ensemble_rows(summary, metric).items():
         table = Table(
             title=f"{' · '.join(setting)} — snapshot ensembles, {METRICS[metric]}",
