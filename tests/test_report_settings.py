@@ -175,7 +175,7 @@ def test_seeds_run_with_different_thread_counts_are_pooled_with_a_note(tmp_path:
     assert "schedule rex: its seeds ran with different threads {1, 8}" in note.reason
 
 
-def test_a_schedule_naming_user_code_is_never_rebuilt(
+def test_a_schedule_naming_user_code_is_never_imported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     marker = tmp_path / "IMPORTED"
@@ -193,5 +193,5 @@ def test_a_schedule_naming_user_code_is_never_rebuilt(
     assert (tmp_path / "out" / "lr_curves.png").exists()  # drawn from metrics.csv's rates
     run = report.runs.iloc[0]
     assert step_rates(run) is None
-    assert rebuild_schedule(json.loads(run["schedule_params"])) is None
+    assert rebuild_schedule(json.loads(run["schedule_params"])).user_code  # known, not run
     assert not marker.exists()
