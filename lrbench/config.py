@@ -205,6 +205,9 @@ class SweepConfig(Strict):
     early_stop: EarlyStop | None = None
     snapshots: bool = False
     executor: ExecutorConfig | None = None
+    log: Literal["tensorboard"] | None = Field(
+        None, description="tensorboard: also log each run to <sweep>/tensorboard/<run-id>/"
+    )
 
     @field_validator("name")
     @classmethod

@@ -14,6 +14,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from lrbench.errors import UserError
+
 METRIC_COLUMNS = [
     "epoch",
     "step",
@@ -69,6 +71,15 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """A JSON file's object, or None when it is missing, unreadable or not an object."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def metric_columns(has_val: bool) -> list[str]:
     return [*METRIC_COLUMNS, *(VAL_COLUMNS if has_val else []), TIME_COLUMN]
 
@@ -104,23 +115,64 @@ class RunDir:
         return self.path / ".lock"
 
     def status(self) -> str:
-        """done | diverged | failed (from summary.json), running/partial (has a checkpoint), new."""
+        """done | diverged | failed (summary.json), damaged, partial (started), new.
+
+        A finished run is checked again each time: a summary.json that is not an object or names
+        no known status, a spec.json that is not one, or metrics.csv rows that are torn, missing
+        or fewer than the summary counts make it `damaged` (`damage()` says why).
+        """
+        return "damaged" if self.damage() else self._state()
+
+    def _state(self) -> str:
         if self.summary.exists():
-            try:
-                return str(read_json(self.summary).get("status", "failed"))
-            except (OSError, ValueError):
-                return "corrupt"
+            summary = _json_object(self.summary)
+            status = summary.get("status") if summary else None
+            return status if status in ("done", "diverged", "failed") else "damaged"
         if self.checkpoint.exists() or self.metrics.exists():
             return "partial"
         return "new"
 
+    def damage(self) -> str | None:
+        """Why a finished run's files cannot be trusted, or None."""
+        if not self.summary.exists():
+            return None
+        summary = _json_object(self.summary)
+        if summary is None:
+            return "summary.json is not a JSON object"
+        status = summary.get("status")
+        if status not in ("done", "diverged", "failed"):
+            return f"summary.json names no known status ({status!r})"
+        if status == "failed":
+            return None
+        if _json_object(self.spec) is None:
+            return "spec.json is missing or not a JSON object"
+        found = self.read_metrics()
+        if not found.rows:
+            return f"metrics.csv has no whole row ({found.damage or 'empty or missing'})"
+        if status == "done" and found.damage:
+            return f"metrics.csv: {found.damage}"
+        expected = summary.get("epochs_completed")
+        if status == "done" and isinstance(expected, int) and len(found.rows) != expected:
+            return (
+                f"metrics.csv holds {len(found.rows)} whole rows but summary.json counts "
+                f"{expected} epochs"
+            )
+        return None
+
     def lock(self) -> FileLock:
         """An advisory lock so two sweeps on the same results never train one run twice."""
         self.path.mkdir(parents=True, exist_ok=True)
+        if self.lock_path.is_dir():  # never ours: a stray folder where the lock file goes
+            try:
+                self.lock_path.rmdir()
+            except OSError as err:
+                raise UserError(
+                    f"{self.lock_path} is a folder, not lrbench's lock file; move it away"
+                ) from err
         return FileLock(self.lock_path, timeout=0)
 
     def is_locked(self) -> bool:
-        if not self.lock_path.exists():
+        if not self.lock_path.is_file():
             return False
         probe = FileLock(self.lock_path, timeout=0)
         try:
@@ -231,4 +283,32 @@ def run_dirs(sweep_dir: Path) -> list[RunDir]:
     runs = sweep_dir / "runs"
     if not runs.is_dir():
         return []
-    return [RunDir(p) for p in sorted(runs.iterdir()) if p.is_dir()]
+    return [RunDir(p) for p in sorted(runs.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+
+
+SWEEP_FILES = ("sweep.yaml", "plan.json")
+
+
+def is_sweep_folder(path: Path) -> bool:
+    """A sweep's folder: it has runs/ and the files a sweep writes (or, from older versions,
+    runs/ and no subfolder that is a sweep itself)."""
+    if not (path / "runs").is_dir():
+        return False
+    if any((path / name).is_file() for name in SWEEP_FILES):
+        return True
+    return not any((c / "runs").is_dir() for c in _subfolders(path))
+
+
+def sweep_folders(path: Path) -> list[Path]:
+    """The sweeps a path names: itself when it is a sweep's folder, else the sweeps inside it
+    (a results root). One sweep named `runs` among others does not hide them."""
+    if is_sweep_folder(path):
+        return [path]
+    return [c for c in _subfolders(path) if is_sweep_folder(c)]
+
+
+def _subfolders(path: Path) -> list[Path]:
+    try:
+        return sorted(c for c in path.iterdir() if c.is_dir() and not c.name.startswith("."))
+    except OSError:
+        return []

@@ -29,7 +29,7 @@ from lrbench.results import RunDir, run_dirs
 submitit = pytest.importorskip("submitit")
 
 from lrbench.executors import slurm  # noqa: E402
-from lrbench.executors.base import Batch, executor_name  # noqa: E402
+from lrbench.executors.base import executor_name  # noqa: E402
 from lrbench.train import Runtime  # noqa: E402
 
 CONFIG = tiny(
@@ -187,12 +187,14 @@ def test_sbatch_options_and_executor_choice():
         executor_name("k8s", None)
 
 
-def test_runs_are_chunked_in_order():
-    items = [(i, Path(f"r{i}")) for i in range(7)]
-    chunks = slurm.chunk(items, 3)
-    assert [[i for i, _ in c] for c in chunks] == [[0, 1, 2], [3, 4, 5], [6]]
-    assert slurm.chunk(items, 1) == [[x] for x in items]
+def test_packs_are_chunked_in_order_and_never_split():
+    alone = [[(i, Path(f"r{i}"))] for i in range(7)]
+    chunks = slurm.chunk(alone, 3)
+    assert [[p[0][0] for p in c] for c in chunks] == [[0, 1, 2], [3, 4, 5], [6]]
+    assert slurm.chunk(alone, 1) == [[p] for p in alone]
     assert slurm.chunk([], 4) == []
+    packs = [[(i, Path(f"r{i}")) for i in range(n)] for n in (2, 2, 5, 1)]
+    assert [[len(p) for p in c] for c in slurm.chunk(packs, 4)] == [[2, 2], [5], [1]]
 
 
 # --- the command line -----------------------------------------------------------------------------
@@ -233,8 +235,8 @@ def test_dry_run_shows_the_job_array_it_would_submit(cli, tmp_path):
     text = " ".join(result.out.split())
     assert "6 runs" in text
     assert (
-        "would submit 6 run(s) as a job array of 3 task(s) (2 run(s) each, at most 2 at once)"
-        in text
+        "would submit 6 run(s) in 3 pack(s) as a job array of 3 task(s) (2 run(s) each, "
+        "at most 2 at once)" in text
     )
     assert "partition gpu" in text and "8 CPUs" in text
     assert not (tmp_path / "r" / "tiny").exists()
@@ -280,12 +282,15 @@ def test_the_sbatch_script_carries_config_and_flags(cli, tmp_path, fake_slurm):
     entry = json.loads((results / "tiny" / "slurm" / "jobs.jsonl").read_text())
     assert entry["job"] == "4242" and sorted(entry["tasks"]) == ["4242_0", "4242_1"]
     assert all(len(runs) == 2 for runs in entry["tasks"].values())
-    # the pickled task holds each run's spec as JSON and its absolute folder
+    # the pickled task holds its packs: each run's spec as JSON and its absolute folder; GPU
+    # jobs pack what a task holds (--pack auto: runs_per_job runs)
     delayed = submitit.helpers.DelayedSubmission.load(
         results / "tiny" / "slurm" / "4242_0_submitted.pkl"
     )
-    items, runtime, device = delayed.args
+    packs, runtime, device = delayed.args
     assert isinstance(delayed.function, slurm.SweepTask) and device == "auto"
+    assert [len(pack) for pack in packs] == [2]
+    items = [item for pack in packs for item in pack]
     assert [Path(p).name for _, p in items] == entry["tasks"]["4242_0"]
     assert all(Path(p).is_absolute() for _, p in items) and runtime.precision == "auto"
     assert (results / "tiny" / "sweep.yaml").exists()
@@ -333,7 +338,8 @@ def test_a_job_skips_a_run_another_process_holds(tmp_path, capsys):
     lock = run.lock()
     lock.acquire()
     try:
-        statuses = slurm.SweepTask()(slurm.to_job_items([(spec, run.path)]), Runtime("cpu"), "cpu")
+        job = slurm.to_job_packs([[(spec, run.path)]])
+        statuses = slurm.SweepTask()(job, Runtime("cpu"), "cpu")
     finally:
         lock.release()
     assert statuses == {spec.run_id: "held"}
@@ -341,7 +347,7 @@ def test_a_job_skips_a_run_another_process_holds(tmp_path, capsys):
     assert "held by another process" in capsys.readouterr().out
 
 
-def test_checkpoint_hands_back_only_the_unfinished_runs(tmp_path):
+def test_checkpoint_hands_back_only_the_packs_with_unfinished_runs(tmp_path):
     from lrbench.config import expand
     from lrbench.results import atomic_write_json
 
@@ -355,14 +361,18 @@ def test_checkpoint_hands_back_only_the_unfinished_runs(tmp_path):
     task = slurm.SweepTask()
     task.ended = {specs[1].run_id}  # it failed in this very job: not retried by a requeue
     runtime = Runtime(device="cpu", precision="fp32")
-    delayed = task.checkpoint(slurm.to_job_items(items), runtime, "cpu")
+    packs = [[item] for item in items]
+    delayed = task.checkpoint(slurm.to_job_packs(packs), runtime, "cpu")
     assert isinstance(delayed, submitit.helpers.DelayedSubmission)
     assert isinstance(delayed.function, slurm.SweepTask) and delayed.function.ended == set()
     left, rt, device = delayed.args
-    assert [Path(p).name for _, p in left] == [specs[2].run_id, specs[3].run_id]
+    assert [Path(p).name for ((_, p),) in left] == [specs[2].run_id, specs[3].run_id]
     assert (rt, device) == (runtime, "cpu")
-    assert left == slurm.to_job_items(items[2:])  # specs survive the JSON round trip
-    assert slurm.from_job_items(left)[0][0] == specs[2]
+    assert left == slurm.to_job_packs(packs[2:])  # specs survive the JSON round trip
+    assert slurm.from_job_packs(left)[0][0][0] == specs[2]
+    # a pack with one unfinished run goes back whole: its finished members ride along
+    (whole,) = task.checkpoint(slurm.to_job_packs([items[:3]]), runtime, "cpu").args[0]
+    assert [Path(p).name for _, p in whole] == [s.run_id for s in specs[:3]]
 
 
 @pytest.mark.slow
@@ -426,8 +436,8 @@ def test_a_preempted_task_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
     run = RunDir(sweep / "runs" / spec.run_id)
     settings = slurm.SlurmSettings(gpus_per_job=0)
     executor = slurm.SlurmExecutor(settings, device="cpu", cluster="local")
-    sub = executor.submit(Batch("tiny", sweep, [(spec, run.path)], Runtime("cpu", "fp32")))
-    (job,) = sub.jobs
+    sub = executor.submit("tiny", sweep, [[(spec, run.path)]], Runtime("cpu", "fp32"))
+    job = sub.tasks[0].job
     wait_for(lambda: run.metrics.exists() and len(metrics(run)) >= 2, every=0.05)
     (task_pid,) = job_processes(sweep / "slurm", "submitit.core._submit")
     os.kill(task_pid, signal.SIGUSR2)  # what Slurm sends: checkpoint, requeue, restart

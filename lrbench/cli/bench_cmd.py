@@ -7,8 +7,8 @@ import json
 import typer
 
 from lrbench.cli.app import app
-from lrbench.cli.options import pack_number
 from lrbench.errors import UserError
+from lrbench.sweep.packs import pack_number
 
 
 def parse_packs(values: list[str]) -> list[int]:

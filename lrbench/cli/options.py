@@ -29,17 +29,6 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def pack_number(text: str) -> int:
-    """One `--pack` size: a whole number of models, at least 1."""
-    try:
-        size = int(text)
-    except ValueError:
-        raise UserError(f"--pack {text!r}: expected a whole number >= 1") from None
-    if size < 1:
-        raise UserError(f"--pack {size}: a pack holds at least one model")
-    return size
-
-
 # --- what to train, as `lrbench run` and `lrbench lr-find` spell it --------------------------
 
 Model = Annotated[

@@ -1,16 +1,22 @@
 """The local executor: worker processes spread over the visible GPUs (or CPU workers).
 
-Each worker pulls runs from a shared queue and trains them with `train_run`, the same loop as
-`lrbench run`. A run is trained only under its file lock, so two sweeps on the same results
-never train one run twice; a lock dies with its process, so kill -9 leaves nothing stuck.
+Each worker pulls packs (a pack of one is a run trained alone) from a shared queue and trains
+them with `train_runs`, the same loop as `lrbench run`. A run is trained only under its file
+lock, so two sweeps on the same results never train one run twice; a lock dies with its
+process, so kill -9 leaves nothing stuck. A worker dies with the sweep that started it (a
+SIGTERM or SIGKILL of the sweep stops its workers too), so no orphan trains on holding locks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing as mp
 import os
 import queue
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -22,12 +28,16 @@ from filelock import Timeout
 
 from lrbench.data import DeviceData, load_splits
 from lrbench.errors import RunFailed, UserError
+from lrbench.imports import add_search_path
 from lrbench.results import RunDir
 from lrbench.specs import RunSpec
-from lrbench.sweep import SKIP_STATES
+from lrbench.sweep.plan import SKIP_STATES
 from lrbench.train import Event, Runtime, resolve_device, train_runs
 
 STEP_EVENT_INTERVAL_S = 0.5
+PARENT_POLL_S = 1.0
+
+Pack = list[tuple[RunSpec, Path]]
 
 
 @dataclass
@@ -54,6 +64,8 @@ class Outcome:
 
 def parse_devices(device: str, jobs: int | None) -> list[str]:
     """One device name per worker: `auto`, `cpu`, `cuda` (every GPU), `cuda:0,1`."""
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs {jobs}: a sweep needs at least one worker")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
@@ -72,29 +84,26 @@ def parse_devices(device: str, jobs: int | None) -> list[str]:
     return [gpus[i % len(gpus)] for i in range(n)]
 
 
-Task = tuple[RunSpec, Path] | tuple[list[RunSpec], list[Path]]
-
-
 def work(
     worker: int,
     device: str,
-    tasks: Iterable[Task | None],
+    packs: Iterable[Pack | None],
     emit: Callable[[Msg], None],
     runtime: Runtime,
 ) -> None:
-    """Train tasks until one is None; a task is one run or a pack of runs trained as one.
+    """Train packs until one is None.
 
-    Every run is trained only under its lock; runs another process holds are skipped, and runs
-    found finished once the lock is taken are not trained again.
+    Every run is trained only under its lock; runs another process holds are skipped (a pack
+    trains without them), and runs found finished once the lock is taken are not trained again.
     """
     runtime = replace(runtime, device=device)
+    add_search_path(*runtime.import_paths)
     datasets: dict[str, DeviceData] = {}
-    for item in tasks:
-        if item is None:
+    for pack in packs:
+        if pack is None:
             return
-        specs, paths = (item[0], item[1]) if isinstance(item[0], list) else ([item[0]], [item[1]])
         locks, todo, finished = [], [], set()
-        for spec, path in zip(specs, paths, strict=True):
+        for spec, path in pack:
             run = RunDir(path)
             lock = run.lock()
             try:
@@ -107,20 +116,13 @@ def work(
             if run.status() in SKIP_STATES:
                 finished.add(spec.run_id)
         if len(todo) == 1 and finished:
-            spec = todo[0][0]
-            emit(
-                Msg(
-                    "end",
-                    worker,
-                    spec.run_id,
-                    status=RunDir(todo[0][1]).status(),
-                    detail="already finished",
-                )
-            )
+            spec, path = todo[0]
+            status = RunDir(path).status()
+            emit(Msg("end", worker, spec.run_id, status=status, detail="already finished"))
             todo = []
         try:
             if len(todo) > len(finished):
-                _train_task(worker, device, todo, finished, emit, runtime, datasets)
+                _train_pack(worker, todo, finished, emit, runtime, datasets)
         except KeyboardInterrupt:
             for spec, _ in todo:
                 if spec.run_id not in finished:
@@ -131,20 +133,19 @@ def work(
                 lock.release()
 
 
-def _train_task(worker, device, todo, finished, emit, runtime, datasets) -> None:
-    """Train one run, or a pack; a pack keeps its finished members in their slots (train_runs
-    leaves them alone), since the grouped kernels' float32 results depend on the pack's size."""
-
+def _train_pack(worker, todo, finished, emit, runtime, datasets) -> None:
+    """Train one pack (or one run); its finished members keep their slots (train_runs leaves
+    them alone), since the grouped kernels' float32 results depend on the pack's size."""
     specs, paths = [s for s, _ in todo], [p for _, p in todo]
     name = specs[0].run_id if len(specs) == 1 else f"pack of {len(specs)}: {specs[0].run_id}, ..."
     try:
         key = specs[0].dataset.model_dump_json()
         if key not in datasets:
             splits = load_splits(specs[0].dataset, runtime.data_dir)
-            datasets[key] = DeviceData(splits, resolve_device(device), runtime.channels_last)
+            device = resolve_device(runtime.device)
+            datasets[key] = DeviceData(splits, device, runtime.channels_last)
         emit(Msg("start", worker, name, epochs=specs[0].epochs))
-        on_event = _throttled(worker, name, emit)
-        summaries = train_runs(specs, paths, runtime, on_event, datasets[key])
+        summaries = train_runs(specs, paths, runtime, _throttled(worker, name, emit), datasets[key])
         for spec, summary in zip(specs, summaries, strict=True):
             if spec.run_id not in finished:
                 emit(Msg("end", worker, spec.run_id, status=summary["status"]))
@@ -167,21 +168,48 @@ def _throttled(worker: int, run_id: str, emit: Callable[[Msg], None]) -> Callabl
     return on_event
 
 
+def _die_with_parent(parent: int) -> None:
+    """Stop this worker when the sweep that started it dies, however it dies: the kernel sends
+    SIGTERM (Linux's PR_SET_PDEATHSIG), and a watchdog thread checks the parent anyway."""
+    signal.signal(signal.SIGTERM, lambda *_: _interrupt())
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="lrbench-parent-watch").start()
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt
+
+
 def _process_main(
-    worker: int, device: str, tasks: Any, events: Any, runtime: Runtime, threads: int
+    worker: int, device: str, packs: Any, events: Any, runtime: Runtime, parent: int
 ) -> None:
-    torch.set_num_threads(threads)
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the sweep, which stops us
     with contextlib.suppress(KeyboardInterrupt):
-        work(worker, device, iter(tasks.get, None), events.put, runtime)
+        work(worker, device, iter(packs.get, None), events.put, runtime)
 
 
 def run_local(
-    todo: list[Task],
+    todo: list[Pack],
     devices: list[str],
     runtime: Runtime,
     on_msg: Callable[[Msg], None],
 ) -> Outcome:
-    """Train `todo` on one worker per entry of `devices`; in-process when there is one worker."""
+    """Train `todo` on one worker per entry of `devices`; in-process when there is one worker.
+
+    Ctrl-C (or SIGTERM) stops every worker after keeping every finished epoch; the outcome
+    says `interrupted`.
+    """
     outcome = Outcome()
 
     def record(msg: Msg) -> None:
@@ -200,15 +228,13 @@ def run_local(
         return outcome
 
     ctx = mp.get_context("spawn")
-    tasks, events = ctx.Queue(), ctx.Queue()
+    packs, events = ctx.Queue(), ctx.Queue()
     for item in todo:
-        tasks.put(item)
+        packs.put(item)
     procs = []
-    workers = devices[: len(todo)]
-    threads = max(1, (os.cpu_count() or 1) // len(workers))
-    for i, device in enumerate(workers):
-        tasks.put(None)
-        args = (i, device, tasks, events, runtime, threads)
+    for i, device in enumerate(devices[: len(todo)]):
+        packs.put(None)
+        args = (i, device, packs, events, runtime, os.getpid())
         p = ctx.Process(target=_process_main, args=args, daemon=True)
         p.start()
         procs.append(p)
@@ -221,7 +247,10 @@ def run_local(
     except KeyboardInterrupt:
         outcome.interrupted = True
         for p in procs:
-            p.join(timeout=30)
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.join(timeout=60)
         while not events.empty():
             record(events.get_nowait())
     for p in procs:

@@ -1,8 +1,9 @@
 """The slurm executor: a sweep's unfinished runs as one submitit job array.
 
-Each array task trains a chunk of `runs_per_job` runs with the same `work` loop as a local sweep
-(under each run's file lock, through the resumable `train_run`), so a task never trains a run
-that another process holds, and its results land in the usual run folders.
+Each array task trains a chunk of the sweep's packs (`runs_per_job` runs; a pack of one is a run
+trained alone) with the same `work` loop as a local sweep (under each run's file lock, through
+the resumable `train_runs`), so a task never trains a run that another process holds, its packs
+are the ones a local sweep would train, and its results land in the usual run folders.
 
 Time limits and preemption: Slurm signals the job (USR2, 90 s ahead of its time limit, or when
 it is preempted); submitit then calls `SweepTask.checkpoint`, which hands back the chunk's
@@ -20,7 +21,6 @@ the "jobs" as local processes through submitit's local executor (tests; trying i
 from __future__ import annotations
 
 import contextlib
-import csv
 import getpass
 import json
 import os
@@ -29,13 +29,12 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from lrbench.errors import UserError
-from lrbench.executors.base import Batch
 from lrbench.results import RunDir, read_json
 from lrbench.specs import RunSpec
 
@@ -51,17 +50,18 @@ SQUEUE_S = 10.0  # how often --wait asks squeue whether the jobs are still there
 DEAD_STATES = {"CG", "CD", "CA", "F", "TO", "NF", "PR", "OOM", "BF", "DL", "RV"}
 
 Item = tuple[RunSpec, Path]
-# What a job's pickle holds: each run as its spec's JSON and its folder, so that a job
-# (or a requeue) depends on no class layout, only on what spec.json would say.
-JobItem = tuple[dict[str, Any], str]
+Pack = list[Item]
+# What a job's pickle holds: each pack's runs as their specs' JSON and their folders, so that a
+# job (or a requeue) depends on no class layout, only on what spec.json would say.
+JobPack = list[tuple[dict[str, Any], str]]
 
 
-def to_job_items(items: list[Item]) -> list[JobItem]:
-    return [(spec.model_dump(mode="json"), str(path)) for spec, path in items]
+def to_job_packs(packs: list[Pack]) -> list[JobPack]:
+    return [[(spec.model_dump(mode="json"), str(path)) for spec, path in pack] for pack in packs]
 
 
-def from_job_items(items: list[JobItem]) -> list[Item]:
-    return [(RunSpec.model_validate(spec), Path(path)) for spec, path in items]
+def from_job_packs(packs: list[JobPack]) -> list[Pack]:
+    return [[(RunSpec.model_validate(spec), Path(path)) for spec, path in pack] for pack in packs]
 
 
 def import_submitit() -> Any:
@@ -214,11 +214,18 @@ def resolve_settings(block: Any, flags: dict[str, Any], device: str = "auto") ->
     )
 
 
-def chunk(items: list[Item], runs_per_job: int) -> list[list[Item]]:
-    """Consecutive runs, `runs_per_job` to a task: one array task per chunk."""
+def chunk(packs: list[Pack], runs_per_job: int) -> list[list[Pack]]:
+    """Consecutive packs, up to `runs_per_job` runs to a task (a bigger pack gets a task of its
+    own: packs are never split): one array task per chunk."""
     if runs_per_job < 1:
         raise ValueError("runs_per_job must be >= 1")
-    return [items[i : i + runs_per_job] for i in range(0, len(items), runs_per_job)]
+    chunks: list[list[Pack]] = []
+    for pack in packs:
+        if chunks and sum(map(len, chunks[-1])) + len(pack) <= runs_per_job:
+            chunks[-1].append(pack)
+        else:
+            chunks.append([pack])
+    return chunks
 
 
 # --- inside a job ---------------------------------------------------------------------------------
@@ -229,76 +236,75 @@ def _stamp() -> str:
 
 
 class SweepTask:
-    """The function an array task runs: train a chunk of runs; requeue-safe.
+    """The function an array task runs: train a chunk of packs; requeue-safe.
 
     submitit calls `checkpoint` when Slurm signals a time-out or preemption and requeues the
     task with what it returns. State lives in the run folders (a checkpoint per epoch), so the
-    requeued task needs only the runs of its chunk that are not finished yet.
+    requeued task needs only the packs of its chunk that still hold an unfinished run (whole:
+    finished members ride along, so the packs stay the same).
     """
 
     def __init__(self) -> None:
         self.ended: set[str] = set()
 
-    def __call__(self, job_items: list[JobItem], runtime: Any, device: str) -> dict[str, str]:
-        import torch
-
+    def __call__(self, job_packs: list[JobPack], runtime: Any, device: str) -> dict[str, str]:
         from lrbench.executors.local import parse_devices, run_local
 
         self.ended = set()
-        items = from_job_items(job_items)
+        packs = from_job_packs(job_packs)
         cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-        if cpus and cpus.isdigit():
-            torch.set_num_threads(int(cpus))
+        if runtime.threads is None and cpus and cpus.isdigit():
+            runtime = replace(runtime, threads=int(cpus))
         where = os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID", "?")
         restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+        runs = sum(map(len, packs))
         print(
             f"[{_stamp()}] lrbench task {_task_id()} (SLURM_JOB_ID {where}, restart {restarts}) on "
-            f"{socket.gethostname()}: {len(items)} run(s), device {device}, "
-            f"{torch.get_num_threads()} CPU thread(s)",
+            f"{socket.gethostname()}: {runs} run(s) in {len(packs)} pack(s), device {device}, "
+            f"{runtime.threads or 'default'} CPU thread(s)",
             flush=True,
         )
-        if not items:
+        if not packs:
             print(f"[{_stamp()}] nothing left to train", flush=True)
             return {}
-        outcome = run_local(items, parse_devices(device, None), runtime, self._log(items))
+        outcome = run_local(packs, parse_devices(device, None), runtime, self._log(packs))
         print(f"[{_stamp()}] task finished: {dict(outcome.statuses)}", flush=True)
         return dict(outcome.statuses)
 
-    def checkpoint(self, job_items: list[JobItem], runtime: Any, device: str) -> Any:
-        """The same task with only the runs that are not finished: what a requeue trains."""
-        from lrbench.sweep import SKIP_STATES
+    def checkpoint(self, job_packs: list[JobPack], runtime: Any, device: str) -> Any:
+        """The same task with only the packs that still hold an unfinished run."""
+        from lrbench.sweep.plan import TRAIN_STATES
 
         submitit = import_submitit()
-        items = from_job_items(job_items)
-        left = to_job_items(
-            [
-                (spec, path)
-                for spec, path in items
-                if spec.run_id not in self.ended and RunDir(path).status() not in SKIP_STATES
-            ]
-        )
+        packs = from_job_packs(job_packs)
+
+        def unfinished(spec: RunSpec, path: Path) -> bool:
+            return spec.run_id not in self.ended and RunDir(path).status() in TRAIN_STATES
+
+        left = [pack for pack in packs if any(unfinished(s, p) for s, p in pack)]
+        runs, kept = sum(map(len, packs)), sum(unfinished(s, p) for pack in left for s, p in pack)
         print(
-            f"[{_stamp()}] checkpoint: {len(items) - len(left)} of {len(items)} run(s) finished; "
-            f"requeueing the other {len(left)}, which resume from their last epoch",
+            f"[{_stamp()}] checkpoint: {runs - kept} of {runs} run(s) finished; requeueing the "
+            f"other {kept}, which resume from their last epoch",
             flush=True,
         )
-        return submitit.helpers.DelayedSubmission(type(self)(), left, runtime, device)
+        return submitit.helpers.DelayedSubmission(type(self)(), to_job_packs(left), runtime, device)
 
-    def _log(self, items: list[Item]) -> Callable[[Any], None]:
-        paths = {spec.run_id: path for spec, path in items}
+    def _log(self, packs: list[Pack]) -> Callable[[Any], None]:
+        paths = {spec.run_id: path for pack in packs for spec, path in pack}
 
         def on_msg(msg: Any) -> None:
             text = None
             if msg.kind == "start":
-                run = RunDir(paths[msg.run_id])
-                done = _complete_rows(run)
-                how = f"resume after epoch {done}" if run.checkpoint.exists() else "start"
+                run = RunDir(paths[msg.run_id]) if msg.run_id in paths else None
+                done = run.complete_epochs() if run else 0
+                how = f"resume after epoch {done}" if run and run.checkpoint.exists() else "start"
                 text = f"{msg.run_id}: {how} ({msg.epochs} epochs)"
             elif msg.kind == "event" and msg.event and msg.event.kind == "epoch":
                 e, row = msg.event, msg.event.row or {}
                 acc = row.get("test_acc")
                 text = (
-                    f"{msg.run_id}: epoch {e.epoch}/{e.epochs} step {e.step} "
+                    f"{row.get('run_id', msg.run_id)}: epoch {e.epoch}/{e.epochs} step {e.step} "
                     f"train_loss {row.get('train_loss', float('nan')):.4f}"
                     + (f" test_acc {acc:.4f}" if isinstance(acc, float) else "")
                 )
@@ -321,38 +327,32 @@ def _task_id() -> str:
     return os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID", "?")
 
 
-def _complete_rows(run: RunDir) -> int:
-    if not run.metrics.exists():
-        return 0
-    lines = run.metrics.read_text().splitlines(keepends=True)
-    return max(0, sum(1 for ln in lines if ln.endswith("\n")) - 1)
-
-
 # --- submitting and watching ----------------------------------------------------------------------
 
 
 @dataclass
-class Task:
-    """One array task: its Slurm id (`123_4`, or `123` for a lone job) and its runs."""
+class ArrayTask:
+    """One array task: its Slurm id (`123_4`, or `123` for a lone job), its runs, and the
+    submitit job (None for a task an earlier process submitted)."""
 
     task_id: str
     items: list[Item]
+    job: Any = None
 
 
 @dataclass
 class Submission:
     job_id: str | None  # the array's id (None when nothing was submitted)
-    tasks: list[Task]
+    tasks: list[ArrayTask]
     log_dir: Path
     cluster: str
-    jobs: list[Any] = field(default_factory=list)  # submitit Job objects, this process only
 
     def log_path(self, task_id: str) -> Path:
         return self.log_dir / f"{task_id}_0_log.out"
 
 
 class SlurmExecutor:
-    """Submits a Batch as one job array; `execute` also waits for it like a local sweep."""
+    """Submits a sweep's packs as one job array, and follows it (`watch`)."""
 
     name = "slurm"
 
@@ -371,10 +371,10 @@ class SlurmExecutor:
                 "(or use --executor local)"
             )
 
-    def submit(self, batch: Batch) -> Submission:
-        log_dir = batch.sweep_dir / LOG_DIR
+    def submit(self, name: str, sweep: Path, packs: list[Pack], runtime: Any) -> Submission:
+        log_dir = sweep / LOG_DIR
         log_dir.mkdir(parents=True, exist_ok=True)
-        chunks = chunk(batch.items, self.settings.runs_per_job)
+        chunks = chunk(packs, self.settings.runs_per_job)
         if not chunks:
             return Submission(None, [], log_dir, self.cluster)
         requeues = self.settings.max_requeues
@@ -384,34 +384,41 @@ class SlurmExecutor:
             slurm_max_num_timeout=requeues,
             local_max_num_timeout=requeues,
         )
-        executor.update_parameters(**self.settings.parameters(f"lrbench-{batch.sweep}"))
+        executor.update_parameters(**self.settings.parameters(f"lrbench-{name}"))
         n = len(chunks)
         try:
             jobs = executor.map_array(
-                SweepTask(),
-                [to_job_items(c) for c in chunks],
-                [batch.runtime] * n,
-                [self.device] * n,
+                SweepTask(), [to_job_packs(c) for c in chunks], [runtime] * n, [self.device] * n
             )
         except self.submitit.core.utils.FailedJobError as err:
             raise UserError(f"sbatch refused the job array: {err}") from None
-        tasks = [Task(str(job.job_id), c) for job, c in zip(jobs, chunks, strict=True)]
+        tasks = [
+            ArrayTask(str(job.job_id), [item for pack in c for item in pack], job)
+            for job, c in zip(jobs, chunks, strict=True)
+        ]
         job_id = str(jobs[0].job_id).split("_")[0]
-        sub = Submission(job_id, tasks, log_dir, self.cluster, list(jobs))
+        sub = Submission(job_id, tasks, log_dir, self.cluster)
         _record(log_dir / JOBS_FILE, sub)
         return sub
 
     def alive(self, sub: Submission) -> bool:
-        """Whether any task of the submission is still queued or running."""
-        if sub.jobs and self.cluster != "slurm":
-            return any(not job.done() for job in sub.jobs)
+        """Whether any task of the submission is still queued or running: submitit's job state
+        for the tasks this process submitted (its result file, or sacct), squeue for the others
+        and where sacct cannot say."""
+        asked: list[ArrayTask] = []
+        for task in sub.tasks:
+            if task.job is not None:
+                if task.job.done():
+                    continue
+                if self.cluster != "slurm" or task.job.state.upper() != "UNKNOWN":
+                    return True
+            asked.append(task)
+        if not asked:
+            return False
         states = squeue_states()
         if states is None:
             return True  # squeue failed this once: assume the jobs are still there
-        return any(states.get(t.task_id, "CD") not in DEAD_STATES for t in sub.tasks)
-
-    def execute(self, batch: Batch, on_msg: Callable[[Any], None]) -> Any:
-        return self.watch(self.submit(batch), on_msg)
+        return any(states.get(t.task_id, "CD") not in DEAD_STATES for t in asked)
 
     def watch(
         self,
@@ -473,7 +480,7 @@ class _Watched:
     def __post_init__(self) -> None:
         self.before = {name: _mtime(getattr(self.run, name)) for name in ("spec", "summary")}
         self.size = _size(self.run.metrics)
-        self.rows = len(_read_rows(self.run))
+        self.rows = self.run.complete_epochs()
 
     def _changed(self, name: str) -> bool:
         now = _mtime(getattr(self.run, name))
@@ -490,7 +497,7 @@ class _Watched:
         size = _size(self.run.metrics)
         if size != self.size:
             self.size = size
-            rows = _read_rows(self.run)
+            rows = self.run.read_metrics().rows
             new_rows = rows[self.rows :]
             self.rows = max(self.rows, len(rows))
         finished = self._changed("summary")
@@ -540,24 +547,6 @@ def _take_slot(slots: list[str | None], label: str) -> int:
             return i
     slots.append(label)
     return len(slots) - 1
-
-
-def _read_rows(run: RunDir) -> list[dict[str, Any]]:
-    try:
-        text = run.metrics.read_text()
-    except OSError:
-        return []
-    lines = [ln for ln in text.splitlines(keepends=True) if ln.endswith("\n")]
-    rows = []
-    for raw in csv.DictReader(lines):
-        row: dict[str, Any] = {}
-        for k, v in raw.items():
-            try:
-                row[k] = float(v) if k != "epoch" and k != "step" else int(v)
-            except (TypeError, ValueError):
-                row[k] = v
-        rows.append(row)
-    return rows
 
 
 def _record(path: Path, sub: Submission) -> None:
@@ -616,146 +605,3 @@ def queued_runs(sweep_dir: Path) -> dict[str, str]:
             if state and state not in DEAD_STATES:
                 out.update({r: task_id for r in run_ids})
     return out
-
-
-# --- the `lrbench sweep --executor slurm` path -----------------------------------------------------
-
-
-def preview(settings: SlurmSettings, n_runs: int) -> str:
-    """What --dry-run says the submission would be."""
-    tasks = -(-n_runs // settings.runs_per_job) if n_runs else 0
-    cap = f", at most {settings.max_concurrent} at once" if settings.max_concurrent else ""
-    return (
-        f"slurm: would submit {n_runs} run(s) as a job array of {tasks} task(s) "
-        f"({settings.runs_per_job} run(s) each{cap}); each task: {settings.describe()}"
-    )
-
-
-def sweep_on_slurm(
-    cfg: Any,
-    planned: list[Any],
-    todo: list[Any],
-    results: Path,
-    settings: SlurmSettings,
-    device: str,
-    precision: str,
-    data_dir: str | None,
-    wait: bool,
-) -> None:
-    """Submit the sweep's unfinished runs; with `wait`, follow them like a local sweep."""
-    from collections import Counter
-
-    import typer
-
-    from lrbench.data import load_splits
-    from lrbench.display import SweepDisplay, console
-    from lrbench.errors import RunFailed
-    from lrbench.sweep import sweep_dir, write_sweep_yaml
-    from lrbench.train import PRECISIONS, Runtime
-
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
-    executor = SlurmExecutor(settings, device)
-    results = results.resolve()
-    where = sweep_dir(cfg, results)
-    write_sweep_yaml(cfg, results)
-    if not todo:
-        console.print(f"all {len(planned)} runs of {cfg.name} are finished; nothing to submit")
-        return
-    load_splits(cfg.dataset, data_dir)  # missing data is exit 2 before anything is submitted
-    data_dir = str(Path(data_dir).resolve()) if data_dir else None
-    runtime = Runtime(device=device, precision=precision, data_dir=data_dir)
-
-    queued = queued_runs(where)
-    items, held, waiting = [], [], []
-    for p in todo:
-        if p.spec.run_id in queued:
-            waiting.append(p)
-        elif p.run.is_locked():
-            held.append(p)
-        else:
-            items.append((p.spec, p.run.path.resolve()))
-    if waiting:
-        jobs = sorted({queued[p.spec.run_id].split("_")[0] for p in waiting})
-        console.print(
-            f"{len(waiting)} run(s) are still queued or running in job {', '.join(jobs)}; "
-            "not submitted again"
-        )
-    if held:
-        console.print(f"{len(held)} run(s) are being trained by another process; not submitted")
-    batch = Batch(cfg.name, where, items, runtime)
-    sub = executor.submit(batch)
-    if sub.job_id is None:
-        console.print("nothing new to submit")
-    else:
-        ids = [t.task_id for t in sub.tasks]
-        kind = "job array" if len(ids) > 1 else "job"
-        print(
-            f"submitted {len(items)} run(s) of {cfg.name} as {kind} {sub.job_id} "
-            f"({len(ids)} task(s): {ids[0]}{' … ' + ids[-1] if len(ids) > 1 else ''})",
-            flush=True,
-        )
-        console.print(
-            f"each task: {settings.describe()}; {settings.runs_per_job} run(s) per task"
-            + (f", at most {settings.max_concurrent} at once" if settings.max_concurrent else "")
-        )
-        console.print(f"logs: {sub.log_dir}/<task>_0_log.out (e.g. {sub.log_path(ids[0]).name})")
-    if not wait:
-        if sub.job_id is not None:
-            console.print(
-                f"follow: lrbench status {where}; wait: add --wait; "
-                + (f"cancel: scancel {sub.job_id}" if sub.cluster == "slurm" else "")
-            )
-        return
-
-    # --wait: the runs just submitted and those already queued, followed through their folders.
-    specs = {p.spec.run_id: p for p in waiting}
-    for task_id in sorted({queued[r] for r in specs}):
-        runs = [
-            (specs[r].spec, specs[r].run.path)
-            for r, t in queued.items()
-            if t == task_id and r in specs
-        ]
-        sub.tasks.append(Task(task_id, runs))
-    if not sub.tasks:
-        return
-    total = sum(len(t.items) for t in sub.tasks)
-    epochs = sum(
-        p.spec.epochs - p.epochs_done
-        for p in todo
-        if p.spec.run_id in {s.run_id for t in sub.tasks for s, _ in t.items}
-    )
-    console.print(f"waiting for {total} run(s); Ctrl-C stops waiting, not the jobs")
-    labels: list[str] = []
-    display = SweepDisplay(total, epochs, labels)
-
-    def on_msg(msg: Any) -> None:
-        while len(labels) <= msg.worker:
-            labels.append("")
-        if msg.kind == "start":
-            task = next(
-                (t.task_id for t in sub.tasks for s, _ in t.items if s.run_id == msg.run_id), ""
-            )
-            labels[msg.worker] = f"task {task}"
-        display(msg)
-
-    with display:
-        outcome = executor.watch(sub, on_msg)
-    counts = Counter(outcome.statuses.values())
-    console.print(
-        f"{counts['done']} done, {counts['diverged']} diverged, {counts['failed']} failed, "
-        f"{counts['unfinished']} unfinished; results in {where}"
-    )
-    if outcome.interrupted:
-        console.print(f"stopped waiting; the jobs go on (lrbench status {where})")
-        raise typer.Exit(130)
-    bad = [r for r, s in outcome.statuses.items() if s in ("failed", "unfinished")]
-    if bad:
-        run = bad[0]
-        task = next(t for t in sub.tasks for s, _ in t.items if s.run_id == run)
-        raise RunFailed(
-            f"{counts['failed']} run(s) failed and {counts['unfinished']} did not finish, e.g. "
-            f"{run} (see {where}/runs/{run}/run.log and {sub.log_path(task.task_id)}); "
-            "run the same command to submit the unfinished ones again"
-            + (", with --retry-failed for the failed ones" if counts["failed"] else "")
-        )

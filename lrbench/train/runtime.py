@@ -24,7 +24,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp64")
 @dataclass(frozen=True)
 class Runtime:
     """Where and how runs train. `threads`: torch's CPU threads (None: leave torch's choice);
-    `import_paths`: folders user modules named in the config are imported from."""
+    `import_paths`: folders user modules named in the config are imported from; `log`: an
+    extra live log of each run (tensorboard), besides metrics.csv."""
 
     device: str = "auto"
     precision: str = "auto"
@@ -32,6 +33,7 @@ class Runtime:
     data_dir: str | None = None
     threads: int | None = None
     import_paths: tuple[str, ...] = ()
+    log: str | None = None
 
 
 @dataclass

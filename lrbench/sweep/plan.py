@@ -1,0 +1,119 @@
+"""A sweep on disk: which runs it has, in which state, what is left to train, and how long."""
+
+from __future__ import annotations
+
+import fnmatch
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from lrbench.config import SweepConfig, expand
+from lrbench.errors import UserError
+from lrbench.results import RunDir, atomic_write_json, atomic_write_text, read_json, run_dirs
+from lrbench.specs import RunSpec
+
+# What a sweep does with a run in each state (RunDir.status).
+TRAIN_STATES = ("new", "partial")
+SKIP_STATES = ("done", "diverged")
+RETRY_STATES = ("failed", "damaged")
+PLAN_FILE = "plan.json"
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    spec: RunSpec
+    run: RunDir
+    state: str  # new | partial | done | diverged | failed | damaged
+
+    @property
+    def epochs_done(self) -> int:
+        if self.state in SKIP_STATES:
+            return self.spec.epochs
+        return self.run.complete_epochs() if self.state == "partial" else 0
+
+    def to_train(self, retry_failed: bool) -> bool:
+        return self.state in TRAIN_STATES or (retry_failed and self.state in RETRY_STATES)
+
+
+def sweep_dir(config: SweepConfig, results: Path) -> Path:
+    return results / config.name
+
+
+def check_results_root(results: Path) -> None:
+    """The results root is a folder (or not there yet): one line for anything else."""
+    if results.exists() and not results.is_dir():
+        raise UserError(f"--results {results}: is a file, not a folder for results")
+
+
+def plan(config: SweepConfig, results: Path, only: str | None = None) -> list[PlannedRun]:
+    check_results_root(results)
+    root = sweep_dir(config, results)
+    planned = []
+    for spec in expand(config):
+        if only and not fnmatch.fnmatch(spec.run_id, only) and only not in spec.run_id:
+            continue
+        run = RunDir(root / "runs" / spec.run_id)
+        planned.append(PlannedRun(spec, run, run.status()))
+    return planned
+
+
+def write_sweep_files(config: SweepConfig, results: Path) -> Path:
+    """sweep.yaml (the config as resolved: user code by import path and source hash) and
+    plan.json (every run id of it, so that report and status know the current runs without
+    reading, let alone importing, anything else)."""
+    where = sweep_dir(config, results)
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(where / "sweep.yaml", text)
+        run_ids = [s.run_id for s in expand(config)]
+        atomic_write_json(where / PLAN_FILE, {"name": config.name, "run_ids": run_ids})
+    except OSError as err:
+        raise UserError(f"cannot write the sweep's files in {where}: {err.strerror}") from None
+    return where
+
+
+def planned_run_ids(sweep: Path) -> list[str] | None:
+    """The run ids plan.json lists (None without a readable one: an older sweep)."""
+    try:
+        record = read_json(sweep / PLAN_FILE)
+    except (OSError, ValueError):
+        return None
+    ids = record.get("run_ids") if isinstance(record, dict) else None
+    return [str(r) for r in ids] if isinstance(ids, list) else None
+
+
+def seconds_per_epoch(runs: list[RunDir]) -> dict[tuple[str, int], float]:
+    """Median epoch time per (model, batch size) from runs already on disk, for estimates."""
+    times: dict[tuple[str, int], list[float]] = {}
+    for run in runs:
+        rows = run.read_metrics().rows
+        if not rows:
+            continue
+        try:
+            spec = read_json(run.spec)
+            key = (str(spec.get("model")), int(spec.get("batch_size")))
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+        t = rows[-1].get("epoch_time_s")
+        if isinstance(t, float | int):
+            times.setdefault(key, []).append(float(t))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def estimate_seconds(planned: list[PlannedRun], sweep: Path, workers: int) -> float | None:
+    """Remaining epochs x the seconds per epoch measured in this sweep's folder, spread over
+    the workers; None when some kind of run has no timed epoch yet."""
+    timing = seconds_per_epoch(run_dirs(sweep))
+    total = 0.0
+    for p in planned:
+        left = p.spec.epochs - p.epochs_done
+        if left <= 0 or p.state in SKIP_STATES:
+            continue
+        key = (str(p.spec.model_dump(mode="json")["model"]), p.spec.batch_size)
+        if key not in timing:
+            return None
+        total += left * timing[key]
+    return total / max(1, workers)

@@ -1,0 +1,182 @@
+"""A sweep, run by the library for every executor: plan, check, pack, train, sum up.
+
+    sweep = Sweep(load_config("configs/rex.yaml"), SweepOptions(device="cuda"))
+    outcome = sweep.run_local(display, say)      # or submit_to_slurm(sweep, ...)
+
+`lrbench sweep` only parses options into SweepOptions, calls one of these and prints.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lrbench.config import SweepConfig
+from lrbench.data import load_splits
+from lrbench.errors import RunFailed, UserError
+from lrbench.imports import search_paths
+from lrbench.sweep.packs import Pack, pack_size, parse_pack, plan_work
+from lrbench.sweep.plan import (
+    PlannedRun,
+    estimate_seconds,
+    plan,
+    sweep_dir,
+    write_sweep_files,
+)
+from lrbench.train.runtime import Runtime, default_threads, resolve_device, resolve_precision
+
+Say = Callable[[str], Any]
+# (runs, epochs to train, worker labels) -> a display: a context manager taking worker messages
+DisplayFactory = Callable[[int, int, list[str]], AbstractContextManager[Callable[[Any], None]]]
+LOGS = ("tensorboard",)
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """How a sweep runs on this machine; none of it changes which runs it has or their ids."""
+
+    results: Path = Path("results")
+    device: str = "auto"
+    jobs: int | None = None
+    precision: str = "auto"
+    data_dir: str | None = None
+    pack: str = "auto"
+    threads: int | None = None
+    log: str | None = None
+    only: str | None = None
+    retry_failed: bool = False
+
+
+@dataclass
+class SweepOutcome:
+    """How each run the sweep tried ended (done, diverged, failed, held, interrupted, ...)."""
+
+    name: str
+    where: Path
+    statuses: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(self.statuses.values())
+
+    def closing(self) -> str:
+        c = self.counts
+        held = f", {c['held']} held by another sweep" if c["held"] else ""
+        unfinished = f", {c['unfinished']} unfinished" if c["unfinished"] else ""
+        return (
+            f"{c['done']} done, {c['diverged']} diverged, {c['failed']} failed{held}"
+            f"{unfinished}; results in {self.where}"
+        )
+
+    def failure(self) -> RunFailed | None:
+        bad = [r for r, s in self.statuses.items() if s in ("failed", "unfinished")]
+        if not bad:
+            return None
+        c = self.counts
+        return RunFailed(
+            f"{c['failed']} run(s) failed"
+            + (f" and {c['unfinished']} did not finish" if c["unfinished"] else "")
+            + f", e.g. {bad[0]} (see {self.where}/runs/{bad[0]}/run.log); lrbench status shows "
+            "them; run the same command again to train what is unfinished"
+            + (", with --retry-failed for the failed ones" if c["failed"] else "")
+        )
+
+
+class Sweep:
+    """A config's runs under a results root, what is left of them, and how to train it."""
+
+    def __init__(self, config: SweepConfig, options: SweepOptions) -> None:
+        if options.log is not None and options.log not in LOGS:
+            raise UserError(f"--log {options.log!r}: expected {' or '.join(LOGS)}")
+        if options.jobs is not None and options.jobs < 1:
+            raise UserError(f"--jobs {options.jobs}: a sweep needs at least one worker")
+        if options.threads is not None and options.threads < 1:
+            raise UserError(f"--threads {options.threads}: a worker needs at least one thread")
+        parse_pack(options.pack)  # a bad --pack is exit 2 before anything, --dry-run included
+        self.config = config
+        self.options = options
+        self.where = sweep_dir(config, options.results)
+        self.planned = plan(config, options.results, options.only)
+        if not self.planned:
+            raise UserError(f"--only {options.only!r} matches no run of sweep {config.name}")
+        self.todo = [p for p in self.planned if p.to_train(options.retry_failed)]
+
+    def counts(self) -> Counter[str]:
+        return Counter(p.state for p in self.planned)
+
+    def epochs_left(self, runs: list[PlannedRun] | None = None) -> int:
+        return sum(p.spec.epochs - p.epochs_done for p in (self.todo if runs is None else runs))
+
+    def estimate(self, workers: int) -> float | None:
+        return estimate_seconds(self.todo, self.where, workers)
+
+    def check_data(self) -> str | None:
+        """Load the data as the sweep will: missing or bad data, and subsets larger than the
+        data, are exit 2 here. A torchvision dataset not downloaded yet is a note instead (the
+        sweep downloads it; a dry run downloads nothing)."""
+        from lrbench.data.sources import TORCHVISION
+        from lrbench.data.splits import default_data_dir
+
+        dataset = self.config.dataset
+        if dataset.name in TORCHVISION:
+            import torchvision.datasets
+
+            root = Path(self.options.data_dir or default_data_dir()).expanduser()
+            folder = getattr(torchvision.datasets, TORCHVISION[dataset.name].cls).base_folder
+            if not (root / folder).is_dir():
+                return f"{TORCHVISION[dataset.name].label} is not in {root} yet: the sweep downloads it"
+        load_splits(dataset, self.options.data_dir)
+        return None
+
+    def runtime(self, device: str, workers: int) -> Runtime:
+        threads = self.options.threads
+        if threads is None and workers > 1:
+            threads = default_threads(workers)
+        return Runtime(
+            device=device,
+            precision=self.options.precision,
+            data_dir=self.options.data_dir,
+            threads=threads,
+            import_paths=search_paths(),
+            log=self.options.log,
+        )
+
+    def run_local(self, display: DisplayFactory, say: Say) -> SweepOutcome:
+        """Train what is left on this machine's GPUs (or CPU workers)."""
+        from lrbench.executors.local import parse_devices, run_local
+
+        devices = parse_devices(self.options.device, self.options.jobs)
+        resolve_precision(self.options.precision, resolve_device(devices[0]))
+        write_sweep_files(self.config, self.options.results)
+        outcome = SweepOutcome(self.config.name, self.where)
+        if not self.todo:
+            say(
+                f"all {len(self.planned)} runs of {self.config.name} are finished; nothing to train"
+            )
+            return outcome
+        splits = load_splits(self.config.dataset, self.options.data_dir)  # exit 2 before workers
+        workers = min(len(devices), len(self.todo))
+        runtime = self.runtime(devices[0], workers)
+        skipped = len(self.planned) - len(self.todo)
+        say(
+            f"sweep {self.config.name}: {len(self.todo)} runs to train ({skipped} already finished) "
+            f"on {len(devices)} worker(s): {', '.join(sorted(set(devices)))}"
+        )
+        size = pack_size(self.options.pack, devices[0], self.planned, splits.num_classes,
+                         runtime, self.where, say)  # fmt: skip
+        work = plan_work(self.planned, self.todo, size)
+        if size > 1:
+            say(f"packing up to {size} runs per network: {len(work)} pack(s)")
+        with display(len(self.todo), self.epochs_left(), devices) as show:
+            result = run_local(work, devices, runtime, show)
+        outcome.statuses, outcome.interrupted = result.statuses, result.interrupted
+        return outcome
+
+    def slurm_work(self, runs: list[PlannedRun], size: int) -> list[Pack]:
+        """Packs for array tasks: of `size` runs, over the whole sweep, as locally."""
+        return plan_work(self.planned, runs, size)
