@@ -28,6 +28,7 @@ from pydantic import (
 from yaml import YAMLError
 from yaml.reader import ReaderError
 
+from lrbench.data.identity import identify
 from lrbench.data.imported import resolve_dataset
 from lrbench.data.sources import dataset_shape
 from lrbench.errors import UserError, did_you_mean
@@ -233,12 +234,13 @@ class SweepConfig(Strict):
     @field_validator("dataset")
     @classmethod
     def _dataset_resolved(cls, dataset: DatasetSpec, info: ValidationInfo) -> DatasetSpec:
-        """Your own data: imported and its source hashed here, so that sweep.yaml records the
-        code its runs ran and is read again (imports=False) without importing it."""
+        """Your own data imported and its source hashed, an image folder's images fingerprinted,
+        here: sweep.yaml records what its runs read and is read again (imports=False) as it is,
+        without importing or hashing anything."""
         if not _imports(info):
             return dataset
         try:
-            return resolve_dataset(dataset, "dataset")
+            return identify(resolve_dataset(dataset, "dataset"))
         except UserError as err:
             raise ValueError(str(err)) from None
 
@@ -612,14 +614,15 @@ def parse_config(raw: dict, source: str = "<config>", imports: bool = True) -> S
 def with_data_root(config: SweepConfig, root: str) -> SweepConfig:
     """The same sweep reading its images from a folder or archive (`--data-root`).
 
-    The dataset keeps its name in reports (`label`), and the run ids change, since the data do.
+    The dataset keeps its name in reports (`label`). The run ids cover the images' fingerprint,
+    not `root`: the same images by any path, or copied elsewhere, give the same runs.
     """
     if not Path(root).exists():
         raise UserError(f"--data-root {root}: no such file or folder")
     ds = config.dataset
     moved = {"name": "imagefolder", "root": root, "label": ds.display_name}
     dataset = ds.model_copy(update={**moved, "ref": None, "args": None, "source": None})
-    return config.model_copy(update={"dataset": dataset})
+    return config.model_copy(update={"dataset": identify(dataset)})
 
 
 def expand(config: SweepConfig) -> list[RunSpec]:

@@ -16,6 +16,7 @@ SEEDS_BELOW = 2**31  # what 32-bit seeding (numpy's legacy RNG, many tools) take
 MAX_EPOCHS = 100_000
 MAX_BATCH = 2**20
 MAX_IMAGES = 2**31 - 1
+FINGERPRINT = r"^sha256:[0-9a-f]{64}$"  # lrbench.data.identity
 
 
 class Strict(BaseModel):
@@ -52,8 +53,8 @@ def _unset(value: Any) -> bool:
 class DatasetSpec(Strict):
     """A built-in source by name, an image folder, or the user's own function (`import`).
 
-    The import fields are left out of the dump while unset: adding them changed no existing
-    run's id.
+    The import fields and the fingerprint are left out of the dump while unset: adding them
+    changed no existing run's id.
     """
 
     model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
@@ -64,7 +65,15 @@ class DatasetSpec(Strict):
     )
     args: dict[str, Any] | None = Field(None, exclude_if=_unset, description="its keywords")
     source: str | None = Field(None, exclude_if=_unset, description="hash of its module source")
-    root: str | None = Field(None, description="imagefolder: a folder or .tar[.gz|.xz] archive")
+    root: str | None = Field(
+        None, description="imagefolder: a folder or .tar[.gz|.xz] archive, where runs read it"
+    )
+    fingerprint: str | None = Field(
+        None,
+        pattern=FINGERPRINT,
+        exclude_if=_unset,
+        description="imagefolder: lrbench's hash of its images; the run id covers it, not root",
+    )
     limit_train: int | None = Field(
         None, gt=0, le=MAX_IMAGES, description="class-balanced training subset"
     )
@@ -90,6 +99,8 @@ class DatasetSpec(Strict):
             raise ValueError("name: import needs `import: module:function`")
         if self.name != "import" and (self.ref, self.args, self.source) != (None, None, None):
             raise ValueError(f"import and args belong to your own dataset, not to {self.name}")
+        if self.name != "imagefolder" and self.fingerprint is not None:
+            raise ValueError(f"fingerprint names an image folder's images, not {self.name}")
         return self
 
     @property
@@ -143,8 +154,17 @@ class RunSpec(Strict):
         monitor = "val_loss" if val else "train_loss"
         return {**data, "schedule": {**schedule, "monitor": monitor}}
 
+    def identity(self) -> dict[str, Any]:
+        """What makes a run this run, as its id hashes it: the resolved spec, less the path to
+        the data when a fingerprint names the images (a path is spelled differently in every
+        folder and on every machine)."""
+        dump = self.model_dump(mode="json")
+        if self.dataset.fingerprint:
+            del dump["dataset"]["root"]
+        return dump
+
     def digest(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
     @property

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 
 from lrbench.config import MAX_RUNS, expand, load_config, parse_config, with_data_root
 from lrbench.errors import UserError
@@ -145,12 +146,17 @@ def test_yaml_and_file_errors_are_user_errors(tmp_path):
         load_config(bad)
 
 
-def test_data_root_keeps_the_dataset_name_in_reports(tmp_path):
+def test_data_root_keeps_the_dataset_name_in_reports(tmp_path, monkeypatch):
+    monkeypatch.setenv("LRBENCH_DATA", str(tmp_path / "data"))
+    for split in ("train", "test"):
+        (tmp_path / "imgs" / split / "cat").mkdir(parents=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / "imgs" / split / "cat" / "0.png")
     cfg = parse_config(with_(dataset={"name": "cifar10", "limit_train": 100}))
-    moved = with_data_root(cfg, str(tmp_path))
+    moved = with_data_root(cfg, str(tmp_path / "imgs"))
     assert moved.dataset.name == "imagefolder"
     assert moved.dataset.display_name == "cifar10"
     assert moved.dataset.limit_train == 100
+    assert moved.dataset.root == str(tmp_path / "imgs") and moved.dataset.fingerprint
     with pytest.raises(UserError, match="no such file"):
         with_data_root(cfg, str(tmp_path / "nope"))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -78,3 +79,18 @@ def test_an_epoch_at_batch_128_is_391_steps(loads):
     x, _ = next(data.train_batches(0, 0, 128))
     assert x.shape == (128, 3, 32, 32) and x.dtype == torch.float32
     assert abs(x.mean().item()) < 0.3
+
+
+def test_the_archive_is_fingerprinted_once_by_its_sha256(tmp_path, monkeypatch):
+    """What `--dry-run` and `status` pay for naming the data: one hash, then a stat."""
+    from lrbench.data import identity
+
+    hashed = []
+    digest = identity._file_digest
+    monkeypatch.setattr(identity, "_file_digest", lambda path: hashed.append(path) or digest(path))
+    first = identity.fingerprint(str(ARCHIVE), tmp_path)
+    t0 = time.perf_counter()
+    again = identity.fingerprint(str(ARCHIVE), tmp_path)
+    assert time.perf_counter() - t0 < 0.05
+    assert first == again == f"sha256:{hashlib.sha256(ARCHIVE.read_bytes()).hexdigest()}"
+    assert len(hashed) == 1

@@ -79,11 +79,14 @@ def dataset_spec(
     val_fraction: float,
     limit_test: int | None = None,
 ) -> DatasetSpec:
-    """`--dataset cifar10`, or `--dataset imagefolder --data-root PATH`, or a path for short."""
+    """`--dataset cifar10`, or `--dataset imagefolder --data-root PATH`, or a path for short;
+    an image folder's images fingerprinted (the run id covers them, not the path)."""
+    from lrbench.data.identity import identify
+
     if name not in ("cifar10", "cifar100", "synthetic", "imagefolder") and Path(name).exists():
         name, root = "imagefolder", name
     try:
-        return DatasetSpec(
+        spec = DatasetSpec(
             name=name,
             root=root,
             limit_train=limit_train,
@@ -92,6 +95,7 @@ def dataset_spec(
         )
     except ValidationError as err:
         raise UserError(pydantic_line(err, prefix="--")) from None
+    return identify(spec)
 
 
 def pydantic_line(err: ValidationError, prefix: str = "") -> str:

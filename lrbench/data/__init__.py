@@ -8,6 +8,7 @@ The building blocks (epoch_draws, crop_flip, normalize) are public so that a tra
 several models per device can draw each model's own batches.
 """
 
+from lrbench.data.cache import default_data_dir
 from lrbench.data.device import (
     PAD,
     DeviceData,
@@ -21,7 +22,7 @@ from lrbench.data.device import (
     normalize,
     permutation,
 )
-from lrbench.data.splits import Splits, default_data_dir, load_splits
+from lrbench.data.splits import Splits, load_splits
 
 __all__ = [
     "PAD",

@@ -27,11 +27,19 @@ FORMAT_VERSION = 1
 _FIELDS = ("train_x", "train_y", "test_x", "test_y")
 
 
-def cache_path(cache_dir: Path, label: str, key: dict[str, Any]) -> Path:
+def default_data_dir() -> Path:
+    """LRBENCH_DATA, else the user's cache folder: where CIFAR files and decoded caches live."""
+    if env := os.environ.get("LRBENCH_DATA"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lrbench"
+
+
+def cache_path(cache_dir: Path, label: str, key: dict[str, Any], suffix: str = ".npz") -> Path:
     blob = json.dumps({"v": FORMAT_VERSION, **key}, sort_keys=True, default=str)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)[:60]
-    return cache_dir / f"{stem}-{digest}.npz"
+    return cache_dir / f"{stem}-{digest}{suffix}"
 
 
 def read(path: Path) -> RawData | None:

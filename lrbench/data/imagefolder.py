@@ -44,6 +44,14 @@ class _Entry(NamedTuple):
 
 
 def load_imagefolder(root: str | None, cache_dir: Path) -> RawData:
+    path = source_path(root)
+    if path.is_dir():
+        return _load_folder(path, cache_dir)
+    return _load_archive(path, cache_dir)
+
+
+def source_path(root: str | None) -> Path:
+    """The folder or archive `root` names, made absolute; a UserError when there is none."""
     if not root:
         raise UserError(
             "dataset imagefolder needs a root: {name: imagefolder, root: PATH} where PATH is a "
@@ -52,14 +60,18 @@ def load_imagefolder(root: str | None, cache_dir: Path) -> RawData:
     path = Path(root).expanduser().absolute()
     if not path.exists():
         raise UserError(f"imagefolder root {path} does not exist")
-    if path.is_dir():
-        return _load_folder(path, cache_dir)
-    return _load_archive(path, cache_dir)
+    return path
+
+
+def folder_images(path: Path) -> tuple[Path, list[tuple[_Entry, str, int, int]]]:
+    """The folder holding train/ and test/, and its images sorted by entry, each with its file,
+    size and mtime."""
+    base = _folder_base(path)
+    return base, sorted(_scan(base))
 
 
 def _load_folder(path: Path, cache_dir: Path) -> RawData:
-    base = _folder_base(path)
-    files = sorted(_scan(base))
+    base, files = folder_images(path)
     listing = [(*entry, size, mtime) for entry, _, size, mtime in files]
     key = {"kind": "folder", "path": str(base.resolve()), "files": listing}
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
+from lrbench.data.identity import check_identity
 from lrbench.data.imagefolder import load_imagefolder
 from lrbench.data.imported import load_imported
 from lrbench.data.raw import RawData
@@ -71,6 +72,7 @@ def load_source(spec: DatasetSpec, data_dir: Path) -> RawData:
     if spec.name in TORCHVISION:
         return load_torchvision(spec.name, data_dir)
     if spec.name == "imagefolder":
+        check_identity(spec, data_dir / "cache")
         return load_imagefolder(spec.root, data_dir / "cache")
     if spec.name == "synthetic":
         return make_synthetic()

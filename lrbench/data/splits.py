@@ -6,13 +6,13 @@ every seed) must see the same training images, or rankings would mix data and sc
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lrbench.data.cache import default_data_dir
 from lrbench.data.sources import load_source
 from lrbench.errors import UserError
 from lrbench.specs import DatasetSpec
@@ -39,14 +39,6 @@ class Splits:
     @property
     def image_size(self) -> tuple[int, int]:
         return (self.train_x.shape[2], self.train_x.shape[3])
-
-
-def default_data_dir() -> Path:
-    """LRBENCH_DATA, else the user's cache folder: where CIFAR files and decoded caches live."""
-    if env := os.environ.get("LRBENCH_DATA"):
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "lrbench"
 
 
 def load_splits(spec: DatasetSpec, data_dir: str | Path | None = None) -> Splits:

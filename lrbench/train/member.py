@@ -34,7 +34,8 @@ LOSS_KEYS = ("train_loss", "test_loss", "val_loss")
 
 
 def claim_run_dir(spec: RunSpec, run: RunDir) -> None:
-    """Refuse a folder that holds a different run: its files must never be overwritten."""
+    """Refuse a folder that holds a different run: its files must never be overwritten. The
+    same run with its data read from another path (RunSpec.identity) is the same run."""
     if not run.spec.exists():
         if run.path.exists() and any(not p.name.startswith(".") for p in run.path.iterdir()):
             raise UserError(f"{run.path} is not empty and holds no spec.json: choose another --out")
@@ -44,7 +45,7 @@ def claim_run_dir(spec: RunSpec, run: RunDir) -> None:
         same = RunSpec.model_validate({k: stored[k] for k in RunSpec.model_fields if k in stored})
     except Exception as err:
         raise UserError(f"{run.spec} is unreadable ({err}); move the folder away") from err
-    if same != spec:
+    if same.identity() != spec.identity():
         raise UserError(
             f"{run.path} holds a different run ({stored.get('run_id')}); choose another --out"
         )
