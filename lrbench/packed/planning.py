@@ -21,11 +21,12 @@ from lrbench.specs import RunSpec
 
 def pack_key(spec: RunSpec) -> str:
     """Everything two runs must share to train in one pack (schedule, seed and rate may differ)."""
-    optimizer = spec.optimizer.model_dump(mode="json")
+    identity = spec.identity()
+    optimizer = identity["optimizer"]
     optimizer.pop("lr")
     key = {
-        "model": spec.model_dump(mode="json")["model"],
-        "dataset": spec.dataset.model_dump(mode="json"),
+        "model": identity["model"],
+        "dataset": identity["dataset"],
         "optimizer": optimizer,
         "batch_size": spec.batch_size,
         "epochs": spec.epochs,
