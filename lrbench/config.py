@@ -48,6 +48,7 @@ from lrbench.specs import (
     epochs_for_budget,
     import_label,
 )
+from lrbench.train.tblog import Log
 from lrbench.yamlio import load_yaml
 
 MAX_RUNS = 100_000
@@ -205,6 +206,7 @@ class SweepConfig(Strict):
     early_stop: EarlyStop | None = None
     snapshots: bool = False
     executor: ExecutorConfig | None = None
+    log: Log | None = Field(None, description="tensorboard: live curves; not part of run ids")
 
     @field_validator("name")
     @classmethod
