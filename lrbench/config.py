@@ -49,6 +49,7 @@ from lrbench.specs import (
     epochs_for_budget,
     import_label,
 )
+from lrbench.train.tblog import Log
 from lrbench.yamlio import load_yaml
 
 MAX_RUNS = 100_000
@@ -206,9 +207,7 @@ class SweepConfig(Strict):
     early_stop: EarlyStop | None = None
     snapshots: bool = False
     executor: ExecutorConfig | None = None
-    log: Literal["tensorboard"] | None = Field(
-        None, description="tensorboard: also log each run to <sweep>/tensorboard/<run-id>/"
-    )
+    log: Log | None = Field(None, description="tensorboard: live curves; not part of run ids")
 
     @field_validator("name")
     @classmethod

@@ -9,7 +9,7 @@ import typer
 import yaml
 from pydantic import ValidationError
 
-from lrbench.errors import UserError
+from lrbench.errors import UserError, did_you_mean
 from lrbench.specs import DatasetSpec, OptimizerSpec
 from lrbench.yamlio import load_yaml
 
@@ -27,6 +27,27 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
         except yaml.YAMLError as err:
             raise UserError(f"--set {key}: {text!r} is not a valid value ({err.problem})") from None
     return out
+
+
+def log_choice(text: str | None) -> str | None:
+    """`--log`: how runs log live curves (tensorboard), or None."""
+    from lrbench.train.tblog import LOGS
+
+    if text is not None and text not in LOGS:
+        raise UserError(
+            f"--log: {text!r} is not one of {', '.join(LOGS)}{did_you_mean(text, LOGS)}"
+        )
+    return text
+
+
+LiveLog = Annotated[
+    str | None,
+    typer.Option(
+        "--log",
+        help="tensorboard: also log live curves (a sweep's runs under SWEEP/tensorboard/, "
+        "`lrbench run` under OUT/tensorboard/); not part of a run's identity.",
+    ),
+]
 
 
 # --- what to train, as `lrbench run` and `lrbench lr-find` spell it --------------------------

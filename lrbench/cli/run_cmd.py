@@ -16,6 +16,7 @@ from lrbench.cli.options import (
     Dataset,
     Device,
     LimitTrain,
+    LiveLog,
     Model,
     Momentum,
     Nesterov,
@@ -24,6 +25,7 @@ from lrbench.cli.options import (
     Seed,
     WeightDecay,
     dataset_spec,
+    log_choice,
     optimizer_spec,
     parse_sets,
     pydantic_line,
@@ -63,6 +65,7 @@ def run_command(
     device: Device = "auto",
     precision: Precision = "auto",
     channels_last: ChannelsLast = True,
+    log: LiveLog = None,
     out: Path = typer.Option(..., help="The run folder to write (resumed if it holds this run)."),
 ) -> None:
     """Train one run and write its folder: spec.json, metrics.csv, summary.json, checkpoint.pt.
@@ -97,7 +100,11 @@ def run_command(
     parse_model_name(model)
     check_schedule(spec.optimizer, sched.sets_momentum, sched.momenta(1000, 10))
     runtime = Runtime(
-        device=device, precision=precision, channels_last=channels_last, data_dir=data_dir
+        device=device,
+        precision=precision,
+        channels_last=channels_last,
+        data_dir=data_dir,
+        log=log_choice(log),
     )
     with RunProgress() as progress:
         summary = train_run(spec, out, runtime, on_event=progress)

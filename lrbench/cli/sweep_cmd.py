@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lrbench.cli.app import app
+from lrbench.cli.options import LiveLog, log_choice
 from lrbench.errors import UserError
 
 if TYPE_CHECKING:
@@ -48,11 +49,7 @@ def sweep_command(
         None,
         help="Read the config's dataset from this image folder or .tar[.gz|.xz] archive (train/<class>/, test/<class>/) instead of downloading it.",
     ),
-    log: str | None = typer.Option(
-        None,
-        help="tensorboard: also log each run's curves to RESULTS/<name>/tensorboard/<run-id>/ "
-        "(default: the config's log:, else none). Changes no run id.",
-    ),
+    log: LiveLog = None,
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show the runs and what would happen; train nothing."
     ),
@@ -135,7 +132,7 @@ def sweep_command(
         cfg = with_data_root(cfg, data_root)
     options = SweepOptions(
         results=results, device=device, jobs=jobs, precision=precision, data_dir=data_dir,
-        pack=pack, threads=threads, log=log or cfg.log, only=only, retry_failed=retry_failed,
+        pack=pack, threads=threads, log=log_choice(log) or cfg.log, only=only, retry_failed=retry_failed,
     )  # fmt: skip
     sweep = Sweep(cfg, options)
     slurm = _slurm_settings(cfg, executor, device, locals())

@@ -32,7 +32,6 @@ from lrbench.train.runtime import Runtime, default_threads, resolve_device, reso
 Say = Callable[[str], Any]
 # (runs, epochs to train, worker labels) -> a display: a context manager taking worker messages
 DisplayFactory = Callable[[int, int, list[str]], AbstractContextManager[Callable[[Any], None]]]
-LOGS = ("tensorboard",)
 
 
 @dataclass(frozen=True)
@@ -91,8 +90,6 @@ class Sweep:
     """A config's runs under a results root, what is left of them, and how to train it."""
 
     def __init__(self, config: SweepConfig, options: SweepOptions) -> None:
-        if options.log is not None and options.log not in LOGS:
-            raise UserError(f"--log {options.log!r}: expected {' or '.join(LOGS)}")
         if options.jobs is not None and options.jobs < 1:
             raise UserError(f"--jobs {options.jobs}: a sweep needs at least one worker")
         if options.threads is not None and options.threads < 1:

@@ -38,6 +38,7 @@ from lrbench.train.runtime import (
     resolve_precision,
 )
 from lrbench.train.steppers import PlainStepper, Stepper
+from lrbench.train.tblog import open_run_log
 
 
 def train_run(
@@ -93,6 +94,8 @@ def train_runs(
     pending = [m for m in members if m.summary is None]
     for m in pending:
         m.prepare(data, device, precision, len(members))
+    for m in pending:
+        m.log = open_run_log(runtime.log, m.run.path, int(m.row.get("step", 0)))
     loop = Loop(members, runtime, data, device, precision, on_event, impl)
     try:
         loop.run(pending)
@@ -109,6 +112,10 @@ def train_runs(
             else f"pack of {len(specs)} runs ({specs[0].run_id}, ...)"
         )
         raise RunFailed(f"{what} failed: {err} (traceback in {where})") from err
+    finally:
+        for m in pending:
+            if m.log is not None:
+                m.log.close()
     return [m.summary for m in members]  # type: ignore[misc]
 
 
@@ -181,7 +188,8 @@ class Loop:
         step = start * spe
         for epoch in range(start, stop):
             t0 = time.perf_counter()
-            stepper.begin_epoch(step, self.rate_table(live, step, spe))
+            rates = self.rate_table(live, step, spe)
+            stepper.begin_epoch(step, rates)
             stepper.for_training()
             loss_sum = torch.zeros(g, device=self.device, dtype=torch.float64)
             correct = torch.zeros(g, device=self.device, dtype=torch.int64)
@@ -216,7 +224,7 @@ class Loop:
                 if m not in finite:
                     row.update(test_loss=math.nan, test_acc=math.nan)
                 row["epoch_time_s"] = epoch_time
-                m.record(row)
+                m.record(row, rates[:, m.slot])
                 if on_event:
                     event_row = {**row, "run_id": m.spec.run_id}
                     on_event(

@@ -27,6 +27,7 @@ from lrbench.snapshots import SnapshotEnsemble, snapshot_steps, split_labels
 from lrbench.specs import RunSpec
 from lrbench.train.checkpoint import read_checkpoint
 from lrbench.train.runtime import provenance
+from lrbench.train.tblog import RunLog
 
 ENSEMBLE_COLUMNS = ["ensemble_size", "ensemble_test_acc"]
 FINAL_KEYS = ("test_acc", "test_loss", "val_acc", "val_loss")
@@ -69,6 +70,7 @@ class Member:
     wall_before: float = 0.0
     row: dict[str, Any] = field(default_factory=dict)
     columns: list[str] = field(default_factory=list)
+    log: RunLog | None = None  # live curves, when the runtime asks for them
 
     @classmethod
     def open(cls, slot: int, spec: RunSpec, run: RunDir) -> Member:
@@ -128,18 +130,18 @@ class Member:
         assert self.reactions is not None
         return self.lrs[first : first + count] * self.reactions.lr_scale
 
-    def momentum_at(self, step: int) -> float:
-        """The momentum (Adam: beta1) of 0-based step `step`."""
+    def momenta(self, first: int, count: int) -> np.ndarray:
+        """This member's momentum (Adam: beta1) at steps first .. first+count-1."""
         if self.moms is not None:
-            return float(self.moms[step])
-        return base_momentum(self.spec.optimizer)
+            return self.moms[first : first + count]
+        return np.full(count, base_momentum(self.spec.optimizer))
 
     def new_row(self, epoch: int, step: int, train_loss: float, train_acc: float) -> dict:
         return {
             "epoch": epoch,
             "step": step,
             "lr": float(self.rates(step - 1, 1)[0]),
-            "momentum": self.momentum_at(step - 1),
+            "momentum": float(self.momenta(step - 1, 1)[0]),
             "train_loss": train_loss,
             "train_acc": train_acc,
         }
@@ -149,9 +151,12 @@ class Member:
             row["ensemble_size"] = self.ensemble.count
             row["ensemble_test_acc"] = self.ensemble.accuracy(split_labels(data, "test"))
 
-    def record(self, row: dict[str, Any]) -> None:
+    def record(self, row: dict[str, Any], rates: np.ndarray) -> None:
+        """The epoch's row into metrics.csv, and with the rates its steps used into the log."""
         self.run.append_metrics(row, self.columns)
         self.row = row
+        if self.log is not None:
+            self.log.epoch(row, rates, self.momenta(row["step"] - len(rates), len(rates)))
 
     @property
     def diverged(self) -> bool:

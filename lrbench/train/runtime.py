@@ -1,6 +1,6 @@
-"""How a run executes on this machine: device, precision, memory format, threads. None of it
-changes which run it is (nothing here is hashed into the run id); all of it is recorded in the
-run's provenance."""
+"""How a run executes on this machine: device, precision, memory format, threads, and whether it
+logs live curves. None of it changes which run it is (nothing here is hashed into the run id);
+how it computes is recorded in the run's provenance."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from lrbench.errors import UserError
+from lrbench.train.tblog import Log
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp64")
 
@@ -24,8 +25,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp64")
 @dataclass(frozen=True)
 class Runtime:
     """Where and how runs train. `threads`: torch's CPU threads (None: leave torch's choice);
-    `import_paths`: folders user modules named in the config are imported from; `log`: an
-    extra live log of each run (tensorboard), besides metrics.csv."""
+    `import_paths`: folders user modules named in the config are imported from; `log`:
+    "tensorboard" writes each run's live curves (lrbench.train.tblog), None writes none."""
 
     device: str = "auto"
     precision: str = "auto"
@@ -33,7 +34,7 @@ class Runtime:
     data_dir: str | None = None
     threads: int | None = None
     import_paths: tuple[str, ...] = ()
-    log: str | None = None
+    log: Log | None = None
 
 
 @dataclass
