@@ -161,6 +161,7 @@ def build_report(
 
 
 def _write(report: Report, chosen: pd.DataFrame, curves: dict[str, pd.DataFrame]) -> None:
+    from lrbench.report.html import render
     from lrbench.report.plots import all_figures
 
     out = report.out_dir
@@ -187,7 +188,8 @@ def _write(report: Report, chosen: pd.DataFrame, curves: dict[str, pd.DataFrame]
     elif stale.exists():
         stale.unlink()
     figures = all_figures(chosen, report.summary, curves, report.metric, report.anytime)
+    texts["report.html"] = render(report, chosen, figures)
     for name, text in texts.items():
-        (out / name).write_text(text)
+        (out / name).write_text(text, encoding="utf-8")
         report.files.append(out / name)
     report.files += [plot.save_png(out) for plot in figures.all()]
