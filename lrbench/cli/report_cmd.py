@@ -49,7 +49,9 @@ HELP = "\n\n".join(
         "seeds, inf = never); cyclical schedules (sgdr, triangular) are judged at cycle ends. "
         "Runs with snapshot ensembles get a table of ensemble against single-model accuracy; "
         "runs that stopped early are counted (n_stopped_early) and noted.",
-        "Written to --out: tables.md, tables.tex (booktabs), summary.csv, finishes.csv, "
+        "Written to --out: report.html (the whole report in one self-contained page to open, "
+        "mail or attach: tables that sort by column, figures inline, the runs and problems; it "
+        "fetches nothing), tables.md, tables.tex (booktabs), summary.csv, finishes.csv, "
         "uncertainty.csv, reference.csv (with --reference), anytime.md, anytime.csv, "
         "time_to_target.csv, anytime.png, lr_curves.png, test_acc_<setting>.png, "
         "error_vs_budget.png, rank_vs_budget.png, p_top1.png, performance_profile.png, and "

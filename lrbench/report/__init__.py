@@ -161,7 +161,8 @@ def build_report(
 
 
 def _write(report: Report, chosen: pd.DataFrame, curves: dict[str, pd.DataFrame]) -> None:
-    from lrbench.report.plots import all_plots
+    from lrbench.report.html import render
+    from lrbench.report.plots import all_figures
 
     out = report.out_dir
     try:
@@ -186,14 +187,9 @@ def _write(report: Report, chosen: pd.DataFrame, curves: dict[str, pd.DataFrame]
         texts["problems.txt"] = problems_text(report.problems)
     elif stale.exists():
         stale.unlink()
+    figures = all_figures(chosen, report.summary, curves, report.metric, report.anytime)
+    texts["report.html"] = render(report, chosen, figures)
     for name, text in texts.items():
-        (out / name).write_text(text)
+        (out / name).write_text(text, encoding="utf-8")
         report.files.append(out / name)
-    report.files += all_plots(chosen, report.summary, curves, out, report.metric)
-    if report.anytime is not None:
-        from lrbench.report.anytime import plot as anytime_plot
-        from lrbench.report.plots import colours
-
-        chosen, summary = named_rows(chosen), named_rows(report.summary)
-        colour = colours(sorted(set(summary["schedule"]) | set(chosen["schedule"])))
-        report.files.append(anytime_plot(report.anytime, chosen, out, colour))
+    report.files += [plot.save_png(out) for plot in figures.all()]

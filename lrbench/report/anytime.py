@@ -28,7 +28,7 @@ import json
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,9 @@ import pandas as pd
 from lrbench.report.problems import NOTE, Problem
 from lrbench.report.rank import CELL, SETTING, exact_mean
 from lrbench.report.rebuild import rebuild_schedule
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
 NOMINAL_SPE = 1000  # steps per epoch assumed when spec.json does not record it
@@ -390,7 +393,7 @@ def rich_tables(anytime: Anytime, metric: str) -> list:
     return tables
 
 
-def plot(anytime: Anytime, chosen: pd.DataFrame, out, colour: dict):
+def figure(anytime: Anytime, colour: dict) -> Figure:
     """anytime.png: best-so-far test accuracy against fraction of budget, a panel per cell."""
     from lrbench.report.plots import _grid, _legend
 
@@ -430,6 +433,4 @@ def plot(anytime: Anytime, chosen: pd.DataFrame, out, colour: dict):
         axes[0].set_title("(no finished runs)")
     fig.suptitle("Anytime: best-so-far test accuracy (mean over seeds; cyclical: at cycle ends)")
     _legend(fig, axes)
-    path = out / "anytime.png"
-    fig.savefig(path)
-    return path
+    return fig

@@ -1,4 +1,5 @@
-"""PNG figures for the report, drawn with matplotlib's Agg renderer.
+"""The report's figures, each drawn once and saved twice: as a PNG file and as SVG inline in
+report.html.
 
 Figures are built with matplotlib.figure.Figure rather than pyplot: no global backend or
 figure registry, so the report runs headless and leaves the caller's matplotlib state alone.
@@ -6,22 +7,59 @@ figure registry, so the report runs headless and leaves the caller's matplotlib 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from lrbench.report.anytime import Anytime
+from lrbench.report.anytime import figure as anytime_figure
 from lrbench.report.metric import METRICS, in_metric
 from lrbench.report.rank import COMPARED
 from lrbench.report.rebuild import rebuild_schedule
 from lrbench.report.variants import SETTING, named_rows
 
 DPI = 120
+SVG_METADATA = ("Creator", "Date", "Format", "Type")  # matplotlib's defaults, all left out
+SVG_ID = re.compile(r'\bid="|url\(#|xlink:href="#')  # where matplotlib's SVG names its ids
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One figure of the report and the name of its PNG file (without .png).
+
+    The figure is laid out once, here, and then fixed: each save (PNG, SVG) draws it once
+    instead of laying it out again."""
+
+    name: str
+    figure: Figure
+
+    def __post_init__(self) -> None:
+        self.figure.draw_without_rendering()
+        self.figure.set_layout_engine("none")
+
+    def save_png(self, out: Path) -> Path:
+        path = out / f"{self.name}.png"
+        self.figure.savefig(path)
+        return path
+
+    def svg(self) -> str:
+        """The figure as an <svg> element for a page holding several: text stays text (small,
+        searchable, in the reader's own sans-serif font), no metadata (the same results give the
+        same page, and nothing in it names a URL), every id prefixed with the figure's name."""
+        buffer = io.StringIO()
+        with rc_context({"svg.fonttype": "none", "svg.hashsalt": self.name}):
+            self.figure.savefig(buffer, format="svg", metadata=dict.fromkeys(SVG_METADATA))
+        text = buffer.getvalue()
+        return SVG_ID.sub(rf"\g<0>{self.name}-", text[text.index("<svg") :])
 
 
 def slug(parts: tuple[str, ...] | list[str]) -> str:
@@ -98,9 +136,7 @@ def step_rates(run: pd.Series) -> pd.Series | None:
     return pd.Series(rates, index=np.arange(1, total + 1) / spe)
 
 
-def lr_curves(
-    chosen: pd.DataFrame, curves: dict[str, pd.DataFrame], out: Path, colour: dict
-) -> Path:
+def lr_curves(chosen: pd.DataFrame, curves: dict[str, pd.DataFrame], colour: dict) -> Plot:
     """Each schedule's rate from one run at its largest budget, one panel per optimizer: every
     step where the schedule can be rebuilt from its spec, else the last step of each epoch as
     metrics.csv has it (reactive, imported or unknown schedules: dots)."""
@@ -132,16 +168,14 @@ def lr_curves(
         ax.grid(alpha=0.3)
         if runs.size:
             ax.legend(fontsize="small")
-    path = out / "lr_curves.png"
-    fig.savefig(path)
-    return path
+    return Plot("lr_curves", fig)
 
 
 def accuracy_curves(
-    chosen: pd.DataFrame, curves: dict[str, pd.DataFrame], out: Path, colour: dict
-) -> list[Path]:
+    chosen: pd.DataFrame, curves: dict[str, pd.DataFrame], colour: dict
+) -> list[Plot]:
     """Per setting, test accuracy per epoch (mean over seeds), one panel per budget."""
-    paths = []
+    plots = []
     done = chosen[chosen["status"] == "done"]
     for setting, group in done.groupby(SETTING, sort=True):
         budgets = sorted(group["budget"].unique())
@@ -164,13 +198,11 @@ def accuracy_curves(
             ax.grid(alpha=0.3)
         fig.suptitle(f"{' · '.join(map(str, setting))}: test accuracy per epoch, mean over seeds")
         _legend(fig, axes)
-        path = out / f"test_acc_{slug(setting)}.png"
-        fig.savefig(path)
-        paths.append(path)
-    return paths
+        plots.append(Plot(f"test_acc_{slug(setting)}", fig))
+    return plots
 
 
-def error_vs_budget(summary: pd.DataFrame, out: Path, colour: dict, metric: str = "error") -> Path:
+def error_vs_budget(summary: pd.DataFrame, colour: dict, metric: str = "error") -> Plot:
     """Per setting, the final metric (mean ± std over seeds) against budget on a log axis."""
     settings = list(summary.groupby(SETTING, sort=True)) or [(("(no runs)",), summary)]
     fig, axes = _grid(len(settings))
@@ -192,12 +224,10 @@ def error_vs_budget(summary: pd.DataFrame, out: Path, colour: dict, metric: str 
         ax.grid(alpha=0.3)
     fig.suptitle(f"Final {METRICS[metric].split(' (')[0]} against budget (mean ± std over seeds)")
     _legend(fig, axes)
-    path = out / "error_vs_budget.png"
-    fig.savefig(path)
-    return path
+    return Plot("error_vs_budget", fig)
 
 
-def p_top1(summary: pd.DataFrame, out: Path, colour: dict) -> Path:
+def p_top1(summary: pd.DataFrame, colour: dict) -> Plot:
     """Per setting, each schedule's probability of finishing top-1 against budget."""
     settings = list(summary.groupby(SETTING, sort=True)) or [(("(no runs)",), summary)]
     fig, axes = _grid(len(settings))
@@ -221,9 +251,7 @@ def p_top1(summary: pd.DataFrame, out: Path, colour: dict) -> Path:
         ax.grid(alpha=0.3)
     fig.suptitle("Probability of finishing top-1 (paired bootstrap over seeds; ties count for all)")
     _legend(fig, axes)
-    path = out / "p_top1.png"
-    fig.savefig(path)
-    return path
+    return Plot("p_top1", fig)
 
 
 def error_ratios(summary: pd.DataFrame) -> pd.DataFrame:
@@ -260,7 +288,7 @@ def profile(ratios: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     return taus, pd.DataFrame(share, index=ratios.index)
 
 
-def performance_profile(summary: pd.DataFrame, out: Path, colour: dict) -> Path:
+def performance_profile(summary: pd.DataFrame, colour: dict) -> Plot:
     """AlgoPerf's performance profile over the report's cells: for each tau >= 1, the fraction of
     all cells where a schedule's test error is at most tau times the cell's best."""
     ratios = error_ratios(summary)
@@ -284,12 +312,10 @@ def performance_profile(summary: pd.DataFrame, out: Path, colour: dict) -> Path:
     ax.grid(alpha=0.3)
     if len(shares):
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), title="schedule")
-    path = out / "performance_profile.png"
-    fig.savefig(path)
-    return path
+    return Plot("performance_profile", fig)
 
 
-def rank_vs_budget(summary: pd.DataFrame, out: Path, colour: dict) -> Path:
+def rank_vs_budget(summary: pd.DataFrame, colour: dict) -> Plot:
     """Each schedule's rank averaged over the cells at each budget."""
     fig = Figure(figsize=(8, 4.8), layout="constrained", dpi=DPI)
     ax = fig.subplots()
@@ -309,26 +335,49 @@ def rank_vs_budget(summary: pd.DataFrame, out: Path, colour: dict) -> Path:
     ax.grid(alpha=0.3)
     if len(summary):
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), title="schedule")
-    path = out / "rank_vs_budget.png"
-    fig.savefig(path)
-    return path
+    return Plot("rank_vs_budget", fig)
 
 
-def all_plots(
+@dataclass(frozen=True)
+class Figures:
+    """Every figure of a report, named for what report.html shows where."""
+
+    error_vs_budget: Plot
+    rank_vs_budget: Plot
+    p_top1: Plot
+    performance_profile: Plot
+    lr_curves: Plot
+    test_acc: list[Plot]  # one per setting
+    anytime: Plot | None
+
+    def all(self) -> list[Plot]:
+        return [
+            self.lr_curves,
+            *self.test_acc,
+            self.error_vs_budget,
+            self.rank_vs_budget,
+            self.p_top1,
+            self.performance_profile,
+            *([self.anytime] if self.anytime is not None else []),
+        ]
+
+
+def all_figures(
     chosen: pd.DataFrame,
     summary: pd.DataFrame,
     curves: dict[str, pd.DataFrame],
-    out: Path,
     metric: str = "error",
-) -> list[Path]:
+    anytime: Anytime | None = None,
+) -> Figures:
     """Every figure; a row with a variant is drawn as its own line, named with it."""
     chosen, summary = named_rows(chosen), named_rows(summary)
     colour = colours(sorted(set(summary["schedule"]) | set(chosen["schedule"])))
-    return [
-        lr_curves(chosen, curves, out, colour),
-        *accuracy_curves(chosen, curves, out, colour),
-        error_vs_budget(summary, out, colour, metric),
-        rank_vs_budget(summary, out, colour),
-        p_top1(summary, out, colour),
-        performance_profile(summary, out, colour),
-    ]
+    return Figures(
+        error_vs_budget=error_vs_budget(summary, colour, metric),
+        rank_vs_budget=rank_vs_budget(summary, colour),
+        p_top1=p_top1(summary, colour),
+        performance_profile=performance_profile(summary, colour),
+        lr_curves=lr_curves(chosen, curves, colour),
+        test_acc=accuracy_curves(chosen, curves, colour),
+        anytime=Plot("anytime", anytime_figure(anytime, colour)) if anytime is not None else None,
+    )

@@ -39,14 +39,15 @@ HELD_MARK = "†"
 
 @dataclass(frozen=True)
 class Entry:
-    """One table cell: mean and std (already in %), the 95% interval, the mark, and notes such
-    as the chosen rate."""
+    """One table cell: mean and std (already in %), the 95% interval, the mark, notes such as
+    the chosen rate, and the probability of finishing top-1 (report.html shows it)."""
 
     mean: str
     std: str | None
     interval: str | None
     mark: str
     notes: str
+    p_top1: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,12 +117,14 @@ def _entry(row: dict[str, Any], metric: str, full_n: int) -> Entry:
     if n_stopped:
         notes.append(f"{n_stopped}/{n} stopped early")
     mark = "top1" if row["top1"] else "top3" if row["top3"] else ""
+    p_top1 = float(row.get("p_top1", math.nan))
+    p_top1_text = f"{p_top1:.2f}" if math.isfinite(p_top1) else None
     mean_acc, std_acc = float(row["mean_test_acc"]), float(row["std_test_acc"])
     if not math.isfinite(mean_acc):
-        return Entry("diverged", None, None, mark, "; ".join(notes))
+        return Entry("diverged", None, None, mark, "; ".join(notes), p_top1_text)
     std = f"{100 * std_acc:.2f}" if math.isfinite(std_acc) else None
-    interval = _interval(row, metric)
-    return Entry(f"{in_metric(mean_acc, metric):.2f}", std, interval, mark, "; ".join(notes))
+    mean = f"{in_metric(mean_acc, metric):.2f}"
+    return Entry(mean, std, _interval(row, metric), mark, "; ".join(notes), p_top1_text)
 
 
 def _interval(row: dict[str, Any], metric: str) -> str | None:
