@@ -8,6 +8,7 @@ import typer
 
 from lrbench.cli.app import app
 from lrbench.errors import UserError
+from lrbench.specs import DEFAULT_BATCH_SIZE
 from lrbench.sweep.packs import pack_number
 
 
@@ -36,7 +37,7 @@ def bench_command(
         None,
         help="Interleaved timing rounds; each row reports its best (default: 2 on CUDA, 3 on the CPU).",
     ),
-    batch_size: int = typer.Option(128, help="Batch size (per model)."),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, min=1, help="Batch size (per model)."),
     data: str = typer.Option(
         "synthetic",
         help="synthetic | cifar10 | cifar100, or an image folder / .tar[.gz|.xz] archive.",

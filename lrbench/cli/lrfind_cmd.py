@@ -29,6 +29,7 @@ from lrbench.cli.options import (
     optimizer_spec,
 )
 from lrbench.errors import UserError
+from lrbench.specs import DEFAULT_BATCH_SIZE, DEFAULT_MOMENTUM, DEFAULT_WEIGHT_DECAY
 
 HELP = "\n\n".join(
     [
@@ -57,10 +58,10 @@ def lr_find_command(
     data_dir: DataDir = None,
     limit_train: LimitTrain = None,
     optimizer: Optimizer = "sgd",
-    momentum: Momentum = 0.9,
+    momentum: Momentum = DEFAULT_MOMENTUM,
     nesterov: Nesterov = False,
-    weight_decay: WeightDecay = 5e-4,
-    batch_size: BatchSize = 128,
+    weight_decay: WeightDecay = DEFAULT_WEIGHT_DECAY,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     seed: Seed = 0,
     device: Device = "auto",
     precision: Precision = "auto",

@@ -32,7 +32,7 @@ from lrbench.cli.options import (
 )
 from lrbench.errors import RunFailed, UserError
 from lrbench.schedules import build_schedule
-from lrbench.specs import RunSpec
+from lrbench.specs import DEFAULT_BATCH_SIZE, DEFAULT_MOMENTUM, DEFAULT_WEIGHT_DECAY, RunSpec
 
 
 @app.command("run")
@@ -50,9 +50,9 @@ def run_command(
     ),
     optimizer: Optimizer = "sgd",
     lr: float = typer.Option(0.1, help="Peak learning rate (the schedule multiplies it)."),
-    momentum: Momentum = 0.9,
+    momentum: Momentum = DEFAULT_MOMENTUM,
     nesterov: Nesterov = False,
-    weight_decay: WeightDecay = 5e-4,
+    weight_decay: WeightDecay = DEFAULT_WEIGHT_DECAY,
     schedule: str = typer.Option("rex", help="A schedule name (see `lrbench schedules`)."),
     sets: list[str] = typer.Option(
         [],
@@ -60,7 +60,7 @@ def run_command(
         help="Schedule parameter KEY=VALUE (YAML), repeatable: --set beta=0.9 --set warmup=0.05.",
     ),
     epochs: int = typer.Option(30, help="Epochs of the run; the schedule spans exactly these."),
-    batch_size: BatchSize = 128,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     seed: Seed = 0,
     device: Device = "auto",
     precision: Precision = "auto",
