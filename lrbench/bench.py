@@ -81,7 +81,7 @@ class Report:
     rows: list[Row] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """Exactly DESIGN.md's object (variant rows are left out)."""
+        """Exactly docs/design.md's object (variant rows are left out)."""
         return {
             "device": self.device,
             "model": self.model,

@@ -195,5 +195,5 @@ class RunSpec(Strict):
 
 
 def epochs_for_budget(budget: float, full_epochs: int) -> int:
-    """DESIGN.md: a budget b trains max(1, round(b * full_epochs)) epochs."""
+    """docs/design.md: a budget b trains max(1, round(b * full_epochs)) epochs."""
     return max(1, round(budget * full_epochs))

@@ -1,6 +1,6 @@
 """Property tests over random parameters and budgets.
 
-The oracle is a scalar reference written from DESIGN.md's table, deciding every boundary in
+The oracle is a scalar reference written from the README's table, deciding every boundary in
 exact rational arithmetic (a parameter means the decimal the user typed: 0.1 is 1/10). The
 vectorised tables must match it at every step, so milestones, cycle ends, sampling intervals and
 the end of warmup land on the same steps however the floats round.
