@@ -55,7 +55,9 @@ def bench_command(
         help="Also time the single loop in fp32/bf16 x channels_last/NCHW (default: on for the CPU).",
     ),
     as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON object (docs/design.md's format) instead of the table."
+        False,
+        "--json",
+        help="Print one JSON object (docs/design.md's format) instead of the table.",
     ),
 ) -> None:
     """Time training throughput: a plain PyTorch DataLoader loop (the baseline), lrbench's
