@@ -7,6 +7,7 @@ import json
 import typer
 
 from lrbench.cli.app import app
+from lrbench.cli.options import model_name
 from lrbench.errors import UserError
 from lrbench.specs import DEFAULT_BATCH_SIZE
 from lrbench.sweep.packs import pack_number
@@ -68,6 +69,7 @@ def bench_command(
     """
     from lrbench.bench import run_bench
 
+    model_name(model)
     packs = parse_packs([*pack, *(more_packs or [])])
     if more_packs and not pack:
         raise UserError(f"unexpected argument {more_packs[0]!r} (pack sizes go after --pack)")

@@ -26,6 +26,7 @@ from lrbench.cli.options import (
     Seed,
     WeightDecay,
     dataset_spec,
+    model_name,
     optimizer_spec,
 )
 from lrbench.errors import UserError
@@ -94,9 +95,7 @@ def lr_find_command(
     opt_spec = optimizer_spec(optimizer, min_lr, momentum, nesterov, weight_decay)
     data_spec = dataset_spec(dataset, data_root, limit_train, 0.0)
 
-    from lrbench.models import build_model
-
-    build_model(model, 10)  # an unknown model name fails before the data is loaded
+    model_name(model)  # an unknown model name fails before the data is loaded
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -76,10 +76,19 @@ def run_command(
     Example: lrbench run --dataset ../shared/data/cifar10_jpeg_train_test.tar.xz --limit-train 5000 --epochs 3 --out runs/try
     """
     from lrbench.display import RunProgress
+    from lrbench.imports import add_search_path
+    from lrbench.models import check_model_name
+    from lrbench.optim import check_schedule
     from lrbench.train import Runtime, train_run
 
+    add_search_path(Path.cwd())  # --schedule module:function, as `lrbench schedule` finds it
+    try:
+        check_model_name(model)
+    except UserError as err:
+        raise UserError(f"--model: {err}") from None
     opt_spec = optimizer_spec(optimizer, lr, momentum, nesterov, weight_decay)
-    sched = build_schedule({"name": schedule, **parse_sets(sets)})
+    entry = {"import": schedule} if ":" in schedule else {"name": schedule}
+    sched = build_schedule({**entry, **parse_sets(sets)})
     try:
         spec = RunSpec(
             model=model,
@@ -94,10 +103,6 @@ def run_command(
         )
     except ValidationError as err:
         raise UserError(pydantic_line(err, prefix="--")) from None
-    from lrbench.models import parse_model_name
-    from lrbench.optim import check_schedule
-
-    parse_model_name(model)
     check_schedule(spec.optimizer, sched.sets_momentum, sched.momenta(1000, 10))
     runtime = Runtime(
         device=device,
@@ -105,6 +110,7 @@ def run_command(
         channels_last=channels_last,
         data_dir=data_dir,
         log=log_choice(log),
+        import_paths=(str(Path.cwd()),),
     )
     with RunProgress() as progress:
         summary = train_run(spec, out, runtime, on_event=progress)
