@@ -64,6 +64,11 @@ def _parse(name: str) -> tuple[str, tuple[int, ...]]:
     )
 
 
+def model_family(name: str) -> tuple[str, tuple[int, ...]]:
+    """A built-in name's family and numbers: ("resnet", (20,)), ("vgg", (16,)), ("wrn", (16, 8))."""
+    return _parse(name)
+
+
 def check_model_name(name: str) -> None:
     """UserError (one line, naming the value) unless `name` is a built-in model."""
     _parse(name)
