@@ -22,9 +22,6 @@ from lrbench.models import resnet, vgg, wrn
 from lrbench.models.imported import build_imported
 from lrbench.specs import ImportedModel
 
-# lrbench/packed/models.py imports the ResNet's stage count under this name.
-_blocks_per_stage = resnet.blocks_per_stage
-
 _RESNET = re.compile(r"resnet(\d{1,20})")
 _VGG = re.compile(r"vgg(\d{1,20})")
 _WRN = re.compile(r"wrn(\d{1,20})-(\d{1,20})")

@@ -2,9 +2,10 @@
 
 `DeviceData.train_batches(seed, epoch, B)` draws an epoch's order, crop offsets and flips at once
 (`epoch_draws`); here the same draws are made for each of the G seeds at the start of the epoch
-(3 calls per model per epoch, with the dataset's crop padding), and every step then gathers,
-crops, flips and normalises the G batches as one tensor: a handful of ops per step whatever G is. The result is laid out as the
-packed model reads it, [B, G*3, H, W], model g in channels [3g, 3g+3).
+(3 calls per model per epoch, with the dataset's crop padding: `DeviceData.pad`), and every
+step then gathers, crops, flips and normalises the G batches as one tensor: a handful of ops per
+step whatever G is. The result is laid out as the packed model reads it, [B, G*3, H, W], model
+g in channels [3g, 3g+3).
 """
 
 from __future__ import annotations

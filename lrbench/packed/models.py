@@ -14,8 +14,9 @@ How the G models run (`impl`):
   convolutions cost ~2x per model what the plain ones cost.
 - `grouped`: every layer holds all G models (a [B, G*C, H, W] activation carries model g in
   channels [g*C, (g+1)*C); grouped convolutions, BatchNorm over G*C channels, batched-matmul
-  heads): few, big kernels, the GPU's way. Written per architecture (`GROUPED`); rounding
-  differs from the plain model's (another summation order), exact in float64.
+  heads): few, big kernels, the GPU's way. Written per architecture (lrbench.packed.grouped:
+  the ResNets, VGG, Wide ResNets); rounding differs from the plain model's (another summation
+  order), exact in float64.
 - `vmap`: torch.func.vmap over functional_call: grouped kernels for any architecture, slower
   than `grouped` (the model dimension moves in and out of the channels at every layer).
 `auto` is `loop` on the CPU, and `grouped` where the architecture has it (else `vmap`) on CUDA.
