@@ -6,8 +6,8 @@ Twins must leave the same run folder: every metrics row (epoch_time_s aside), th
 time aside) and the checkpoint's model, optimizer and reactive state. On the CPU in float32 the
 pack runs each model through its plain module (impl loop), so twins are bit-identical; the
 grouped layers CUDA uses sum in another order and agree in float64 to rounding (1e-9 asked,
-~1e-13 seen). A checkpoint written by either path resumes in the other, and a packed sweep
-killed with SIGKILL at any moment resumes to the folders of an uninterrupted one.
+at most 5e-16 seen). A checkpoint written by either path resumes in the other, and a packed
+sweep killed with SIGKILL at any moment resumes to the folders of an uninterrupted one.
 """
 
 from __future__ import annotations
