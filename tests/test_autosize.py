@@ -214,10 +214,10 @@ def test_a_group_is_measured_at_its_datasets_image_size_and_your_own_model_is_ke
 
 
 def test_a_number_given_to_pack_is_used_as_is_even_on_cuda(tmp_path):
-    from lrbench.cli.sweep_cmd import pack_size
+    from lrbench.sweep.packs import pack_size
     from lrbench.train import Runtime
 
-    assert pack_size("12", "cuda:0", [], 10, Runtime(), tmp_path) == 12
+    assert pack_size("12", "cuda:0", [], 10, Runtime(), tmp_path, print) == 12
     assert not (tmp_path / CACHE_NAME).exists()
 
 

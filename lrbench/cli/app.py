@@ -46,7 +46,7 @@ def _root(
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, map UserError to exit 2 and RunFailed to exit 1."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # a typer.Exit(n) comes back as n here
     except (UserError, RunFailed) as err:
         if _state["debug"]:
             traceback.print_exc()
@@ -68,3 +68,5 @@ def main(argv: list[str] | None = None) -> None:
             err.show()
             sys.exit(err.exit_code)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
