@@ -204,6 +204,10 @@ def _show_plan(sweep: Sweep, jobs: int | None) -> None:
     note = sweep.check_data()
     if note:
         out.print(note)
+    alone = sweep.alone()
+    if alone:
+        why = next(iter(alone.values()))
+        out.print(f"{len(alone)} run(s) train alone, never packed: {why}", soft_wrap=True)
     counts = sweep.counts()
     est = sweep.estimate(jobs or 1)
     out.print(

@@ -109,6 +109,13 @@ class Sweep:
     def epochs_left(self, runs: list[PlannedRun] | None = None) -> int:
         return sum(p.spec.epochs - p.epochs_done for p in (self.todo if runs is None else runs))
 
+    def alone(self) -> dict[str, str]:
+        """Runs left to train that cannot share a pack, and why (e.g. a model with dropout)."""
+        from lrbench.packed.planning import unpackable_reason
+
+        reasons = {p.spec.run_id: unpackable_reason(p.spec) for p in self.todo}
+        return {run: why for run, why in reasons.items() if why}
+
     def estimate(self, workers: int) -> float | None:
         return estimate_seconds(self.todo, self.where, workers)
 
