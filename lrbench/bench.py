@@ -137,9 +137,9 @@ def run_bench(
     packs = list(packs) if packs else ([8, 32, 64] if cuda else [2, 4])
     if any(g < 1 for g in packs):
         raise UserError(f"--pack: pack sizes must be at least 1, got {packs}")
-    steps = steps or (50 if cuda else 10)
+    steps = steps if steps is not None else (50 if cuda else 10)
     warmup = warmup if warmup is not None else (10 if cuda else 2)
-    rounds = rounds or (2 if cuda else 3)
+    rounds = rounds if rounds is not None else (2 if cuda else 3)
     if steps < 1 or warmup < 0 or batch_size < 1 or rounds < 1:
         raise UserError(
             "--steps, --rounds and --batch-size must be positive, --warmup not negative"

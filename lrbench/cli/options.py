@@ -119,12 +119,23 @@ def dataset_spec(
     return identify(spec)
 
 
+# spec fields an option of another name sets: `--dataset` is DatasetSpec.name, `--epochs`
+# both RunSpec.epochs and full_epochs (one complaint for the two)
+OPTION_OF = {"name": "dataset", "root": "data-root", "full_epochs": "epochs"}
+
+
 def pydantic_line(err: ValidationError, prefix: str = "") -> str:
-    """A validation error as one line that names each key as the user typed it (`--limit-train`)."""
-    parts = []
+    """A validation error as one line that names each option as the user typed it
+    (`--limit-train`) and the value it was given."""
+    parts: list[str] = []
     for e in err.errors():
-        key = ".".join(str(x) for x in e["loc"]).replace("_", "-")
-        parts.append(f"{prefix}{key}: {e['msg'].removeprefix('Value error, ')}")
+        key = ".".join(str(x) for x in e["loc"])
+        key = OPTION_OF.get(key, key).replace("_", "-")
+        value = e.get("input")
+        got = "" if isinstance(value, dict) else f", got {value!r}"
+        part = f"{prefix}{key}: {e['msg'].removeprefix('Value error, ')}{got}"
+        if part not in parts:
+            parts.append(part)
     return "; ".join(parts)
 
 

@@ -89,7 +89,7 @@ def sweep_command(
         None, min=1, help="CPUs per array task.", rich_help_panel=_SLURM
     ),
     mem_gb: float | None = typer.Option(
-        None, min=0.001, help="Memory per array task, GB.", rich_help_panel=_SLURM
+        None, min=0.001, max=1e6, help="Memory per array task, GB.", rich_help_panel=_SLURM
     ),
     time: str | None = typer.Option(
         None,
