@@ -140,10 +140,10 @@ def run_bench(
     steps = steps if steps is not None else (50 if cuda else 10)
     warmup = warmup if warmup is not None else (10 if cuda else 2)
     rounds = rounds if rounds is not None else (2 if cuda else 3)
-    if steps < 1 or warmup < 0 or batch_size < 1 or rounds < 1:
-        raise UserError(
-            "--steps, --rounds and --batch-size must be positive, --warmup not negative"
-        )
+    for option, value, least in (("--steps", steps, 1), ("--warmup", warmup, 0),
+                                 ("--batch-size", batch_size, 1), ("--rounds", rounds, 1)):  # fmt: skip
+        if value < least:
+            raise UserError(f"{option} {value}: must be at least {least}")
     variants = (not cuda) if variants is None else variants
     say = log or (lambda _msg: None)
 

@@ -46,7 +46,7 @@ def _root(
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, map UserError to exit 2 and RunFailed to exit 1."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="lrbench", standalone_mode=False)
     except (UserError, RunFailed) as err:
         if _state["debug"]:
             traceback.print_exc()

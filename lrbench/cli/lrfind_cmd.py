@@ -87,7 +87,7 @@ def lr_find_command(
     if not (math.isfinite(max_lr) and max_lr > min_lr):
         raise UserError(f"--max-lr must be above --min-lr ({min_lr:g}), got {max_lr:g}")
     if not 10 <= steps <= MAX_STEPS:
-        raise UserError(f"--steps must be from 10 to {MAX_STEPS:,}, got {steps}")
+        raise UserError(f"--steps must be at least 10 and at most {MAX_STEPS:,}, got {steps}")
     if not 1 <= batch_size <= MAX_BATCH:
         raise UserError(f"--batch-size must be from 1 to {MAX_BATCH:,}, got {batch_size}")
     if not 0 <= seed < SEEDS_BELOW:

@@ -240,6 +240,9 @@ def status_command(
                 f"[cyan]{p.state}[/] {s.path.name}/{p.run_id}: epoch {p.epochs_done}/{p.epochs}, "
                 f"{eta} left",
                 highlight=False,
+                soft_wrap=True,
             )
         for state, run, why in s.problems:
-            out.print(f"[red]{state}[/] {s.path / 'runs' / run}: {why}", highlight=False)
+            out.print(  # whole lines: paths to copy, lines to grep
+                f"[red]{state}[/] {s.path / 'runs' / run}: {why}", highlight=False, soft_wrap=True
+            )

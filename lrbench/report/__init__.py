@@ -166,7 +166,7 @@ def _write(report: Report, chosen: pd.DataFrame, curves: dict[str, pd.DataFrame]
 
     out = report.out_dir
     if out.exists() and not out.is_dir():
-        raise UserError(f"the output folder {out} is a file")
+        raise UserError(f"{out}: is a file, not a folder for the report")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
