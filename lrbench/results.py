@@ -130,8 +130,9 @@ class RunDir:
         """done | diverged | failed (summary.json), damaged, partial (started), new.
 
         A finished run is checked again each time: a summary.json that is not an object or names
-        no known status, a spec.json that is not one, or metrics.csv rows that are torn, missing
-        or fewer than the summary counts make it `damaged` (`damage()` says why).
+        no known status, a spec.json that is not one, or (a run that ended done) metrics.csv
+        rows that are torn, missing, repeated or fewer than the summary counts make it
+        `damaged` (`damage()` says why).
         """
         return "damaged" if self.damage() else self._state()
 
@@ -147,8 +148,8 @@ class RunDir:
     def damage(self) -> str | None:
         """Why a finished run's files cannot be trusted, or None.
 
-        A diverged run is judged by its summary alone: its rows only feed plots, and it may
-        have ended before its first whole row.
+        A diverged run is judged by its summary and spec alone: its rows only feed plots, and
+        it may have ended before its first whole row.
         """
         if not self.summary.exists():
             return None

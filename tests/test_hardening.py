@@ -339,11 +339,18 @@ def test_a_results_path_that_is_a_file_is_one_line(cli, tmp_path):
     one_line(cli("status", file), str(file), "is a file")
 
 
-def test_limit_train_beyond_the_data_is_refused_by_the_dry_run(cli, tmp_path):
+@pytest.mark.parametrize(
+    ("dataset", "expected"),
+    [
+        ({"name": "synthetic", "limit_train": 10**6}, "limit_train=1000000 exceeds"),
+        ({"name": "imagefolder", "root": "no-such-images"}, "no-such-images does not exist"),
+    ],
+    ids=["limit_train beyond the data", "no image folder"],
+)
+def test_the_dry_run_loads_the_data(cli, tmp_path, dataset, expected):
     config = tmp_path / "sweep.yaml"
-    config.write_text(yaml.safe_dump({**CONFIG, "dataset": {"name": "synthetic",
-                                                             "limit_train": 10**6}}))  # fmt: skip
-    one_line(cli("sweep", config, "--dry-run"), "limit_train=1000000 exceeds")
+    config.write_text(yaml.safe_dump({**CONFIG, "dataset": dataset}))
+    one_line(cli("sweep", config, "--dry-run"), expected)
 
 
 def lrbench_read_only(folder: Path, *args: object) -> subprocess.CompletedProcess:
