@@ -441,7 +441,11 @@ BAD_OPTIONS = {
     "run --out file": ([*RUN, "--out", "FILE"], "--out FILE: is a file"),
     "run --out in a file": ([*RUN, "--out", "FILE/run"], "--out FILE/run"),
     "bench --workers -1": (["bench", "--device", "cpu", "--workers", "-1"], "--workers"),
-    "bench --steps 0": (["bench", "--device", "cpu", "--steps", "0"], "--steps"),
+    "bench --steps 0": (["bench", "--device", "cpu", "--steps", "0"], "--steps 0"),
+    "bench --pack huge": (
+        ["bench", "--device", "cpu", "--model", "resnet8", "--json", "--pack", str(10**7)],
+        "--pack 10000000: does not fit in memory",
+    ),
 }
 
 
