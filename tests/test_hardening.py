@@ -57,7 +57,8 @@ def rows(run: RunDir) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in run.read_metrics().rows]
 
 
-def sweep(*args: object) -> int:
+def exit_code(*args: object) -> int:
+    """The exit code of `lrbench ARGS` (for a fixture that outlives the `cli` fixture)."""
     try:
         main([str(a) for a in args])
     except SystemExit as ex:
@@ -79,11 +80,13 @@ def trained(tmp_path_factory) -> Trained:
             epoch2[path.parent.name] = path.read_bytes()
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(lrbench.train.loop, "write_checkpoint", keep)
-        code = sweep("sweep", config, "--results", where / "results", "--device", "cpu")
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)  # as the tests that train it again (fixture one_thread)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(lrbench.train.loop, "write_checkpoint", keep)
+            code = exit_code("sweep", config, "--results", where / "results", "--device", "cpu")
+    finally:
+        torch.set_num_threads(threads)
     assert code == 0
     assert len(epoch2) == 2
     return Trained(where / "results", epoch2)
