@@ -14,7 +14,7 @@
 # /tmp/gpu_check_out) as 7 files (the device tool returns at most 8):
 #   1. pytest -m cuda tests/test_packed.py            -> pytest_cuda.txt
 #   2. bench, torch.compile (the default path)         -> bench_compiled.json
-#   3. a real packed sweep: configs/rex.yaml's SGD cells at the 1% and 5% budgets, 42 runs
+#   3. a real packed sweep: configs/rex.yaml's SGD cells at the 1% and 5% budgets, 48 runs
 #      ($SWEEP_CONFIG, default benchmarks/rex-sgd-low-budgets.yaml), --pack auto, timed, then
 #      its report
 #                                                      -> sweep.txt, summary.csv
@@ -79,8 +79,8 @@ if [[ $DATA != synthetic ]]; then
     timeout --signal=INT --kill-after=20 ${SWEEP_S:-200} $PY -m lrbench sweep $SWEEP_CONFIG --results $RES --data-root $DATA --device $DEVICE 2>&1
     echo \"sweep exit \$? after \$((\$(date +%s) - t0)) s\"
     cat $RES/$NAME/pack-auto.json 2>/dev/null; echo
-    $PY -m lrbench report $RES/$NAME --out $RES/report 2>&1 || exit
-    cp $RES/report/summary.csv $OUT/summary.csv; cat $RES/report/tables.md
+    $PY -m lrbench report $RES/$NAME --out $RES/report --reference rex-paper 2>&1 || exit
+    cp $RES/report/summary.csv $OUT/summary.csv; cat $RES/report/tables.md $RES/report/reference.csv
     $PY -c 'import json, glob; print(\"run wall times (s):\", sorted(round(json.load(open(p))[\"wall_time_s\"], 1) for p in glob.glob(\"$RES/$NAME/runs/*/summary.json\")))'"
 fi
 stage "bench eager" 60 120 bench_eager.json env LRBENCH_COMPILE=off $PY "${BENCH[@]}"

@@ -42,7 +42,7 @@ from lrbench.packed.data import PackEpoch
 from lrbench.packed.models import init_packed, owner_index, resolve_impl
 from lrbench.packed.optim import build_packed_optimizer
 from lrbench.packed.stepper import PackedStepper, compile_mode
-from lrbench.specs import DatasetSpec, OptimizerSpec
+from lrbench.specs import DEFAULT_BATCH_SIZE, DatasetSpec, OptimizerSpec
 from lrbench.train import (
     Runtime,
     autocast_for,
@@ -55,7 +55,7 @@ from lrbench.train import (
 
 MODEL_EPOCH_IMAGES = 50_000
 DATASET_NAMES = ("synthetic", "cifar10", "cifar100")
-OPTIMIZER = OptimizerSpec(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4)
+OPTIMIZER = OptimizerSpec(name="sgd", lr=0.1)  # momentum, weight decay: the runs' defaults
 JSON_KEYS = ("mode", "pack", "images_per_s", "model_epochs_per_s", "ratio_to_baseline")
 
 
@@ -82,7 +82,7 @@ class Report:
     rows: list[Row] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """Exactly DESIGN.md's object (variant rows are left out)."""
+        """Exactly docs/design.md's object (variant rows are left out)."""
         return {
             "device": self.device,
             "model": self.model,
@@ -123,7 +123,7 @@ def run_bench(
     packs: Sequence[int] | None = None,
     steps: int | None = None,
     warmup: int | None = None,
-    batch_size: int = 128,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     data: str = "synthetic",
     variants: bool | None = None,
     workers: int | None = None,
@@ -292,7 +292,8 @@ def _baseline(model, splits, device, batch_size, workers) -> Callable[[], int]:
     )
     torch.manual_seed(0)
     net = build_model(model, splits.num_classes).to(device)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    opt = torch.optim.SGD(net.parameters(), lr=OPTIMIZER.lr, momentum=OPTIMIZER.momentum,
+                          weight_decay=OPTIMIZER.weight_decay)  # fmt: skip
     batches = _forever(lambda _epoch: iter(loader))
 
     def step() -> int:

@@ -38,6 +38,7 @@ from lrbench.models.imported import check_imported, resolve_import
 from lrbench.optim import check_schedule
 from lrbench.schedules import ScheduleError, build_schedule
 from lrbench.specs import (
+    DEFAULT_BATCH_SIZE,
     MAX_BATCH,
     MAX_EPOCHS,
     SEEDS_BELOW,
@@ -202,7 +203,7 @@ class SweepConfig(Strict):
     full_epochs: int = Field(gt=0, le=MAX_EPOCHS)
     budgets: list[float] = Field(min_length=1)
     seeds: int | list[int] = 1
-    batch_size: int = Field(128, gt=0, le=MAX_BATCH)
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, gt=0, le=MAX_BATCH)
     schedules: list[str | dict[str, Any]] = Field(min_length=1)
     early_stop: EarlyStop | None = None
     snapshots: bool = False

@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from lrbench.specs import DEFAULT_BATCH_SIZE
+
 MODES = ("exp", "linear")
 BETA = 0.98
 STOP_FACTOR = 4.0
@@ -251,7 +253,7 @@ def run_range_test(
     max_lr: float = 10.0,
     steps: int = 200,
     mode: str = "exp",
-    batch_size: int = 128,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
     autocast: Callable[[], Any] | None = None,
     beta: float = BETA,

@@ -222,5 +222,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]
     group.update(k=int(sf["k"]), lr_max=float(sf["lr_max"]), weight_sum=float(sf["weight_sum"]))
     group["train_mode"] = False
     for name in ("z", "exp_avg_sq"):
-        for p, value in zip(group["params"], sf.get(name, []), strict=True):
+        if name not in sf:  # SGD keeps no exp_avg_sq; nothing at all before the first step
+            continue
+        for p, value in zip(group["params"], sf[name], strict=True):
             optimizer.state[p][name] = value.to(device=p.device, dtype=p.dtype).clone()

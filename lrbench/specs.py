@@ -110,12 +110,21 @@ class DatasetSpec(Strict):
         return import_label(self.ref) if self.ref else self.name
 
 
+# The one home of the defaults a run falls back to, in a config and in `lrbench run`, `lr-find`
+# and `bench` alike (a config's run id hashes the values, so changing one changes ids).
+DEFAULT_MOMENTUM = 0.9
+DEFAULT_WEIGHT_DECAY = 0.0
+DEFAULT_BATCH_SIZE = 128
+
+
 class OptimizerSpec(Strict):
     name: OptimizerName
     lr: float = Field(gt=0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only; Adam uses betas")
+    momentum: float = Field(
+        DEFAULT_MOMENTUM, ge=0.0, lt=1.0, description="sgd only; Adam uses betas"
+    )
     nesterov: bool = False
-    weight_decay: float = Field(0.0, ge=0.0)
+    weight_decay: float = Field(DEFAULT_WEIGHT_DECAY, ge=0.0)
     betas: tuple[float, float] = Field((0.9, 0.999), strict=False)  # YAML and JSON give lists
     eps: float = Field(1e-8, gt=0)
 
@@ -186,5 +195,5 @@ class RunSpec(Strict):
 
 
 def epochs_for_budget(budget: float, full_epochs: int) -> int:
-    """DESIGN.md: a budget b trains max(1, round(b * full_epochs)) epochs."""
+    """docs/design.md: a budget b trains max(1, round(b * full_epochs)) epochs."""
     return max(1, round(budget * full_epochs))

@@ -7,6 +7,7 @@ import torch
 from sweepconfigs import TINY as CONFIG
 from sweepconfigs import write_config
 
+from lrbench import imports
 from lrbench.config import expand, parse_config
 from lrbench.packed import autosize
 from lrbench.packed.autosize import (
@@ -163,7 +164,8 @@ def test_a_sweep_measures_its_largest_group_on_the_gpu_then_reuses_the_choice(
     """The CUDA path without a GPU: the device's name, free memory and speed are faked."""
     asked = []
 
-    def fake_measure(model, num_classes, batch_size, groups, device, precision, channels_last):
+    def fake_measure(model, num_classes, batch_size, groups, device, precision, channels_last,
+                     image_size):  # fmt: skip
         asked.append((model, num_classes, batch_size, groups, precision))
         return {1: 100.0, 2: 200.0, 4: 390.0}[groups]
 
@@ -181,11 +183,41 @@ def test_a_sweep_measures_its_largest_group_on_the_gpu_then_reuses_the_choice(
     assert "reused" in lines[1]
 
 
+def test_a_group_is_measured_at_its_datasets_image_size_and_your_own_model_is_kept(
+    tmp_path, monkeypatch, user_code
+):
+    """STL-10's 96-px images cost 9x CIFAR's per model: a pack sized at 32 px may not fit.
+    Your own model's entry is what the cache records (and matches on)."""
+    (user_code / "nets.py").write_text(
+        "from torch import nn\n\n\ndef net(num_classes):\n"
+        "    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, num_classes))"
+    )
+    imports.add_search_path(user_code)
+    sizes = []
+
+    def fake_measure(model, num_classes, batch_size, groups, device, precision, channels_last,
+                     image_size):  # fmt: skip
+        sizes.append(image_size)
+        return 100.0 * groups
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (100 * 2**30, 141 * 2**30))
+    monkeypatch.setattr(autosize, "measure_throughput", fake_measure)
+    own = {"import": "nets:net", "label": "mine"}
+    specs = specs_of(budgets=[1.0], dataset="stl10", models=[own])
+    path = tmp_path / CACHE_NAME
+    args = (specs, 10, torch.device("cuda:0"), "bf16", True, path, [].append)
+    assert sweep_pack_size(*args) == 2
+    assert sizes == [(96, 96), (96, 96)]
+    assert json.loads(path.read_text())["model"]["label"] == "mine"
+    assert sweep_pack_size(*args) == 2 and len(sizes) == 2  # reused
+
+
 def test_a_number_given_to_pack_is_used_as_is_even_on_cuda(tmp_path):
-    from lrbench.cli.sweep_cmd import pack_size
+    from lrbench.sweep.packs import pack_size
     from lrbench.train import Runtime
 
-    assert pack_size("12", "cuda:0", [], 10, Runtime(), tmp_path) == 12
+    assert pack_size("12", "cuda:0", [], 10, Runtime(), tmp_path, print) == 12
     assert not (tmp_path / CACHE_NAME).exists()
 
 

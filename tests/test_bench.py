@@ -1,4 +1,4 @@
-"""`lrbench bench`: the JSON object DESIGN.md documents, the table, and clear errors."""
+"""`lrbench bench`: the JSON object docs/design.md documents, the table, and clear errors."""
 
 from __future__ import annotations
 

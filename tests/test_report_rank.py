@@ -1,4 +1,4 @@
-"""The finish-table rule (DESIGN.md "Report") on hand-made run folders."""
+"""The finish-table rule (docs/design.md, "Report rules") on hand-made run folders."""
 
 from __future__ import annotations
 

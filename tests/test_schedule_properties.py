@@ -1,6 +1,6 @@
 """Property tests over random parameters and budgets.
 
-The oracle is a scalar reference written from DESIGN.md's table, deciding every boundary in
+The oracle is a scalar reference written from the README's table, deciding every boundary in
 exact rational arithmetic (a parameter means the decimal the user typed: 0.1 is 1/10). The
 vectorised tables must match it at every step, so milestones, cycle ends, sampling intervals and
 the end of warmup land on the same steps however the floats round.
@@ -31,8 +31,10 @@ def thousandths(low: int, high: int) -> st.SearchStrategy[float]:
     return st.integers(low, high).map(lambda k: k / 1000)
 
 
-def increasing(low: int, high: int, max_size: int) -> st.SearchStrategy[list[float]]:
-    return st.lists(st.integers(low, high), max_size=max_size, unique=True).map(
+def increasing(
+    low: int, high: int, max_size: int, min_size: int = 0
+) -> st.SearchStrategy[list[float]]:
+    return st.lists(st.integers(low, high), min_size=min_size, max_size=max_size, unique=True).map(
         lambda ks: [k / 1000 for k in sorted(ks)]
     )
 
@@ -110,7 +112,7 @@ SAMPLING = st.one_of(
     st.just({}),
     st.just({"sample_every": "epoch"}),
     st.builds(lambda s: {"sample_every": s}, thousandths(1, 1000)),
-    st.builds(lambda a: {"sample_at": a}, increasing(0, 999, 4)),
+    st.builds(lambda a: {"sample_at": a}, increasing(0, 999, 4, min_size=1)),
 )
 
 

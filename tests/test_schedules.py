@@ -1,4 +1,4 @@
-"""Schedules against DESIGN.md's table in closed form, the modifiers, validation and the API."""
+"""Schedules against the README's table in closed form, the modifiers, validation and the API."""
 
 from __future__ import annotations
 

@@ -150,3 +150,110 @@ def test_a_packed_sweep_writes_the_same_runs_as_an_unpacked_one(cli, tmp_path):
     assert len(packed) == 4
     assert packed == final_metrics(tmp_path / "single" / "tiny")
     assert cli("sweep", config, "--results", tmp_path / "x", "--pack", "zero").code == 2
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_until(predicate, timeout: float = 120.0, every: float = 0.2) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError("timed out")
+        time.sleep(every)
+
+
+def two_workers_training(config: Path, results: Path) -> tuple[subprocess.Popen, list[int]]:
+    proc = subprocess.Popen(
+        sweep_cmd(config, results, "--jobs", "2"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    runs = results / "tiny" / "runs"
+    wait_until(
+        lambda: sum(RunDir(p).is_locked() for p in runs.glob("*")) == 2 if runs.is_dir() else False
+    )
+    workers = [
+        p for p in children(proc.pid) if Path(f"/proc/{p}/cmdline").read_bytes().find(b"spawn") >= 0
+    ]
+    return proc, workers
+
+
+def test_a_killed_sweep_takes_its_workers_with_it(tmp_path):
+    """SIGKILL leaves the sweep no chance to clean up: its workers notice and stop, and the
+    runs' locks are free for the next sweep."""
+    config = write_config(tmp_path, dataset={"name": "synthetic", "limit_train": 1280},
+                          full_epochs=40, budgets=[1.0])  # fmt: skip
+    results = tmp_path / "results"
+    proc, workers = two_workers_training(config, results)
+    assert len(workers) == 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    wait_until(lambda: not any(alive(w) for w in workers), timeout=30)
+    runs = list((results / "tiny" / "runs").iterdir())
+    assert not any(RunDir(p).is_locked() for p in runs)
+
+
+def test_sigterm_stops_a_sweep_like_ctrl_c(tmp_path):
+    config = write_config(tmp_path, dataset={"name": "synthetic", "limit_train": 1280},
+                          full_epochs=40, budgets=[1.0])  # fmt: skip
+    results = tmp_path / "results"
+    proc, workers = two_workers_training(config, results)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=120) == 130
+    assert not any(alive(w) for w in workers)
+    again = subprocess.run(sweep_cmd(config, results, "--dry-run"), capture_output=True, text=True)
+    assert "to resume" in again.stdout or "to run" in again.stdout
+
+
+def test_dry_run_times_from_the_sweeps_own_runs_and_checks_the_data(cli, tmp_path):
+    config = write_config(tmp_path, budgets=[0.5])
+    results = tmp_path / "results"
+    assert cli("sweep", config, "--results", results, "--device", "cpu").code == 0
+    more = write_config(tmp_path, budgets=[0.5, 1.0])
+    dry = cli("sweep", more, "--results", results, "--dry-run")
+    assert dry.code == 0, dry.output
+    assert "from this sweep's epoch times" in " ".join(dry.out.split())
+    missing = write_config(tmp_path, dataset={"name": "imagefolder", "root": str(tmp_path / "no")})
+    refused = cli("sweep", missing, "--results", results, "--dry-run")
+    assert refused.code == 2 and str(tmp_path / "no") in refused.err
+    too_many = write_config(tmp_path, dataset={"name": "synthetic", "limit_train": 10**6})
+    refused = cli("sweep", too_many, "--results", results, "--dry-run")
+    assert refused.code == 2 and "limit_train" in refused.err
+
+
+def test_spec_json_records_how_each_run_trained(cli, tmp_path):
+    config = write_config(tmp_path, budgets=[1.0], seeds=2)
+    assert (
+        cli("sweep", config, "--results", tmp_path / "r", "--device", "cpu", "--pack", "4").code
+        == 0
+    )
+    slots = []
+    for run in run_dirs(tmp_path / "r" / "tiny"):
+        provenance = json.loads(run.spec.read_text())["provenance"]
+        assert provenance["pack"]["size"] == 4
+        slots.append(provenance["pack"]["slot"])
+        assert provenance["threads"] >= 1 and provenance["cpu"]
+        assert "git_commit" in provenance and provenance["device"] == "cpu"
+    assert sorted(slots) == [0, 1, 2, 3]
+    plan = json.loads((tmp_path / "r" / "tiny" / "plan.json").read_text())
+    assert sorted(plan["run_ids"]) == sorted(r.path.name for r in run_dirs(tmp_path / "r" / "tiny"))

@@ -211,3 +211,15 @@ def test_schedule_free_sgd_trains_and_evaluates_at_the_average(tmp_path):
     )
     summary = train_run(spec, tmp_path, Runtime(device="cpu"))
     assert summary["status"] == "done" and 0 <= summary["final"]["test_acc"] <= 1
+
+
+def test_a_rate_of_1000_diverges_alone_and_in_a_pack(tmp_path):
+    """SGD at lr 1000 on resnet8 ends with NaN evaluation losses: such a run is `diverged`,
+    never `done`, whether it trains alone or beside a sane run in a pack."""
+    from lrbench.train import train_runs
+
+    wild = tiny_spec(optimizer=tiny_spec().optimizer.model_copy(update={"lr": 1000.0}))
+    assert train_run(wild, tmp_path / "alone", Runtime(device="cpu"))["status"] == "diverged"
+    sane = tiny_spec(seed=1)
+    summaries = train_runs([sane, wild], [tmp_path / "p0", tmp_path / "p1"], Runtime(device="cpu"))
+    assert [s["status"] for s in summaries] == ["done", "diverged"]

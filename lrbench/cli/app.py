@@ -46,7 +46,8 @@ def _root(
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, map UserError to exit 2 and RunFailed to exit 1."""
     try:
-        app(args=argv, prog_name="lrbench", standalone_mode=False)
+        # a typer.Exit(n) comes back as n here
+        code = app(args=argv, prog_name="lrbench", standalone_mode=False)
     except (UserError, RunFailed) as err:
         if _state["debug"]:
             traceback.print_exc()
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"error: {usage_line(err)}", file=sys.stderr)
             sys.exit(err.exit_code)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def usage_line(err: Exception) -> str:

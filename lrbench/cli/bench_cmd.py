@@ -7,7 +7,9 @@ import json
 import typer
 
 from lrbench.cli.app import app
+from lrbench.cli.options import model_name
 from lrbench.errors import UserError
+from lrbench.specs import DEFAULT_BATCH_SIZE
 from lrbench.sweep.packs import pack_number
 
 
@@ -36,7 +38,7 @@ def bench_command(
         None,
         help="Interleaved timing rounds; each row reports its best (default: 2 on CUDA, 3 on the CPU).",
     ),
-    batch_size: int = typer.Option(128, help="Batch size (per model)."),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, min=1, help="Batch size (per model)."),
     data: str = typer.Option(
         "synthetic",
         help="synthetic | cifar10 | cifar100, or an image folder / .tar[.gz|.xz] archive.",
@@ -56,7 +58,9 @@ def bench_command(
         help="Also time the single loop in fp32/bf16 x channels_last/NCHW (default: on for the CPU).",
     ),
     as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON object (DESIGN.md's format) instead of the table."
+        False,
+        "--json",
+        help="Print one JSON object (docs/design.md's format) instead of the table.",
     ),
 ) -> None:
     """Time training throughput: a plain PyTorch DataLoader loop (the baseline), lrbench's
@@ -67,6 +71,7 @@ def bench_command(
     """
     from lrbench.bench import run_bench
 
+    model_name(model)
     packs = parse_packs([*pack, *(more_packs or [])])
     if more_packs and not pack:
         raise UserError(f"unexpected argument {more_packs[0]!r} (pack sizes go after --pack)")

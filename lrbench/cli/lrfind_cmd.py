@@ -26,10 +26,17 @@ from lrbench.cli.options import (
     Seed,
     WeightDecay,
     dataset_spec,
+    model_name,
     optimizer_spec,
 )
 from lrbench.errors import UserError
-from lrbench.specs import MAX_BATCH, SEEDS_BELOW
+from lrbench.specs import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MOMENTUM,
+    DEFAULT_WEIGHT_DECAY,
+    MAX_BATCH,
+    SEEDS_BELOW,
+)
 
 MAX_STEPS = 1_000_000  # a probe, not a training run
 HELP = "\n\n".join(
@@ -59,10 +66,10 @@ def lr_find_command(
     data_dir: DataDir = None,
     limit_train: LimitTrain = None,
     optimizer: Optimizer = "sgd",
-    momentum: Momentum = 0.9,
+    momentum: Momentum = DEFAULT_MOMENTUM,
     nesterov: Nesterov = False,
-    weight_decay: WeightDecay = 5e-4,
-    batch_size: BatchSize = 128,
+    weight_decay: WeightDecay = DEFAULT_WEIGHT_DECAY,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     seed: Seed = 0,
     device: Device = "auto",
     precision: Precision = "auto",
@@ -97,9 +104,7 @@ def lr_find_command(
     opt_spec = optimizer_spec(optimizer, min_lr, momentum, nesterov, weight_decay)
     data_spec = dataset_spec(dataset, data_root, limit_train, 0.0)
 
-    from lrbench.models import build_model
-
-    build_model(model, 10)  # an unknown model name fails before the data is loaded
+    model_name(model)  # an unknown model name fails before the data is loaded
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 import yaml
 from pydantic import ValidationError
 
 from lrbench.errors import UserError, did_you_mean
-from lrbench.specs import DatasetSpec, OptimizerSpec
+from lrbench.specs import DatasetName, DatasetSpec, OptimizerSpec
 from lrbench.yamlio import load_yaml
 
 
@@ -55,13 +55,14 @@ LiveLog = Annotated[
 Model = Annotated[
     str,
     typer.Option(
-        help="resnet20, resnet32, resnet38, resnet44, resnet56, resnet110, or any resnet{6n+2}."
+        help="resnet{6n+2} (resnet20, resnet56, ...), vgg11/13/16/19, wrn{6n+4}-{width} (wrn16-8)."
     ),
 ]
 Dataset = Annotated[
     str,
     typer.Option(
-        help="cifar10 | cifar100 | synthetic | imagefolder, or a path to an image folder or archive."
+        help="cifar10 | cifar100 | stl10 | synthetic | imagefolder, or a path to an image folder "
+        "or archive."
     ),
 ]
 DataRoot = Annotated[
@@ -93,6 +94,17 @@ ChannelsLast = Annotated[bool, typer.Option(help="channels_last memory format.")
 # --- the specs those options make ------------------------------------------------------------
 
 
+def model_name(text: str) -> str:
+    """`--model`: a built-in model's name, checked without building it."""
+    from lrbench.models import check_model_name
+
+    try:
+        check_model_name(text)
+    except UserError as err:
+        raise UserError(f"--model: {err}") from None
+    return text
+
+
 def dataset_spec(
     name: str,
     root: str | None,
@@ -104,7 +116,7 @@ def dataset_spec(
     an image folder's images fingerprinted (the run id covers them, not the path)."""
     from lrbench.data.identity import identify
 
-    if name not in ("cifar10", "cifar100", "synthetic", "imagefolder") and Path(name).exists():
+    if name not in get_args(DatasetName) and Path(name).exists():
         name, root = "imagefolder", name
     try:
         spec = DatasetSpec(
@@ -127,13 +139,16 @@ OPTION_OF = {"name": "dataset", "root": "data-root", "full_epochs": "epochs"}
 def pydantic_line(err: ValidationError, prefix: str = "") -> str:
     """A validation error as one line that names each option as the user typed it
     (`--limit-train`) and the value it was given."""
+    from lrbench.config import shown
+
     parts: list[str] = []
     for e in err.errors():
         key = ".".join(str(x) for x in e["loc"])
         key = OPTION_OF.get(key, key).replace("_", "-")
+        msg = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
-        got = "" if isinstance(value, dict) else f", got {value!r}"
-        part = f"{prefix}{key}: {e['msg'].removeprefix('Value error, ')}{got}"
+        got = "" if isinstance(value, dict) else f", got {shown(value)}"
+        part = f"{prefix}{key}: {msg}{got}"
         if part not in parts:
             parts.append(part)
     return "; ".join(parts)

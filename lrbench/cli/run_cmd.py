@@ -32,7 +32,7 @@ from lrbench.cli.options import (
 )
 from lrbench.errors import RunFailed, UserError
 from lrbench.schedules import build_schedule
-from lrbench.specs import RunSpec
+from lrbench.specs import DEFAULT_BATCH_SIZE, DEFAULT_MOMENTUM, DEFAULT_WEIGHT_DECAY, RunSpec
 
 
 @app.command("run")
@@ -50,9 +50,9 @@ def run_command(
     ),
     optimizer: Optimizer = "sgd",
     lr: float = typer.Option(0.1, help="Peak learning rate (the schedule multiplies it)."),
-    momentum: Momentum = 0.9,
+    momentum: Momentum = DEFAULT_MOMENTUM,
     nesterov: Nesterov = False,
-    weight_decay: WeightDecay = 5e-4,
+    weight_decay: WeightDecay = DEFAULT_WEIGHT_DECAY,
     schedule: str = typer.Option("rex", help="A schedule name (see `lrbench schedules`)."),
     sets: list[str] = typer.Option(
         [],
@@ -60,7 +60,7 @@ def run_command(
         help="Schedule parameter KEY=VALUE (YAML), repeatable: --set beta=0.9 --set warmup=0.05.",
     ),
     epochs: int = typer.Option(30, help="Epochs of the run; the schedule spans exactly these."),
-    batch_size: BatchSize = 128,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     seed: Seed = 0,
     device: Device = "auto",
     precision: Precision = "auto",
@@ -76,10 +76,19 @@ def run_command(
     Example: lrbench run --dataset ../shared/data/cifar10_jpeg_train_test.tar.xz --limit-train 5000 --epochs 3 --out runs/try
     """
     from lrbench.display import RunProgress
+    from lrbench.imports import add_search_path
+    from lrbench.models import check_model_name
+    from lrbench.optim import check_schedule
     from lrbench.train import Runtime, train_run
 
+    add_search_path(Path.cwd())  # --schedule module:function, as `lrbench schedule` finds it
+    try:
+        check_model_name(model)
+    except UserError as err:
+        raise UserError(f"--model: {err}") from None
     opt_spec = optimizer_spec(optimizer, lr, momentum, nesterov, weight_decay)
-    sched = build_schedule({"name": schedule, **parse_sets(sets)})
+    entry = {"import": schedule} if ":" in schedule else {"name": schedule}
+    sched = build_schedule({**entry, **parse_sets(sets)})
     try:
         spec = RunSpec(
             model=model,
@@ -94,10 +103,6 @@ def run_command(
         )
     except ValidationError as err:
         raise UserError(pydantic_line(err, prefix="--")) from None
-    from lrbench.models import parse_model_name
-    from lrbench.optim import check_schedule
-
-    parse_model_name(model)
     check_schedule(spec.optimizer, sched.sets_momentum, sched.momenta(1000, 10))
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: is a file, not a run folder")
@@ -111,6 +116,7 @@ def run_command(
         channels_last=channels_last,
         data_dir=data_dir,
         log=log_choice(log),
+        import_paths=(str(Path.cwd()),),
     )
     with RunProgress() as progress:
         summary = train_run(spec, out, runtime, on_event=progress)

@@ -22,9 +22,6 @@ from lrbench.models import resnet, vgg, wrn
 from lrbench.models.imported import build_imported
 from lrbench.specs import ImportedModel
 
-# lrbench/packed/models.py imports the ResNet's stage count under this name.
-_blocks_per_stage = resnet.blocks_per_stage
-
 _RESNET = re.compile(r"resnet(\d{1,20})")
 _VGG = re.compile(r"vgg(\d{1,20})")
 _WRN = re.compile(r"wrn(\d{1,20})-(\d{1,20})")
@@ -62,6 +59,11 @@ def _parse(name: str) -> tuple[str, tuple[int, ...]]:
         f"unknown model {name!r}{did_you_mean(key, model_names())}; built in: {FORMS}; "
         "or your own: {import: 'module:factory'}"
     )
+
+
+def model_family(name: str) -> tuple[str, tuple[int, ...]]:
+    """A built-in name's family and numbers: ("resnet", (20,)), ("vgg", (16,)), ("wrn", (16, 8))."""
+    return _parse(name)
 
 
 def check_model_name(name: str) -> None:

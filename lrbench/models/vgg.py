@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrbench.models.grouped import GroupedLayers
+from lrbench.models.grouped import BN_MOMENTUM, GroupedLayers
 
 M = "M"  # a 2x2 max pool between stages
 CONFIGS: dict[int, tuple[int | str, ...]] = {
@@ -69,15 +69,17 @@ class VGG(nn.Module):
         x: torch.Tensor,
         training: bool,
         groups: int,
+        momentum: float = BN_MOMENTUM,
     ) -> torch.Tensor:
         """`forward` for G models side by side: x [B, G*3, H, W] -> logits [G, B, classes].
 
         `weights` are the G models' parameters packed per parameter in named_parameters()
         order (conv weight [G*O, I, 3, 3] and bias [G*O], BatchNorm weight and bias [G*C],
         linear weight [G, classes, 512] and bias [G, classes]); `stats` their BatchNorm running
-        means and variances [G*C] in named_buffers() order, updated in place when training.
+        means and variances [G*C] in named_buffers() order, updated in place when training
+        with BatchNorm's `momentum`.
         """
-        layer = GroupedLayers(weights, stats, training, groups)
+        layer = GroupedLayers(weights, stats, training, groups, momentum)
         for item in self.config:
             x = F.max_pool2d(x, 2) if item == M else F.relu(layer.bn(layer.conv(x, bias=True)))
         return layer.linear(F.adaptive_avg_pool2d(x, 1).flatten(1))

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrbench.errors import UserError
-from lrbench.models.grouped import GroupedLayers
+from lrbench.models.grouped import BN_MOMENTUM, GroupedLayers
 
 MAX_DEPTH = 100
 MAX_WIDTH = 16
@@ -82,15 +82,17 @@ class WideResNet(nn.Module):
         x: torch.Tensor,
         training: bool,
         groups: int,
+        momentum: float = BN_MOMENTUM,
     ) -> torch.Tensor:
         """`forward` for G models side by side: x [B, G*3, H, W] -> logits [G, B, classes].
 
         `weights` are the G models' parameters packed per parameter in named_parameters()
         order (conv weight [G*O, I, kh, kw], BatchNorm weight and bias [G*C], linear weight
         [G, classes, 64k] and bias [G, classes]); `stats` their BatchNorm running means and
-        variances [G*C] in named_buffers() order, updated in place when training.
+        variances [G*C] in named_buffers() order, updated in place when training with
+        BatchNorm's `momentum`.
         """
-        layer = GroupedLayers(weights, stats, training, groups)
+        layer = GroupedLayers(weights, stats, training, groups, momentum)
         x = layer.conv(x)
         for block in self.blocks:
             o = F.relu(layer.bn(x))

@@ -7,8 +7,9 @@ first smaller gain or at an out-of-memory error, and the smallest G within 5% of
 measured throughput wins. The cap is what the free memory holds (~1.5 GiB per model, up to 64)
 and the size of the group the pack is for: a bigger pack could never fill.
 
-The measurement is eager (torch.compile of every G would take minutes) on synthetic batches that
-are already on the device: it ranks pack sizes, it is not a training-speed figure.
+The measurement is eager (torch.compile of every G would take minutes) on synthetic batches of
+the dataset's image size (32 px where it is not known before loading: your own data, image
+folders) that are already on the device: it ranks pack sizes, it is not a training-speed figure.
 
 A sweep keeps its decision in `<results>/<sweep>/pack-auto.json`: a resumed sweep is bit-exact
 only when the same packs form, and timings vary from one measurement to the next. The file is
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 
 from lrbench.bench import Timer, pack_trainer
+from lrbench.data.sources import dataset_shape
 from lrbench.packed.planning import pack_key, unpackable_reason
 from lrbench.packed.stepper import PackedStepper
 from lrbench.results import atomic_write_json, read_json
@@ -37,7 +39,7 @@ MIN_GAIN = 1.10  # keep doubling while a step up is at least 10% faster
 NEAR_BEST = 0.95  # the smallest G within 5% of the best is chosen
 MEMORY_PER_MODEL = 1.5 * 2**30
 MAX_PACK = 64
-IMAGE_SIZE = 32
+IMAGE_SIZE = (32, 32)  # measured at when the dataset's size is not known before loading it
 
 Measure = Callable[[int], float]
 
@@ -57,7 +59,7 @@ class Setting:
     """What a measurement depends on: a cached choice holds only while all of it matches."""
 
     device: str
-    model: str
+    model: str | dict[str, Any]  # a built-in's name, or your own model's entry (spec.json's)
     batch_size: int
     precision: str
 
@@ -114,18 +116,20 @@ def measure_throughput(
     device: torch.device,
     precision: str = "fp32",
     channels_last: bool = True,
+    image_size: tuple[int, int] = IMAGE_SIZE,
     *,
     warmup: int = 3,
     steps: int = 10,
 ) -> float:
     """Model-images per second of `groups` models trained as one pack: the bench's pack
-    (lrbench.bench.pack_trainer), eager, on one synthetic batch already on `device`."""
+    (lrbench.bench.pack_trainer), eager, on one synthetic batch of `image_size` images already
+    on `device`."""
     device = torch.device(device)
     timer = Timer(device, steps, warmup)
     try:
         trainer = pack_trainer(model, num_classes, groups, device, precision, channels_last,
                                warmup + steps, compile=None)  # fmt: skip
-        step = _synthetic_step(trainer, num_classes, batch_size, channels_last)
+        step = _synthetic_step(trainer, num_classes, batch_size, channels_last, image_size)
         timer.warm(step)
         return timer.images_per_s(step)
     finally:
@@ -133,11 +137,15 @@ def measure_throughput(
 
 
 def _synthetic_step(
-    trainer: PackedStepper, num_classes: int, batch_size: int, channels_last: bool
+    trainer: PackedStepper,
+    num_classes: int,
+    batch_size: int,
+    channels_last: bool,
+    image_size: tuple[int, int],
 ) -> Callable[[], int]:
     """One packed training step on a fixed random batch; returns the model-images it trained."""
     g, device = trainer.model.groups, trainer.device
-    x = torch.randn(batch_size, 3 * g, IMAGE_SIZE, IMAGE_SIZE, device=device)
+    x = torch.randn(batch_size, 3 * g, *image_size, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(num_classes, (g, batch_size), device=device)
@@ -224,12 +232,14 @@ def sweep_pack_size(
     if len(group) < 2:
         return 1
     spec = group[0]
-    setting = Setting(torch.cuda.get_device_name(device), spec.model, spec.batch_size, precision)
+    model = spec.model_dump(mode="json")["model"]
+    setting = Setting(torch.cuda.get_device_name(device), model, spec.batch_size, precision)
+    shape = dataset_shape(spec.dataset)
+    image_size = shape[1] if shape else IMAGE_SIZE
 
     def measure(g: int) -> float:
-        return measure_throughput(
-            spec.model, num_classes, spec.batch_size, g, device, precision, channels_last
-        )
+        return measure_throughput(spec.model, num_classes, spec.batch_size, g, device, precision,
+                                  channels_last, image_size)  # fmt: skip
 
     choice, reused = decide(path, setting, min(memory_cap(device), len(group)), measure)
     if reused or choice.measured or choice.out_of_memory_at:
@@ -239,7 +249,8 @@ def sweep_pack_size(
 
 def describe(choice: Choice, setting: Setting, path: Path, reused: bool) -> str:
     """One line for the sweep's log: what was measured (or reused) and what was chosen."""
-    what = f"{setting.model}, batch {setting.batch_size}, {setting.precision} on {setting.device}"
+    model = setting.model if isinstance(setting.model, str) else setting.model["label"]
+    what = f"{model}, batch {setting.batch_size}, {setting.precision} on {setting.device}"
     table = ", ".join(f"G={g} {s:,.0f} img/s" for g, s in sorted(choice.measured.items()))
     if reused:
         return f"pack auto: G={choice.size} for {what}, reused from {path} ({table})"

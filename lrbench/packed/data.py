@@ -2,9 +2,10 @@
 
 `DeviceData.train_batches(seed, epoch, B)` draws an epoch's order, crop offsets and flips at once
 (`epoch_draws`); here the same draws are made for each of the G seeds at the start of the epoch
-(3 calls per model per epoch), and every step then gathers, crops, flips and normalises the G
-batches as one tensor: a handful of ops per step whatever G is. The result is laid out as the
-packed model reads it, [B, G*3, H, W], model g in channels [3g, 3g+3).
+(3 calls per model per epoch, with the dataset's crop padding: `DeviceData.pad`), and every
+step then gathers, crops, flips and normalises the G batches as one tensor: a handful of ops per
+step whatever G is. The result is laid out as the packed model reads it, [B, G*3, H, W], model
+g in channels [3g, 3g+3).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class PackEpoch:
         self.data = data
         self.batch_size = batch_size
         self.x, self.y = data.tensors("train")
-        draws = [epoch_draws(seed, epoch, len(self.y), data.device) for seed in seeds]
+        draws = [epoch_draws(seed, epoch, len(self.y), data.device, data.pad) for seed in seeds]
         self.order = torch.stack([d.order for d in draws])  # [G, N]
         self.dy = torch.stack([d.dy for d in draws])
         self.dx = torch.stack([d.dx for d in draws])
@@ -46,6 +47,7 @@ class PackEpoch:
             self.dy[:, sl].reshape(-1),
             self.dx[:, sl].reshape(-1),
             self.flips[:, sl].reshape(-1),
+            self.data.pad,
         )
         xb = normalize(xb, self.data.mean, self.data.std)  # [G*b, 3, H, W]
         _, c, h, w = xb.shape

@@ -3,35 +3,54 @@
 A [B, G*C, H, W] activation carries model g in channels [g*C, (g+1)*C); convolutions are
 grouped (groups=G), so each model's filters see only its own channels; BatchNorm over G*C
 channels is per model for free (its statistics are per channel); linear heads are one batched
-matmul ([G, B, in] x [G, in, out]). Each function takes the layers' packed tensors in the plain
-model's named_parameters() order (lrbench.packed.models.grouped_views), the BatchNorm running
-statistics as [G*C] tensors in named_buffers() order, x [B, G*Cin, H, W], whether it trains, G,
-and the BatchNorm momentum, and returns logits [G, B, classes]; model g computes what the plain
-model computes (equal in float64; tests/test_packed.py).
+matmul ([G, B, in] x [G, in, out]). A grouped forward takes the layers' packed tensors in
+the plain model's named_parameters() order (lrbench.packed.models.grouped_views), the
+BatchNorm running statistics as [G*C] tensors in named_buffers() order, x [B, G*Cin, H, W],
+whether it trains, G, and the BatchNorm momentum, and returns logits [G, B, classes]; model g
+computes what the plain model computes (equal in float64; tests/test_packed_features.py).
+
+The CIFAR ResNet's is here (`resnet_forward`); VGG's and the Wide ResNet's are methods of the
+plain models (lrbench.models.vgg, lrbench.models.wrn), called on one template per architecture
+that holds no weights (built on the meta device, kept for the process, so torch.compile sees
+the same object in every pack of that architecture).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from lrbench.packed.models import BN_EPS, PackedLinear
+from lrbench.models import build_model, model_family, vgg
+from lrbench.models.grouped import BN_EPS, PackedLinear
+
+_TEMPLATES: dict[tuple, nn.Module] = {}  # arch -> a weightless model with a grouped_forward
 
 
 def grouped_arch(model: str | dict) -> tuple:
-    """What the grouped forward of `model` needs to know, () when it has no grouped form."""
-    if isinstance(model, str) and (match := re.fullmatch(r"resnet(\d+)", model)):
-        return ("resnet", int(match.group(1)))
-    return ()
+    """What the grouped forward of `model` needs to know, () when it has no grouped form (the
+    user's own models: they pack with the vmap or loop implementation)."""
+    if not isinstance(model, str):
+        return ()
+    family, numbers = model_family(model)
+    if family == "resnet":
+        return ("resnet", *numbers)
+    arch = (family, *numbers)
+    if family == "vgg":  # its layers too: tests build small VGGs by adding to vgg.CONFIGS
+        arch += (vgg.CONFIGS[numbers[0]],)
+    if arch not in _TEMPLATES:
+        with torch.device("meta"), torch.random.fork_rng(devices=[]):
+            _TEMPLATES[arch] = build_model(model, 1)
+    return arch
 
 
 def grouped_forward(arch: tuple) -> Callable[..., torch.Tensor]:
     family, *params = arch
-    forward = _FORWARDS[family]
-    return lambda *args: forward(*params, *args)
+    if family == "resnet":
+        return lambda *args: resnet_forward(*params, *args)
+    return _TEMPLATES[arch].grouped_forward
 
 
 def _shortcut_a(x: torch.Tensor, groups: int, planes: int) -> torch.Tensor:
@@ -85,6 +104,3 @@ def resnet_forward(
     feats = F.adaptive_avg_pool2d(x, 1).flatten(1)
     feats = feats.view(x.shape[0], groups, -1).transpose(0, 1)
     return PackedLinear.apply(feats, next(ws), next(ws))
-
-
-_FORWARDS: dict[str, Callable[..., torch.Tensor]] = {"resnet": resnet_forward}

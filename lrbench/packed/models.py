@@ -14,8 +14,9 @@ How the G models run (`impl`):
   convolutions cost ~2x per model what the plain ones cost.
 - `grouped`: every layer holds all G models (a [B, G*C, H, W] activation carries model g in
   channels [g*C, (g+1)*C); grouped convolutions, BatchNorm over G*C channels, batched-matmul
-  heads): few, big kernels, the GPU's way. Written per architecture (`GROUPED`); rounding
-  differs from the plain model's (another summation order), exact in float64.
+  heads): few, big kernels, the GPU's way. Written per architecture (lrbench.packed.grouped:
+  the ResNets, VGG, Wide ResNets); rounding differs from the plain model's (another summation
+  order), exact in float64.
 - `vmap`: torch.func.vmap over functional_call: grouped kernels for any architecture, slower
   than `grouped` (the model dimension moves in and out of the channels at every layer).
 `auto` is `loop` on the CPU, and `grouped` where the architecture has it (else `vmap`) on CUDA.
@@ -36,10 +37,9 @@ from torch.func import functional_call
 
 from lrbench.errors import UserError
 from lrbench.models import build_model
+from lrbench.models.grouped import BN_MOMENTUM
 
 IMPLS = ("auto", "grouped", "vmap", "loop")
-BN_MOMENTUM = 0.1
-BN_EPS = 1e-5
 
 
 @dataclass(frozen=True)
@@ -164,26 +164,6 @@ def owner_index(layout: PackLayout, device: torch.device | str) -> torch.Tensor:
     """For each element of `flat`, the index of the model it belongs to (int64)."""
     models = torch.arange(layout.groups, device=device)
     return torch.cat([models.repeat_interleave(slot.numel) for slot in layout.params])
-
-
-class PackedLinear(torch.autograd.Function):
-    """G linear layers as batched matmuls: feats [G, B, in], weight [G, out, in], bias [G, out].
-
-    Autograd's own backward of `baddbmm` computes the weight gradient as (feats^T @ grad)^T,
-    whose float64 sums differ from F.linear's grad^T @ x in the last bit; this backward uses
-    the same products as F.linear's, so a packed model's gradient equals its twin's exactly in
-    float64 on the CPU.
-    """
-
-    @staticmethod
-    def forward(ctx, feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
-        ctx.save_for_backward(feats, weight)
-        return torch.baddbmm(bias.unsqueeze(1), feats, weight.transpose(1, 2))
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        feats, weight = ctx.saved_tensors
-        return torch.bmm(grad, weight), torch.bmm(grad.transpose(1, 2), feats), grad.sum(1)
 
 
 def packed_forward(

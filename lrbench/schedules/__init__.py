@@ -1,4 +1,4 @@
-"""Learning-rate schedules as pure functions of progress p = t/T (DESIGN.md, "Schedules").
+"""Learning-rate schedules as pure functions of progress p = t/T (docs/design.md, "Schedules").
 
 build_schedule turns a name or a mapping into a validated Schedule; Schedule.multipliers gives
 the whole run's multipliers at once, so the trainer indexes a precomputed table per step.

@@ -1,7 +1,8 @@
 """The schedules' shapes: each class validates its parameters and gives m(p), vectorised.
 
-p is progress in [0, 1) as a float64 array. Every `multiplier` is a closed form of p (DESIGN.md's
-table) so a whole run's table is one numpy expression and resuming at any step is exact.
+p is progress in [0, 1) as a float64 array. Every `multiplier` is a closed form of p (the
+README's Schedules table) so a whole run's table is one numpy expression and resuming at any step
+is exact.
 Boundaries go through `progress`, so milestones and cycle ends that fall on whole steps are hit
 exactly.
 """
