@@ -83,10 +83,8 @@ def _read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     except FileNotFoundError:
         return None, f"{path.name} is missing"
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        return (
-            None,
-            f"{path.name} is not valid JSON ({str(err).splitlines()[0] if str(err) else type(err).__name__})",
-        )
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return None, f"{path.name} is not valid JSON ({first})"
     if not isinstance(value, dict):
         return None, f"{path.name} is not a JSON object"
     return value, None
