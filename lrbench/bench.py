@@ -22,6 +22,7 @@ best round estimates what the machine does unloaded. On CUDA the clock is read a
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import time
@@ -34,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from lrbench.data import DeviceData, Splits, load_splits
-from lrbench.errors import UserError
+from lrbench.errors import UserError, one_line
 from lrbench.models import build_model
 from lrbench.optim import build_optimizer
 from lrbench.packed.data import PackEpoch
@@ -137,13 +138,13 @@ def run_bench(
     packs = list(packs) if packs else ([8, 32, 64] if cuda else [2, 4])
     if any(g < 1 for g in packs):
         raise UserError(f"--pack: pack sizes must be at least 1, got {packs}")
-    steps = steps or (50 if cuda else 10)
+    steps = steps if steps is not None else (50 if cuda else 10)
     warmup = warmup if warmup is not None else (10 if cuda else 2)
-    rounds = rounds or (2 if cuda else 3)
-    if steps < 1 or warmup < 0 or batch_size < 1 or rounds < 1:
-        raise UserError(
-            "--steps, --rounds and --batch-size must be positive, --warmup not negative"
-        )
+    rounds = rounds if rounds is not None else (2 if cuda else 3)
+    for option, value, least in (("--steps", steps, 1), ("--warmup", warmup, 0),
+                                 ("--batch-size", batch_size, 1), ("--rounds", rounds, 1)):  # fmt: skip
+        if value < least:
+            raise UserError(f"{option} {value}: must be at least {least}")
     variants = (not cuda) if variants is None else variants
     say = log or (lambda _msg: None)
 
@@ -182,15 +183,16 @@ def run_bench(
             f", compile {compiled}" if compiled else ""
         )
         say(f"packed: G={g}, {config}")
-        step = _packed(
-            model, splits, dev, batch_size, g, precision, rt.channels_last, warmup + steps * rounds
-        )
+        with _fits(f"--pack {g}"):
+            step = _packed(model, splits, dev, batch_size, g, precision, rt.channels_last,
+                           warmup + steps * rounds)  # fmt: skip
         runners.append((Row("packed", g, 0.0, config=config), step))
 
     timer = Timer(dev, steps, warmup)
     for row, step in runners:  # warm-up (and on CUDA compilation), untimed
         say(f"warming up {row.mode} {row.pack} ({row.config})")
-        timer.warm(step)
+        with _fits(f"--pack {row.pack}" if row.mode == "packed" else f"--batch-size {batch_size}"):
+            timer.warm(step)
     for r in range(rounds):  # interleaved rounds: a burst of load hits every row alike
         say(f"round {r + 1} of {rounds}")
         for row, step in runners:
@@ -201,6 +203,18 @@ def run_bench(
         row.model_epochs_per_s = row.images_per_s / MODEL_EPOCH_IMAGES
         row.ratio_to_baseline = row.images_per_s / base
     return report
+
+
+@contextlib.contextmanager
+def _fits(what: str) -> Iterator[None]:
+    """Memory the device cannot give is the option's fault: one line naming it."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as err:
+        lacking = isinstance(err, MemoryError | torch.OutOfMemoryError) or "allocate" in str(err)
+        if not lacking:
+            raise
+        raise UserError(f"{what}: does not fit in memory ({one_line(err)[:200]})") from None
 
 
 # --- timing ------------------------------------------------------------------------------------

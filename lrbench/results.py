@@ -73,11 +73,21 @@ def read_json(path: Path) -> Any:
 
 def _json_object(path: Path) -> dict[str, Any] | None:
     """A JSON file's object, or None when it is missing, unreadable or not an object."""
+    return _read_json_object(path)[0]
+
+
+def _read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A JSON file's object, or None and why not (missing, not JSON, not an object)."""
     try:
         value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
+    except FileNotFoundError:
+        return None, f"{path.name} is missing"
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return None, f"{path.name} is not valid JSON ({first})"
+    if not isinstance(value, dict):
+        return None, f"{path.name} is not a JSON object"
+    return value, None
 
 
 def metric_columns(has_val: bool) -> list[str]:
@@ -118,8 +128,9 @@ class RunDir:
         """done | diverged | failed (summary.json), damaged, partial (started), new.
 
         A finished run is checked again each time: a summary.json that is not an object or names
-        no known status, a spec.json that is not one, or metrics.csv rows that are torn, missing
-        or fewer than the summary counts make it `damaged` (`damage()` says why).
+        no known status, a spec.json that is not one, or (a run that ended done) metrics.csv
+        rows that are torn, missing, repeated or fewer than the summary counts make it
+        `damaged` (`damage()` says why).
         """
         return "damaged" if self.damage() else self._state()
 
@@ -133,31 +144,27 @@ class RunDir:
         return "new"
 
     def damage(self) -> str | None:
-        """Why a finished run's files cannot be trusted, or None."""
+        """Why a finished run's files cannot be trusted, or None.
+
+        A diverged run is judged by its summary and spec alone: its rows only feed plots, and
+        it may have ended before its first whole row.
+        """
         if not self.summary.exists():
             return None
-        summary = _json_object(self.summary)
+        summary, why = _read_json_object(self.summary)
         if summary is None:
-            return "summary.json is not a JSON object"
+            return why
         status = summary.get("status")
         if status not in ("done", "diverged", "failed"):
             return f"summary.json names no known status ({status!r})"
         if status == "failed":
             return None
-        if _json_object(self.spec) is None:
-            return "spec.json is missing or not a JSON object"
-        found = self.read_metrics()
-        if not found.rows:
-            return f"metrics.csv has no whole row ({found.damage or 'empty or missing'})"
-        if status == "done" and found.damage:
-            return f"metrics.csv: {found.damage}"
-        expected = summary.get("epochs_completed")
-        if status == "done" and isinstance(expected, int) and len(found.rows) != expected:
-            return (
-                f"metrics.csv holds {len(found.rows)} whole rows but summary.json counts "
-                f"{expected} epochs"
-            )
-        return None
+        spec, why = _read_json_object(self.spec)
+        if spec is None:
+            return why
+        if status == "diverged":
+            return None
+        return _metrics_damage(self.metrics, self.read_metrics(), summary.get("epochs_completed"))
 
     def lock(self) -> FileLock:
         """An advisory lock so two sweeps on the same results never train one run twice."""
@@ -224,6 +231,23 @@ class RunDir:
             atomic_write_text(self.metrics, "".join(keep))
 
 
+def _metrics_damage(path: Path, found: MetricsFile, expected: Any) -> str | None:
+    """Why a finished run's metrics.csv is not its whole record, or None."""
+    if not path.exists():
+        return f"{path.name} is missing"
+    if found.damage:
+        return f"{path.name} {found.damage}"
+    if not found.raw:
+        return f"{path.name} is empty"
+    if not found.rows:
+        return f"{path.name} has a header but no rows"
+    if isinstance(expected, int) and not isinstance(expected, bool) and len(found.rows) != expected:
+        return (
+            f"{path.name} ends at epoch {len(found.rows)} but summary.json counts {expected} epochs"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class MetricsFile:
     """What metrics.csv holds that can be trusted: the header and rows for epochs 1, 2, ..., k,
@@ -241,20 +265,24 @@ def read_metrics(path: Path) -> MetricsFile:
     """The one reader of metrics.csv (training, resume, status, the Slurm display and the
     report all go through it)."""
     try:
-        raw = path.read_text(errors="replace").splitlines(keepends=True)
+        raw = _lines(path.read_text(errors="replace"))
     except FileNotFoundError:
         return MetricsFile([], [], [], [])
+    except OSError as err:
+        return MetricsFile([], [], [], [], f"cannot be read ({err.strerror or err})")
     if not raw or not raw[0].endswith("\n"):
-        return MetricsFile([], [], [], raw, "no header line" if raw else None)
-    header = next(csv.reader([raw[0]]))
+        return MetricsFile([], [], [], raw, "line 1 (the header) is truncated" if raw else None)
+    header = _fields(raw[0])
+    if header is None or len(set(header)) != len(header):
+        return MetricsFile([], [], [], raw, "line 1 is not a header of distinct column names")
     rows: list[dict[str, Any]] = []
     for lineno, line in enumerate(raw[1:], start=2):
-        fields = next(csv.reader([line]), [])
+        fields = _fields(line)
         why = None
         if not line.endswith("\n"):
-            why = f"line {lineno} is torn (no line end)"
-        elif len(fields) != len(header):
-            why = f"line {lineno} has {len(fields)} fields, the header has {len(header)}"
+            why = f"line {lineno} is truncated (no line end)"
+        elif fields is None or len(fields) != len(header):
+            why = f"line {lineno} has {len(fields or [])} fields, the header has {len(header)}"
         else:
             row = {k: _parse(v) for k, v in zip(header, fields, strict=True)}
             if row.get("epoch") != len(rows) + 1:
@@ -263,6 +291,20 @@ def read_metrics(path: Path) -> MetricsFile:
             return MetricsFile(header, rows, raw[: 1 + len(rows)], raw, why)
         rows.append(row)
     return MetricsFile(header, rows, raw[: 1 + len(rows)], raw)
+
+
+def _lines(text: str) -> list[str]:
+    """Lines as the writer ends them (\\n), each with its end; the last may have none."""
+    parts = text.split("\n")
+    return [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
+def _fields(line: str) -> list[str] | None:
+    """A line's CSV fields, or None when it is not one CSV record."""
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error:
+        return None
 
 
 def _fmt(value: Any) -> Any:

@@ -46,7 +46,8 @@ def _root(
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, map UserError to exit 2 and RunFailed to exit 1."""
     try:
-        code = app(args=argv, standalone_mode=False)  # a typer.Exit(n) comes back as n here
+        # a typer.Exit(n) comes back as n here
+        code = app(args=argv, prog_name="lrbench", standalone_mode=False)
     except (UserError, RunFailed) as err:
         if _state["debug"]:
             traceback.print_exc()
@@ -63,10 +64,27 @@ def main(argv: list[str] | None = None) -> None:
         print("aborted", file=sys.stderr)
         sys.exit(130)
     except Exception as err:
-        # typer's usage errors (its bundled click's ClickException): usage text and exit 2.
+        # typer's usage errors (its bundled click's ClickException): one line and exit 2; the
+        # help a bare command asks for (no_args_is_help) is shown whole.
         if hasattr(err, "show") and isinstance(getattr(err, "exit_code", None), int):
-            err.show()
+            if type(err).__name__ == "NoArgsIsHelpError" or not hasattr(err, "format_message"):
+                err.show()
+            else:
+                print(f"error: {usage_line(err)}", file=sys.stderr)
             sys.exit(err.exit_code)
         raise
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def usage_line(err: Exception) -> str:
+    """A usage error as one line: typer's message, the value typed (typer validates options
+    with pydantic, whose error holds it), and where the command's help is."""
+    line = err.format_message()  # type: ignore[attr-defined]
+    cause = err.__cause__
+    if hasattr(cause, "errors") and cause.errors() and "input" in cause.errors()[0]:
+        line += f", got {cause.errors()[0]['input']}"
+    ctx = getattr(err, "ctx", None)
+    if ctx is not None:
+        line += f" (see {ctx.command_path} --help)"
+    return line

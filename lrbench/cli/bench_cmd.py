@@ -48,6 +48,8 @@ def bench_command(
     ),
     workers: int | None = typer.Option(
         None,
+        min=0,
+        max=256,
         help="DataLoader workers for the baseline (default: half the cores on the CPU, up to 8 on CUDA).",
     ),
     variants: bool | None = typer.Option(

@@ -30,8 +30,15 @@ from lrbench.cli.options import (
     optimizer_spec,
 )
 from lrbench.errors import UserError
-from lrbench.specs import DEFAULT_BATCH_SIZE, DEFAULT_MOMENTUM, DEFAULT_WEIGHT_DECAY
+from lrbench.specs import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MOMENTUM,
+    DEFAULT_WEIGHT_DECAY,
+    MAX_BATCH,
+    SEEDS_BELOW,
+)
 
+MAX_STEPS = 1_000_000  # a probe, not a training run
 HELP = "\n\n".join(
     [
         "Learning-rate range test (Smith 2017, §3.3; fastai/Lightning lr_find): train briefly "
@@ -86,12 +93,14 @@ def lr_find_command(
         raise UserError(f"--min-lr must be a positive number, got {min_lr:g}")
     if not (math.isfinite(max_lr) and max_lr > min_lr):
         raise UserError(f"--max-lr must be above --min-lr ({min_lr:g}), got {max_lr:g}")
-    if steps < 10:
-        raise UserError(f"--steps must be at least 10, got {steps}")
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be positive, got {batch_size}")
-    if stop_factor < 0:
-        raise UserError(f"--stop-factor must be >= 0, got {stop_factor:g}")
+    if not 10 <= steps <= MAX_STEPS:
+        raise UserError(f"--steps must be at least 10 and at most {MAX_STEPS:,}, got {steps}")
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise UserError(f"--batch-size must be from 1 to {MAX_BATCH:,}, got {batch_size}")
+    if not 0 <= seed < SEEDS_BELOW:
+        raise UserError(f"--seed must be from 0 to {SEEDS_BELOW - 1:,}, got {seed}")
+    if not (math.isfinite(stop_factor) and stop_factor >= 0):
+        raise UserError(f"--stop-factor must be a number >= 0 (0: never stop), got {stop_factor:g}")
     opt_spec = optimizer_spec(optimizer, min_lr, momentum, nesterov, weight_decay)
     data_spec = dataset_spec(dataset, data_root, limit_train, 0.0)
 

@@ -131,15 +131,26 @@ def dataset_spec(
     return identify(spec)
 
 
+# spec fields an option of another name sets: `--dataset` is DatasetSpec.name, `--epochs`
+# both RunSpec.epochs and full_epochs (one complaint for the two)
+OPTION_OF = {"name": "dataset", "root": "data-root", "full_epochs": "epochs"}
+
+
 def pydantic_line(err: ValidationError, prefix: str = "") -> str:
-    """A validation error as one line that names each key as the user typed it (`--limit-train`)."""
+    """A validation error as one line that names each option as the user typed it
+    (`--limit-train`) and the value it was given."""
     from lrbench.config import shown
 
-    parts = []
+    parts: list[str] = []
     for e in err.errors():
-        key = ".".join(str(x) for x in e["loc"]).replace("_", "-")
+        key = ".".join(str(x) for x in e["loc"])
+        key = OPTION_OF.get(key, key).replace("_", "-")
         msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{prefix}{key}: {msg}, got {shown(e.get('input'))}")
+        value = e.get("input")
+        got = "" if isinstance(value, dict) else f", got {shown(value)}"
+        part = f"{prefix}{key}: {msg}{got}"
+        if part not in parts:
+            parts.append(part)
     return "; ".join(parts)
 
 

@@ -104,6 +104,12 @@ def run_command(
     except ValidationError as err:
         raise UserError(pydantic_line(err, prefix="--")) from None
     check_schedule(spec.optimizer, sched.sets_momentum, sched.momenta(1000, 10))
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file, not a run folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot create the run folder ({err.strerror})") from None
     runtime = Runtime(
         device=device,
         precision=precision,

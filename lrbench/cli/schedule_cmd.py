@@ -31,6 +31,7 @@ from lrbench.schedules import (
 
 FORMATS = ("table", "csv", "png")
 TABLE_ROWS = 20
+MAX_STEPS = 10_000_000  # a preview holds every step's rate in memory
 
 
 @app.command("schedules")
@@ -114,8 +115,10 @@ def schedule_command(
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not valid; --format accepts {' | '.join(FORMATS)}")
-    if steps < 1:
-        raise UserError(f"--steps {steps} is not valid; --steps accepts a whole number >= 1")
+    if not 1 <= steps <= MAX_STEPS:
+        raise UserError(
+            f"--steps {steps} is not valid; --steps accepts a whole number from 1 to {MAX_STEPS:,}"
+        )
     spe = steps if steps_per_epoch is None else steps_per_epoch
     if spe < 1:
         raise UserError(f"--steps-per-epoch {spe} is not valid; it accepts a whole number >= 1")
@@ -247,7 +250,7 @@ def _plot(
         fig.legend(lines, [ln.get_label() for ln in lines], loc="outside lower center", ncols=2)
     ax.set_title(f"{_title(schedule)}: {total} steps, lr {lr:g}", fontsize=10)
     try:
-        fig.savefig(target)
+        fig.savefig(target, format="png")  # to that very path, whatever its suffix
     except OSError as err:
         raise UserError(f"--out {target}: cannot write ({err.strerror})") from None
     finally:

@@ -89,7 +89,7 @@ def sweep_command(
         None, min=1, help="CPUs per array task.", rich_help_panel=_SLURM
     ),
     mem_gb: float | None = typer.Option(
-        None, min=0.001, help="Memory per array task, GB.", rich_help_panel=_SLURM
+        None, min=0.001, max=1e6, help="Memory per array task, GB.", rich_help_panel=_SLURM
     ),
     time: str | None = typer.Option(
         None,
@@ -244,6 +244,9 @@ def status_command(
                 f"[cyan]{p.state}[/] {s.path.name}/{p.run_id}: epoch {p.epochs_done}/{p.epochs}, "
                 f"{eta} left",
                 highlight=False,
+                soft_wrap=True,
             )
         for state, run, why in s.problems:
-            out.print(f"[red]{state}[/] {s.path / 'runs' / run}: {why}", highlight=False)
+            out.print(  # whole lines: paths to copy, lines to grep
+                f"[red]{state}[/] {s.path / 'runs' / run}: {why}", highlight=False, soft_wrap=True
+            )

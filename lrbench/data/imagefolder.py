@@ -60,6 +60,8 @@ def source_path(root: str | None) -> Path:
     path = Path(root).expanduser().absolute()
     if not path.exists():
         raise UserError(f"imagefolder root {path} does not exist")
+    if not (path.is_dir() or path.is_file()):  # a named pipe would block the reader forever
+        raise UserError(f"imagefolder root {path} is neither a folder nor a regular file")
     return path
 
 

@@ -14,6 +14,7 @@ import ctypes
 import multiprocessing as mp
 import os
 import queue
+import re
 import signal
 import sys
 import threading
@@ -62,20 +63,29 @@ class Outcome:
         return sum(1 for s in self.statuses.values() if s == status)
 
 
+DEVICES = re.compile(r"auto|cpu|cuda(:\d+( *, *\d+)*)?")
+
+
+def check_device(device: str) -> None:
+    """`--device` is spelt as a sweep takes it (whether this machine has it is checked when the
+    sweep trains: a dry run or a Slurm submission may be made on a machine without GPUs)."""
+    if not DEVICES.fullmatch(device):
+        raise UserError(f"--device: {device!r} is not auto, cpu, cuda or cuda:0,1,...")
+
+
 def parse_devices(device: str, jobs: int | None) -> list[str]:
     """One device name per worker: `auto`, `cpu`, `cuda` (every GPU), `cuda:0,1`."""
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs {jobs}: a sweep needs at least one worker")
+    check_device(device)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         return ["cpu"] * (jobs or 1)
     if device == "cuda":
         gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    elif device.startswith("cuda:"):
-        gpus = [f"cuda:{i.strip()}" for i in device.removeprefix("cuda:").split(",")]
     else:
-        raise UserError(f"--device: {device!r} is not auto, cpu, cuda or cuda:0,1,...")
+        gpus = [f"cuda:{i.strip()}" for i in device.removeprefix("cuda:").split(",")]
     if not gpus:
         raise UserError(f"--device {device}: no CUDA GPU is visible on this machine")
     for g in gpus:

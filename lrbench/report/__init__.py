@@ -165,6 +165,8 @@ def _write(report: Report, chosen: pd.DataFrame, curves: dict[str, pd.DataFrame]
     from lrbench.report.plots import all_figures
 
     out = report.out_dir
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: is a file, not a folder for the report")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -182,14 +184,17 @@ def _write(report: Report, chosen: pd.DataFrame, curves: dict[str, pd.DataFrame]
         texts["anytime.md"] = anytime_markdown(report.anytime, report.metric)
         texts["anytime.csv"] = report.anytime.table.to_csv(index=False)
         texts["time_to_target.csv"] = report.anytime.runs.to_csv(index=False)
-    stale = out / "problems.txt"
     if report.problems:
         texts["problems.txt"] = problems_text(report.problems)
-    elif stale.exists():
-        stale.unlink()
     figures = all_figures(chosen, report.summary, curves, report.metric, report.anytime)
     texts["report.html"] = render(report, chosen, figures)
-    for name, text in texts.items():
-        (out / name).write_text(text, encoding="utf-8")
-        report.files.append(out / name)
-    report.files += [plot.save_png(out) for plot in figures.all()]
+    try:
+        if "problems.txt" not in texts and (out / "problems.txt").is_file():
+            (out / "problems.txt").unlink()  # from an earlier report of these runs
+        for name, text in texts.items():
+            (out / name).write_text(text, encoding="utf-8")
+            report.files.append(out / name)
+        report.files += [plot.save_png(out) for plot in figures.all()]
+    except OSError as err:
+        where = err.filename or out
+        raise UserError(f"cannot write the report into {out}: {where}: {err.strerror}") from err

@@ -11,7 +11,6 @@ and are listed, not reported, unless `include_stale`. Without plan.json every ru
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import pandas as pd
 from lrbench.errors import UserError
 from lrbench.report.problems import NOTE, Problem
 from lrbench.report.variants import canonical, setup_of, stale_differences
+from lrbench.results import RunDir, run_dirs, sweep_folders
 
 # provenance that can change a run's floating-point numbers: seeds pooled in one row that
 # differ in it are noted (rank.notes)
@@ -94,18 +94,21 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
 
 
 def _run_dirs_under(path: Path) -> list[Path]:
+    """A run folder itself, the runs of the sweeps a path names (lrbench.results.sweep_folders,
+    as `lrbench status` finds them), or else the run folders right inside it."""
     if (path / "spec.json").is_file():
         return [path]
-    if (path / "runs").is_dir():
-        return _children(path / "runs")
-    sweeps = [c for c in _children(path) if (c / "runs").is_dir()]
+    sweeps = sweep_folders(path)
     if sweeps:
-        return [run for s in sweeps for run in _children(s / "runs")]
+        return [run.path for sweep in sweeps for run in run_dirs(sweep)]
     return [c for c in _children(path) if (c / "spec.json").is_file()]
 
 
 def _children(path: Path) -> list[Path]:
-    return sorted(c for c in path.iterdir() if c.is_dir() and not c.name.startswith("."))
+    try:
+        return sorted(c for c in path.iterdir() if c.is_dir() and not c.name.startswith("."))
+    except OSError as err:
+        raise UserError(f"{path} cannot be read ({err.strerror})") from None
 
 
 def load_runs(paths: list[Path], include_stale: bool = False) -> Loaded:
@@ -186,17 +189,16 @@ def _stale_problem(sweep: Path, stale: list[dict[str, Any]], runs: pd.DataFrame)
 
 def _read_results(run_dir: Path, row: dict[str, Any]) -> tuple[pd.DataFrame | None, str | None]:
     """Fill a run's row from its results; its per-epoch curve, and why it is skipped (None when
-    it is ranked)."""
-    summary_path = run_dir / "summary.json"
-    metrics_path = run_dir / "metrics.csv"
-    if not summary_path.exists():
+    it is ranked). A finished run whose files lrbench.results finds damaged is unreadable."""
+    run = RunDir(run_dir)
+    if not run.summary.exists():
         row["status"] = "unfinished"
-        rows = _count_rows(metrics_path)
+        rows = len(run.read_metrics().rows)
         return (
             None,
             f"unfinished: no summary.json ({rows} of {row['epochs']} epochs in metrics.csv)",
         )
-    summary = _read_json(summary_path)
+    summary = _read_json(run.summary)
     status = summary.get("status") if isinstance(summary, dict) else None
     if status == "failed":
         lines = str(summary.get("error") or "").strip().splitlines()
@@ -204,24 +206,37 @@ def _read_results(run_dir: Path, row: dict[str, Any]) -> tuple[pd.DataFrame | No
         return None, f"failed: {lines[-1] if lines else 'no error message in summary.json'}"
     if status not in RANKED:
         raise BadRun(f"summary.json has an unknown status {status!r}")
+    damage = run.damage()
+    if damage:
+        raise BadRun(damage)
     row["status"] = status
     row["stopped_early"] = summary.get("stopped_early") is True
     stopped_epoch = summary.get("stopped_epoch")
     if isinstance(stopped_epoch, int) and not isinstance(stopped_epoch, bool):
         row["stopped_epoch"] = stopped_epoch
-    if status == "diverged":
-        return _diverged_curve(metrics_path), None
-    metrics = _read_metrics(metrics_path, strict=True)
-    _check_complete(metrics, summary, metrics_path)
+    metrics = _metrics_frame(run)
+    curve = metrics[[c for c in CURVE_COLUMNS if c in metrics.columns]]
+    if status == "diverged":  # ranked whatever its metrics hold: its rows only feed the plots
+        return (curve if len(curve) else None), None
+    if "test_acc" not in metrics.columns:
+        raise BadRun(f"{run.metrics.name} has no test_acc column")
     last = metrics.iloc[-1]
     score = float(last["test_acc"])
     if not (math.isfinite(score) and 0.0 <= score <= 1.0):
-        raise BadRun(f"{metrics_path.name}: the last row's test_acc is not a fraction in [0, 1]")
+        raise BadRun(f"{run.metrics.name}: the last row's test_acc is not a fraction in [0, 1]")
     row["score"] = score
     if "val_acc" in metrics.columns:
         row["val_score"] = float(last["val_acc"])
     row["ensemble_score"], row["ensemble_size"] = _last_ensemble(metrics)
-    return metrics[[c for c in CURVE_COLUMNS if c in metrics.columns]], None
+    return curve, None
+
+
+def _metrics_frame(run: RunDir) -> pd.DataFrame:
+    """metrics.csv's whole rows (lrbench.results.read_metrics), every column numeric (NaN
+    where a field is empty or not a number)."""
+    found = run.read_metrics()
+    frame = pd.DataFrame(found.rows, columns=found.header)
+    return frame.apply(pd.to_numeric, errors="coerce")
 
 
 def _read_json(path: Path) -> Any:
@@ -306,73 +321,3 @@ def _label(obj: Any) -> str:
     if isinstance(obj, dict):
         return str(obj.get("label") or obj["name"])
     return str(obj)
-
-
-def _count_rows(path: Path) -> int:
-    try:
-        with path.open(newline="") as fh:
-            return max(0, sum(1 for _ in csv.reader(fh)) - 1)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return 0
-
-
-def _read_metrics(path: Path, strict: bool) -> pd.DataFrame:
-    """Parse metrics.csv; a row with the wrong number of fields is a torn write.
-
-    `strict=False` (diverged runs) keeps what parses: their rows only feed the plots.
-    """
-    try:
-        with path.open(newline="") as fh:
-            table = list(csv.reader(fh))
-    except FileNotFoundError as err:
-        raise BadRun(f"{path.name} is missing") from err
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise BadRun(f"{path.name} cannot be read ({_short(err)})") from err
-    if not table:
-        raise BadRun(f"{path.name} is empty")
-    header = table[0]
-    if len(set(header)) != len(header):
-        raise BadRun(f"{path.name} repeats a column name in its header")
-    for name in ("epoch", "test_acc"):
-        if name not in header:
-            raise BadRun(f"{path.name} has no {name} column")
-    body = []
-    for lineno, fields in enumerate(table[1:], start=2):
-        if not fields:
-            continue
-        if len(fields) != len(header):
-            if not strict:
-                break
-            raise BadRun(
-                f"{path.name} line {lineno} has {len(fields)} fields, the header has "
-                f"{len(header)} (truncated?)"
-            )
-        body.append(fields)
-    if strict and not body:
-        raise BadRun(f"{path.name} has a header but no rows")
-    frame = pd.DataFrame(body, columns=header)
-    frame = frame.apply(pd.to_numeric, errors="coerce")
-    if strict and frame["epoch"].isna().any():
-        raise BadRun(f"{path.name} has a row whose epoch is not a number")
-    return frame
-
-
-def _diverged_curve(path: Path) -> pd.DataFrame | None:
-    """A diverged run is ranked whatever its metrics hold; its rows only feed the plots."""
-    try:
-        frame = _read_metrics(path, strict=False)
-    except BadRun:
-        return None
-    return frame[[c for c in CURVE_COLUMNS if c in frame.columns]]
-
-
-def _check_complete(metrics: pd.DataFrame, summary: dict[str, Any], path: Path) -> None:
-    """summary.json is written last: fewer metrics rows than it counts means a lost tail."""
-    expected = summary.get("epochs_completed")
-    if isinstance(expected, int) and not isinstance(expected, bool):
-        last_epoch = int(metrics["epoch"].iloc[-1])
-        if last_epoch != expected:
-            raise BadRun(
-                f"{path.name} ends at epoch {last_epoch} but summary.json says "
-                f"{expected} epochs completed"
-            )

@@ -66,6 +66,8 @@ def load_reference(given: str | Path) -> Reference:
             )
         text = resources.files("lrbench.report").joinpath(f"references/{given}.csv").read_text()
         return Reference(str(given), _parse(text, str(given)))
+    if not path.is_file():  # a folder, or a named pipe that would block the reader forever
+        raise UserError(f"--reference {path}: is not a regular file")
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:

@@ -42,9 +42,13 @@ def sweep_dir(config: SweepConfig, results: Path) -> Path:
 
 
 def check_results_root(results: Path) -> None:
-    """The results root is a folder (or not there yet): one line for anything else."""
+    """The results root is a folder, or can be made one (what it is in is a folder): one line
+    for anything else, --dry-run included."""
     if results.exists() and not results.is_dir():
         raise UserError(f"--results {results}: is a file, not a folder for results")
+    above = next((p for p in results.absolute().parents if p.exists()), None)
+    if above is not None and not results.exists() and not above.is_dir():
+        raise UserError(f"--results {results}: {above} is a file, not a folder")
 
 
 def plan(config: SweepConfig, results: Path, only: str | None = None) -> list[PlannedRun]:

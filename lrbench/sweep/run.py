@@ -27,9 +27,16 @@ from lrbench.sweep.plan import (
     sweep_dir,
     write_sweep_files,
 )
-from lrbench.train.runtime import Runtime, default_threads, resolve_device, resolve_precision
+from lrbench.train.runtime import (
+    PRECISIONS,
+    Runtime,
+    default_threads,
+    resolve_device,
+    resolve_precision,
+)
 
 Say = Callable[[str], Any]
+MAX_WORKERS = 1024  # worker processes of a sweep, and threads of a worker
 # (runs, epochs to train, worker labels) -> a display: a context manager taking worker messages
 DisplayFactory = Callable[[int, int, list[str]], AbstractContextManager[Callable[[Any], None]]]
 
@@ -90,11 +97,18 @@ class Sweep:
     """A config's runs under a results root, what is left of them, and how to train it."""
 
     def __init__(self, config: SweepConfig, options: SweepOptions) -> None:
-        if options.jobs is not None and options.jobs < 1:
-            raise UserError(f"--jobs {options.jobs}: a sweep needs at least one worker")
-        if options.threads is not None and options.threads < 1:
-            raise UserError(f"--threads {options.threads}: a worker needs at least one thread")
+        from lrbench.executors.local import check_device
+
+        if options.jobs is not None and not 1 <= options.jobs <= MAX_WORKERS:
+            raise UserError(f"--jobs {options.jobs}: a sweep has 1 to {MAX_WORKERS} workers")
+        if options.threads is not None and not 1 <= options.threads <= MAX_WORKERS:
+            raise UserError(f"--threads {options.threads}: a worker has 1 to {MAX_WORKERS} threads")
         parse_pack(options.pack)  # a bad --pack is exit 2 before anything, --dry-run included
+        check_device(options.device)
+        if options.precision not in PRECISIONS:
+            raise UserError(
+                f"--precision: {options.precision!r} is not one of {', '.join(PRECISIONS)}"
+            )
         self.config = config
         self.options = options
         self.where = sweep_dir(config, options.results)

@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from lrbench.errors import UserError
 from lrbench.executors.slurm import (
     ArrayTask,
     SlurmExecutor,
@@ -22,7 +21,6 @@ from lrbench.executors.slurm import (
 from lrbench.sweep.packs import parse_pack
 from lrbench.sweep.plan import write_sweep_files
 from lrbench.sweep.run import DisplayFactory, Say, Sweep, SweepOutcome
-from lrbench.train.runtime import PRECISIONS
 
 
 def slurm_pack_size(sweep: Sweep, settings: SlurmSettings) -> int:
@@ -52,8 +50,6 @@ def submit_to_slurm(
 ) -> SweepOutcome:
     """Submit the sweep's unfinished runs; with `wait`, follow them like a local sweep."""
     options = sweep.options
-    if options.precision not in PRECISIONS:
-        raise UserError(f"--precision: {options.precision!r} is not one of {', '.join(PRECISIONS)}")
     executor = SlurmExecutor(settings, options.device)
     where = write_sweep_files(sweep.config, options.results).resolve()
     outcome = SweepOutcome(sweep.config.name, where)

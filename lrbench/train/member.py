@@ -36,15 +36,22 @@ LOSS_KEYS = ("train_loss", "test_loss", "val_loss")
 
 def claim_run_dir(spec: RunSpec, run: RunDir) -> None:
     """Refuse a folder that holds a different run: its files must never be overwritten. The
-    same run with its data read from another path (RunSpec.identity) is the same run."""
+    same run with its data read from another path (RunSpec.identity) is the same run. A
+    sweep's folder is named by its run's id: there a missing or broken spec.json is damage,
+    and the run trains again from the start (Member.prepare)."""
+    own = run.path.name == spec.run_id
     if not run.spec.exists():
-        if run.path.exists() and any(not p.name.startswith(".") for p in run.path.iterdir()):
+        if own or not run.path.exists():
+            return
+        if any(not p.name.startswith(".") for p in run.path.iterdir()):
             raise UserError(f"{run.path} is not empty and holds no spec.json: choose another --out")
         return
     try:
         stored = read_json(run.spec)
         same = RunSpec.model_validate({k: stored[k] for k in RunSpec.model_fields if k in stored})
     except Exception as err:
+        if own:
+            return
         raise UserError(f"{run.spec} is unreadable ({err}); move the folder away") from err
     if same.identity() != spec.identity():
         raise UserError(
@@ -102,15 +109,16 @@ class Member:
         run = self.run
         run.path.mkdir(parents=True, exist_ok=True)
         run.remove_temp_files()
+        damaged = run.damage()  # a finished run whose files cannot be trusted: from the start
         run.summary.unlink(missing_ok=True)
-        if run.checkpoint.exists():
+        if run.checkpoint.exists() and not damaged:
             state = read_checkpoint(run.checkpoint)
             if run.complete_epochs() >= int(state["epoch"]):
                 self._resume(state)
                 return
             # metrics.csv lost rows the checkpoint counts: only one checkpoint is kept, so the
             # run trains again from the start and ends equal to an untouched run
-            run.checkpoint.unlink()
+        run.checkpoint.unlink(missing_ok=True)
         run.truncate_metrics(0)
         record = spec_record(self.spec, spe, device, precision, pack, self.slot)
         atomic_write_json(run.spec, record)
