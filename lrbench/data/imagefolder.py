@@ -7,11 +7,8 @@ only the first load of a source pays for decoding.
 
 from __future__ import annotations
 
-import io
 import lzma
-import multiprocessing
 import os
-import sys
 import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -20,11 +17,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from lrbench.data import cache
 from lrbench.data.raw import RawData
 from lrbench.errors import UserError
+from lrbench.imagedecode import decode_chunk, decode_parallel
 
 SPLITS = ("train", "test")
 IMAGE_EXTENSIONS = frozenset(
@@ -174,44 +171,37 @@ def _is_image(name: str) -> bool:
 def _decode_stream(items: Iterable[tuple[object, bytes | str]]) -> dict:
     """Decode (key, bytes-or-path) pairs into {key: uint8 HWC array}, in parallel when it pays.
 
-    Errors come back as strings so that a bad file is reported by name, not as a pool traceback.
+    A file that cannot be decoded is reported by name (lrbench.imagedecode returns why).
     """
-    items = iter(items)
-    head = list(islice(items, _POOL_MIN_IMAGES))
+    keys: list[object] = []
+
+    def numbered() -> Iterator[tuple[int, bytes | str]]:
+        for key, src in items:
+            keys.append(key)
+            yield len(keys) - 1, src
+
+    stream = numbered()
+    head = list(islice(stream, _POOL_MIN_IMAGES))
     workers = _workers()
-    out: dict = {}
     if workers == 1 or len(head) < _POOL_MIN_IMAGES:
-        _collect(out, _decode_chunk([*head, *items]))
-        return out
-    rest = chain(head, items)
-    chunks = iter(lambda: list(islice(rest, _CHUNK)), [])
-    with _pool_context().Pool(workers) as pool:
-        for chunk in pool.imap(_decode_chunk, chunks):
-            _collect(out, chunk)
+        decoded = [decode_chunk([*head, *stream])]
+    else:
+        rest = chain(head, stream)
+        decoded = decode_parallel(iter(lambda: list(islice(rest, _CHUNK)), []), workers)
+    out: dict = {}
+    for chunk in decoded:
+        for i, img in chunk:
+            if isinstance(img, str):
+                raise UserError(f"cannot decode image {_entry_path(keys[i])}: {img}")
+            out[keys[i]] = img
     return out
 
 
-def _collect(out: dict, chunk: list[tuple[object, np.ndarray | str]]) -> None:
-    for key, img in chunk:
-        if isinstance(img, str):
-            raise UserError(img)
-        out[key] = img
-
-
-def _decode_chunk(chunk: list[tuple[object, bytes | str]]) -> list[tuple[object, np.ndarray | str]]:
-    return [(key, _decode_one(key, src)) for key, src in chunk]
-
-
-def _decode_one(key: object, src: bytes | str) -> np.ndarray | str:
-    try:
-        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        where = src if isinstance(src, str) else _entry_path(key)
-        return f"cannot decode image {where}: {_one_line(err)}"
-
-
 def _entry_path(key: object) -> str:
+    """An image's path in its folder or archive (a folder's keys are entries, an archive's
+    (prefix, entry) pairs; a file given by path names itself)."""
+    if isinstance(key, str):
+        return key
     prefix, entry = ("", key) if isinstance(key, _Entry) else key
     return "/".join(p for p in (prefix, entry.split, entry.cls, entry.name) if p)
 
@@ -252,11 +242,6 @@ def _workers() -> int:
     except AttributeError:
         cpus = os.cpu_count() or 1
     return max(1, min(cpus, 8))
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """fork on Linux: workers start at once without re-importing torch (they only use Pillow)."""
-    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
 
 
 def _one_line(err: BaseException) -> str:

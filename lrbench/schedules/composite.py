@@ -61,22 +61,17 @@ def profile_spec(profile: Profile) -> dict[str, Any]:
     return {"name": profile.name, **profile.spec_dump()}
 
 
-class Cyclic(Profile):
-    name: ClassVar[str] = "cyclic"
-    doc: ClassVar[str] = (
-        "Half-cycles of step_size (a fraction of the budget) alternate a rise and a fall between "
-        "low and 1, starting with a rise: the fall is the profile's decay, the rise the decay "
-        "upside down. profile: linear is Smith's triangular."
-    )
+class Composite(Profile):
+    """A schedule that runs a decaying `profile` inside its own shape; its `floor` key (the
+    profile's own floor is 0) is where the profile's decay ends."""
 
-    profile: Profile = param("linear", PROFILE_ACCEPTS, validate_default=True)
-    step_size: float = param(0.125, "a fraction in (0, 1] (the half-cycle)", gt=0.0, le=1.0)
-    low: float = param(0.1, "a number in [0, 1] (the bottom of the cycle)", ge=0.0, le=1.0)
+    floor: ClassVar[str]
+    profile: Profile
 
     @field_validator("profile", mode="before")
     @classmethod
     def _decaying(cls, value: Any, info: ValidationInfo) -> Profile:
-        return decaying_profile(value, info, cls.name, "low")
+        return decaying_profile(value, info, cls.name, cls.floor)
 
     @field_serializer("profile")
     def _recorded(self, profile: Profile) -> dict[str, Any]:
@@ -85,6 +80,20 @@ class Cyclic(Profile):
     @property
     def user_code(self) -> bool:
         return self.profile.user_code
+
+
+class Cyclic(Composite):
+    name: ClassVar[str] = "cyclic"
+    doc: ClassVar[str] = (
+        "Half-cycles of step_size (a fraction of the budget) alternate a rise and a fall between "
+        "low and 1, starting with a rise: the fall is the profile's decay, the rise the decay "
+        "upside down. profile: linear is Smith's triangular."
+    )
+    floor: ClassVar[str] = "low"
+
+    profile: Profile = param("linear", PROFILE_ACCEPTS, validate_default=True)
+    step_size: float = param(0.125, "a fraction in (0, 1] (the half-cycle)", gt=0.0, le=1.0)
+    low: float = param(0.1, "a number in [0, 1] (the bottom of the cycle)", ge=0.0, le=1.0)
 
     def multiplier(self, p: np.ndarray) -> np.ndarray:
         half = intervals_started(p, self.step_size)
@@ -97,27 +106,15 @@ class Cyclic(Profile):
         return full_cycle_ends(2 * self.step_size)
 
 
-class Restarts(Restarting):
+class Restarts(Composite, Restarting):
     name: ClassVar[str] = "restarts"
     doc: ClassVar[str] = (
         "The profile decays from 1 to final over each of `cycles` cycles, each t_mult times "
         "the last, filling the budget, and restarts at 1. profile: cosine is sgdr."
     )
+    floor: ClassVar[str] = "final"
 
     profile: Profile = param("cosine", PROFILE_ACCEPTS, validate_default=True)
-
-    @field_validator("profile", mode="before")
-    @classmethod
-    def _decaying(cls, value: Any, info: ValidationInfo) -> Profile:
-        return decaying_profile(value, info, cls.name, "final")
-
-    @field_serializer("profile")
-    def _recorded(self, profile: Profile) -> dict[str, Any]:
-        return profile_spec(profile)
-
-    @property
-    def user_code(self) -> bool:
-        return self.profile.user_code
 
     def multiplier(self, p: np.ndarray) -> np.ndarray:
         return self.final + (1.0 - self.final) * self.profile.multiplier(self.within_cycle(p))
