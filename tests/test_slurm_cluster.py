@@ -112,7 +112,7 @@ def test_a_sweep_on_slurm_equals_the_same_sweep_run_locally(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     job = job_id(result.stdout)
     assert f"job array {job} (2 task(s): {job}_0 … {job}_1)" in result.stdout
-    assert "4 done, 0 diverged, 0 failed, 0 unfinished" in result.stderr
+    assert "4 done, 0 diverged, 0 failed; results in" in result.stderr
     assert re.search(r"epoch 2/2 loss \d", result.stderr)  # --wait's progress lines
 
     reference = lrbench("sweep", config, "--results", local, "--device", "cpu", env=ONE_THREAD)
@@ -178,8 +178,9 @@ def test_a_requeued_or_cancelled_job_resumes_from_its_checkpoint(tmp_path):
     # `lrbench sweep --wait` follows the queued job instead of submitting the run once more
     # (on an idle machine job 2 may already have finished: both answers mean "not again")
     status = lrbench("status", results)
-    running = r"long-slurm\s*│\s*0\s*│\s*0\s*│\s*0\s*│\s*1\s*│"
-    finished = r"long-slurm\s*│\s*1\s*│\s*0\s*│\s*0\s*│\s*0\s*│"
+    # columns: done, diverged, failed, damaged, running
+    running = r"long-slurm\s*│\s*0\s*│\s*0\s*│\s*0\s*│\s*0\s*│\s*1\s*│"
+    finished = r"long-slurm\s*│\s*1\s*│\s*0\s*│\s*0\s*│\s*0\s*│\s*0\s*│"
     assert re.search(running, status.stdout) or re.search(finished, status.stdout), status.stdout
     follow = lrbench("sweep", config, "--results", results, *JOB_FLAGS, "--wait")
     assert follow.returncode == 0, follow.stdout + follow.stderr

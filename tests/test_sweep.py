@@ -1,8 +1,10 @@
 """Sweeps: safe to kill at any moment, safe to run again, never training one run twice."""
 
+import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -257,3 +259,32 @@ def test_spec_json_records_how_each_run_trained(cli, tmp_path):
     assert sorted(slots) == [0, 1, 2, 3]
     plan = json.loads((tmp_path / "r" / "tiny" / "plan.json").read_text())
     assert sorted(plan["run_ids"]) == sorted(r.path.name for r in run_dirs(tmp_path / "r" / "tiny"))
+
+
+def test_status_shows_how_far_each_unfinished_run_is_and_the_time_left(cli, tmp_path):
+    """A run stopped after its first epoch: status gives its epoch of epochs and an estimate
+    at its own epoch time, and the sweep's time left."""
+    from lrbench.config import expand, load_config
+    from lrbench.train import Runtime, train_run
+
+    config = write_config(tmp_path, budgets=[1.0], schedules=["cosine"], full_epochs=3)
+    assert cli("sweep", config, "--results", tmp_path / "r", "--dry-run").code == 0
+    (spec,) = expand(load_config(config))
+    folder = tmp_path / "r" / "tiny" / "runs" / spec.run_id
+
+    def stop_after_epoch_one(event):
+        if event.kind == "epoch":
+            raise KeyboardInterrupt
+
+    (tmp_path / "r" / "tiny").mkdir(parents=True, exist_ok=True)
+    from lrbench.sweep import write_sweep_files
+
+    write_sweep_files(load_config(config), tmp_path / "r")
+    with contextlib.suppress(KeyboardInterrupt):
+        train_run(spec, folder, Runtime(device="cpu"), on_event=stop_after_epoch_one)
+    status = cli("status", tmp_path / "r")
+    assert status.code == 0, status.output
+    text = " ".join(status.out.split())
+    assert f"partial tiny/{spec.run_id}: epoch 1/3, " in text and " left" in text
+    # done, diverged, failed, damaged, running, partial, new, total
+    assert re.search(r"tiny\s*│(\s*0\s*│){5}\s*1\s*│\s*0\s*│\s*1\s*│", status.out), status.out

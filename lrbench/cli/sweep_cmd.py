@@ -230,13 +230,17 @@ def status_command(
 
     statuses = sweep_status(results)
     table = Table(header_style="bold")
-    for col in ("sweep", *STATES, "total", "left"):
-        table.add_column(col, justify="right" if col != "sweep" else "left")
+    names = [s.path.name for s in statuses]
+    table.add_column("sweep", no_wrap=True, min_width=max(map(len, names), default=5))
+    for col in (*STATES, "total", "left"):
+        table.add_column(col, justify="right")
     for s in statuses:
         left = fmt_duration(s.seconds_left) if s.seconds_left is not None else "-"
         cells = [str(s.counts[state]) for state in STATES]
         table.add_row(s.path.name, *cells, str(s.total), left)
-    out.print(table)
+    # a log file or pipe gets the whole table; a terminal gets its own width
+    wide = out.measure(table, options=out.options.update_width(1000)).maximum
+    (out if out.is_terminal else Console(width=wide)).print(table)
     for s in statuses:
         for p in s.unfinished:
             eta = fmt_duration(p.seconds_left) if p.seconds_left is not None else "unknown"
