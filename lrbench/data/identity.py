@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lrbench.data import cache
-from lrbench.data.imagefolder import folder_images, source_path
+from lrbench.data.imagefolder import archive_key, folder_images, source_path
 from lrbench.errors import UserError
 from lrbench.results import atomic_write_json
 from lrbench.specs import FINGERPRINT, DatasetSpec
@@ -72,14 +72,7 @@ def fingerprint(root: str | None, cache_dir: Path | None = None) -> str:
         listing = [(*entry, size, mtime) for entry, _, size, mtime in files]
         key: dict[str, Any] = {"kind": "folder", "path": str(base.resolve()), "files": listing}
         return _kept(cache_dir, key, lambda: f"sha256:{_folder_digest(files)}")
-    st = path.stat()
-    key = {
-        "kind": "archive",
-        "path": str(path.resolve()),
-        "size": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
-    }
-    return _kept(cache_dir, key, lambda: f"sha256:{_file_digest(path)}")
+    return _kept(cache_dir, archive_key(path), lambda: f"sha256:{_file_digest(path)}")
 
 
 def _kept(cache_dir: Path, key: dict[str, Any], compute: Callable[[], str]) -> str:

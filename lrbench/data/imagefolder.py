@@ -107,14 +107,19 @@ def _folder_base(path: Path) -> Path:
     )
 
 
-def _load_archive(path: Path, cache_dir: Path) -> RawData:
+def archive_key(path: Path) -> dict[str, object]:
+    """What names an archive's cached decode and fingerprint: the file as it is now."""
     st = path.stat()
-    key = {
+    return {
         "kind": "archive",
         "path": str(path.resolve()),
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
     }
+
+
+def _load_archive(path: Path, cache_dir: Path) -> RawData:
+    key = archive_key(path)
     return cache.cached(
         cache_dir, f"imagefolder-{path.name}", key, lambda: _assemble(path, _read_archive(path))
     )
