@@ -188,6 +188,20 @@ def test_the_dry_run_lists_the_imported_schedules_runs(cli, user_code, elsewhere
     assert "-mine-b0.5-" in result.out and "-cyclic-b1-" in result.out
 
 
+def test_lrbench_schedule_previews_it_from_the_current_folder(cli, user_code, monkeypatch):
+    """Its rates are lr · m(p) at each step's progress; the png is named by the label."""
+    (user_code / "schedules.py").write_text(SCHEDULES)
+    monkeypatch.chdir(user_code)
+    argv = ["schedule", "schedules:warm_rex", "--set", "beta=0.5", "--steps", "10", "--lr", "1"]
+    result = cli(*argv, "--format", "csv")
+    assert result.code == 0, result.output
+    rates = [float(row["lr"]) for row in csv.DictReader(result.out.splitlines())]
+    p = np.arange(10) / 10
+    assert np.allclose(rates, (1 - p) / (1 - 0.5 * p), rtol=1e-12)
+    png = cli(*argv, "--format", "png")
+    assert png.code == 0 and (user_code / "warm_rex.png").stat().st_size > 1000, png.output
+
+
 def test_the_report_knows_an_imported_schedules_cycles_without_importing_it():
     recorded = {"import": "nowhere:fn", "source_hash": "0123456789abcdef"}
     spec = {"name": "cyclic", "profile": {"name": "import", **recorded}, "step_size": 0.125}

@@ -7,6 +7,7 @@ run with that budget gets, step for step.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,7 +92,7 @@ def schedule_command(
     ),
     fmt: str = typer.Option("table", "--format", help="table | csv | png."),
     out: Path | None = typer.Option(
-        None, "--out", help="Write here instead of stdout (png: default NAME.png)."
+        None, "--out", help="Write here instead of stdout (png: default LABEL.png, e.g. rex.png)."
     ),
 ) -> None:
     """Preview a schedule: the rate (and momentum) at every optimizer step of a T-step run.
@@ -150,7 +151,8 @@ def schedule_command(
     elif fmt == "table":
         _print_table(schedule, rates, moms, spe, lr, out)
     else:
-        target = out or Path(f"{name}.png")
+        # named by the label: an import's "module:function" is no file name on every system
+        target = out or Path(re.sub(r"[^A-Za-z0-9._-]+", "_", schedule.label) + ".png")
         _plot(schedule, rates, moms, spe, lr, target)
         typer.echo(f"wrote {target}", err=True)
 
