@@ -139,6 +139,9 @@ class SweepDisplay:
         elif msg.kind == "event" and msg.event:
             e = msg.event
             w.epoch = f"{e.epoch}/{e.epochs} step {e.step}/{e.total_steps}"
+            if e.kind == "resume" and not self.live:
+                run_id = (e.row or {}).get("run_id", msg.run_id)
+                self._log(f"[worker {msg.worker}] {run_id} resume after epoch {e.epoch}")
             if e.kind == "epoch":
                 self.done_epochs += 1  # a pack reports each member's epoch
                 w.metrics = _metrics(e.row)

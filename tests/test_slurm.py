@@ -451,7 +451,8 @@ def test_a_preempted_task_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
     resumed = re.findall(r"resume after epoch (\d+)", log)
     assert len(resumed) == 1
     k = int(resumed[0])
-    assert 2 <= k < epochs and f"epoch {k + 1}/{epochs}" in log.split("resume after")[1]
+    # the checkpoint's epoch: epoch 2's row may be on disk without its checkpoint
+    assert 1 <= k < epochs and f"epoch {k + 1}/{epochs}" in log.split("resume after")[1]
     assert f"epoch {k}/{epochs} " not in log.split("resume after")[1]  # none retrained
     after = metrics(run, keep_time=True)
     assert after[:k] == before[:k]  # the rows before the checkpoint, timings included, kept

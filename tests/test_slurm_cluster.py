@@ -165,14 +165,16 @@ def test_a_requeued_or_cancelled_job_resumes_from_its_checkpoint(tmp_path):
     wait_for(lambda: squeue(job) == "", timeout=60, what="the cancelled job to leave")
     assert run.status() == "partial", "the run finished before it could be cancelled"
     before_rerun = rows(run, keep_time=True)
-    k2 = len(before_rerun)
-    assert k1 < k2 < 16
+    assert k1 < len(before_rerun) < 16
     again = lrbench("sweep", config, "--results", results, *JOB_FLAGS)
     assert again.returncode == 0, again.stdout + again.stderr
     job2 = job_id(again.stdout)
     assert job2 != job
     log2 = logs / f"{job2}_0_log.out"
     wait_for(lambda: log2.exists() and "resume after epoch" in log2.read_text(), what="job 2")
+    # the checkpoint's epoch: the last row may have been written without its checkpoint
+    k2 = int(re.findall(r"resume after epoch (\d+)", log2.read_text())[0])
+    assert k1 <= k2 <= len(before_rerun)
 
     # while it trains, `lrbench status` sees the run from the results folder alone, and
     # `lrbench sweep --wait` follows the queued job instead of submitting the run once more
@@ -192,7 +194,6 @@ def test_a_requeued_or_cancelled_job_resumes_from_its_checkpoint(tmp_path):
 
     text1, text2 = log1.read_text(), log2.read_text()
     assert "checkpoint: 0 of 1 run(s) finished; requeueing the other 1" in text1
-    assert f"resume after epoch {k2}" in text2
     # after each resume training starts at the checkpoint's next epoch; none before it again
     after1 = text1.split("resume after epoch")[1]
     assert re.search(rf"epoch {k1 + 1}/16 ", after1) and not re.search(rf"epoch {k1}/16 ", after1)

@@ -110,6 +110,27 @@ def test_a_finished_run_is_not_trained_again(tmp_path):
     assert (tmp_path / "metrics.csv").stat().st_mtime_ns == mtime
 
 
+def test_a_run_stopped_between_its_row_and_its_checkpoint_says_where_it_really_resumes(tmp_path):
+    """Epoch 2's row is written, its checkpoint is not: the run resumes after epoch 1 (the
+    checkpoint's), says so, trains epoch 2 again and ends equal to an untouched run."""
+
+    def stop_at_epoch_two(event):
+        if event.kind == "epoch" and event.epoch == 2:
+            raise KeyboardInterrupt  # after the row, before the checkpoint is submitted
+
+    spec = tiny_spec()
+    with pytest.raises(KeyboardInterrupt):
+        train_run(spec, tmp_path / "run", Runtime(device="cpu"), on_event=stop_at_epoch_two)
+    assert len(metrics(tmp_path / "run")) == 2
+    events = []
+    train_run(spec, tmp_path / "run", Runtime(device="cpu"), on_event=events.append)
+    resumed = [(e.epoch, e.step, e.row) for e in events if e.kind == "resume"]
+    assert resumed == [(1, 5, {"run_id": spec.run_id})]
+    assert [e.epoch for e in events if e.kind == "epoch"] == [2, 3]
+    train_run(spec, tmp_path / "untouched", Runtime(device="cpu"))
+    assert metrics(tmp_path / "run") == metrics(tmp_path / "untouched")
+
+
 def test_a_folder_holding_another_run_is_refused_untouched(tmp_path):
     train_run(tiny_spec(epochs=1), tmp_path, Runtime(device="cpu"))
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}

@@ -267,7 +267,7 @@ class SweepTask:
         if not packs:
             print(f"[{_stamp()}] nothing left to train", flush=True)
             return {}
-        outcome = run_local(packs, parse_devices(device, None), runtime, self._log(packs))
+        outcome = run_local(packs, parse_devices(device, None), runtime, self._log())
         print(f"[{_stamp()}] task finished: {dict(outcome.statuses)}", flush=True)
         return dict(outcome.statuses)
 
@@ -290,16 +290,15 @@ class SweepTask:
         )
         return submitit.helpers.DelayedSubmission(type(self)(), to_job_packs(left), runtime, device)
 
-    def _log(self, packs: list[Pack]) -> Callable[[Any], None]:
-        paths = {spec.run_id: path for pack in packs for spec, path in pack}
-
+    def _log(self) -> Callable[[Any], None]:
         def on_msg(msg: Any) -> None:
             text = None
             if msg.kind == "start":
-                run = RunDir(paths[msg.run_id]) if msg.run_id in paths else None
-                done = run.complete_epochs() if run else 0
-                how = f"resume after epoch {done}" if run and run.checkpoint.exists() else "start"
-                text = f"{msg.run_id}: {how} ({msg.epochs} epochs)"
+                text = f"{msg.run_id}: start ({msg.epochs} epochs)"
+            elif msg.kind == "event" and msg.event and msg.event.kind == "resume":
+                e = msg.event
+                run_id = (e.row or {}).get("run_id", msg.run_id)
+                text = f"{run_id}: resume after epoch {e.epoch} ({e.epochs} epochs)"
             elif msg.kind == "event" and msg.event and msg.event.kind == "epoch":
                 e, row = msg.event, msg.event.row or {}
                 acc = row.get("test_acc")

@@ -94,6 +94,9 @@ def train_runs(
     pending = [m for m in members if m.summary is None]
     for m in pending:
         m.prepare(data, device, precision, len(members))
+        if on_event and m.start:  # where it really resumes: the checkpoint's epoch
+            row = {"run_id": m.spec.run_id}
+            on_event(Event("resume", m.start, m.epochs, int(m.row["step"]), len(m.lrs), row))
     for m in pending:
         m.log = open_run_log(runtime.log, m.run.path, int(m.row.get("step", 0)))
     loop = Loop(members, runtime, data, device, precision, on_event, impl)

@@ -39,7 +39,8 @@ class Runtime:
 
 @dataclass
 class Event:
-    """Progress reported to a display: one per step (cheap) and one per finished epoch."""
+    """Progress reported to a display: one per step (cheap), one per finished epoch, and one
+    `resume` per run that continues from its checkpoint (epoch: the checkpoint's)."""
 
     kind: str
     epoch: int
