@@ -351,9 +351,14 @@ def test_a_checkpoint_written_packed_resumes_alone_and_the_other_way_round(
     interrupted(train_runs, specs, packed, CPU, on_event=stop_in(3), data=data)
     starts = []
     for s, path in zip(specs, packed, strict=True):
-        epochs: list[int] = []
-        train_run(s, path, CPU, on_event=lambda e, seen=epochs: seen.append(e.epoch), data=data)
-        starts.append(min(epochs, default=None))  # None: it had ended (stopped early)
+        trained: list[int] = []
+
+        def note(event, seen=trained):
+            if event.kind == "epoch":
+                seen.append(event.epoch)
+
+        train_run(s, path, CPU, on_event=note, data=data)
+        starts.append(min(trained, default=None))  # None: it had ended (stopped early)
 
     lone = [tmp_path / f"alone{i}" for i in range(len(specs))]
     for i, (s, path) in enumerate(zip(specs, lone, strict=True)):
