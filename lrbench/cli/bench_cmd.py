@@ -8,6 +8,7 @@ import typer
 
 from lrbench.cli.app import app
 from lrbench.cli.options import model_name
+from lrbench.cli.printing import print_whole
 from lrbench.errors import UserError
 from lrbench.specs import DEFAULT_BATCH_SIZE
 from lrbench.sweep.packs import pack_number
@@ -97,7 +98,6 @@ def bench_command(
 
 
 def _print_table(report) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(
@@ -128,7 +128,4 @@ def _print_table(report) -> None:
             f"{r.ratio_to_baseline:.2f}",
             style=style,
         )
-    console = Console()
-    if not console.is_terminal:  # a file or pipe: no 80-column wrapping of the rows
-        console = Console(width=160)
-    console.print(table)
+    print_whole(table)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from lrbench.cli.app import app
 from lrbench.cli.options import LiveLog, log_choice
+from lrbench.cli.printing import print_whole
 from lrbench.errors import UserError
 
 if TYPE_CHECKING:
@@ -200,7 +201,7 @@ def _show_plan(sweep: Sweep, jobs: int | None) -> None:
         if p in sweep.todo and p.state in ("failed", "damaged"):
             state += " (retry)"
         table.add_row(p.spec.run_id, str(p.spec.epochs), state)
-    out.print(table)
+    print_whole(table, out)
     note = sweep.check_data()
     if note:
         out.print(note)
@@ -238,9 +239,7 @@ def status_command(
         left = fmt_duration(s.seconds_left) if s.seconds_left is not None else "-"
         cells = [str(s.counts[state]) for state in STATES]
         table.add_row(s.path.name, *cells, str(s.total), left)
-    # a log file or pipe gets the whole table; a terminal gets its own width
-    wide = out.measure(table, options=out.options.update_width(1000)).maximum
-    (out if out.is_terminal else Console(width=wide)).print(table)
+    print_whole(table, out)
     for s in statuses:
         for p in s.unfinished:
             eta = fmt_duration(p.seconds_left) if p.seconds_left is not None else "unknown"
