@@ -25,7 +25,12 @@ def decode(src: Source) -> np.ndarray | str:
         with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as err:
-        return " ".join(str(err).split()) or type(err).__name__
+        return one_line(err)
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message on one line (Pillow's and tarfile's can span several)."""
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def decode_chunk(chunk: list[tuple[int, Source]]) -> list[tuple[int, np.ndarray | str]]:

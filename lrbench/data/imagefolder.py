@@ -21,7 +21,7 @@ import numpy as np
 from lrbench.data import cache
 from lrbench.data.raw import RawData
 from lrbench.errors import UserError
-from lrbench.imagedecode import decode_chunk, decode_parallel
+from lrbench.imagedecode import decode_chunk, decode_parallel, one_line
 
 SPLITS = ("train", "test")
 IMAGE_EXTENSIONS = frozenset(
@@ -135,7 +135,7 @@ def _read_archive(path: Path) -> dict[_Entry, np.ndarray]:
             if path.name.endswith(ARCHIVE_SUFFIXES)
             else " (expected a folder or a .tar[.gz|.xz] archive)"
         )
-        raise UserError(f"cannot read imagefolder archive {path}: {_one_line(err)}{hint}") from err
+        raise UserError(f"cannot read imagefolder archive {path}: {one_line(err)}{hint}") from err
     prefixes = {p for p, _ in decoded}
     if "" in prefixes:
         prefix = ""
@@ -247,7 +247,3 @@ def _workers() -> int:
     except AttributeError:
         cpus = os.cpu_count() or 1
     return max(1, min(cpus, 8))
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
