@@ -1,23 +1,101 @@
-"""The report's metric: accuracies are read as fractions and shown as test error % or accuracy %."""
+"""The report's metric: what a run is judged by, which way is better, and how it is shown.
+
+Inside the report a run's `score` is its metric oriented so that higher is always better (an
+accuracy as a fraction, a loss negated): ranking, bootstrap and finishes need no direction of
+their own. A `Metric` reads the score from a metrics.csv value and turns a score back into what
+the reader sees (test error %, accuracy %, loss in nats, bits per character).
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-METRICS = {"error": "test error (%)", "accuracy": "test accuracy (%)"}
+from lrbench.errors import UserError
 
-
-def in_metric(acc: float, metric: str) -> float:
-    """An accuracy fraction as the metric's percentage (error = 100 - accuracy); NaN stays."""
-    return 100 * (1 - acc) if metric == "error" else 100 * acc
+LN2 = math.log(2)
 
 
-def interval_in_metric(low: float, high: float, metric: str) -> tuple[float, float]:
-    """An accuracy interval in the metric, low first (error turns the ends around)."""
-    a, b = in_metric(low, metric), in_metric(high, metric)
-    return (b, a) if metric == "error" else (a, b)
+@dataclass(frozen=True)
+class Metric:
+    """One metric: `column` of metrics.csv, its direction and how a score is shown."""
+
+    name: str
+    column: str
+    lower_is_better: bool
+    label: str
+    # shown = factor * (offset + sign * score); a score is the column's value, negated for losses
+    percent: bool = False
+    divisor: float = 1.0
+
+    @property
+    def val_column(self) -> str:
+        """The same metric on the validation split (used to pick a rate in a tuning grid)."""
+        return self.column.replace("test_", "val_", 1)
+
+    @property
+    def title(self) -> str:
+        """The label without its unit: 'test error' for 'test error (%)'."""
+        return self.label.split(" (")[0]
+
+    def score(self, value: float) -> float:
+        """A metrics.csv value as a score (higher is better)."""
+        return -value if _is_loss(self.column) else value
+
+    def shown(self, score: float) -> float:
+        """A score as the reader sees it; NaN stays NaN (works on arrays and Series too)."""
+        if _is_loss(self.column):
+            return -score / self.divisor
+        if self.lower_is_better:  # error from an accuracy
+            return 100 * (1 - score)
+        return 100 * score if self.percent else score
+
+    def shown_interval(self, low: float, high: float) -> tuple[float, float]:
+        """A score interval as shown, low end first (a lower-is-better metric turns it around)."""
+        a, b = self.shown(low), self.shown(high)
+        return (b, a) if self.lower_is_better else (a, b)
+
+
+def _is_loss(column: str) -> bool:
+    return column.endswith("_loss")
+
+
+BUILT_IN = {
+    "error": Metric("error", "test_acc", True, "test error (%)", percent=True),
+    "accuracy": Metric("accuracy", "test_acc", False, "test accuracy (%)", percent=True),
+    "loss": Metric("loss", "test_loss", True, "test loss (nats)"),
+    "bpc": Metric("bpc", "test_loss", True, "test loss (bits per character)", divisor=LN2),
+}
+# name -> label, for help texts and older callers
+METRICS = {name: m.label for name, m in BUILT_IN.items()}
+
+
+def metric_named(name: str | Metric) -> Metric:
+    """A built-in metric, or any metrics.csv column ending in _loss (lower is better) or _acc."""
+    if isinstance(name, Metric):
+        return name
+    if name in BUILT_IN:
+        return BUILT_IN[name]
+    if name.endswith("_loss"):
+        return Metric(name, name, True, f"{name.replace('_', ' ')} (nats)")
+    if name.endswith("_acc"):
+        return Metric(name, name, False, f"{name.replace('_', ' ')} (%)", percent=True)
+    raise UserError(
+        f"metric {name!r} is not known; use one of {', '.join(BUILT_IN)} or a metrics.csv "
+        "column ending in _loss or _acc"
+    )
+
+
+def in_metric(score: float, metric: str | Metric) -> float:
+    """A score as the metric shows it (error = 100 - accuracy %, a loss as itself); NaN stays."""
+    return metric_named(metric).shown(score)
+
+
+def interval_in_metric(low: float, high: float, metric: str | Metric) -> tuple[float, float]:
+    """A score interval in the metric, low first (lower-is-better metrics turn the ends around)."""
+    return metric_named(metric).shown_interval(low, high)
 
 
 def rounded(value: float) -> float:
-    """A percentage to 6 decimals for the CSVs: enough for any table, without float noise."""
+    """A shown value to 6 decimals for the CSVs: enough for any table, without float noise."""
     return round(value, 6) if math.isfinite(value) else math.nan
