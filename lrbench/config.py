@@ -44,13 +44,13 @@ from lrbench.specs import (
     SEEDS_BELOW,
     DatasetSpec,
     ImportedModel,
+    Log,
     OptimizerSpec,
     RunSpec,
     Strict,
     epochs_for_budget,
     import_label,
 )
-from lrbench.train.tblog import Log
 from lrbench.yamlio import load_yaml
 
 MAX_RUNS = 100_000

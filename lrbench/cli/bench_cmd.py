@@ -9,13 +9,14 @@ import typer
 from lrbench.cli.app import app
 from lrbench.cli.options import model_name
 from lrbench.cli.printing import print_whole
+from lrbench.defaults import DEFAULT_BATCH_SIZE
 from lrbench.errors import UserError
-from lrbench.specs import DEFAULT_BATCH_SIZE
-from lrbench.sweep.packs import pack_number
 
 
 def parse_packs(values: list[str]) -> list[int]:
     """`--pack 8 32 64`, `--pack 8 --pack 32`, `--pack 8,32,64`: pack sizes, in order."""
+    from lrbench.sweep.packs import pack_number
+
     return [pack_number(part) for value in values for part in str(value).replace(",", " ").split()]
 
 

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
-import yaml
-from pydantic import ValidationError
 
 from lrbench.errors import UserError, did_you_mean
-from lrbench.specs import DatasetName, DatasetSpec, OptimizerSpec
-from lrbench.yamlio import load_yaml
+
+if TYPE_CHECKING:  # pydantic and the specs are imported when an option is parsed, not for --help
+    from pydantic import ValidationError
+
+    from lrbench.specs import DatasetSpec, OptimizerSpec
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
     """`--set KEY=VALUE` pairs, each value parsed as YAML (`milestones=[0.3,0.6]`, `beta=0.9`)."""
+    import yaml
+
+    from lrbench.yamlio import load_yaml
+
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -31,7 +36,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def log_choice(text: str | None) -> str | None:
     """`--log`: how runs log live curves (tensorboard), or None."""
-    from lrbench.train.tblog import LOGS
+    from lrbench.specs import LOGS
 
     if text is not None and text not in LOGS:
         raise UserError(
@@ -114,7 +119,10 @@ def dataset_spec(
 ) -> DatasetSpec:
     """`--dataset cifar10`, or `--dataset imagefolder --data-root PATH`, or a path for short;
     an image folder's images fingerprinted (the run id covers them, not the path)."""
+    from pydantic import ValidationError
+
     from lrbench.data.identity import identify
+    from lrbench.specs import DatasetName, DatasetSpec
 
     if name not in get_args(DatasetName) and Path(name).exists():
         name, root = "imagefolder", name
@@ -158,7 +166,10 @@ def optimizer_spec(
     name: str, lr: float, momentum: float, nesterov: bool, weight_decay: float
 ) -> OptimizerSpec:
     """`--optimizer` and its settings, checked as a config's optimizer is."""
+    from pydantic import ValidationError
+
     from lrbench.optim import OPTIMIZERS
+    from lrbench.specs import OptimizerSpec
 
     if name not in OPTIMIZERS:
         raise UserError(f"--optimizer: {name!r} is not one of {', '.join(OPTIMIZERS)}")

@@ -188,7 +188,7 @@ def _slurm_settings(cfg, executor: str | None, device: str, args: dict):
 
 
 def _show_plan(sweep: Sweep, jobs: int | None) -> None:
-    from lrbench.display import fmt_duration
+    from lrbench.durations import fmt_duration
 
     table = Table(title=f"{len(sweep.planned)} runs", header_style="bold")
     for col in ("run", "epochs", "state"):
@@ -226,7 +226,7 @@ def status_command(
 ) -> None:
     """Runs by state for each sweep under RESULTS; each failed or damaged run with its reason;
     each unfinished run with its epoch and the time left (at its own epoch times)."""
-    from lrbench.display import fmt_duration
+    from lrbench.durations import fmt_duration
     from lrbench.sweep.status import STATES, sweep_status
 
     statuses = sweep_status(results)

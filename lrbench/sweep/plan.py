@@ -6,13 +6,16 @@ import fnmatch
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
-from lrbench.config import SweepConfig, expand
 from lrbench.errors import UserError
 from lrbench.results import RunDir, atomic_write_json, atomic_write_text, read_json, run_dirs
-from lrbench.specs import RunSpec
+
+if TYPE_CHECKING:  # the config imports the data and models (torch); status needs neither
+    from lrbench.config import SweepConfig
+    from lrbench.specs import RunSpec
 
 # What a sweep does with a run in each state (RunDir.status).
 TRAIN_STATES = ("new", "partial")
@@ -52,6 +55,8 @@ def check_results_root(results: Path) -> None:
 
 
 def plan(config: SweepConfig, results: Path, only: str | None = None) -> list[PlannedRun]:
+    from lrbench.config import expand
+
     check_results_root(results)
     root = sweep_dir(config, results)
     planned = []
@@ -67,6 +72,8 @@ def write_sweep_files(config: SweepConfig, results: Path) -> Path:
     """sweep.yaml (the config as resolved: user code by import path and source hash) and
     plan.json (every run id of it, so that report and status know the current runs without
     reading, let alone importing, anything else)."""
+    from lrbench.config import expand
+
     where = sweep_dir(config, results)
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     try:
