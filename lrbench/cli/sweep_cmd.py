@@ -12,7 +12,7 @@ from rich.table import Table
 
 from lrbench.cli.app import app
 from lrbench.cli.options import LiveLog, log_choice
-from lrbench.cli.printing import print_whole
+from lrbench.cli.printing import print_columns, print_whole
 from lrbench.errors import UserError
 
 if TYPE_CHECKING:
@@ -190,18 +190,10 @@ def _slurm_settings(cfg, executor: str | None, device: str, args: dict):
 def _show_plan(sweep: Sweep, jobs: int | None) -> None:
     from lrbench.durations import fmt_duration
 
-    table = Table(title=f"{len(sweep.planned)} runs", header_style="bold")
-    for col in ("run", "epochs", "state"):
-        table.add_column(col)
-    action = {"new": "to run", "partial": "to resume"}
-    for p in sweep.planned:
-        state = action.get(p.state, p.state)
-        if p.state == "partial":
-            state += f" (epoch {p.epochs_done}/{p.spec.epochs})"
-        if p in sweep.todo and p.state in ("failed", "damaged"):
-            state += " (retry)"
-        table.add_row(p.spec.run_id, str(p.spec.epochs), state)
-    print_whole(table, out)
+    retry = sweep.options.retry_failed
+    out.print(f"{len(sweep.planned)} runs", highlight=False)
+    rows = [(p.run_id, str(p.spec.epochs), p.shown_state(retry)) for p in sweep.planned]
+    print_columns(("run", "epochs", "state"), rows)
     note = sweep.check_data()
     if note:
         out.print(note)
