@@ -72,7 +72,10 @@ Dataset = Annotated[
 ]
 DataRoot = Annotated[
     str | None,
-    typer.Option(help="imagefolder: a folder with train/ and test/, or a .tar[.gz|.xz] of one."),
+    typer.Option(
+        help="imagefolder: a folder with train/ and test/, or a .tar[.gz|.xz] of one; with "
+        "another --dataset (cifar10), that dataset read from there under its own name."
+    ),
 ]
 DataDir = Annotated[
     str | None,
@@ -118,24 +121,32 @@ def dataset_spec(
     limit_test: int | None = None,
 ) -> DatasetSpec:
     """`--dataset cifar10`, or `--dataset imagefolder --data-root PATH`, or a path for short;
-    an image folder's images fingerprinted (the run id covers them, not the path)."""
+    an image folder's images fingerprinted (the run id covers them, not the path).
+    `--dataset cifar10 --data-root PATH` reads CIFAR-10 from there and calls it cifar10, as a
+    sweep's `--data-root` does."""
     from pydantic import ValidationError
 
+    from lrbench.config import read_from
     from lrbench.data.identity import identify
     from lrbench.specs import DatasetName, DatasetSpec
 
     if name not in get_args(DatasetName) and Path(name).exists():
         name, root = "imagefolder", name
+    elsewhere = root if name != "imagefolder" else None
     try:
         spec = DatasetSpec(
             name=name,
-            root=root,
+            root=None if elsewhere else root,
             limit_train=limit_train,
             limit_test=limit_test,
             val_fraction=val_fraction,
         )
     except ValidationError as err:
         raise UserError(pydantic_line(err, prefix="--")) from None
+    if elsewhere:
+        if not Path(elsewhere).exists():
+            raise UserError(f"--data-root {elsewhere}: no such file or folder")
+        spec = read_from(spec, elsewhere)
     return identify(spec)
 
 

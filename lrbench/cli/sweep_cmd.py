@@ -124,13 +124,11 @@ def sweep_command(
 
     Example: lrbench sweep configs/smoke.yaml --dry-run
     """
-    from lrbench.config import load_config, with_data_root
+    from lrbench.config import load_config
     from lrbench.display import SweepDisplay, console
     from lrbench.sweep import Sweep, SweepOptions
 
-    cfg = load_config(config)
-    if data_root:
-        cfg = with_data_root(cfg, data_root)
+    cfg = load_config(config, data_root=data_root)
     options = SweepOptions(
         results=results, device=device, jobs=jobs, precision=precision, data_dir=data_dir,
         pack=pack, threads=threads, log=log_choice(log) or cfg.log, only=only, retry_failed=retry_failed,
