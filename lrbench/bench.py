@@ -172,7 +172,7 @@ def run_bench(
     for prec, cl, is_variant in combos:
         layout = "channels_last" if cl else "NCHW"
         say(f"single: {prec}, {layout}")
-        step = _single(model, splits, dev, batch_size, prec, cl)
+        step = single_step(model, splits, dev, batch_size, prec, cl)
         config = f"{prec} {layout} ({'variant' if is_variant else 'as train.py runs'})"
         runners.append((Row("single", 1, 0.0, config=config, variant=is_variant), step))
 
@@ -184,7 +184,7 @@ def run_bench(
         )
         say(f"packed: G={g}, {config}")
         with _fits(f"--pack {g}"):
-            step = _packed(model, splits, dev, batch_size, g, precision, rt.channels_last,
+            step = packed_step(model, splits, dev, batch_size, g, precision, rt.channels_last,
                            warmup + steps * rounds)  # fmt: skip
         runners.append((Row("packed", g, 0.0, config=config), step))
 
@@ -312,7 +312,7 @@ def _baseline(model, splits, device, batch_size, workers) -> Callable[[], int]:
 # --- (b) lrbench's single-run loop ---------------------------------------------------------------
 
 
-def _single(model, splits, device, batch_size, precision, channels_last) -> Callable[[], int]:
+def single_step(model, splits, device, batch_size, precision, channels_last) -> Callable[[], int]:
     """train.py's own step (lrbench.train.train_step) on lrbench's device-resident batches."""
     data = DeviceData(splits, device, channels_last=channels_last)
     dtype = param_dtype(precision)
@@ -339,7 +339,7 @@ def _single(model, splits, device, batch_size, precision, channels_last) -> Call
 # --- (c) packs -----------------------------------------------------------------------------------
 
 
-def _packed(
+def packed_step(
     model, splits, device, batch_size, groups, precision, channels_last, total
 ) -> Callable[[], int]:
     """A packed sweep's step on G models (seeds 0..G-1, each its own rate)."""

@@ -186,7 +186,8 @@ def _slurm_settings(cfg, executor: str | None, device: str, args: dict):
 
 
 def _show_plan(sweep: Sweep, jobs: int | None) -> None:
-    from lrbench.durations import fmt_duration
+    from lrbench.durations import fmt_hours
+    from lrbench.sweep.estimate import estimate
 
     retry = sweep.options.retry_failed
     out.print(f"{len(sweep.planned)} runs", highlight=False)
@@ -200,13 +201,16 @@ def _show_plan(sweep: Sweep, jobs: int | None) -> None:
         why = next(iter(alone.values()))
         out.print(f"{len(alone)} run(s) train alone, never packed: {why}", soft_wrap=True)
     counts = sweep.counts()
-    est = sweep.estimate(jobs or 1)
+    est = estimate(sweep, jobs or 1)
+    hours = "unknown" if est.seconds is None else fmt_hours(est.seconds)
     out.print(
         f"done {counts['done']}, diverged {counts['diverged']}, failed {counts['failed']}, "
         f"damaged {counts['damaged']}, to resume {counts['partial']}, to run {counts['new']}; "
-        f"{sweep.epochs_left()} epochs to train; estimate {fmt_duration(est)}"
-        + (" (from this sweep's epoch times)" if est is not None else " (no epoch timed yet)"),
+        f"{sweep.epochs_left():,} epochs to train; "
+        + ("estimated " if est.calibrated else "estimate ")
+        + f"{hours} ({est.how})",
         soft_wrap=True,
+        highlight=False,
     )
 
 
