@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -68,6 +69,8 @@ class Row:
     ratio_to_baseline: float = 0.0
     config: str = ""  # what ran: precision, memory format, loader workers, implementation
     variant: bool = False  # an extra CPU comparison row (table only, not in --json)
+    per_round: list[float] = field(default_factory=list)  # images/s of each round
+    ratio_spread: tuple[float, float, float] = (0.0, 0.0, 0.0)  # min, median, max over rounds
 
 
 @dataclass
@@ -194,14 +197,18 @@ def run_bench(
         with _fits(f"--pack {row.pack}" if row.mode == "packed" else f"--batch-size {batch_size}"):
             timer.warm(step)
     for r in range(rounds):  # interleaved rounds: a burst of load hits every row alike
-        say(f"round {r + 1} of {rounds}")
-        for row, step in runners:
-            row.images_per_s = max(row.images_per_s, timer.images_per_s(step))
+        for i, (row, step) in enumerate(runners):
+            say(f"round {r + 1} of {rounds}, row {i + 1} of {len(runners)}: {row.mode} {row.pack}")
+            row.per_round.append(timer.images_per_s(step))
     report.rows = [row for row, _ in runners]
-    base = report.rows[0].images_per_s
+    base = report.rows[0]
     for row in report.rows:
+        row.images_per_s = max(row.per_round)
         row.model_epochs_per_s = row.images_per_s / MODEL_EPOCH_IMAGES
-        row.ratio_to_baseline = row.images_per_s / base
+        row.ratio_to_baseline = row.images_per_s / base.images_per_s
+        # each round's ratio to the baseline's time in the same round
+        ratios = [a / b for a, b in zip(row.per_round, base.per_round, strict=True)]
+        row.ratio_spread = (min(ratios), statistics.median(ratios), max(ratios))
     return report
 
 
