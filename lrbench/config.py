@@ -363,7 +363,8 @@ class SweepConfig(Strict):
             counts = " x ".join(f"{n:,} {what}" for what, n in sizes.items())
             raise ValueError(
                 f"the sweep expands to {total:,} runs ({counts}); at most {MAX_RUNS:,} fit "
-                "one sweep: split it"
+                "one sweep: split it into sweeps of other names, e.g. by seeds, and report them "
+                "together (README: A study larger than one sweep)"
             )
         return self
 
