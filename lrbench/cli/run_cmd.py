@@ -71,7 +71,7 @@ def run_command(
     Run the same command again after an interruption and it resumes from the last finished
     epoch; a finished run is not trained again.
 
-    Example: lrbench run --dataset ../shared/data/cifar10_jpeg_train_test.tar.xz --limit-train 5000 --epochs 3 --out runs/try
+    Example: lrbench run --dataset cifar10 --data-root ../shared/data/cifar10_jpeg_train_test.tar.xz --limit-train 5000 --epochs 3 --out runs/try
     """
     from pydantic import ValidationError
 
