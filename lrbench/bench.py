@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -68,6 +69,8 @@ class Row:
     ratio_to_baseline: float = 0.0
     config: str = ""  # what ran: precision, memory format, loader workers, implementation
     variant: bool = False  # an extra CPU comparison row (table only, not in --json)
+    per_round: list[float] = field(default_factory=list)  # images/s of each round
+    ratio_spread: tuple[float, float, float] = (0.0, 0.0, 0.0)  # min, median, max over rounds
 
 
 @dataclass
@@ -172,7 +175,7 @@ def run_bench(
     for prec, cl, is_variant in combos:
         layout = "channels_last" if cl else "NCHW"
         say(f"single: {prec}, {layout}")
-        step = _single(model, splits, dev, batch_size, prec, cl)
+        step = single_step(model, splits, dev, batch_size, prec, cl)
         config = f"{prec} {layout} ({'variant' if is_variant else 'as train.py runs'})"
         runners.append((Row("single", 1, 0.0, config=config, variant=is_variant), step))
 
@@ -184,7 +187,7 @@ def run_bench(
         )
         say(f"packed: G={g}, {config}")
         with _fits(f"--pack {g}"):
-            step = _packed(model, splits, dev, batch_size, g, precision, rt.channels_last,
+            step = packed_step(model, splits, dev, batch_size, g, precision, rt.channels_last,
                            warmup + steps * rounds)  # fmt: skip
         runners.append((Row("packed", g, 0.0, config=config), step))
 
@@ -194,14 +197,18 @@ def run_bench(
         with _fits(f"--pack {row.pack}" if row.mode == "packed" else f"--batch-size {batch_size}"):
             timer.warm(step)
     for r in range(rounds):  # interleaved rounds: a burst of load hits every row alike
-        say(f"round {r + 1} of {rounds}")
-        for row, step in runners:
-            row.images_per_s = max(row.images_per_s, timer.images_per_s(step))
+        for i, (row, step) in enumerate(runners):
+            say(f"round {r + 1} of {rounds}, row {i + 1} of {len(runners)}: {row.mode} {row.pack}")
+            row.per_round.append(timer.images_per_s(step))
     report.rows = [row for row, _ in runners]
-    base = report.rows[0].images_per_s
+    base = report.rows[0]
     for row in report.rows:
+        row.images_per_s = max(row.per_round)
         row.model_epochs_per_s = row.images_per_s / MODEL_EPOCH_IMAGES
-        row.ratio_to_baseline = row.images_per_s / base
+        row.ratio_to_baseline = row.images_per_s / base.images_per_s
+        # each round's ratio to the baseline's time in the same round
+        ratios = [a / b for a, b in zip(row.per_round, base.per_round, strict=True)]
+        row.ratio_spread = (min(ratios), statistics.median(ratios), max(ratios))
     return report
 
 
@@ -312,7 +319,7 @@ def _baseline(model, splits, device, batch_size, workers) -> Callable[[], int]:
 # --- (b) lrbench's single-run loop ---------------------------------------------------------------
 
 
-def _single(model, splits, device, batch_size, precision, channels_last) -> Callable[[], int]:
+def single_step(model, splits, device, batch_size, precision, channels_last) -> Callable[[], int]:
     """train.py's own step (lrbench.train.train_step) on lrbench's device-resident batches."""
     data = DeviceData(splits, device, channels_last=channels_last)
     dtype = param_dtype(precision)
@@ -339,7 +346,7 @@ def _single(model, splits, device, batch_size, precision, channels_last) -> Call
 # --- (c) packs -----------------------------------------------------------------------------------
 
 
-def _packed(
+def packed_step(
     model, splits, device, batch_size, groups, precision, channels_last, total
 ) -> Callable[[], int]:
     """A packed sweep's step on G models (seeds 0..G-1, each its own rate)."""

@@ -44,13 +44,13 @@ from lrbench.specs import (
     SEEDS_BELOW,
     DatasetSpec,
     ImportedModel,
+    Log,
     OptimizerSpec,
     RunSpec,
     Strict,
     epochs_for_budget,
     import_label,
 )
-from lrbench.train.tblog import Log
 from lrbench.yamlio import load_yaml
 
 MAX_RUNS = 100_000
@@ -239,6 +239,7 @@ class SweepConfig(Strict):
         without importing or hashing anything."""
         if not _imports(info):
             return dataset
+        dataset = _placed(dataset, info.context or {})
         try:
             return identify(resolve_dataset(dataset, "dataset"))
         except UserError as err:
@@ -362,7 +363,8 @@ class SweepConfig(Strict):
             counts = " x ".join(f"{n:,} {what}" for what, n in sizes.items())
             raise ValueError(
                 f"the sweep expands to {total:,} runs ({counts}); at most {MAX_RUNS:,} fit "
-                "one sweep: split it"
+                "one sweep: split it into sweeps of other names, e.g. by seeds, and report them "
+                "together (README: A study larger than one sweep)"
             )
         return self
 
@@ -532,12 +534,43 @@ def _is_builtin(name: str) -> bool:
     return True
 
 
-def load_config(path: str | Path, imports: bool = True) -> SweepConfig:
+def config_relative(value: str, base: Path) -> str:
+    """A path written in a config, read from the config's folder (`~` expanded; an absolute
+    path as it is), so a config means the same files from whichever folder it is run."""
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base / path)
+
+
+def read_from(dataset: DatasetSpec, root: str) -> DatasetSpec:
+    """The same dataset read from an image folder or archive (`--data-root`): it keeps its name
+    in run ids and reports (`label`), whichever command made the run."""
+    moved = {"name": "imagefolder", "root": root, "label": dataset.display_name}
+    return dataset.model_copy(update={**moved, "ref": None, "args": None, "source": None})
+
+
+def _placed(dataset: DatasetSpec, context: dict[str, Any]) -> DatasetSpec:
+    """The dataset where this command reads it: `--data-root` in place of the config's data
+    (its own path is never checked then), else the config's paths from the config's folder."""
+    if context.get("data_root"):
+        return read_from(dataset, context["data_root"])
+    base = context.get("base")
+    if base is None or dataset.root is None:
+        return dataset
+    return dataset.model_copy(update={"root": config_relative(dataset.root, base)})
+
+
+def load_config(
+    path: str | Path, imports: bool = True, data_root: str | None = None
+) -> SweepConfig:
     """Read and validate a sweep file; every problem is reported at once, naming file and key.
 
-    Import paths in it resolve against the file's folder and the current directory. With
-    imports=False (a results folder's sweep.yaml, read by `status`) no user code is imported.
+    Paths in it (the dataset's root) and import paths resolve against the file's folder (import
+    paths also against the current directory); `data_root` replaces the dataset's files before
+    they are looked at. With imports=False (a results folder's sweep.yaml, read by `status`) no
+    user code is imported and no path is touched.
     """
+    if data_root is not None and not Path(data_root).exists():
+        raise UserError(f"--data-root {data_root}: no such file or folder")
     path = Path(path)
     text = _config_text(path)
     try:
@@ -548,7 +581,8 @@ def load_config(path: str | Path, imports: bool = True) -> SweepConfig:
         raise UserError(f"{path}: expected a mapping of keys (name, dataset, models, ...)")
     if imports:  # the folder added last is searched first: the config's own modules win
         add_search_path(Path.cwd(), path.parent)
-    return parse_config(raw, source=str(path), imports=imports)
+    placing = {"base": path.absolute().parent, "data_root": data_root}
+    return parse_config(raw, source=str(path), imports=imports, placing=placing)
 
 
 def _config_text(path: Path) -> str:
@@ -600,9 +634,12 @@ def _yaml_problem(path: Path, text: str, err: YAMLError) -> str:
     return f"{where}: not valid YAML: {problem}"
 
 
-def parse_config(raw: dict, source: str = "<config>", imports: bool = True) -> SweepConfig:
+def parse_config(
+    raw: dict, source: str = "<config>", imports: bool = True, placing: dict | None = None
+) -> SweepConfig:
+    """`placing`: where the config's paths are read from (`base`) and `data_root`, if given."""
     try:
-        return SweepConfig.model_validate(raw, context={"imports": imports})
+        return SweepConfig.model_validate(raw, context={"imports": imports, **(placing or {})})
     except ValidationError as err:
         at: dict[str, list[dict]] = {}
         for e in err.errors():
@@ -619,10 +656,7 @@ def with_data_root(config: SweepConfig, root: str) -> SweepConfig:
     """
     if not Path(root).exists():
         raise UserError(f"--data-root {root}: no such file or folder")
-    ds = config.dataset
-    moved = {"name": "imagefolder", "root": root, "label": ds.display_name}
-    dataset = ds.model_copy(update={**moved, "ref": None, "args": None, "source": None})
-    return config.model_copy(update={"dataset": identify(dataset)})
+    return config.model_copy(update={"dataset": identify(read_from(config.dataset, root))})
 
 
 def expand(config: SweepConfig) -> list[RunSpec]:

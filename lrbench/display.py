@@ -11,19 +11,11 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from lrbench.durations import fmt_duration
 from lrbench.executors.local import Msg
 from lrbench.train import Event
 
 console = Console(stderr=True, soft_wrap=True)
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 def _metrics(row: dict | None) -> str:

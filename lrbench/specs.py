@@ -8,14 +8,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lrbench.defaults import (  # noqa: F401  (re-exported: the specs' defaults and bounds)
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MOMENTUM,
+    DEFAULT_WEIGHT_DECAY,
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_IMAGES,
+    SEEDS_BELOW,
+)
+
 DatasetName = Literal["cifar10", "cifar100", "stl10", "synthetic", "imagefolder", "import"]
 OptimizerName = Literal["sgd", "adam", "adamw", "sgd_schedulefree", "adamw_schedulefree"]
+# how runs log live curves: how a run executes, never part of its id
+Log = Literal["tensorboard"]
+LOGS: tuple[str, ...] = ("tensorboard",)
 
-# Sizes past any real use that would overflow, or never end, deep inside a run.
-SEEDS_BELOW = 2**31  # what 32-bit seeding (numpy's legacy RNG, many tools) takes
-MAX_EPOCHS = 100_000
-MAX_BATCH = 2**20
-MAX_IMAGES = 2**31 - 1
 FINGERPRINT = r"^sha256:[0-9a-f]{64}$"  # lrbench.data.identity
 
 
@@ -108,13 +116,6 @@ class DatasetSpec(Strict):
         if self.label:
             return self.label
         return import_label(self.ref) if self.ref else self.name
-
-
-# The one home of the defaults a run falls back to, in a config and in `lrbench run`, `lr-find`
-# and `bench` alike (a config's run id hashes the values, so changing one changes ids).
-DEFAULT_MOMENTUM = 0.9
-DEFAULT_WEIGHT_DECAY = 0.0
-DEFAULT_BATCH_SIZE = 128
 
 
 class OptimizerSpec(Strict):

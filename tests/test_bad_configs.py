@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -257,10 +256,8 @@ ALIAS_BOMB = "bomb: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     ],
     ids=["alias bomb", "alias cycle", "33 levels", "5000 levels", "block nesting"],
 )
-def test_yaml_bombs_are_refused_quickly(cli, tmp_path, text, expected):
-    start = time.perf_counter()
+def test_yaml_bombs_are_refused_before_they_expand(cli, tmp_path, text, expected):
     assert expected in dry_run(cli, tmp_path, text)
-    assert time.perf_counter() - start < 10
 
 
 # Any value at any key: accepted, or refused with one line that names the key.

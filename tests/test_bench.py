@@ -71,3 +71,23 @@ def test_pack_sizes_may_be_spaced_repeated_or_comma_separated():
     assert parse_packs(["8", "32,64"]) == [8, 32, 64]
     with pytest.raises(UserError):
         parse_packs(["-1"])
+
+
+def test_each_row_shows_its_spread_over_rounds_and_progress_inside_a_round():
+    said: list[str] = []
+    report = run_bench("resnet8", "cpu", [2], steps=1, warmup=0, batch_size=8, variants=False,
+                       rounds=3, workers=0, log=said.append)  # fmt: skip
+    for row in report.rows:
+        assert len(row.per_round) == 3
+        low, median, high = row.ratio_spread
+        assert low <= median <= high
+    assert report.rows[0].ratio_spread == (1.0, 1.0, 1.0)  # the baseline against itself
+    rows = len(report.rows)
+    inside = [m for m in said if m.startswith("round ")]
+    assert len(inside) == 3 * rows and inside[-1].startswith(f"round 3 of 3, row {rows} of {rows}")
+
+
+def test_the_usage_line_names_the_options(cli):
+    result = cli("bench", "--help")
+    assert "Usage: lrbench bench [OPTIONS]" in " ".join(result.out.split())
+    assert "[]" not in result.out

@@ -5,23 +5,33 @@ from __future__ import annotations
 import json
 
 import typer
+from typer.core import TyperCommand
 
 from lrbench.cli.app import app
 from lrbench.cli.options import model_name
 from lrbench.cli.printing import print_whole
+from lrbench.defaults import DEFAULT_BATCH_SIZE
 from lrbench.errors import UserError
-from lrbench.specs import DEFAULT_BATCH_SIZE
-from lrbench.sweep.packs import pack_number
 
 
 def parse_packs(values: list[str]) -> list[int]:
     """`--pack 8 32 64`, `--pack 8 --pack 32`, `--pack 8,32,64`: pack sizes, in order."""
+    from lrbench.sweep.packs import pack_number
+
     return [pack_number(part) for value in values for part in str(value).replace(",", " ").split()]
 
 
-@app.command("bench")
+class _OptionsOnly(TyperCommand):
+    """The usage line shows options only: the hidden argument only takes the rest of
+    `--pack 8 32 64`."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [self.options_metavar]
+
+
+@app.command("bench", cls=_OptionsOnly)
 def bench_command(
-    more_packs: list[str] = typer.Argument(None, hidden=True, metavar=""),
+    more_packs: list[str] = typer.Argument(None, hidden=True),
     model: str = typer.Option("resnet20", help="The model to time (any resnet{6n+2})."),
     device: str = typer.Option("auto", help="auto (CUDA when present) | cpu | cuda | cuda:N."),
     pack: list[str] = typer.Option(
@@ -104,7 +114,8 @@ def _print_table(report) -> None:
         title=(
             f"lrbench bench: {report.model}, batch {report.batch_size}, {report.data} data, "
             f"{report.device}; best of {report.rounds} rounds of {report.steps} timed steps per "
-            f"row, after {report.warmup} warm-up steps"
+            f"row, after {report.warmup} warm-up steps. x baseline: the row's best round against the "
+            "baseline's; rounds: each round against the baseline in that round"
         ),
         title_justify="left",
     )
@@ -115,6 +126,7 @@ def _print_table(report) -> None:
         ("images/s", "right"),
         ("model-epochs/s", "right"),
         ("x baseline", "right"),
+        ("rounds: min / median / max", "right"),
     ):
         table.add_column(name, justify=justify)
     for r in report.rows:
@@ -126,6 +138,7 @@ def _print_table(report) -> None:
             f"{r.images_per_s:,.0f}",
             f"{r.model_epochs_per_s:.4f}",
             f"{r.ratio_to_baseline:.2f}",
+            " / ".join(f"{x:.2f}" for x in r.ratio_spread),
             style=style,
         )
     print_whole(table)

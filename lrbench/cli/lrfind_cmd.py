@@ -29,14 +29,14 @@ from lrbench.cli.options import (
     model_name,
     optimizer_spec,
 )
-from lrbench.errors import UserError
-from lrbench.specs import (
+from lrbench.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MOMENTUM,
     DEFAULT_WEIGHT_DECAY,
     MAX_BATCH,
     SEEDS_BELOW,
 )
+from lrbench.errors import UserError
 
 MAX_STEPS = 1_000_000  # a probe, not a training run
 HELP = "\n\n".join(

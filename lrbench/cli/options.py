@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
-import yaml
-from pydantic import ValidationError
 
 from lrbench.errors import UserError, did_you_mean
-from lrbench.specs import DatasetName, DatasetSpec, OptimizerSpec
-from lrbench.yamlio import load_yaml
+
+if TYPE_CHECKING:  # pydantic and the specs are imported when an option is parsed, not for --help
+    from pydantic import ValidationError
+
+    from lrbench.specs import DatasetSpec, OptimizerSpec
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
     """`--set KEY=VALUE` pairs, each value parsed as YAML (`milestones=[0.3,0.6]`, `beta=0.9`)."""
+    import yaml
+
+    from lrbench.yamlio import load_yaml
+
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -31,7 +36,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def log_choice(text: str | None) -> str | None:
     """`--log`: how runs log live curves (tensorboard), or None."""
-    from lrbench.train.tblog import LOGS
+    from lrbench.specs import LOGS
 
     if text is not None and text not in LOGS:
         raise UserError(
@@ -67,7 +72,10 @@ Dataset = Annotated[
 ]
 DataRoot = Annotated[
     str | None,
-    typer.Option(help="imagefolder: a folder with train/ and test/, or a .tar[.gz|.xz] of one."),
+    typer.Option(
+        help="imagefolder: a folder with train/ and test/, or a .tar[.gz|.xz] of one; with "
+        "another --dataset (cifar10), that dataset read from there under its own name."
+    ),
 ]
 DataDir = Annotated[
     str | None,
@@ -113,21 +121,32 @@ def dataset_spec(
     limit_test: int | None = None,
 ) -> DatasetSpec:
     """`--dataset cifar10`, or `--dataset imagefolder --data-root PATH`, or a path for short;
-    an image folder's images fingerprinted (the run id covers them, not the path)."""
+    an image folder's images fingerprinted (the run id covers them, not the path).
+    `--dataset cifar10 --data-root PATH` reads CIFAR-10 from there and calls it cifar10, as a
+    sweep's `--data-root` does."""
+    from pydantic import ValidationError
+
+    from lrbench.config import read_from
     from lrbench.data.identity import identify
+    from lrbench.specs import DatasetName, DatasetSpec
 
     if name not in get_args(DatasetName) and Path(name).exists():
         name, root = "imagefolder", name
+    elsewhere = root if name != "imagefolder" else None
     try:
         spec = DatasetSpec(
             name=name,
-            root=root,
+            root=None if elsewhere else root,
             limit_train=limit_train,
             limit_test=limit_test,
             val_fraction=val_fraction,
         )
     except ValidationError as err:
         raise UserError(pydantic_line(err, prefix="--")) from None
+    if elsewhere:
+        if not Path(elsewhere).exists():
+            raise UserError(f"--data-root {elsewhere}: no such file or folder")
+        spec = read_from(spec, elsewhere)
     return identify(spec)
 
 
@@ -158,7 +177,10 @@ def optimizer_spec(
     name: str, lr: float, momentum: float, nesterov: bool, weight_decay: float
 ) -> OptimizerSpec:
     """`--optimizer` and its settings, checked as a config's optimizer is."""
+    from pydantic import ValidationError
+
     from lrbench.optim import OPTIMIZERS
+    from lrbench.specs import OptimizerSpec
 
     if name not in OPTIMIZERS:
         raise UserError(f"--optimizer: {name!r} is not one of {', '.join(OPTIMIZERS)}")

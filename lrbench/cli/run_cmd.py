@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 
 from lrbench.cli.app import app
 from lrbench.cli.options import (
@@ -30,9 +29,8 @@ from lrbench.cli.options import (
     parse_sets,
     pydantic_line,
 )
+from lrbench.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MOMENTUM, DEFAULT_WEIGHT_DECAY
 from lrbench.errors import RunFailed, UserError
-from lrbench.schedules import build_schedule
-from lrbench.specs import DEFAULT_BATCH_SIZE, DEFAULT_MOMENTUM, DEFAULT_WEIGHT_DECAY, RunSpec
 
 
 @app.command("run")
@@ -73,12 +71,16 @@ def run_command(
     Run the same command again after an interruption and it resumes from the last finished
     epoch; a finished run is not trained again.
 
-    Example: lrbench run --dataset ../shared/data/cifar10_jpeg_train_test.tar.xz --limit-train 5000 --epochs 3 --out runs/try
+    Example: lrbench run --dataset cifar10 --data-root ../shared/data/cifar10_jpeg_train_test.tar.xz --limit-train 5000 --epochs 3 --out runs/try
     """
+    from pydantic import ValidationError
+
     from lrbench.display import RunProgress
     from lrbench.imports import add_search_path
     from lrbench.models import check_model_name
     from lrbench.optim import check_schedule
+    from lrbench.schedules import build_schedule
+    from lrbench.specs import RunSpec
     from lrbench.train import Runtime, train_run
 
     add_search_path(Path.cwd())  # --schedule module:function, as `lrbench schedule` finds it

@@ -11,9 +11,8 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -22,13 +21,11 @@ from rich.table import Table
 from lrbench.cli.app import app
 from lrbench.cli.options import parse_sets
 from lrbench.errors import UserError
-from lrbench.imports import add_search_path
-from lrbench.schedules import (
-    Schedule,
-    build_schedule,
-    describe_modifiers,
-    describe_schedules,
-)
+
+if TYPE_CHECKING:  # the schedules (numpy, pydantic) load when a command runs, not for --help
+    import numpy as np
+
+    from lrbench.schedules import Schedule
 
 FORMATS = ("table", "csv", "png")
 TABLE_ROWS = 20
@@ -43,6 +40,8 @@ def schedules_command() -> None:
     `schedules:` list, e.g. `- {name: rex, beta: 0.9, warmup: 0.05}`. Your own schedule is a
     Python function named by import path: `- {import: "mymodule:my_schedule", label: mine}`.
     """
+    from lrbench.schedules import describe_modifiers, describe_schedules
+
     console = Console(width=max(Console().width, 100))
     table = Table(title="schedules: lr_t = lr * m(t / T)", show_lines=True)
     table.add_column("schedule", style="bold")
@@ -129,6 +128,11 @@ def schedule_command(
         raise UserError(
             f"--momentum {momentum} is not valid; --momentum accepts a number in [0, 1)"
         )
+    import numpy as np
+
+    from lrbench.imports import add_search_path
+    from lrbench.schedules import build_schedule
+
     params = parse_sets(sets)
     if "name" in params:
         raise UserError("--set name=...: give the schedule's name as the argument instead")
@@ -184,6 +188,8 @@ def _print_table(
     lr: float,
     out: Path | None,
 ) -> None:
+    import numpy as np
+
     total = len(rates)
     rows = np.unique(
         np.r_[np.linspace(0, total, TABLE_ROWS, endpoint=False).astype(int), total - 1]
@@ -230,6 +236,7 @@ def _plot(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     total = len(rates)
     steps = np.arange(total)
@@ -261,6 +268,8 @@ def _plot(
 
 def _title(schedule: Schedule) -> str:
     """label: name(parameters that differ from the defaults); module:function(its parameters)."""
+    from lrbench.schedules import Schedule, describe_modifiers
+
     if schedule.name == "import":
         name = schedule.params["import"]
         defaults = {m["name"]: m["default"] for m in describe_modifiers()}

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from lrbench.cli.app import app
 from lrbench.cli.options import LiveLog, log_choice
-from lrbench.cli.printing import print_whole
+from lrbench.cli.printing import print_columns, print_whole
 from lrbench.errors import UserError
 
 if TYPE_CHECKING:
@@ -124,13 +124,11 @@ def sweep_command(
 
     Example: lrbench sweep configs/smoke.yaml --dry-run
     """
-    from lrbench.config import load_config, with_data_root
+    from lrbench.config import load_config
     from lrbench.display import SweepDisplay, console
     from lrbench.sweep import Sweep, SweepOptions
 
-    cfg = load_config(config)
-    if data_root:
-        cfg = with_data_root(cfg, data_root)
+    cfg = load_config(config, data_root=data_root)
     options = SweepOptions(
         results=results, device=device, jobs=jobs, precision=precision, data_dir=data_dir,
         pack=pack, threads=threads, log=log_choice(log) or cfg.log, only=only, retry_failed=retry_failed,
@@ -188,20 +186,13 @@ def _slurm_settings(cfg, executor: str | None, device: str, args: dict):
 
 
 def _show_plan(sweep: Sweep, jobs: int | None) -> None:
-    from lrbench.display import fmt_duration
+    from lrbench.durations import fmt_hours
+    from lrbench.sweep.estimate import estimate
 
-    table = Table(title=f"{len(sweep.planned)} runs", header_style="bold")
-    for col in ("run", "epochs", "state"):
-        table.add_column(col)
-    action = {"new": "to run", "partial": "to resume"}
-    for p in sweep.planned:
-        state = action.get(p.state, p.state)
-        if p.state == "partial":
-            state += f" (epoch {p.epochs_done}/{p.spec.epochs})"
-        if p in sweep.todo and p.state in ("failed", "damaged"):
-            state += " (retry)"
-        table.add_row(p.spec.run_id, str(p.spec.epochs), state)
-    print_whole(table, out)
+    retry = sweep.options.retry_failed
+    out.print(f"{len(sweep.planned)} runs", highlight=False)
+    rows = [(p.run_id, str(p.spec.epochs), p.shown_state(retry)) for p in sweep.planned]
+    print_columns(("run", "epochs", "state"), rows)
     note = sweep.check_data()
     if note:
         out.print(note)
@@ -210,13 +201,16 @@ def _show_plan(sweep: Sweep, jobs: int | None) -> None:
         why = next(iter(alone.values()))
         out.print(f"{len(alone)} run(s) train alone, never packed: {why}", soft_wrap=True)
     counts = sweep.counts()
-    est = sweep.estimate(jobs or 1)
+    est = estimate(sweep, jobs or 1)
+    hours = "unknown" if est.seconds is None else fmt_hours(est.seconds)
     out.print(
         f"done {counts['done']}, diverged {counts['diverged']}, failed {counts['failed']}, "
         f"damaged {counts['damaged']}, to resume {counts['partial']}, to run {counts['new']}; "
-        f"{sweep.epochs_left()} epochs to train; estimate {fmt_duration(est)}"
-        + (" (from this sweep's epoch times)" if est is not None else " (no epoch timed yet)"),
+        f"{sweep.epochs_left():,} epochs to train; "
+        + ("estimated " if est.calibrated else "estimate ")
+        + f"{hours} ({est.how})",
         soft_wrap=True,
+        highlight=False,
     )
 
 
@@ -226,7 +220,7 @@ def status_command(
 ) -> None:
     """Runs by state for each sweep under RESULTS; each failed or damaged run with its reason;
     each unfinished run with its epoch and the time left (at its own epoch times)."""
-    from lrbench.display import fmt_duration
+    from lrbench.durations import fmt_duration
     from lrbench.sweep.status import STATES, sweep_status
 
     statuses = sweep_status(results)

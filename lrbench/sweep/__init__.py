@@ -7,26 +7,28 @@ Slurm submission, and status.
     outcome = sweep.run_local(display, print)
 """
 
-from lrbench.sweep.plan import (
-    RETRY_STATES,
-    SKIP_STATES,
-    TRAIN_STATES,
-    PlannedRun,
-    plan,
-    sweep_dir,
-    write_sweep_files,
-)
-from lrbench.sweep.run import Sweep, SweepOptions, SweepOutcome
+from __future__ import annotations
 
-__all__ = [
-    "RETRY_STATES",
-    "SKIP_STATES",
-    "TRAIN_STATES",
-    "PlannedRun",
-    "Sweep",
-    "SweepOptions",
-    "SweepOutcome",
-    "plan",
-    "sweep_dir",
-    "write_sweep_files",
-]
+import importlib
+from typing import Any
+
+# what each name is imported from, on first use: `lrbench status` reads lrbench.sweep.status
+# and must not import the training stack (torch) that running a sweep needs
+_WHERE = {
+    "RETRY_STATES": "plan",
+    "SKIP_STATES": "plan",
+    "TRAIN_STATES": "plan",
+    "PlannedRun": "plan",
+    "sweep_dir": "plan",
+    "write_sweep_files": "plan",
+    "Sweep": "run",
+    "SweepOptions": "run",
+    "SweepOutcome": "run",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -70,13 +70,13 @@ def plan_work(planned: list[PlannedRun], todo: list[PlannedRun], size: int) -> l
     """The packs to train: those holding a run of `todo`, with their finished members."""
     if size == 1:
         return [[(p.spec, p.run.path)] for p in todo]
-    wanted = {p.spec.run_id for p in todo}
-    by_id = {p.spec.run_id: p for p in planned}
+    wanted = {p.run_id for p in todo}
+    by_id = {p.run_id: p for p in planned}
     work = []
     for pack in plan_packs([p.spec for p in planned], size):
         if not any(s.run_id in wanted for s in pack):
             continue
         members = [by_id[s.run_id] for s in pack]
-        members = [m for m in members if m.spec.run_id in wanted or m.state in SKIP_STATES]
+        members = [m for m in members if m.run_id in wanted or m.state in SKIP_STATES]
         work.append([(m.spec, m.run.path) for m in members])
     return work

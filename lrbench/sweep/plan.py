@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import fnmatch
+import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
-from lrbench.config import SweepConfig, expand
 from lrbench.errors import UserError
 from lrbench.results import RunDir, atomic_write_json, atomic_write_text, read_json, run_dirs
-from lrbench.specs import RunSpec
+
+if TYPE_CHECKING:  # the config imports the data and models (torch); status needs neither
+    from lrbench.config import SweepConfig
+    from lrbench.specs import RunSpec
 
 # What a sweep does with a run in each state (RunDir.status).
 TRAIN_STATES = ("new", "partial")
@@ -33,8 +37,23 @@ class PlannedRun:
             return self.spec.epochs
         return self.run.complete_epochs() if self.state == "partial" else 0
 
+    @property
+    def run_id(self) -> str:
+        """The id, read off the run's folder name (the spec's own recomputes a hash each time)."""
+        return self.run.path.name
+
     def to_train(self, retry_failed: bool) -> bool:
         return self.state in TRAIN_STATES or (retry_failed and self.state in RETRY_STATES)
+
+    def shown_state(self, retry_failed: bool) -> str:
+        """What the dry run says the sweep does with it: to run, to resume (epoch e/E), done,
+        failed (retry), ..."""
+        state = {"new": "to run", "partial": "to resume"}.get(self.state, self.state)
+        if self.state == "partial":
+            state += f" (epoch {self.epochs_done}/{self.spec.epochs})"
+        if self.state in RETRY_STATES and retry_failed:
+            state += " (retry)"
+        return state
 
 
 def sweep_dir(config: SweepConfig, results: Path) -> Path:
@@ -52,21 +71,38 @@ def check_results_root(results: Path) -> None:
 
 
 def plan(config: SweepConfig, results: Path, only: str | None = None) -> list[PlannedRun]:
+    """Every run of the config (or those `only` selects) in its state. The runs folder is
+    listed once: a run without a folder is new without asking the file system again, so a
+    fresh plan of 10^5 runs costs no 10^5 stats."""
+    from lrbench.config import expand
+
     check_results_root(results)
-    root = sweep_dir(config, results)
+    runs = sweep_dir(config, results) / "runs"
+    started = _folder_names(runs)
     planned = []
     for spec in expand(config):
-        if only and not fnmatch.fnmatch(spec.run_id, only) and only not in spec.run_id:
+        run_id = spec.run_id
+        if only and not fnmatch.fnmatch(run_id, only) and only not in run_id:
             continue
-        run = RunDir(root / "runs" / spec.run_id)
-        planned.append(PlannedRun(spec, run, run.status()))
+        run = RunDir(runs / run_id)
+        planned.append(PlannedRun(spec, run, run.status() if run_id in started else "new"))
     return planned
+
+
+def _folder_names(folder: Path) -> set[str]:
+    try:
+        with os.scandir(folder) as entries:
+            return {e.name for e in entries}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
 
 
 def write_sweep_files(config: SweepConfig, results: Path) -> Path:
     """sweep.yaml (the config as resolved: user code by import path and source hash) and
     plan.json (every run id of it, so that report and status know the current runs without
     reading, let alone importing, anything else)."""
+    from lrbench.config import expand
+
     where = sweep_dir(config, results)
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     try:
@@ -116,8 +152,15 @@ def estimate_seconds(planned: list[PlannedRun], sweep: Path, workers: int) -> fl
         left = p.spec.epochs - p.epochs_done
         if left <= 0 or p.state in SKIP_STATES:
             continue
-        key = (str(p.spec.model_dump(mode="json")["model"]), p.spec.batch_size)
+        key = (_model_key(p.spec), p.spec.batch_size)
         if key not in timing:
             return None
         total += left * timing[key]
     return total / max(1, workers)
+
+
+def _model_key(spec: RunSpec) -> str:
+    """The model as seconds_per_epoch keys it (spec.json's `model`, as a string)."""
+    if isinstance(spec.model, str):
+        return spec.model
+    return str(spec.model.model_dump(mode="json"))

@@ -127,7 +127,7 @@ class Sweep:
         """Runs left to train that cannot share a pack, and why (e.g. a model with dropout)."""
         from lrbench.packed.planning import unpackable_reason
 
-        reasons = {p.spec.run_id: unpackable_reason(p.spec) for p in self.todo}
+        reasons = {p.run_id: unpackable_reason(p.spec) for p in self.todo}
         return {run: why for run, why in reasons.items() if why}
 
     def estimate(self, workers: int) -> float | None:

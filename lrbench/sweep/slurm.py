@@ -63,14 +63,14 @@ def submit_to_slurm(
     queued = queued_runs(where)
     items, held, waiting = [], [], []
     for p in sweep.todo:
-        if p.spec.run_id in queued:
+        if p.run_id in queued:
             waiting.append(p)
         elif p.run.is_locked():
             held.append(p)
         else:
             items.append(p)
     if waiting:
-        jobs = sorted({queued[p.spec.run_id].split("_")[0] for p in waiting})
+        jobs = sorted({queued[p.run_id].split("_")[0] for p in waiting})
         say(
             f"{len(waiting)} run(s) are still queued or running in job {', '.join(jobs)}; "
             "not submitted again"
@@ -106,7 +106,7 @@ def submit_to_slurm(
         return outcome
 
     # --wait: the runs just submitted and those already queued, followed through their folders.
-    specs = {p.spec.run_id: p for p in waiting}
+    specs = {p.run_id: p for p in waiting}
     for task_id in sorted({queued[r] for r in specs}):
         runs = [(specs[r].spec, specs[r].run.path) for r, t in queued.items()
                 if t == task_id and r in specs]  # fmt: skip
@@ -115,7 +115,7 @@ def submit_to_slurm(
         return outcome
     followed = {s.run_id for t in sub.tasks for s, _ in t.items}
     total = len(followed)
-    epochs = sweep.epochs_left([p for p in sweep.todo if p.spec.run_id in followed])
+    epochs = sweep.epochs_left([p for p in sweep.todo if p.run_id in followed])
     say(f"waiting for {total} run(s); Ctrl-C stops waiting, not the jobs")
     labels: list[str] = []
     task_of = {s.run_id: t.task_id for t in sub.tasks for s, _ in t.items}

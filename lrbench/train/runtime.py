@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from lrbench.errors import UserError
-from lrbench.train.tblog import Log
+from lrbench.specs import Log
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp64")
 

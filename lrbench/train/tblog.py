@@ -28,12 +28,12 @@ import socket
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-Log = Literal["tensorboard"]
-LOGS: tuple[str, ...] = ("tensorboard",)
+from lrbench.specs import LOGS, Log
+
 AXES = ("epoch", "step", "lr", "momentum")  # the x-axis, and what is written per step
 _opened = itertools.count()
 
