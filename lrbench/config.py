@@ -55,7 +55,7 @@ from lrbench.yamlio import load_yaml
 
 MAX_RUNS = 100_000
 MAX_CONFIG_BYTES = 256 * 1024
-RESERVED_NAMES = ("runs",)
+RESERVED_NAMES = ("runs", "report")  # a sweep's runs; where `lrbench report RESULTS` writes
 
 
 class _AsWritten(reprlib.Repr):
@@ -209,20 +209,23 @@ class SweepConfig(Strict):
     snapshots: bool = False
     executor: ExecutorConfig | None = None
     log: Log | None = Field(None, description="tensorboard: live curves; not part of run ids")
+    keep_checkpoints: bool = Field(
+        False, description="keep checkpoint.pt of finished runs; not part of run ids"
+    )
 
     @field_validator("name")
     @classmethod
     def _one_folder(cls, name: str) -> str:
         """The name is a folder under the results root, never a path that leaves it."""
-        if not re.fullmatch(r"[A-Za-z0-9._-]+", name) or name in (".", ".."):
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", name):
             raise ValueError(
                 f"{shown(name)} is not a plain folder name (letters, digits, '.', '_', '-'; "
-                "not '.' or '..')"
+                "not starting with '.', which status and report would not see)"
             )
         if name.lower() in RESERVED_NAMES:
             raise ValueError(
-                f"{shown(name)} is reserved: it is the folder of a sweep's runs, and a sweep "
-                "named so would hide the other sweeps of its results folder"
+                f"{shown(name)} is reserved: `runs` is the folder of a sweep's runs (a sweep "
+                "named so would hide the others), `report` where lrbench report writes"
             )
         return name
 

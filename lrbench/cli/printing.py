@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console, RenderableType
+from rich.markup import escape
 
 
 def print_whole(table: RenderableType, console: Console | None = None) -> None:
@@ -13,3 +14,10 @@ def print_whole(table: RenderableType, console: Console | None = None) -> None:
         wide = console.measure(table, options=console.options.update_width(10_000)).maximum
         console = Console(width=wide, file=console.file)
     console.print(table)
+
+
+def literal(text: object) -> str:
+    """Text from a file or folder name, ready for rich's markup: printed as it is (brackets
+    are not markup) with control characters escaped (no escape sequence reaches the terminal)."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return escape(shown)

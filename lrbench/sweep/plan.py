@@ -26,6 +26,7 @@ class PlannedRun:
     spec: RunSpec
     run: RunDir
     state: str  # new | partial | done | diverged | failed | damaged
+    foreign: bool = False  # a link, FIFO or device in its place: left alone, never trained
 
     @property
     def epochs_done(self) -> int:
@@ -34,6 +35,8 @@ class PlannedRun:
         return self.run.complete_epochs() if self.state == "partial" else 0
 
     def to_train(self, retry_failed: bool) -> bool:
+        if self.foreign:
+            return False
         return self.state in TRAIN_STATES or (retry_failed and self.state in RETRY_STATES)
 
 
@@ -59,7 +62,8 @@ def plan(config: SweepConfig, results: Path, only: str | None = None) -> list[Pl
         if only and not fnmatch.fnmatch(spec.run_id, only) and only not in spec.run_id:
             continue
         run = RunDir(root / "runs" / spec.run_id)
-        planned.append(PlannedRun(spec, run, run.status()))
+        verdict = run.verdict()
+        planned.append(PlannedRun(spec, run, verdict.state, verdict.foreign))
     return planned
 
 

@@ -55,6 +55,7 @@ class SweepOptions:
     log: str | None = None
     only: str | None = None
     retry_failed: bool = False
+    keep_checkpoints: bool = False
 
 
 @dataclass
@@ -65,6 +66,7 @@ class SweepOutcome:
     where: Path
     statuses: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
+    causes: dict[str, str] = field(default_factory=dict)  # why a run failed or did not finish
 
     @property
     def counts(self) -> Counter[str]:
@@ -80,15 +82,24 @@ class SweepOutcome:
         )
 
     def failure(self) -> RunFailed | None:
+        """Exit 1 when a run failed or did not finish: the first one named with its cause."""
         bad = [r for r, s in self.statuses.items() if s in ("failed", "unfinished")]
         if not bad:
             return None
-        c = self.counts
+        c, first = self.counts, bad[0]
+        log = self.where / "runs" / first / "run.log"
+        cause = self.causes.get(first) or (f"see {log}" if log.is_file() else "no cause recorded")
         return RunFailed(
-            f"{c['failed']} run(s) failed"
-            + (f" and {c['unfinished']} did not finish" if c["unfinished"] else "")
-            + f", e.g. {bad[0]} (see {self.where}/runs/{bad[0]}/run.log); lrbench status shows "
-            "them; run the same command again to train what is unfinished"
+            " and ".join(
+                part
+                for part in (
+                    f"{c['failed']} run(s) failed" if c["failed"] else "",
+                    f"{c['unfinished']} did not finish" if c["unfinished"] else "",
+                )
+                if part
+            )
+            + f", e.g. {first} ({cause}); lrbench status {self.where} lists them; run the same "
+            "command again to train what is unfinished"
             + (", with --retry-failed for the failed ones" if c["failed"] else "")
         )
 
@@ -119,6 +130,30 @@ class Sweep:
 
     def counts(self) -> Counter[str]:
         return Counter(p.state for p in self.planned)
+
+    def nothing_to_train(self) -> str:
+        """Why nothing is trained, naming what is left undone (failed, damaged, left alone)."""
+        counts = self.counts()
+        stuck = {k: counts[k] for k in ("failed", "damaged") if counts[k]}
+        if not stuck:
+            return (
+                f"all {len(self.planned)} runs of {self.config.name} are finished; nothing to train"
+            )
+        named = ", ".join(f"{n} {state}" for state, n in stuck.items())
+        foreign = sum(1 for p in self.planned if p.foreign)
+        hint = (
+            "; --retry-failed trains the failed and damaged runs again"
+            if not self.options.retry_failed
+            else ""
+        )
+        alone = (
+            f" ({foreign} left alone: a link or special file in a run folder)" if foreign else ""
+        )
+        return (
+            f"nothing to train: {counts['done'] + counts['diverged']} of {len(self.planned)} runs "
+            f"of {self.config.name} are finished, {named}{alone}{hint}; lrbench status "
+            f"{self.where} names them"
+        )
 
     def epochs_left(self, runs: list[PlannedRun] | None = None) -> int:
         return sum(p.spec.epochs - p.epochs_done for p in (self.todo if runs is None else runs))
@@ -162,6 +197,7 @@ class Sweep:
             threads=threads,
             import_paths=search_paths(),
             log=self.options.log,
+            keep_checkpoints=self.options.keep_checkpoints or self.config.keep_checkpoints,
         )
 
     def run_local(self, display: DisplayFactory, say: Say) -> SweepOutcome:
@@ -173,9 +209,7 @@ class Sweep:
         write_sweep_files(self.config, self.options.results)
         outcome = SweepOutcome(self.config.name, self.where)
         if not self.todo:
-            say(
-                f"all {len(self.planned)} runs of {self.config.name} are finished; nothing to train"
-            )
+            say(self.nothing_to_train())
             return outcome
         splits = load_splits(self.config.dataset, self.options.data_dir)  # exit 2 before workers
         workers = min(len(devices), len(self.todo))
@@ -193,6 +227,7 @@ class Sweep:
         with display(len(self.todo), self.epochs_left(), devices) as show:
             result = run_local(work, devices, runtime, show)
         outcome.statuses, outcome.interrupted = result.statuses, result.interrupted
+        outcome.causes = result.causes
         return outcome
 
     def slurm_work(self, runs: list[PlannedRun], size: int) -> list[Pack]:

@@ -119,6 +119,10 @@ def train_runs(
         for m in pending:
             if m.log is not None:
                 m.log.close()
+    if not runtime.keep_checkpoints:  # a finished run never resumes (the writers are done)
+        for m in pending:
+            if m.summary is not None and m.summary["status"] in ("done", "diverged"):
+                m.run.checkpoint.unlink(missing_ok=True)
     return [m.summary for m in members]  # type: ignore[misc]
 
 
