@@ -276,7 +276,7 @@ def run_local(
     packs, events = ctx.Queue(), ctx.Queue()
     for item in todo:
         packs.put(item)
-    watch = _Watch(outcome, record)
+    watch = _Watch(outcome, record, {spec.run_id: path for pack in todo for spec, path in pack})
     try:
         for i, device in enumerate(devices[: len(todo)]):
             packs.put(None)
@@ -313,6 +313,7 @@ class _Watch:
 
     outcome: Outcome
     record: Callable[[Msg], None]
+    paths: dict[str, Path]
     procs: dict[int, Any] = field(default_factory=dict)
     taken: dict[int, set[str]] = field(default_factory=dict)
     crashes: dict[int, str] = field(default_factory=dict)
@@ -348,6 +349,8 @@ class _Watch:
             cause = _death(worker, p.exitcode, self.crashes.get(worker))
             state = "unfinished" if (p.exitcode or 0) < 0 else "failed"
             for run_id in sorted(lost):
+                if state == "failed":
+                    _record_crash(RunDir(self.paths[run_id]), cause)
                 self.outcome.statuses[run_id] = state
                 self.outcome.causes[run_id] = cause
                 self.record(Msg("end", worker, run_id, status=state, detail=cause))
@@ -376,6 +379,21 @@ class _Watch:
                 self.outcome.statuses.setdefault(run_id, "interrupted")
 
 
+def _record_crash(run: RunDir, cause: str) -> None:
+    """A run whose worker crashed is failed on disk too (status, report and --retry-failed see
+    it), written under its lock, which died with the worker."""
+    lock = run.lock()
+    try:
+        lock.acquire()
+    except (Timeout, OSError):
+        return
+    try:
+        if run.status() in ("new", "partial"):
+            atomic_write_json(run.summary, {"status": "failed", "error": cause})
+    finally:
+        lock.release()
+
+
 def _signal(p: Any, sig: int) -> None:
     if p.pid is not None:
         with contextlib.suppress(ProcessLookupError):
@@ -391,6 +409,6 @@ def _death(worker: int, code: int | None, log: str | None) -> str:
             name = "unknown"
         how = f"worker {worker} was killed by signal {-code} ({name}"
         how += ": out of memory?)" if -code == signal.SIGKILL else ")"
-        return how + "; run the same command to resume"
+        return how
     how = f"worker {worker} exited with code {code}"
     return how + (f": {' | '.join(log.splitlines()[-LOG_LINES:])}" if log else "")
