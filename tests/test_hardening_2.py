@@ -351,3 +351,127 @@ def test_a_signal_at_start_up_is_exit_130_without_a_traceback(tmp_path, sig):
     sweep.send_signal(sig)
     _, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 130 and "Traceback" not in err, err
+
+
+# --- every case one line, checked where the config is read --------------------------------------
+
+
+LABELS = {
+    "300 characters": ("x" * 300, "has 300 characters (1 to 64)"),
+    "a NUL byte": ("a\0b", "holds '\\x00'"),
+    "a newline": ("a\nb", "holds '\\n'"),
+    "a Markdown cell's bar": ("a|b", "holds '|'"),
+}
+
+
+@pytest.mark.parametrize(("label", "says"), LABELS.values(), ids=list(LABELS))
+def test_a_label_no_file_name_or_table_can_hold_is_one_line_at_dry_run(cli, tmp_path, label, says):
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump({**CONFIG, "schedules": [{"name": "cosine", "label": label}]}))
+    result = cli("sweep", config, "--dry-run")
+    assert result.code == 2 and "Traceback" not in result.output, result.output
+    [line] = result.err.splitlines()
+    assert "schedules[0].label" in line and says in line
+
+
+def test_budgets_that_print_the_same_are_refused(cli, tmp_path):
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump({**CONFIG, "budgets": [0.5, 0.5000000001]}))
+    result = cli("sweep", config, "--dry-run")
+    assert result.code == 2 and "both print as 0.5" in result.err, result.output
+
+
+USER_CODE = """
+import math
+import sys
+
+from torch import nn
+
+
+def holes(p):
+    return math.nan if 0.4101 < p < 0.4102 else 1.0 - p
+
+
+def exits(p):
+    if p > 0.5:
+        sys.exit(3)
+    return 1.0
+
+
+def eleven(num_classes):
+    return nn.Sequential(nn.Flatten(), nn.LazyLinear(11))
+
+
+def data():
+    import torch
+
+    x = torch.randint(0, 256, (24, 1, 8, 8), dtype=torch.uint8)
+    y = torch.arange(24) % 10
+    return (x[:16], y[:16]), (x[16:], y[16:])
+"""
+
+
+@pytest.fixture
+def user_sweep(user_code, tmp_path):
+    """A config next to the user's module (usercode.py); `write(**changes)` writes it."""
+    (user_code / "usercode.py").write_text(USER_CODE)
+
+    def write(**changes) -> Path:
+        config = user_code / "sweep.yaml"
+        config.write_text(yaml.safe_dump({**CONFIG, "seeds": 1, **changes}))
+        return config
+
+    return write
+
+
+def test_a_user_schedule_is_checked_at_every_step_at_dry_run(cli, user_sweep):
+    config = user_sweep(schedules=[{"import": "usercode:holes"}], batch_size=1, full_epochs=4)
+    result = cli("sweep", config, "--dry-run")
+    assert result.code == 2, result.output
+    assert "returned nan at p=0.41015625" in result.err.splitlines()[-1]
+
+
+def test_a_user_functions_system_exit_is_one_line_naming_it_not_exit_3(
+    cli, user_sweep, tmp_path, one_thread
+):
+    config = user_sweep(schedules=[{"import": "usercode:exits"}], batch_size=1, full_epochs=1)
+    result = cli("sweep", config, "--results", tmp_path / "r", "--device", "cpu", "--dry-run")
+    assert result.code == 2 and "usercode:exits" in result.err and "SystemExit" in result.err
+
+
+def test_an_imported_model_is_probed_on_the_imported_datas_shape(cli, user_sweep):
+    config = user_sweep(
+        dataset={"import": "usercode:data"}, models=[{"import": "usercode:eleven", "label": "e11"}]
+    )
+    result = cli("sweep", config, "--dry-run")
+    assert result.code == 2, result.output
+    assert "models[0]: e11 returned [2, 11]" in result.err and "[2, 10]" in result.err
+
+
+def test_early_stopping_that_cannot_act_says_so_at_dry_run(cli, tmp_path):
+    config = tmp_path / "sweep.yaml"
+    early = {"metric": "train_loss", "patience": 2}
+    config.write_text(yaml.safe_dump({**CONFIG, "snapshots": True, "early_stop": early}))
+    result = cli("sweep", config, "--dry-run")
+    assert result.code == 0, result.output
+    assert "early stopping cannot stop the 3-epoch runs of 'cosine'" in result.out
+
+
+def test_a_rerun_with_a_failed_run_does_not_say_all_finished(cli, results):
+    run = results.runs[0]
+    run.summary.write_text(json.dumps({"status": "failed", "error": "RuntimeError: boom"}))
+    again = results.sweep(cli)
+    assert again.code == 0, again.output
+    assert "nothing to train: 1 of 2 runs of h are finished, 1 failed" in again.err
+    assert "all 2 runs" not in again.err
+
+
+def test_the_report_names_an_imported_model_by_its_label(tmp_path):
+    from runfolders import write_run
+
+    from lrbench.report.load import load_runs
+
+    model = {"import": "mynets:small_cnn", "label": "cnn32", "args": {}, "source": "abc"}
+    write_run(tmp_path, model=model)
+    loaded = load_runs([tmp_path / "sweep"])
+    assert list(loaded.runs["model"]) == ["cnn32"]

@@ -213,7 +213,7 @@ def _show_plan(sweep: Sweep, jobs: int | None) -> None:
     print_whole(table, out)
     note = sweep.check_data()
     if note:
-        out.print(note)
+        out.print(note, soft_wrap=True)
     alone = sweep.alone()
     if alone:
         why = next(iter(alone.values()))

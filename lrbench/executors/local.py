@@ -173,7 +173,7 @@ def _train_pack(worker, todo, finished, emit, runtime, datasets) -> None:
         for spec in specs:
             if spec.run_id not in finished:
                 emit(Msg("end", worker, spec.run_id, status="failed", detail=str(err)))
-    except Exception as err:  # a full disk, say: the runs fail, the worker goes on
+    except (Exception, SystemExit) as err:  # a full disk, say: the runs fail, the worker goes on
         _record_failure(todo, finished, err)
         for spec in specs:
             if spec.run_id not in finished:

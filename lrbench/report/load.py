@@ -281,7 +281,7 @@ def _spec_row(run_dir: Path, spec: Any) -> dict[str, Any]:
             "run_id": str(spec.get("run_id") or run_dir.name),
             "sweep": str(spec.get("sweep") or run_dir.parent.parent.name),
             "dataset": _label(spec["dataset"]),
-            "model": str(spec["model"]),
+            "model": _label(spec["model"]),
             "optimizer": str(spec["optimizer"]["name"]),
             "lr": float(spec["optimizer"]["lr"]),
             "schedule": _label(schedule),
@@ -338,6 +338,8 @@ def _last_ensemble(metrics: pd.DataFrame) -> tuple[float, float]:
 
 def _label(obj: Any) -> str:
     """`label` when set, else `name`: the name the user chose for reports."""
+    if isinstance(obj, dict) and "import" in obj and not obj.get("label"):
+        return str(obj["import"]).rpartition(":")[2]  # an import's default label
     if isinstance(obj, dict):
         return str(obj.get("label") or obj["name"])
     return str(obj)

@@ -104,7 +104,7 @@ def train_runs(
         loop.run(pending)
     except (KeyboardInterrupt, UserError):
         raise
-    except Exception as err:
+    except (Exception, SystemExit) as err:  # user code's sys.exit fails its run, not the sweep
         unfinished = [m for m in pending if m.summary is None]
         for m in unfinished:
             m.fail(err)
