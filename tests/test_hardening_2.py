@@ -475,3 +475,30 @@ def test_the_report_names_an_imported_model_by_its_label(tmp_path):
     write_run(tmp_path, model=model)
     loaded = load_runs([tmp_path / "sweep"])
     assert list(loaded.runs["model"]) == ["cnn32"]
+
+
+@pytest.mark.slow
+def test_a_lock_a_stopped_orphan_worker_holds_is_taken_over(cli, tmp_path, one_thread):
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump({**CONFIG, "seeds": 3}))
+    results = tmp_path / "r"
+    sweep = lrbench("sweep", config, "--results", results, "--device", "cpu",
+                    "--jobs", "2", "--threads", "1")  # fmt: skip
+    wait_for(lambda: first_row_written(results / "h"))
+    stopped = worker_pids(sweep.pid)[0]
+    os.kill(stopped, signal.SIGSTOP)
+    sweep.kill()
+    sweep.wait()  # not communicate(): the stopped worker holds the pipes open
+    sweep.stdout.close()
+    sweep.stderr.close()
+
+    again = cli("sweep", config, "--results", results, "--device", "cpu")
+    assert again.code == 0 and "held by another sweep" not in again.err, again.output
+    assert all(r.status() == "done" for r in run_dirs(results / "h"))
+    wait_for(
+        lambda: (
+            not Path(f"/proc/{stopped}").exists()
+            or "Z" in Path(f"/proc/{stopped}/stat").read_text().split(")")[1][:3]
+        ),
+        30,
+    )

@@ -31,6 +31,7 @@ from filelock import Timeout
 from lrbench.data import DeviceData, load_splits
 from lrbench.errors import RunFailed, UserError, one_line
 from lrbench.imports import add_search_path
+from lrbench.locks import wake_orphan
 from lrbench.results import RunDir, atomic_write_json
 from lrbench.specs import RunSpec
 from lrbench.sweep.plan import SKIP_STATES
@@ -39,6 +40,7 @@ from lrbench.train import Event, Runtime, resolve_device, train_runs
 STEP_EVENT_INTERVAL_S = 0.5
 PARENT_POLL_S = 1.0
 STOP_GRACE_S = 10.0  # how long Ctrl-C waits for workers to keep their epochs before killing
+TAKEOVER_WAIT_S = 30.0  # how long a woken orphan worker may take to end its runs
 LOG_LINES = 3  # lines of a crashed worker's traceback that its runs' cause quotes
 
 Pack = list[tuple[RunSpec, Path]]
@@ -121,9 +123,7 @@ def work(
         for spec, path in pack:
             run = RunDir(path)
             lock = run.lock()
-            try:
-                lock.acquire()
-            except Timeout:
+            if not _acquire(lock, run):
                 emit(Msg("held", worker, spec.run_id))
                 continue
             locks.append(lock)
@@ -151,6 +151,21 @@ def work(
         finally:
             for lock in locks:
                 lock.release()
+
+
+def _acquire(lock: Any, run: RunDir) -> bool:
+    """Take a run's lock; one held by a stopped worker whose sweep is gone is taken over."""
+    try:
+        lock.acquire()
+        return True
+    except Timeout:
+        if not wake_orphan(run.lock_path):
+            return False
+    try:
+        lock.acquire(timeout=TAKEOVER_WAIT_S)
+        return True
+    except Timeout:
+        return False
 
 
 def _train_pack(worker, todo, finished, emit, runtime, datasets) -> None:
