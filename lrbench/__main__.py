@@ -1,3 +1,3 @@
-from lrbench.cli import main
+from lrbench.console import main
 
 main()

@@ -55,7 +55,8 @@ from lrbench.yamlio import load_yaml
 
 MAX_RUNS = 100_000
 MAX_CONFIG_BYTES = 256 * 1024
-RESERVED_NAMES = ("runs",)
+MAX_LABEL = 64  # a run id holds model, dataset and schedule labels: under 255 bytes
+RESERVED_NAMES = ("runs", "report")  # a sweep's runs; where `lrbench report RESULTS` writes
 
 
 class _AsWritten(reprlib.Repr):
@@ -209,20 +210,23 @@ class SweepConfig(Strict):
     snapshots: bool = False
     executor: ExecutorConfig | None = None
     log: Log | None = Field(None, description="tensorboard: live curves; not part of run ids")
+    keep_checkpoints: bool = Field(
+        False, description="keep checkpoint.pt of finished runs; not part of run ids"
+    )
 
     @field_validator("name")
     @classmethod
     def _one_folder(cls, name: str) -> str:
         """The name is a folder under the results root, never a path that leaves it."""
-        if not re.fullmatch(r"[A-Za-z0-9._-]+", name) or name in (".", ".."):
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", name):
             raise ValueError(
                 f"{shown(name)} is not a plain folder name (letters, digits, '.', '_', '-'; "
-                "not '.' or '..')"
+                "not starting with '.', which status and report would not see)"
             )
         if name.lower() in RESERVED_NAMES:
             raise ValueError(
-                f"{shown(name)} is reserved: it is the folder of a sweep's runs, and a sweep "
-                "named so would hide the other sweeps of its results folder"
+                f"{shown(name)} is reserved: `runs` is the folder of a sweep's runs (a sweep "
+                "named so would hide the others), `report` where lrbench report writes"
             )
         return name
 
@@ -327,6 +331,14 @@ class SweepConfig(Strict):
         twice = _first_repeat(budgets)
         if twice is not None:
             raise ValueError(f"lists the budget {twice:g} twice")
+        printed = [f"{b:g}" for b in budgets] + [f"{100 * b:g}%" for b in budgets]
+        same = _first_repeat(printed)
+        if same is not None:
+            a, b = [x for x, text in zip(budgets * 2, printed, strict=True) if text == same][:2]
+            raise ValueError(
+                f"the budgets {a!r} and {b!r} both print as {same} in run ids and tables; "
+                "list one of them"
+            )
         return budgets
 
     @field_validator("seeds", mode="wrap")
@@ -416,6 +428,27 @@ class SweepConfig(Strict):
                     raise ValueError(
                         f"optimizers[{i}] with schedule {schedule.label!r}: {err}"
                     ) from None
+        return self
+
+    @model_validator(mode="after")
+    def _labels_are_names(self) -> SweepConfig:
+        """Labels become parts of run ids (file names) and cells of Markdown tables: at most
+        MAX_LABEL characters, none of them a control character or `|`."""
+        named = [("dataset.label", self.dataset.display_name)]
+        for i, m in enumerate(self.models):
+            if not isinstance(m, str):
+                named.append((f"models[{i}].label", m.label or import_label(m.ref)))
+        for i, entry in enumerate(self.resolved_schedules()):
+            named.append((f"schedules[{i}].label", str(entry["label"])))
+        for where, label in named:
+            bad = next((c for c in label if not c.isprintable() or c == "|"), None)
+            if bad is not None or not 1 <= len(label) <= MAX_LABEL:
+                why = (
+                    f"holds {bad!r}, which a file name or a Markdown table cannot show"
+                    if bad is not None
+                    else f"has {len(label)} characters (1 to {MAX_LABEL})"
+                )
+                raise ValueError(f"{where}: {shown(label)} {why}")
         return self
 
     @model_validator(mode="after")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -147,7 +148,9 @@ class SweepDisplay:
             tail = f": {msg.detail}" if msg.detail else ""
             colour = {"done": "green", "diverged": "yellow"}.get(msg.status or "", "red")
             text = f"{msg.run_id} {msg.status}{tail}"
-            self._log(f"[{colour}]{text}[/]" if self.live else f"[worker {msg.worker}] {text}")
+            self._log(
+                f"[{colour}]{escape(text)}[/]" if self.live else f"[worker {msg.worker}] {text}"
+            )
             w.run_id, w.epoch, w.metrics = "-", "", ""
         elif msg.kind == "held":
             self.done_runs += 1

@@ -79,7 +79,7 @@ def import_ref(ref: object, where: str) -> Imported:
                 f"{where}: {ref!r}: no module named {err.name!r} (looked in {searched})"
             ) from None
         raise UserError(f"{where}: {ref!r}: importing {module_name} failed: {err}") from None
-    except Exception as err:  # the user's module raised while importing
+    except (Exception, SystemExit) as err:  # the user's module raised while importing
         raise UserError(
             f"{where}: {ref!r}: importing {module_name} failed: {type(err).__name__}: {err}"
         ) from None

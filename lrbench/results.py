@@ -10,11 +10,20 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
 
 from lrbench.errors import UserError
+from lrbench.plainfiles import (
+    MAX_METRICS_BYTES,
+    NotPlainFile,
+    read_bounded,
+    read_json_bounded,
+)
+
+if TYPE_CHECKING:
+    from lrbench.verdict import Verdict
 
 METRIC_COLUMNS = [
     "epoch",
@@ -68,20 +77,18 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+    """A JSON file of a results folder, bounded in size and depth (lrbench.plainfiles)."""
+    return read_json_bounded(path)
 
 
-def _json_object(path: Path) -> dict[str, Any] | None:
-    """A JSON file's object, or None when it is missing, unreadable or not an object."""
-    return _read_json_object(path)[0]
-
-
-def _read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """A JSON file's object, or None and why not (missing, not JSON, not an object)."""
     try:
-        value = json.loads(path.read_text())
+        value = read_json_bounded(path)
     except FileNotFoundError:
         return None, f"{path.name} is missing"
+    except NotPlainFile as err:
+        return None, str(err)
     except (OSError, UnicodeDecodeError, ValueError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         return None, f"{path.name} is not valid JSON ({first})"
@@ -124,47 +131,21 @@ class RunDir:
     def lock_path(self) -> Path:
         return self.path / ".lock"
 
+    def verdict(self) -> Verdict:
+        """The run's one verdict (lrbench.verdict): state, why damaged, and its parsed files;
+        sweep, status and report all judge a run by it."""
+        from lrbench.verdict import judge
+
+        return judge(self)
+
     def status(self) -> str:
-        """done | diverged | failed (summary.json), damaged, partial (started), new.
-
-        A finished run is checked again each time: a summary.json that is not an object or names
-        no known status, a spec.json that is not one, or (a run that ended done) metrics.csv
-        rows that are torn, missing, repeated or fewer than the summary counts make it
-        `damaged` (`damage()` says why).
-        """
-        return "damaged" if self.damage() else self._state()
-
-    def _state(self) -> str:
-        if self.summary.exists():
-            summary = _json_object(self.summary)
-            status = summary.get("status") if summary else None
-            return status if status in ("done", "diverged", "failed") else "damaged"
-        if self.checkpoint.exists() or self.metrics.exists():
-            return "partial"
-        return "new"
+        """done | diverged | failed (summary.json), damaged, partial (started), new."""
+        return self.verdict().state
 
     def damage(self) -> str | None:
-        """Why a finished run's files cannot be trusted, or None.
-
-        A diverged run is judged by its summary and spec alone: its rows only feed plots, and
-        it may have ended before its first whole row.
-        """
-        if not self.summary.exists():
-            return None
-        summary, why = _read_json_object(self.summary)
-        if summary is None:
-            return why
-        status = summary.get("status")
-        if status not in ("done", "diverged", "failed"):
-            return f"summary.json names no known status ({status!r})"
-        if status == "failed":
-            return None
-        spec, why = _read_json_object(self.spec)
-        if spec is None:
-            return why
-        if status == "diverged":
-            return None
-        return _metrics_damage(self.metrics, self.read_metrics(), summary.get("epochs_completed"))
+        """Why the run's files cannot be trusted (it is `damaged`), or None."""
+        verdict = self.verdict()
+        return verdict.reason if verdict.state == "damaged" else None
 
     def lock(self) -> FileLock:
         """An advisory lock so two sweeps on the same results never train one run twice."""
@@ -231,23 +212,6 @@ class RunDir:
             atomic_write_text(self.metrics, "".join(keep))
 
 
-def _metrics_damage(path: Path, found: MetricsFile, expected: Any) -> str | None:
-    """Why a finished run's metrics.csv is not its whole record, or None."""
-    if not path.exists():
-        return f"{path.name} is missing"
-    if found.damage:
-        return f"{path.name} {found.damage}"
-    if not found.raw:
-        return f"{path.name} is empty"
-    if not found.rows:
-        return f"{path.name} has a header but no rows"
-    if isinstance(expected, int) and not isinstance(expected, bool) and len(found.rows) != expected:
-        return (
-            f"{path.name} ends at epoch {len(found.rows)} but summary.json counts {expected} epochs"
-        )
-    return None
-
-
 @dataclass(frozen=True)
 class MetricsFile:
     """What metrics.csv holds that can be trusted: the header and rows for epochs 1, 2, ..., k,
@@ -265,9 +229,11 @@ def read_metrics(path: Path) -> MetricsFile:
     """The one reader of metrics.csv (training, resume, status, the Slurm display and the
     report all go through it)."""
     try:
-        raw = _lines(path.read_text(errors="replace"))
+        raw = _lines(read_bounded(path, MAX_METRICS_BYTES).decode(errors="replace"))
     except FileNotFoundError:
         return MetricsFile([], [], [], [])
+    except NotPlainFile as err:
+        return MetricsFile([], [], [], [], str(err).removeprefix(f"{path.name} "))
     except OSError as err:
         return MetricsFile([], [], [], [], f"cannot be read ({err.strerror or err})")
     if not raw or not raw[0].endswith("\n"):
@@ -325,7 +291,11 @@ def run_dirs(sweep_dir: Path) -> list[RunDir]:
     runs = sweep_dir / "runs"
     if not runs.is_dir():
         return []
-    return [RunDir(p) for p in sorted(runs.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    return [
+        RunDir(p)
+        for p in sorted(runs.iterdir())
+        if not p.name.startswith(".") and (p.is_symlink() or p.is_dir())
+    ]
 
 
 SWEEP_FILES = ("sweep.yaml", "plan.json")

@@ -25,6 +25,7 @@ from sweepconfigs import write_config
 
 import lrbench.train.loop
 from lrbench.cli import main
+from lrbench.report.load import RETRAIN
 from lrbench.results import RunDir, run_dirs
 
 CONFIG = {
@@ -150,8 +151,8 @@ def test_a_crafted_checkpoint_is_never_unpickled(cli, results, trained, tmp_path
 
     assert not marker.exists(), "the checkpoint's code ran"
     assert result.code == 1 and "Traceback" not in result.output
-    [line] = [x for x in result.output.splitlines() if "holds more than tensors" in x]
-    assert str(run.checkpoint) in line
+    lines = [x for x in result.output.splitlines() if "holds more than tensors" in x]
+    assert lines and all(str(run.checkpoint) in line for line in lines)
     assert run.checkpoint.read_bytes() == crafted and run.status() == "partial"
     assert results.runs[1].status() == "done"
 
@@ -256,7 +257,7 @@ def test_the_report_names_a_damaged_run_unreadable_and_ranks_the_others(cli, res
     report = cli("report", results.results, "--out", tmp_path / "report")
     assert report.code == 0, report.output
     why = "metrics.csv line 4 holds epoch 2, expected 3"
-    assert f"  {damaged.path}: unreadable: {why}" in report.err.splitlines()
+    assert f"  {damaged.path}: damaged: {why}; {RETRAIN}" in report.err.splitlines()
     [ranked] = csv.DictReader(io.StringIO((tmp_path / "report" / "summary.csv").read_text()))
     assert ranked["schedule"] == "cosine" and ranked["n"] == "1"  # the whole run
 

@@ -54,7 +54,7 @@ def test_failed_unfinished_and_corrupt_runs_are_listed_and_skipped(tmp_path: Pat
     assert "CUDA out of memory" in reasons["failed"]
     assert reasons["unfinished"].startswith("unfinished: no summary.json (3 of 3 epochs")
     assert "spec.json is not valid JSON" in reasons["badspec"]
-    assert "spec.json lacks" in reasons["nofield"]
+    assert "spec.json: epochs is None" in reasons["nofield"]  # the verdict sweep and status give
     assert "metrics.csv line 4" in reasons["torn"] and "truncated" in reasons["torn"]
     assert "ends at epoch 3" in reasons["short"] and "7 epochs" in reasons["short"]
     assert "summary.json is not valid JSON" in reasons["badsummary"]

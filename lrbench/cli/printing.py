@@ -29,3 +29,12 @@ def print_columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     line = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
     sys.stdout.write("".join(line.format(*r).rstrip() + "\n" for r in [header, *rows]))
     sys.stdout.flush()
+
+
+def literal(text: object) -> str:
+    """Text from a file or folder name, ready for rich's markup: printed as it is (brackets
+    are not markup) with control characters escaped (no escape sequence reaches the terminal)."""
+    from rich.markup import escape
+
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return escape(shown)

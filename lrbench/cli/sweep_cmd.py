@@ -12,7 +12,7 @@ from rich.table import Table
 
 from lrbench.cli.app import app
 from lrbench.cli.options import LiveLog, log_choice
-from lrbench.cli.printing import print_columns, print_whole
+from lrbench.cli.printing import literal, print_columns, print_whole
 from lrbench.errors import UserError
 
 if TYPE_CHECKING:
@@ -58,7 +58,15 @@ def sweep_command(
         None, help="Only runs whose id matches this glob or substring, e.g. '*-rex-*'."
     ),
     retry_failed: bool = typer.Option(
-        False, "--retry-failed", help="Train failed runs again (diverged runs are never retried)."
+        False,
+        "--retry-failed",
+        help="Train failed and damaged runs again (diverged runs are never retried).",
+    ),
+    keep_checkpoints: bool = typer.Option(
+        False,
+        "--keep-checkpoints",
+        help="Keep each finished run's checkpoint.pt (default: deleted once the run is done; "
+        "the config's keep_checkpoints: true does the same).",
     ),
     pack: str = typer.Option(
         "auto",
@@ -132,6 +140,7 @@ def sweep_command(
     options = SweepOptions(
         results=results, device=device, jobs=jobs, precision=precision, data_dir=data_dir,
         pack=pack, threads=threads, log=log_choice(log) or cfg.log, only=only, retry_failed=retry_failed,
+        keep_checkpoints=keep_checkpoints,
     )  # fmt: skip
     sweep = Sweep(cfg, options)
     slurm = _slurm_settings(cfg, executor, device, locals())
@@ -195,7 +204,7 @@ def _show_plan(sweep: Sweep, jobs: int | None) -> None:
     print_columns(("run", "epochs", "state"), rows)
     note = sweep.check_data()
     if note:
-        out.print(note)
+        out.print(note, soft_wrap=True)
     alone = sweep.alone()
     if alone:
         why = next(iter(alone.values()))
@@ -225,25 +234,28 @@ def status_command(
 
     statuses = sweep_status(results)
     table = Table(header_style="bold")
-    names = [s.path.name for s in statuses]
+    names = [literal(s.path.name) for s in statuses]
     table.add_column("sweep", no_wrap=True, min_width=max(map(len, names), default=5))
     for col in (*STATES, "total", "left"):
         table.add_column(col, justify="right")
-    for s in statuses:
+    for name, s in zip(names, statuses, strict=True):
         left = fmt_duration(s.seconds_left) if s.seconds_left is not None else "-"
         cells = [str(s.counts[state]) for state in STATES]
-        table.add_row(s.path.name, *cells, str(s.total), left)
+        table.add_row(name, *cells, str(s.total), left)
     print_whole(table, out)
     for s in statuses:
         for p in s.unfinished:
             eta = fmt_duration(p.seconds_left) if p.seconds_left is not None else "unknown"
             out.print(
-                f"[cyan]{p.state}[/] {s.path.name}/{p.run_id}: epoch {p.epochs_done}/{p.epochs}, "
+                f"[cyan]{p.state}[/] {literal(s.path.name)}/{literal(p.run_id)}: "
+                f"epoch {p.epochs_done}/{p.epochs}, "
                 f"{eta} left",
                 highlight=False,
                 soft_wrap=True,
             )
         for state, run, why in s.problems:
             out.print(  # whole lines: paths to copy, lines to grep
-                f"[red]{state}[/] {s.path / 'runs' / run}: {why}", highlight=False, soft_wrap=True
+                f"[red]{state}[/] {literal(s.path / 'runs' / run)}: {literal(why)}",
+                highlight=False,
+                soft_wrap=True,
             )

@@ -55,7 +55,7 @@ def load_imported(spec: DatasetSpec) -> RawData:
         )
     try:
         result = imported.obj(**(spec.args or {}))
-    except Exception as err:  # the user's function failed
+    except (Exception, SystemExit) as err:  # the user's function failed
         raise UserError(f"{where}: calling it raised {one_line(err)}") from err
     if not isinstance(result, tuple | list) or len(result) != 2:
         raise UserError(f"{where}: returned a {type(result).__name__}, not {RETURNS}")

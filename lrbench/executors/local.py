@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,22 +29,27 @@ import torch
 from filelock import Timeout
 
 from lrbench.data import DeviceData, load_splits
-from lrbench.errors import RunFailed, UserError
+from lrbench.errors import RunFailed, UserError, one_line
 from lrbench.imports import add_search_path
-from lrbench.results import RunDir
+from lrbench.locks import wake_orphan
+from lrbench.results import RunDir, atomic_write_json
 from lrbench.specs import RunSpec
 from lrbench.sweep.plan import SKIP_STATES
 from lrbench.train import Event, Runtime, resolve_device, train_runs
 
 STEP_EVENT_INTERVAL_S = 0.5
 PARENT_POLL_S = 1.0
+STOP_GRACE_S = 10.0  # how long Ctrl-C waits for workers to keep their epochs before killing
+TAKEOVER_WAIT_S = 30.0  # how long a woken orphan worker may take to end its runs
+LOG_LINES = 3  # lines of a crashed worker's traceback that its runs' cause quotes
 
 Pack = list[tuple[RunSpec, Path]]
 
 
 @dataclass
 class Msg:
-    """What a worker tells the display: start, event, end (with status), held, error."""
+    """What a worker tells the sweep: take (a run it trains), start, event, end (with
+    status), held, crash (its traceback, before it exits)."""
 
     kind: str
     worker: int
@@ -58,6 +64,7 @@ class Msg:
 class Outcome:
     statuses: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
+    causes: dict[str, str] = field(default_factory=dict)  # why a run failed or did not finish
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.statuses.values() if s == status)
@@ -116,9 +123,7 @@ def work(
         for spec, path in pack:
             run = RunDir(path)
             lock = run.lock()
-            try:
-                lock.acquire()
-            except Timeout:
+            if not _acquire(lock, run):
                 emit(Msg("held", worker, spec.run_id))
                 continue
             locks.append(lock)
@@ -130,17 +135,37 @@ def work(
             status = RunDir(path).status()
             emit(Msg("end", worker, spec.run_id, status=status, detail="already finished"))
             todo = []
+        for spec, _ in todo:
+            if spec.run_id not in finished:
+                emit(Msg("take", worker, spec.run_id))
         try:
             if len(todo) > len(finished):
                 _train_pack(worker, todo, finished, emit, runtime, datasets)
         except KeyboardInterrupt:
-            for spec, _ in todo:
+            for spec, path in todo:  # a run that ended just before the signal says so
                 if spec.run_id not in finished:
-                    emit(Msg("end", worker, spec.run_id, status="interrupted"))
+                    status = RunDir(path).status()
+                    ended = status if status in SKIP_STATES else "interrupted"
+                    emit(Msg("end", worker, spec.run_id, status=ended))
             return
         finally:
             for lock in locks:
                 lock.release()
+
+
+def _acquire(lock: Any, run: RunDir) -> bool:
+    """Take a run's lock; one held by a stopped worker whose sweep is gone is taken over."""
+    try:
+        lock.acquire()
+        return True
+    except Timeout:
+        if not wake_orphan(run.lock_path):
+            return False
+    try:
+        lock.acquire(timeout=TAKEOVER_WAIT_S)
+        return True
+    except Timeout:
+        return False
 
 
 def _train_pack(worker, todo, finished, emit, runtime, datasets) -> None:
@@ -163,6 +188,23 @@ def _train_pack(worker, todo, finished, emit, runtime, datasets) -> None:
         for spec in specs:
             if spec.run_id not in finished:
                 emit(Msg("end", worker, spec.run_id, status="failed", detail=str(err)))
+    except (Exception, SystemExit) as err:  # a full disk, say: the runs fail, the worker goes on
+        _record_failure(todo, finished, err)
+        for spec in specs:
+            if spec.run_id not in finished:
+                emit(Msg("end", worker, spec.run_id, status="failed", detail=one_line(err)))
+
+
+def _record_failure(todo: Pack, finished: set[str], err: BaseException) -> None:
+    """summary.json `failed` and run.log for runs that failed outside the training loop (which
+    records its own failures), so status, report and --retry-failed see them."""
+    for spec, path in todo:
+        run = RunDir(path)
+        if spec.run_id in finished or run.status() in ("failed", *SKIP_STATES):
+            continue
+        with contextlib.suppress(OSError):
+            run.log.write_text("".join(traceback.format_exception(err)))
+            atomic_write_json(run.summary, {"status": "failed", "error": one_line(err)})
 
 
 def _throttled(worker: int, run_id: str, emit: Callable[[Msg], None]) -> Callable[[Event], None]:
@@ -205,8 +247,14 @@ def _process_main(
 ) -> None:
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the sweep, which stops us
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         work(worker, device, iter(packs.get, None), events.put, runtime)
+    except KeyboardInterrupt:
+        pass
+    except BaseException as err:  # the sweep marks this worker's runs with the cause
+        tail = "".join(traceback.format_exception(err)).strip().splitlines()[-LOG_LINES:]
+        events.put(Msg("crash", worker, "", detail="\n".join(tail)))
+        raise SystemExit(1) from None
 
 
 def run_local(
@@ -226,6 +274,8 @@ def run_local(
         if msg.kind == "end" and msg.status:
             outcome.statuses[msg.run_id] = msg.status
             outcome.interrupted |= msg.status == "interrupted"
+            if msg.status in ("failed", "unfinished") and msg.detail:
+                outcome.causes[msg.run_id] = msg.detail
         if msg.kind == "held":
             outcome.statuses[msg.run_id] = "held"
         on_msg(msg)
@@ -241,28 +291,139 @@ def run_local(
     packs, events = ctx.Queue(), ctx.Queue()
     for item in todo:
         packs.put(item)
-    procs = []
-    for i, device in enumerate(devices[: len(todo)]):
-        packs.put(None)
-        args = (i, device, packs, events, runtime, os.getpid())
-        p = ctx.Process(target=_process_main, args=args, daemon=True)
-        p.start()
-        procs.append(p)
+    watch = _Watch(outcome, record, {spec.run_id: path for pack in todo for spec, path in pack})
     try:
-        while any(p.is_alive() for p in procs) or not events.empty():
-            try:
-                record(events.get(timeout=0.2))
-            except queue.Empty:
-                continue
+        for i, device in enumerate(devices[: len(todo)]):
+            packs.put(None)
+            args = (i, device, packs, events, runtime, os.getpid())
+            p = ctx.Process(target=_process_main, args=args, daemon=True)
+            p.start()
+            watch.procs[i] = p
+        while watch.alive() or not events.empty():
+            with contextlib.suppress(queue.Empty):
+                watch.take(events.get(timeout=0.2))
+            watch.bury(events)
     except KeyboardInterrupt:
         outcome.interrupted = True
-        for p in procs:
-            if p.is_alive() and p.pid is not None:
-                os.kill(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.join(timeout=60)
-        while not events.empty():
-            record(events.get_nowait())
-    for p in procs:
-        p.join()
+        watch.stop(events)
+    _unstarted(todo, outcome)
     return outcome
+
+
+def _unstarted(todo: list[Pack], outcome: Outcome) -> None:
+    """Runs no worker ended (every worker died first): unfinished, so the sweep says so."""
+    if outcome.interrupted:
+        return
+    for pack in todo:
+        for spec, _ in pack:
+            if spec.run_id not in outcome.statuses:
+                outcome.statuses[spec.run_id] = "unfinished"
+                outcome.causes.setdefault(spec.run_id, "no worker was left to train it")
+
+
+@dataclass
+class _Watch:
+    """The sweep's view of its worker processes: which runs each has taken and not ended, so a
+    worker that dies (killed, out of memory, crashed) has its runs accounted for at once."""
+
+    outcome: Outcome
+    record: Callable[[Msg], None]
+    paths: dict[str, Path]
+    procs: dict[int, Any] = field(default_factory=dict)
+    taken: dict[int, set[str]] = field(default_factory=dict)
+    crashes: dict[int, str] = field(default_factory=dict)
+
+    def alive(self) -> bool:
+        return any(p.is_alive() for p in self.procs.values())
+
+    def take(self, msg: Msg) -> None:
+        if msg.kind == "take":
+            self.taken.setdefault(msg.worker, set()).add(msg.run_id)
+        elif msg.kind == "crash":
+            self.crashes[msg.worker] = msg.detail or ""
+            return
+        elif msg.kind == "end":
+            self.taken.get(msg.worker, set()).discard(msg.run_id)
+        self.record(msg)
+
+    def drain(self, events: Any) -> None:
+        with contextlib.suppress(queue.Empty, OSError, EOFError, ValueError):
+            while True:
+                self.take(events.get(timeout=0.05))
+
+    def bury(self, events: Any) -> None:
+        """Account for the runs of workers that ended without ending them."""
+        for worker, p in list(self.procs.items()):
+            if p.is_alive():
+                continue
+            self.drain(events)  # what it said before it died
+            del self.procs[worker]
+            lost = self.taken.pop(worker, set())
+            if not lost:
+                continue
+            cause = _death(worker, p.exitcode, self.crashes.get(worker))
+            state = "unfinished" if (p.exitcode or 0) < 0 else "failed"
+            for run_id in sorted(lost):
+                if state == "failed":
+                    _record_crash(RunDir(self.paths[run_id]), cause)
+                self.outcome.statuses[run_id] = state
+                self.outcome.causes[run_id] = cause
+                self.record(Msg("end", worker, run_id, status=state, detail=cause))
+
+    def stop(self, events: Any) -> None:
+        """Ctrl-C: SIGTERM every worker (each keeps its finished epochs and ends its runs
+        interrupted); a worker that has not exited after STOP_GRACE_S (stopped with SIGSTOP,
+        say) is killed, and a second Ctrl-C kills them at once."""
+        for p in self.procs.values():
+            _signal(p, signal.SIGTERM)
+            _signal(p, signal.SIGCONT)
+        deadline = time.monotonic() + STOP_GRACE_S
+        try:
+            while self.alive() and time.monotonic() < deadline:
+                self.drain(events)
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            pass
+        for p in self.procs.values():
+            if p.is_alive():
+                _signal(p, signal.SIGKILL)
+            p.join(timeout=5)
+        self.drain(events)
+        for lost in self.taken.values():
+            for run_id in lost:
+                self.outcome.statuses.setdefault(run_id, "interrupted")
+
+
+def _record_crash(run: RunDir, cause: str) -> None:
+    """A run whose worker crashed is failed on disk too (status, report and --retry-failed see
+    it), written under its lock, which died with the worker."""
+    lock = run.lock()
+    try:
+        lock.acquire()
+    except (Timeout, OSError):
+        return
+    try:
+        if run.status() in ("new", "partial"):
+            atomic_write_json(run.summary, {"status": "failed", "error": cause})
+    finally:
+        lock.release()
+
+
+def _signal(p: Any, sig: int) -> None:
+    if p.pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, sig)
+
+
+def _death(worker: int, code: int | None, log: str | None) -> str:
+    """How a worker ended, for the runs it left: its signal, or its exit code and last lines."""
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "unknown"
+        how = f"worker {worker} was killed by signal {-code} ({name}"
+        how += ": out of memory?)" if -code == signal.SIGKILL else ")"
+        return how
+    how = f"worker {worker} exited with code {code}"
+    return how + (f": {' | '.join(log.splitlines()[-LOG_LINES:])}" if log else "")

@@ -46,7 +46,7 @@ def build_imported(model: ImportedModel, num_classes: int, where: str = "") -> n
     call = ", ".join(f"{k}={v!r}" for k, v in {"num_classes": num_classes, **model.args}.items())
     try:
         net = imported.obj(num_classes=num_classes, **model.args)
-    except Exception as err:  # the user's factory failed
+    except (Exception, SystemExit) as err:  # the user's factory failed
         raise UserError(f"{where}: {model.ref}({call}) raised {one_line(err)}") from err
     if not isinstance(net, nn.Module):
         raise UserError(
@@ -56,7 +56,11 @@ def build_imported(model: ImportedModel, num_classes: int, where: str = "") -> n
 
 
 def check_imported(
-    model: ImportedModel, num_classes: int, image_size: tuple[int, int] | None, where: str
+    model: ImportedModel,
+    num_classes: int,
+    image_size: tuple[int, int] | None,
+    where: str,
+    channels: int = 3,
 ) -> None:
     """Build the model (leaving torch's RNG as it was) and, when the image size is known, check
     that it maps a batch of 2 images to logits [2, num_classes]."""
@@ -64,14 +68,15 @@ def check_imported(
         net = build_imported(model, num_classes, where)
         if image_size is None:
             return
-        x = torch.randn(2, 3, *image_size)
+        x = torch.randn(2, channels, *image_size)
         try:
             with torch.no_grad():
                 out = net.eval()(x)
-        except Exception as err:  # the user's forward failed
+        except (Exception, SystemExit) as err:  # the user's forward failed
             size = "x".join(map(str, image_size))
             raise UserError(
-                f"{where}: {model.label} failed on a batch of 2 images of 3x{size}: {one_line(err)}"
+                f"{where}: {model.label} failed on a batch of 2 images of {channels}x{size}: "
+                f"{one_line(err)}"
             ) from err
     shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
     if shape != [2, num_classes]:

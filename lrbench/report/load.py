@@ -20,9 +20,11 @@ from typing import Any
 import pandas as pd
 
 from lrbench.errors import UserError
+from lrbench.plainfiles import NotPlainFile, read_json_bounded
 from lrbench.report.problems import NOTE, Problem
 from lrbench.report.variants import canonical, setup_of, stale_differences
 from lrbench.results import RunDir, run_dirs, sweep_folders
+from lrbench.verdict import Verdict
 
 # provenance that can change a run's floating-point numbers: seeds pooled in one row that
 # differ in it are noted (rank.notes)
@@ -58,6 +60,13 @@ PLAN = "plan.json"
 
 class BadRun(Exception):
     """A run folder whose files cannot be trusted; the message names the file and the fault."""
+
+
+class Damaged(BadRun):
+    """A run lrbench.verdict judges damaged (sweep and status say the same)."""
+
+
+RETRAIN = "lrbench sweep CONFIG --retry-failed trains it again"
 
 
 @dataclass
@@ -122,12 +131,18 @@ def load_runs(paths: list[Path], include_stale: bool = False) -> Loaded:
         if sweep is not None and sweep not in plans:
             plans[sweep] = _read_plan(sweep, loaded.problems)
         plan = plans.get(sweep) if sweep is not None else None
+        verdict = RunDir(run_dir).verdict()  # the one verdict status and sweep give too
         try:
-            row = _spec_row(run_dir, _read_json(run_dir / "spec.json"))
+            if verdict.state == "damaged":
+                raise Damaged(str(verdict.reason))
+            row = _spec_row(run_dir, _spec(run_dir, verdict))
             if plan is not None and not include_stale and row["run_id"] not in plan:
                 stale.setdefault(sweep, []).append(row)
                 continue
-            curve, why = _read_results(run_dir, row)
+            curve, why = _read_results(run_dir, verdict, row)
+        except Damaged as err:
+            loaded.problems.append(Problem(str(run_dir), f"damaged: {err}; {RETRAIN}"))
+            continue
         except BadRun as err:
             loaded.problems.append(Problem(str(run_dir), f"unreadable: {err}"))
             continue
@@ -187,43 +202,45 @@ def _stale_problem(sweep: Path, stale: list[dict[str, Any]], runs: pd.DataFrame)
     )
 
 
-def _read_results(run_dir: Path, row: dict[str, Any]) -> tuple[pd.DataFrame | None, str | None]:
+def _spec(run_dir: Path, verdict: Verdict) -> Any:
+    """spec.json as the verdict read it (an unfinished run's may be missing or broken)."""
+    if verdict.spec is not None:
+        return verdict.spec
+    return _read_json(run_dir / "spec.json")
+
+
+def _read_results(
+    run_dir: Path, verdict: Verdict, row: dict[str, Any]
+) -> tuple[pd.DataFrame | None, str | None]:
     """Fill a run's row from its results; its per-epoch curve, and why it is skipped (None when
-    it is ranked). A finished run whose files lrbench.results finds damaged is unreadable."""
-    run = RunDir(run_dir)
-    if not run.summary.exists():
+    it is ranked). The verdict (lrbench.verdict) has read and judged the run's files."""
+    status = verdict.state
+    if status in ("partial", "new"):
         row["status"] = "unfinished"
-        rows = len(run.read_metrics().rows)
+        rows = len(verdict.rows)
         return (
             None,
             f"unfinished: no summary.json ({rows} of {row['epochs']} epochs in metrics.csv)",
         )
-    summary = _read_json(run.summary)
-    status = summary.get("status") if isinstance(summary, dict) else None
+    summary = verdict.summary or {}
     if status == "failed":
-        lines = str(summary.get("error") or "").strip().splitlines()
         row["status"] = "failed"
-        return None, f"failed: {lines[-1] if lines else 'no error message in summary.json'}"
-    if status not in RANKED:
-        raise BadRun(f"summary.json has an unknown status {status!r}")
-    damage = run.damage()
-    if damage:
-        raise BadRun(damage)
+        return None, f"failed: {verdict.reason}"
     row["status"] = status
     row["stopped_early"] = summary.get("stopped_early") is True
     stopped_epoch = summary.get("stopped_epoch")
     if isinstance(stopped_epoch, int) and not isinstance(stopped_epoch, bool):
         row["stopped_epoch"] = stopped_epoch
-    metrics = _metrics_frame(run)
+    metrics = _metrics_frame(verdict)
     curve = metrics[[c for c in CURVE_COLUMNS if c in metrics.columns]]
     if status == "diverged":  # ranked whatever its metrics hold: its rows only feed the plots
         return (curve if len(curve) else None), None
     if "test_acc" not in metrics.columns:
-        raise BadRun(f"{run.metrics.name} has no test_acc column")
+        raise BadRun("metrics.csv has no test_acc column")
     last = metrics.iloc[-1]
     score = float(last["test_acc"])
     if not (math.isfinite(score) and 0.0 <= score <= 1.0):
-        raise BadRun(f"{run.metrics.name}: the last row's test_acc is not a fraction in [0, 1]")
+        raise BadRun("metrics.csv: the last row's test_acc is not a fraction in [0, 1]")
     row["score"] = score
     if "val_acc" in metrics.columns:
         row["val_score"] = float(last["val_acc"])
@@ -231,19 +248,22 @@ def _read_results(run_dir: Path, row: dict[str, Any]) -> tuple[pd.DataFrame | No
     return curve, None
 
 
-def _metrics_frame(run: RunDir) -> pd.DataFrame:
-    """metrics.csv's whole rows (lrbench.results.read_metrics), every column numeric (NaN
-    where a field is empty or not a number)."""
-    found = run.read_metrics()
+def _metrics_frame(verdict: Verdict) -> pd.DataFrame:
+    """metrics.csv's whole rows (as the verdict read them), every column numeric (NaN where a
+    field is empty or not a number)."""
+    found = verdict.metrics
+    assert found is not None
     frame = pd.DataFrame(found.rows, columns=found.header)
     return frame.apply(pd.to_numeric, errors="coerce")
 
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return read_json_bounded(path)
     except FileNotFoundError as err:
         raise BadRun(f"{path.name} is missing") from err
+    except NotPlainFile as err:
+        raise BadRun(str(err)) from err
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise BadRun(f"{path.name} is not valid JSON ({_short(err)})") from err
 
@@ -261,7 +281,7 @@ def _spec_row(run_dir: Path, spec: Any) -> dict[str, Any]:
             "run_id": str(spec.get("run_id") or run_dir.name),
             "sweep": str(spec.get("sweep") or run_dir.parent.parent.name),
             "dataset": _label(spec["dataset"]),
-            "model": str(spec["model"]),
+            "model": _label(spec["model"]),
             "optimizer": str(spec["optimizer"]["name"]),
             "lr": float(spec["optimizer"]["lr"]),
             "schedule": _label(schedule),
@@ -318,6 +338,8 @@ def _last_ensemble(metrics: pd.DataFrame) -> tuple[float, float]:
 
 def _label(obj: Any) -> str:
     """`label` when set, else `name`: the name the user chose for reports."""
+    if isinstance(obj, dict) and "import" in obj and not obj.get("label"):
+        return str(obj["import"]).rpartition(":")[2]  # an import's default label
     if isinstance(obj, dict):
         return str(obj.get("label") or obj["name"])
     return str(obj)

@@ -128,7 +128,7 @@ class Imported(Profile):
             return self._checked(np.array([self._scalar(x) for x in p.tolist()]), p)
         try:
             values = self._function(p.copy(), **self.keywords)  # theirs to change
-        except Exception as err:
+        except (Exception, SystemExit) as err:
             raise ScheduleError(f"{ref} raised {type(err).__name__}: {err}") from None
         if not isinstance(values, np.ndarray) or values.shape != p.shape:
             raise ScheduleError(
@@ -144,7 +144,7 @@ class Imported(Profile):
         assert self._function is not None
         try:
             out = self._function(PROBE.copy(), **self.keywords)
-        except Exception:  # a function of one float; _scalar reports its own errors
+        except (Exception, SystemExit):  # a function of one float; _scalar reports its own errors
             return False
         if isinstance(out, np.ndarray) and out.ndim > 0:
             if out.shape != PROBE.shape:
@@ -160,7 +160,7 @@ class Imported(Profile):
         ref = repr(self.import_)
         try:
             value = self._function(p, **self.keywords)
-        except Exception as err:
+        except (Exception, SystemExit) as err:
             raise ScheduleError(f"{ref} raised {type(err).__name__} at p={p!r}: {err}") from None
         if isinstance(value, (bool, np.bool_)) or not isinstance(
             value, (int, float, np.integer, np.floating)

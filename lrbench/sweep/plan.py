@@ -30,6 +30,7 @@ class PlannedRun:
     spec: RunSpec
     run: RunDir
     state: str  # new | partial | done | diverged | failed | damaged
+    foreign: bool = False  # a link, FIFO or device in its place: left alone, never trained
 
     @property
     def epochs_done(self) -> int:
@@ -43,6 +44,8 @@ class PlannedRun:
         return self.run.path.name
 
     def to_train(self, retry_failed: bool) -> bool:
+        if self.foreign:
+            return False
         return self.state in TRAIN_STATES or (retry_failed and self.state in RETRY_STATES)
 
     def shown_state(self, retry_failed: bool) -> str:
@@ -85,7 +88,11 @@ def plan(config: SweepConfig, results: Path, only: str | None = None) -> list[Pl
         if only and not fnmatch.fnmatch(run_id, only) and only not in run_id:
             continue
         run = RunDir(runs / run_id)
-        planned.append(PlannedRun(spec, run, run.status() if run_id in started else "new"))
+        if run_id in started:
+            verdict = run.verdict()
+            planned.append(PlannedRun(spec, run, verdict.state, verdict.foreign))
+        else:
+            planned.append(PlannedRun(spec, run, "new"))
     return planned
 
 

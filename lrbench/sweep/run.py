@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -17,8 +18,10 @@ from typing import Any
 
 from lrbench.config import SweepConfig
 from lrbench.data import load_splits
+from lrbench.data.splits import Splits
 from lrbench.errors import RunFailed, UserError
 from lrbench.imports import search_paths
+from lrbench.specs import RunSpec
 from lrbench.sweep.packs import Pack, pack_size, parse_pack, plan_work
 from lrbench.sweep.plan import (
     PlannedRun,
@@ -36,6 +39,27 @@ from lrbench.train.runtime import (
 )
 
 Say = Callable[[str], Any]
+
+
+def early_stop_idle(spec: RunSpec, schedule: Any, steps_per_epoch: int) -> str | None:
+    """Why early stopping, configured, can never stop this run, or None: it judges a run only
+    at the epochs lrbench.reactive allows (cycle ends for cyclical schedules and snapshots) and
+    needs `patience` judgements without improvement before the last one."""
+    from lrbench.reactive import Reactions
+
+    if not spec.early_stop:
+        return None
+    checks = Reactions(spec, schedule, steps_per_epoch).checks
+    patience = int(spec.early_stop["patience"])
+    if len(checks) >= patience + 2:
+        return None
+    why = " (cycle ends: snapshots or a cyclical schedule)" if len(checks) < spec.epochs else ""
+    return (
+        f"it may judge them at {len(checks)} epoch(s){why}, and patience {patience} needs "
+        f"{patience + 2}"
+    )
+
+
 MAX_WORKERS = 1024  # worker processes of a sweep, and threads of a worker
 # (runs, epochs to train, worker labels) -> a display: a context manager taking worker messages
 DisplayFactory = Callable[[int, int, list[str]], AbstractContextManager[Callable[[Any], None]]]
@@ -55,6 +79,7 @@ class SweepOptions:
     log: str | None = None
     only: str | None = None
     retry_failed: bool = False
+    keep_checkpoints: bool = False
 
 
 @dataclass
@@ -65,6 +90,7 @@ class SweepOutcome:
     where: Path
     statuses: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
+    causes: dict[str, str] = field(default_factory=dict)  # why a run failed or did not finish
 
     @property
     def counts(self) -> Counter[str]:
@@ -80,15 +106,24 @@ class SweepOutcome:
         )
 
     def failure(self) -> RunFailed | None:
+        """Exit 1 when a run failed or did not finish: the first one named with its cause."""
         bad = [r for r, s in self.statuses.items() if s in ("failed", "unfinished")]
         if not bad:
             return None
-        c = self.counts
+        c, first = self.counts, bad[0]
+        log = self.where / "runs" / first / "run.log"
+        cause = self.causes.get(first) or (f"see {log}" if log.is_file() else "no cause recorded")
         return RunFailed(
-            f"{c['failed']} run(s) failed"
-            + (f" and {c['unfinished']} did not finish" if c["unfinished"] else "")
-            + f", e.g. {bad[0]} (see {self.where}/runs/{bad[0]}/run.log); lrbench status shows "
-            "them; run the same command again to train what is unfinished"
+            " and ".join(
+                part
+                for part in (
+                    f"{c['failed']} run(s) failed" if c["failed"] else "",
+                    f"{c['unfinished']} did not finish" if c["unfinished"] else "",
+                )
+                if part
+            )
+            + f", e.g. {first} ({cause}); lrbench status {self.where} lists them; run the same "
+            "command again to train what is unfinished"
             + (", with --retry-failed for the failed ones" if c["failed"] else "")
         )
 
@@ -120,6 +155,30 @@ class Sweep:
     def counts(self) -> Counter[str]:
         return Counter(p.state for p in self.planned)
 
+    def nothing_to_train(self) -> str:
+        """Why nothing is trained, naming what is left undone (failed, damaged, left alone)."""
+        counts = self.counts()
+        stuck = {k: counts[k] for k in ("failed", "damaged") if counts[k]}
+        if not stuck:
+            return (
+                f"all {len(self.planned)} runs of {self.config.name} are finished; nothing to train"
+            )
+        named = ", ".join(f"{n} {state}" for state, n in stuck.items())
+        foreign = sum(1 for p in self.planned if p.foreign)
+        hint = (
+            "; --retry-failed trains the failed and damaged runs again"
+            if not self.options.retry_failed
+            else ""
+        )
+        alone = (
+            f" ({foreign} left alone: a link or special file in a run folder)" if foreign else ""
+        )
+        return (
+            f"nothing to train: {counts['done'] + counts['diverged']} of {len(self.planned)} runs "
+            f"of {self.config.name} are finished, {named}{alone}{hint}; lrbench status "
+            f"{self.where} names them"
+        )
+
     def epochs_left(self, runs: list[PlannedRun] | None = None) -> int:
         return sum(p.spec.epochs - p.epochs_done for p in (self.todo if runs is None else runs))
 
@@ -148,8 +207,47 @@ class Sweep:
             folder = getattr(torchvision.datasets, TORCHVISION[dataset.name].cls).base_folder
             if not (root / folder).is_dir():
                 return f"{TORCHVISION[dataset.name].label} is not in {root} yet: the sweep downloads it"
-        load_splits(dataset, self.options.data_dir)
-        return None
+        notes = self.check_with_data(load_splits(dataset, self.options.data_dir))
+        return "\n".join(notes) or None
+
+    def check_with_data(self, splits: Splits) -> list[str]:
+        """What needs the data loaded, before anything trains (exit 2, --dry-run included):
+        your own models on the data's real shape and class count, and your own schedules at
+        every step of every run left to train (a multiplier that is NaN between two probe
+        points fails here, not in the run; one table per schedule and run length is cheap)."""
+        from lrbench.models.imported import check_imported
+        from lrbench.schedules import build_schedule
+
+        channels = int(splits.train_x.shape[1])
+        for i, model in enumerate(self.config.models):
+            if not isinstance(model, str):
+                check_imported(
+                    model, splits.num_classes, splits.image_size, f"models[{i}]", channels
+                )
+        train_images = len(splits.train_y)
+        checked: set[tuple[str, int]] = set()
+        notes: dict[tuple[str, int], str] = {}
+        for p in self.todo:
+            spe = -(-train_images // p.spec.batch_size)
+            key = (json.dumps(p.spec.schedule, sort_keys=True), p.spec.epochs)
+            if key in checked:
+                continue
+            checked.add(key)
+            schedule = build_schedule(p.spec.schedule)
+            if schedule.user_code:
+                try:
+                    schedule.multipliers(spe * p.spec.epochs, spe)
+                except UserError as err:
+                    raise UserError(
+                        f"schedule {schedule.label!r} for {p.spec.run_id}: {err}"
+                    ) from None
+            idle = early_stop_idle(p.spec, schedule, spe)
+            if idle:
+                notes[(schedule.label, p.spec.epochs)] = (
+                    f"early stopping cannot stop the {p.spec.epochs}-epoch runs of "
+                    f"{schedule.label!r}: {idle}"
+                )
+        return list(notes.values())
 
     def runtime(self, device: str, workers: int) -> Runtime:
         threads = self.options.threads
@@ -162,6 +260,7 @@ class Sweep:
             threads=threads,
             import_paths=search_paths(),
             log=self.options.log,
+            keep_checkpoints=self.options.keep_checkpoints or self.config.keep_checkpoints,
         )
 
     def run_local(self, display: DisplayFactory, say: Say) -> SweepOutcome:
@@ -173,11 +272,11 @@ class Sweep:
         write_sweep_files(self.config, self.options.results)
         outcome = SweepOutcome(self.config.name, self.where)
         if not self.todo:
-            say(
-                f"all {len(self.planned)} runs of {self.config.name} are finished; nothing to train"
-            )
+            say(self.nothing_to_train())
             return outcome
         splits = load_splits(self.config.dataset, self.options.data_dir)  # exit 2 before workers
+        for note in self.check_with_data(splits):
+            say(note)
         workers = min(len(devices), len(self.todo))
         runtime = self.runtime(devices[0], workers)
         skipped = len(self.planned) - len(self.todo)
@@ -193,6 +292,7 @@ class Sweep:
         with display(len(self.todo), self.epochs_left(), devices) as show:
             result = run_local(work, devices, runtime, show)
         outcome.statuses, outcome.interrupted = result.statuses, result.interrupted
+        outcome.causes = result.causes
         return outcome
 
     def slurm_work(self, runs: list[PlannedRun], size: int) -> list[Pack]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lrbench.errors import UserError
-from lrbench.results import RunDir, read_json, run_dirs, sweep_folders
+from lrbench.results import RunDir, run_dirs, sweep_folders
 from lrbench.sweep.plan import planned_run_ids
 
 STATES = ("done", "diverged", "failed", "damaged", "running", "partial", "new")
@@ -53,53 +53,48 @@ def sweep_status(results: Path) -> list[SweepStatus]:
 
 
 def _one(sweep: Path) -> SweepStatus:
+    """A sweep's runs, each judged once by its verdict (every file read once)."""
     status = SweepStatus(sweep)
     runs = run_dirs(sweep)
     epoch_times: list[float] = []
+    spec_epochs: list[int] = []
     for run in runs:
-        state = run.status()
+        verdict = run.verdict()
+        state = verdict.state
         if state in ("partial", "new") and run.is_locked():
             state = "running"
         status.counts[state] += 1
-        if state == "failed":
-            status.problems.append((state, run.path.name, _error(run)))
-        elif state == "damaged":
-            status.problems.append((state, run.path.name, run.damage() or "unreadable"))
-        times = [r["epoch_time_s"] for r in run.read_metrics().rows
+        if state in ("failed", "damaged"):
+            status.problems.append((state, run.path.name, verdict.reason or "unreadable"))
+        times = [r["epoch_time_s"] for r in verdict.rows
                  if isinstance(r.get("epoch_time_s"), float | int)]  # fmt: skip
         epoch_times += times
+        epochs = _epochs(verdict.spec)
+        if epochs and len(spec_epochs) < 20:
+            spec_epochs.append(epochs)
         if state in ("running", "partial"):
-            status.unfinished.append(_progress(run, state, times))
+            status.unfinished.append(_progress(run, state, times, epochs))
     planned = planned_run_ids(sweep)
     if planned is not None:
         on_disk = {r.path.name for r in runs}
         status.counts["new"] += sum(1 for r in planned if r not in on_disk)
-    status.seconds_left = _seconds_left(status, epoch_times, sweep, planned)
+    status.seconds_left = _seconds_left(status, epoch_times, spec_epochs)
     return status
 
 
-def _error(run: RunDir) -> str:
-    try:
-        return str(read_json(run.summary).get("error") or "unknown error").splitlines()[-1]
-    except (OSError, ValueError, AttributeError, IndexError):
-        return "unknown error"
+def _epochs(spec: dict | None) -> int:
+    epochs = spec.get("epochs") if spec else None
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0 else 0
 
 
-def _epochs(run: RunDir) -> int:
-    try:
-        return int(read_json(run.spec)["epochs"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
-
-
-def _progress(run: RunDir, state: str, times: list[float]) -> Progress:
-    done, epochs = len(times), _epochs(run)
+def _progress(run: RunDir, state: str, times: list[float], epochs: int) -> Progress:
+    done = len(times)
     left = (epochs - done) * statistics.median(times) if times and epochs else None
     return Progress(run.path.name, state, done, epochs, left)
 
 
 def _seconds_left(
-    status: SweepStatus, epoch_times: list[float], sweep: Path, planned: list[str] | None
+    status: SweepStatus, epoch_times: list[float], spec_epochs: list[int]
 ) -> float | None:
     """The remaining epochs of unfinished and unstarted runs at the sweep's median epoch time
     (unstarted runs are counted at the epochs of the runs that have started)."""
@@ -109,8 +104,6 @@ def _seconds_left(
     total = sum((p.epochs - p.epochs_done) * median for p in status.unfinished)
     new = status.counts["new"]
     if new:
-        epochs = [p.epochs for p in status.unfinished] or [
-            _epochs(r) for r in run_dirs(sweep)[:20] if _epochs(r)
-        ]
+        epochs = [p.epochs for p in status.unfinished] or spec_epochs
         total += new * median * (statistics.mean(epochs) if epochs else 0)
     return total

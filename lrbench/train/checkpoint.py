@@ -3,7 +3,8 @@
 Format (one file, `checkpoint.pt`, the same whether the run trained alone or in a pack, so either
 path resumes the other's): the model's state_dict, the optimizer's state (torch.optim's
 state_dict; for schedule-free optimizers lrbench's own layout, see lrbench.optim), `epoch` and
-`step` done, the RNG states, `wall_time_s`, and the reactive state (plateau, early stopping) and
+`step` done, the run it belongs to (`run_id`, `spec_sha256`, `seed`: a checkpoint is never
+resumed in another run's folder), the RNG states, `wall_time_s`, and the reactive state (plateau, early stopping) and
 snapshot ensemble of lrbench.train.member.
 
 Results folders are shared between people and clusters, so a checkpoint is loaded with
@@ -12,7 +13,9 @@ Results folders are shared between people and clusters, so a checkpoint is loade
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import pickle
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +24,11 @@ from typing import Any
 import torch
 
 from lrbench.errors import UserError
+from lrbench.plainfiles import kind_of
 from lrbench.results import atomic_write_bytes
+from lrbench.specs import RunSpec
+
+MAX_CHECKPOINT_BYTES = 64 << 30  # far above any model lrbench trains
 
 
 def cpu_copy(obj: Any) -> Any:
@@ -57,6 +64,11 @@ def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint's content, loaded as data only; UserError for anything else."""
+    what = kind_of(path)
+    if what is not None:
+        raise UserError(f"{path} is {what}, not a plain file; lrbench will not read it")
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        raise UserError(f"{path} is larger than lrbench ever writes; delete it to restart the run")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -70,6 +82,33 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or any(k not in state for k in required):
         raise UserError(f"{path} is not an lrbench checkpoint; delete it to restart the run")
     return state
+
+
+def identity(spec: RunSpec) -> dict[str, Any]:
+    """What ties a checkpoint to its run: written into it, checked before it is resumed."""
+    blob = json.dumps(spec.identity(), sort_keys=True, separators=(",", ":"))
+    return {
+        "run_id": spec.run_id,
+        "spec_sha256": hashlib.sha256(blob.encode()).hexdigest(),
+        "seed": spec.seed,
+    }
+
+
+def checkpoint_fault(state: dict[str, Any], spec: RunSpec, steps_per_epoch: int) -> str | None:
+    """Why a checkpoint cannot resume this run (another run's, or an epoch no run reaches), or
+    None. Checkpoints of older versions record no identity and are judged by epoch alone."""
+    epoch, step = state.get("epoch"), state.get("step")
+    whole = all(isinstance(v, int) and not isinstance(v, bool) for v in (epoch, step))
+    if not whole or not 0 <= epoch <= spec.epochs or step != epoch * steps_per_epoch:
+        return (
+            f"checkpoint.pt records epoch {epoch!r} and step {step!r}, which this run never reaches"
+        )
+    for key, value in identity(spec).items():
+        if key in state and state[key] != value:
+            return (
+                f"checkpoint.pt belongs to another run (its {key} is {state[key]!r}, not {value!r})"
+            )
+    return None
 
 
 class CheckpointWriter:

@@ -104,7 +104,7 @@ def train_runs(
         loop.run(pending)
     except (KeyboardInterrupt, UserError):
         raise
-    except Exception as err:
+    except (Exception, SystemExit) as err:  # user code's sys.exit fails its run, not the sweep
         unfinished = [m for m in pending if m.summary is None]
         for m in unfinished:
             m.fail(err)
@@ -119,6 +119,10 @@ def train_runs(
         for m in pending:
             if m.log is not None:
                 m.log.close()
+    if not runtime.keep_checkpoints:  # a finished run never resumes (the writers are done)
+        for m in pending:
+            if m.summary is not None and m.summary["status"] in ("done", "diverged"):
+                m.run.checkpoint.unlink(missing_ok=True)
     return [m.summary for m in members]  # type: ignore[misc]
 
 

@@ -25,7 +25,8 @@ from lrbench.results import RunDir, atomic_write_json, metric_columns, read_json
 from lrbench.schedules import build_schedule
 from lrbench.snapshots import SnapshotEnsemble, snapshot_steps, split_labels
 from lrbench.specs import RunSpec
-from lrbench.train.checkpoint import read_checkpoint
+from lrbench.train.checkpoint import checkpoint_fault, read_checkpoint
+from lrbench.train.checkpoint import identity as checkpoint_identity
 from lrbench.train.runtime import provenance
 from lrbench.train.tblog import RunLog
 
@@ -113,11 +114,13 @@ class Member:
         run.summary.unlink(missing_ok=True)
         if run.checkpoint.exists() and not damaged:
             state = read_checkpoint(run.checkpoint)
-            if run.complete_epochs() >= int(state["epoch"]):
+            own = checkpoint_fault(state, self.spec, spe) is None
+            if own and run.complete_epochs() >= state["epoch"]:
                 self._resume(state)
                 return
-            # metrics.csv lost rows the checkpoint counts: only one checkpoint is kept, so the
-            # run trains again from the start and ends equal to an untouched run
+            # metrics.csv lost rows the checkpoint counts, or the checkpoint is another run's
+            # (or holds an epoch no run reaches): only one checkpoint is kept, so the run
+            # trains again from the start and ends equal to an untouched run
         run.checkpoint.unlink(missing_ok=True)
         run.truncate_metrics(0)
         record = spec_record(self.spec, spe, device, precision, pack, self.slot)
@@ -176,6 +179,7 @@ class Member:
     def checkpoint_extra(self, wall: float) -> dict[str, Any]:
         assert self.reactions is not None
         return {
+            **checkpoint_identity(self.spec),
             "wall_time_s": wall,
             "ensemble": self.ensemble.state_dict(),
             **self.reactions.state(),

@@ -26,7 +26,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp64")
 class Runtime:
     """Where and how runs train. `threads`: torch's CPU threads (None: leave torch's choice);
     `import_paths`: folders user modules named in the config are imported from; `log`:
-    "tensorboard" writes each run's live curves (lrbench.train.tblog), None writes none."""
+    "tensorboard" writes each run's live curves (lrbench.train.tblog), None writes none;
+    `keep_checkpoints`: False deletes a run's checkpoint.pt once it is done or diverged."""
 
     device: str = "auto"
     precision: str = "auto"
@@ -35,6 +36,7 @@ class Runtime:
     threads: int | None = None
     import_paths: tuple[str, ...] = ()
     log: Log | None = None
+    keep_checkpoints: bool = True  # a sweep keeps a finished run's checkpoint only when asked
 
 
 @dataclass

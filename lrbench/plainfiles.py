@@ -1,0 +1,95 @@
+"""Reading a results folder's files as plain files of its own, with bounds.
+
+A results folder is shared, copied and sometimes tampered with: a file there may be a symbolic
+link (to a file elsewhere, to /dev/zero), a FIFO (a read blocks forever), a device, a folder, or
+far larger or deeper than lrbench ever writes. Every read of it goes through `read_bounded`,
+which never follows a link, never blocks, and never reads more than a bound; JSON is parsed only
+after a depth check. The bounds are far above what any run writes (README, "Results on disk").
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+MAX_JSON_BYTES = 1 << 20  # spec.json, summary.json, plan.json: a few KB each
+MAX_METRICS_BYTES = 16 << 20  # metrics.csv: about 150 bytes an epoch
+MAX_JSON_DEPTH = 32  # lrbench writes 4 levels
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+class NotPlainFile(OSError):
+    """A path that is not a plain file of its own (a link, FIFO, device, folder) or is larger
+    than lrbench reads; its message names the file and what it is."""
+
+
+def kind_of(path: Path) -> str | None:
+    """What a path is when it is not a plain file ('a symbolic link', 'a FIFO', ...), or None
+    for a plain file or nothing at all. Links are not followed."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    return _kind(mode)
+
+
+def _kind(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else "not a plain file"
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """A plain file's bytes, at most `limit` of them; FileNotFoundError when missing,
+    NotPlainFile for a link, FIFO, device, folder or a larger file."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise NotPlainFile(f"{path.name} is a symbolic link, not a file of its own") from None
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        what = _kind(st.st_mode)
+        if what is not None:
+            raise NotPlainFile(f"{path.name} is {what}, not a plain file")
+        data = fh.read(limit + 1)
+    if st.st_size > limit or len(data) > limit:
+        raise NotPlainFile(
+            f"{path.name} holds more than {limit:,} bytes, more than lrbench ever writes there"
+        )
+    return data
+
+
+def json_depth(text: str) -> int:
+    """How deep arrays and objects nest in a JSON text (strings are skipped)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRING.sub('""', text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def read_json_bounded(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
+    """A JSON file's value: bounded in size and depth. Raises OSError (NotPlainFile included)
+    or ValueError (not UTF-8, not JSON, nested deeper than MAX_JSON_DEPTH)."""
+    text = read_bounded(path, limit).decode("utf-8")
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return json.loads(text)

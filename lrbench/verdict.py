@@ -1,0 +1,213 @@
+"""One verdict per run folder, read once, shared by `sweep`, `status` and `report`.
+
+    verdict = RunDir(path).verdict()    # state, reason, and the files it read
+    verdict.state   # done | diverged | failed | damaged | partial | new
+    verdict.reason  # why damaged (or a failed run's error), one line naming the file
+    verdict.spec, verdict.summary, verdict.metrics   # parsed: nobody reads them again
+
+A run is `damaged` when its files cannot be trusted: the folder or one of its files is not a
+plain file of its own (a link, FIFO, device: then `foreign`, and lrbench leaves it alone), a
+summary or spec that is unreadable or holds a value no run writes (a NaN, epochs 0), or, for a
+run that ended done, metrics.csv rows that are torn, missing, repeated, hold a value outside its
+column's range (accuracies are fractions, losses finite) or disagree with summary.json's final.
+A diverged run is judged by its summary and spec alone (its rows may end in any value).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lrbench.plainfiles import kind_of
+
+if TYPE_CHECKING:
+    from lrbench.results import MetricsFile, RunDir
+
+FINISHED = ("done", "diverged", "failed")
+RUN_FILES = ("spec.json", "metrics.csv", "summary.json", "checkpoint.pt", "run.log")
+MAX_EPOCHS = 1_000_000
+MAX_STEPS_PER_EPOCH = 1_000_000_000
+NUMBER_COLUMNS = ("lr", "momentum", "epoch_time_s")  # numbers (momentum may be empty)
+OPTIONAL_PREFIX = "ensemble_"  # filled only in epochs that took a snapshot
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a run folder holds and whether it can be trusted (module docstring)."""
+
+    state: str
+    reason: str | None = None
+    spec: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
+    metrics: MetricsFile | None = None
+    foreign: bool = False  # not lrbench's to touch: never trained, written or deleted
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.metrics.rows if self.metrics is not None else []
+
+
+def judge(run: RunDir) -> Verdict:
+    """The verdict on one run folder; each of its files is read at most once."""
+    from lrbench.results import read_json_object
+
+    foreign = _foreign(run.path)
+    if foreign:
+        return Verdict("damaged", foreign, foreign=True)
+    metrics = run.read_metrics()
+    if not _exists(run.summary):
+        spec, _ = read_json_object(run.spec)
+        started = _exists(run.checkpoint) or _exists(run.metrics)
+        return Verdict("partial" if started else "new", spec=spec, metrics=metrics)
+    summary, why = read_json_object(run.summary)
+    if summary is None:
+        return Verdict("damaged", why, metrics=metrics)
+    status = summary.get("status")
+    if status not in FINISHED:
+        return Verdict("damaged", f"summary.json names no known status ({status!r})", None, summary)
+    spec, why = read_json_object(run.spec)
+    if status == "failed":
+        return Verdict("failed", _error_line(summary), spec, summary, metrics)
+    why = why or spec_fault(spec)  # type: ignore[arg-type]
+    if why is None and status == "done":
+        why = metrics_fault(run.metrics, metrics, summary)
+    if why:
+        return Verdict("damaged", why, spec, summary, metrics)
+    return Verdict(status, None, spec, summary, metrics)
+
+
+def _exists(path: Path) -> bool:
+    return os.path.lexists(path)
+
+
+def _foreign(path: Path) -> str | None:
+    """Why a run folder is not lrbench's to touch: it, or one of its files, is a link, FIFO,
+    device or folder where a file goes."""
+    what = kind_of(path)
+    if what is not None and what != "a folder":
+        return f"the run folder is {what}, not a folder of its own; lrbench leaves it alone"
+    for name in (*RUN_FILES, ".lock"):
+        what = kind_of(path / name)
+        if what is not None and not (name == ".lock" and what == "a folder"):
+            return f"{name} is {what}, not a plain file; lrbench leaves this run alone"
+    return None
+
+
+def _error_line(summary: dict[str, Any]) -> str:
+    lines = str(summary.get("error") or "").strip().splitlines()
+    return lines[-1] if lines else "no error message in summary.json"
+
+
+def spec_fault(spec: dict[str, Any]) -> str | None:
+    """Why a finished run's spec.json holds what no run writes, or None."""
+    bad = _non_finite(spec)
+    if bad is not None:
+        return f"spec.json holds {bad[1]} at {bad[0]}"
+    epochs = spec.get("epochs")
+    if not _whole(epochs) or not 1 <= epochs <= MAX_EPOCHS:
+        return f"spec.json: epochs is {epochs!r}, not a whole number from 1 to {MAX_EPOCHS:,}"
+    spe = spec.get("steps_per_epoch")
+    if spe is not None and (not _whole(spe) or not 1 <= spe <= MAX_STEPS_PER_EPOCH):
+        return (
+            f"spec.json: steps_per_epoch is {spe!r}, not a whole number from 1 to "
+            f"{MAX_STEPS_PER_EPOCH:,}"
+        )
+    budget = spec.get("budget")
+    if budget is not None and (not _number(budget) or budget <= 0):
+        return f"spec.json: budget is {budget!r}, not a positive number"
+    return None
+
+
+def _non_finite(value: Any, where: str = "") -> tuple[str, str] | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "the top", repr(value)
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        found = _non_finite(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def metrics_fault(path: Path, found: MetricsFile, summary: dict[str, Any]) -> str | None:
+    """Why a run that ended done has a metrics.csv that is not its whole, sane record."""
+    name = path.name
+    if not _exists(path):
+        return f"{name} is missing"
+    if found.damage:
+        return f"{name} {found.damage}"
+    if not found.raw:
+        return f"{name} is empty"
+    bad_name = next((c for c in found.header if not c.isprintable()), None)
+    if bad_name is not None:
+        return f"{name}: the header holds a column name with a control character ({bad_name!r})"
+    if not found.rows:
+        return f"{name} has a header but no rows"
+    expected = summary.get("epochs_completed")
+    if _whole(expected) and len(found.rows) != expected:
+        return f"{name} ends at epoch {len(found.rows)} but summary.json counts {expected} epochs"
+    for row in found.rows:
+        why = _row_fault(row)
+        if why:
+            return f"{name}, epoch {row['epoch']}: {why}"
+    return _final_fault(found.rows[-1], summary.get("final"))
+
+
+def _row_fault(row: dict[str, Any]) -> str | None:
+    """A value outside its column's range: accuracies are fractions in [0, 1], losses are
+    finite (a run whose loss is not finite is diverged, not done), steps whole, rates numbers.
+    Columns of other kinds (a custom task's) are not judged."""
+    for column, value in row.items():
+        empty_ok = column.startswith(OPTIONAL_PREFIX) or column == "momentum"
+        if value == "" and empty_ok:
+            continue
+        if column.endswith("_acc"):
+            ok = _number(value) and 0.0 <= value <= 1.0
+            kind = "a fraction in [0, 1]"
+        elif column.endswith("_loss"):
+            ok, kind = _number(value), "a finite number (the run is done, not diverged)"
+        elif column in ("step", "ensemble_size"):
+            ok, kind = _whole(value) and value >= 1, "a whole number from 1"
+        elif column in NUMBER_COLUMNS:
+            ok, kind = _number(value), "a finite number"
+        else:
+            continue
+        if not ok:
+            return f"{column} is {value!r}, not {kind}"
+    return None
+
+
+def _final_fault(last: dict[str, Any], final: Any) -> str | None:
+    """summary.json's final metrics are the last row's: any disagreement is an edit."""
+    if not isinstance(final, dict):
+        return None
+    for key, value in final.items():
+        if key not in last or value is None:
+            continue
+        row_value = last[key]
+        same = (
+            _number(value) and _number(row_value) and math.isclose(value, row_value, rel_tol=1e-9)
+        )
+        if not same and value != row_value:
+            return (
+                f"summary.json's final {key} is {value!r} but metrics.csv's last row holds "
+                f"{row_value!r}"
+            )
+    return None
