@@ -25,7 +25,6 @@ from lrbench.specs import RunSpec
 from lrbench.sweep.packs import Pack, pack_size, parse_pack, plan_work
 from lrbench.sweep.plan import (
     PlannedRun,
-    estimate_seconds,
     plan,
     sweep_dir,
     write_sweep_files,
@@ -188,9 +187,6 @@ class Sweep:
 
         reasons = {p.run_id: unpackable_reason(p.spec) for p in self.todo}
         return {run: why for run, why in reasons.items() if why}
-
-    def estimate(self, workers: int) -> float | None:
-        return estimate_seconds(self.todo, self.where, workers)
 
     def check_data(self) -> str | None:
         """Load the data as the sweep will: missing or bad data, and subsets larger than the
