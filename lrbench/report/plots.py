@@ -22,7 +22,8 @@ from matplotlib.ticker import MaxNLocator
 
 from lrbench.report.anytime import Anytime
 from lrbench.report.anytime import figure as anytime_figure
-from lrbench.report.metric import METRICS, in_metric
+from lrbench.report.curves import Curves
+from lrbench.report.metric import METRICS, Metric, in_metric, metric_named
 from lrbench.report.rank import COMPARED
 from lrbench.report.rebuild import rebuild_schedule
 from lrbench.report.variants import SETTING, named_rows
@@ -109,12 +110,10 @@ def _budget_axis(ax, budgets: list[float]) -> None:
     ax.set_xlabel("budget (% of full training, log scale)")
 
 
-def _curve(curves: dict[str, pd.DataFrame], paths: list[str], column: str) -> pd.Series:
-    """Mean over the given runs of one metrics column, per epoch."""
-    frames = [curves[p][["epoch", column]] for p in paths if p in curves and column in curves[p]]
-    if not frames:
-        return pd.Series(dtype=float)
-    return pd.concat(frames).groupby("epoch")[column].mean().dropna()
+def _curve(curves: Curves, paths: list[str], column: str) -> pd.Series:
+    """Mean over the given runs of one curves column, per epoch."""
+    rows = curves.of(paths)
+    return rows.groupby("epoch")[column].mean().dropna()
 
 
 def step_rates(run: pd.Series) -> pd.Series | None:
@@ -136,7 +135,7 @@ def step_rates(run: pd.Series) -> pd.Series | None:
     return pd.Series(rates, index=np.arange(1, total + 1) / spe)
 
 
-def lr_curves(chosen: pd.DataFrame, curves: dict[str, pd.DataFrame], colour: dict) -> Plot:
+def lr_curves(chosen: pd.DataFrame, curves: Curves, colour: dict) -> Plot:
     """Each schedule's rate from one run at its largest budget, one panel per optimizer: every
     step where the schedule can be rebuilt from its spec, else the last step of each epoch as
     metrics.csv has it (reactive, imported or unknown schedules: dots)."""
@@ -172,21 +171,29 @@ def lr_curves(chosen: pd.DataFrame, curves: dict[str, pd.DataFrame], colour: dic
 
 
 def accuracy_curves(
-    chosen: pd.DataFrame, curves: dict[str, pd.DataFrame], colour: dict
+    chosen: pd.DataFrame, curves: Curves, colour: dict, metric: str | Metric = "error"
 ) -> list[Plot]:
-    """Per setting, test accuracy per epoch (mean over seeds), one panel per budget."""
+    """Per setting, the report's metric per epoch (mean over seeds), one panel per budget; the
+    means of every line come from one grouping of all runs' rows."""
+    m = metric_named(metric)
     plots = []
     done = chosen[chosen["status"] == "done"]
+    keys = [*SETTING, "budget", "schedule"]
+    rows = curves.of(done["path"]).merge(done[["path", *keys]], on="path")
+    means = rows.groupby([*keys, "epoch"], sort=True)["score"].mean().dropna()
     for setting, group in done.groupby(SETTING, sort=True):
         budgets = sorted(group["budget"].unique())
         fig, axes = _grid(len(budgets))
         for ax, budget in zip(axes, budgets, strict=True):
             cell = group[group["budget"] == budget]
-            for schedule, runs in cell.groupby("schedule", sort=True):
-                curve = _curve(curves, list(runs["path"]), "test_acc") * 100
+            for schedule in sorted(cell["schedule"].unique()):
+                try:
+                    curve = means.loc[(*setting, budget, schedule)]
+                except KeyError:
+                    continue
                 ax.plot(
                     curve.index,
-                    curve.values,
+                    m.shown(curve.to_numpy()),
                     marker="." if len(curve) < 40 else None,
                     color=colour[schedule],
                     label=str(schedule),
@@ -194,9 +201,9 @@ def accuracy_curves(
             epochs = int(cell["epochs"].max())
             ax.set_title(f"budget {100 * budget:g}% ({epochs} epoch{'s' if epochs != 1 else ''})")
             _epoch_axis(ax)
-            ax.set_ylabel("test accuracy (%)")
+            ax.set_ylabel(m.label)
             ax.grid(alpha=0.3)
-        fig.suptitle(f"{' · '.join(map(str, setting))}: test accuracy per epoch, mean over seeds")
+        fig.suptitle(f"{' · '.join(map(str, setting))}: {m.title} per epoch, mean over seeds")
         _legend(fig, axes)
         plots.append(Plot(f"test_acc_{slug(setting)}", fig))
     return plots
@@ -365,7 +372,7 @@ class Figures:
 def all_figures(
     chosen: pd.DataFrame,
     summary: pd.DataFrame,
-    curves: dict[str, pd.DataFrame],
+    curves: Curves,
     metric: str = "error",
     anytime: Anytime | None = None,
 ) -> Figures:
@@ -378,6 +385,6 @@ def all_figures(
         p_top1=p_top1(summary, colour),
         performance_profile=performance_profile(summary, colour),
         lr_curves=lr_curves(chosen, curves, colour),
-        test_acc=accuracy_curves(chosen, curves, colour),
+        test_acc=accuracy_curves(chosen, curves, colour, metric),
         anytime=Plot("anytime", anytime_figure(anytime, colour)) if anytime is not None else None,
     )
