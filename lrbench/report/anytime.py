@@ -509,6 +509,8 @@ def rich_tables(anytime: Anytime, metric: str | Metric = "") -> list:
     from rich.table import Table
     from rich.text import Text
 
+    from lrbench.report.tables import label_column
+
     tables = []
     head = headers(anytime.metric)
     for setting, rows in display_rows(anytime.table).items():
@@ -518,10 +520,11 @@ def rich_tables(anytime: Anytime, metric: str | Metric = "") -> list:
             caption="@f: mean over seeds · time to target: median over seeds, inf = not reached",
         )
         for i, h in enumerate(head):
-            last = i == len(head) - 1
-            table.add_column(
-                h, justify="left" if i == 1 or last else "right", no_wrap=i <= 1 or last
-            )
+            if i == 1:
+                label_column(table, h, [r[1] for r in rows])
+            else:
+                last = i == len(head) - 1
+                table.add_column(h, justify="left" if last else "right", overflow="fold")
         for row in rows:
             table.add_row(*(Text(c, style="dim" if c in (DASH, "inf") else "") for c in row))
         tables.append(table)

@@ -21,7 +21,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from lrbench.report import anytime as anytime_tables
-from lrbench.report.metric import METRICS, in_metric
+from lrbench.report.metric import METRICS, in_metric, metric_named
 from lrbench.report.plots import Figures, Plot
 from lrbench.report.problems import NOTE, SKIPPED, skipped_runs
 from lrbench.report.rank import COMPARED, LOW_HIGH_SPLIT, RANKED, ROW
@@ -111,6 +111,7 @@ def render(
         .render(
             metric=METRICS[metric],
             metric_name=METRICS[metric].split(" (")[0],
+            profile_what=_profile_what(metric),
             lrbench=_version(),
             sweeps=sorted({str(s) for s in report.runs["sweep"]}) if len(report.runs) else [],
             counts=_counts(report, chosen, len(settings)),
@@ -150,6 +151,13 @@ def render(
             run_summary=_run_summary(runs),
         )
     )
+
+
+def _profile_what(metric: str) -> str:
+    """What the performance profile divides (plots.error_ratios): the metric where lower is
+    better, else the test error."""
+    m = metric_named(metric)
+    return m.title if m.lower_is_better else "test error"
 
 
 def _inline(plot: Plot) -> Markup:

@@ -98,8 +98,12 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
                 f"{path} holds no runs (expected {path}/runs/<run-id>/ "
                 f"or {path}/<sweep>/runs/<run-id>/)"
             )
+        parents: dict[Path, Path] = {}  # a sweep's runs/ resolved once, not once per run
         for d in dirs:
-            found.setdefault(d.resolve(), d)
+            parent = parents.get(d.parent)
+            if parent is None:
+                parent = parents[d.parent] = d.parent.resolve()
+            found.setdefault(parent / d.name, d)
     return list(found.values())
 
 
