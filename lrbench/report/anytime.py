@@ -1,15 +1,20 @@
-"""Anytime performance and time-to-target, read from the runs' metrics.csv.
+"""Anytime performance and time-to-target, read from the runs' per-epoch rows (report.curves).
 
-- Anytime: for each run, the best test accuracy reached by 10%, 25%, 50%, 75% and 100% of
-  its budget (the run's `epochs`); a fraction f covers epochs 1..floor(f * epochs). Averaged
-  over seeds per (cell, schedule). Where no judged epoch lies inside a fraction yet: NaN ("—").
-- Time-to-target, as AlgoPerf scores it: the first judged epoch whose test accuracy reaches
-  the target, in epochs and in seconds (the sum of epoch_time_s up to it, evaluation
-  included); inf when never reached (diverged runs reach it only if they did before
-  diverging). Per (cell, schedule) the median over seeds, so a schedule that misses the target
-  in most seeds scores inf, and the count of seeds that reached it.
-- Target: `--target X` for every cell; by default, per cell, the median over its schedules of
-  their mean final test accuracy: a level about half the schedules hold at the end.
+Every value is in the report's metric (error, accuracy, a loss): computed on scores (higher is
+better, lrbench.report.metric) and shown as the metric at the end.
+
+- Anytime: for each run, the best score reached by 10%, 25%, 50%, 75% and 100% of its budget
+  (the run's `epochs`); a fraction f covers epochs 1..floor(f * epochs). Averaged over seeds
+  per (cell, schedule). Where no judged epoch lies inside a fraction yet: NaN ("—").
+- Time-to-target, as AlgoPerf scores it: the first judged epoch whose score reaches the
+  target (an error or loss at or below it, an accuracy at or above it), in epochs and in
+  seconds (the sum of epoch_time_s up to it, evaluation included); inf when never reached
+  (diverged runs reach it only if they did before diverging). Per (cell, schedule) the median
+  over seeds, so a schedule that misses the target in most seeds scores inf, and the count of
+  seeds that reached it.
+- Target: `--target X` for every cell, a value of the metric's metrics.csv column (a test
+  accuracy as a fraction, a test loss); by default, per cell, the median over its schedules of
+  their mean final score: a level about half the schedules hold at the end.
 - Judged epochs. Cyclical schedules are judged only at their cycle ends, as the literature
   does (SGDR, snapshot ensembles, Smith's CLR: stop at a cycle end): the schedule is rebuilt
   from spec.json and each cycle end step k is judged at the last epoch that ends at or before
@@ -18,6 +23,9 @@
   also judged at its last epoch: its final metrics count as they stand. A schedule this
   version cannot rebuild is judged at every epoch, with a note. Every other schedule is judged
   at every epoch.
+
+All runs are analysed at once: one pass over the rows of every run, grouped by run; schedules
+are rebuilt once per (schedule, epochs, steps per epoch), not once per run.
 
 Nothing here imports torch (lrbench.schedules is numpy only).
 """
@@ -238,10 +246,7 @@ def check_target(target: float, metrics: list[Metric]) -> None:
         raise UserError(f"--target must be a number, got {target:g}")
     for metric in metrics:
         if metric.column.endswith("_acc") and not 0.0 < target <= 1.0:
-            raise UserError(
-                f"--target must be a test accuracy in (0, 1], got {target:g} "
-                f"(the {metric.name} runs' {metric.column})"
-            )
+            raise UserError(f"--target must be a test accuracy in (0, 1], got {target:g}")
 
 
 @dataclass
