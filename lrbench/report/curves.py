@@ -81,10 +81,10 @@ class CurveBuilder:
         lr, score, seconds = self._values["lr"], self._values["score"], self._values["epoch_time_s"]
         for row in rows:
             self._epoch.append(int(row["epoch"]))
-            lr.append(_number(row.get("lr")))
-            value = _number(row.get(column))
+            lr.append(number(row.get("lr")))
+            value = number(row.get(column))
             score.append(metric.score(value))
-            seconds.append(_number(row.get("epoch_time_s")))
+            seconds.append(number(row.get("epoch_time_s")))
 
     def build(self) -> Curves:
         lengths = np.asarray(self._lengths, dtype=np.int64)
@@ -109,8 +109,8 @@ class CurveBuilder:
         return Curves(frame, spans)
 
 
-def _number(value: Any) -> float:
-    """A field as lrbench.results.read_metrics parsed it: a number, else NaN."""
+def number(value: Any) -> float:
+    """A metrics.csv field as lrbench.results.read_metrics parsed it: a number, else NaN."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return NAN

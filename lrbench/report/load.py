@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from lrbench.errors import UserError
-from lrbench.report.curves import CurveBuilder, Curves
+from lrbench.report.curves import CurveBuilder, Curves, number
 from lrbench.report.metric import Metric, metric_named
 from lrbench.report.problems import NOTE, Problem
 from lrbench.report.variants import canonical, setup_of, stale_differences
@@ -239,14 +239,14 @@ def _read_results(run_dir: Path, row: dict[str, Any], curves: CurveBuilder) -> s
     if metric.column not in found.header:
         raise BadRun(f"{run.metrics.name} has no {metric.column} column")
     last = found.rows[-1]
-    value = _number(last[metric.column])
+    value = number(last[metric.column])
     if not _plausible(value, metric):
         raise BadRun(
             f"{run.metrics.name}: the last row's {metric.column} {_plausible_text(metric)}"
         )
     row["score"] = metric.score(value)
     if metric.val_column in found.header:
-        row["val_score"] = metric.score(_number(last[metric.val_column]))
+        row["val_score"] = metric.score(number(last[metric.val_column]))
     if metric.column == "test_acc":
         row["ensemble_score"], row["ensemble_size"] = _last_ensemble(found.rows)
     curves.add(row["path"], found.rows, metric)
@@ -262,11 +262,6 @@ def _plausible(value: float, metric: Metric) -> bool:
 
 def _plausible_text(metric: Metric) -> str:
     return "is not finite" if metric.column.endswith("_loss") else "is not a fraction in [0, 1]"
-
-
-def _number(value: Any) -> float:
-    """A metrics.csv field as read by lrbench.results.read_metrics: a number, else NaN."""
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else NAN
 
 
 def _read_json(path: Path, missing_ok: bool = False) -> Any:
@@ -347,12 +342,12 @@ def _last_ensemble(rows: list[dict[str, Any]]) -> tuple[float, float]:
     Rows are empty in epochs without a snapshot; the last filled row is the whole ensemble.
     """
     for row in reversed(rows):
-        acc = _number(row.get("ensemble_test_acc"))
+        acc = number(row.get("ensemble_test_acc"))
         if math.isnan(acc):
             continue
         if not (math.isfinite(acc) and 0.0 <= acc <= 1.0):
             return NAN, NAN
-        return acc, _number(row.get("ensemble_size"))
+        return acc, number(row.get("ensemble_size"))
     return NAN, NAN
 
 
