@@ -56,7 +56,7 @@ def test_judged_epochs(schedule, epochs, spe, expected, how) -> None:
 def _curve(accs: list[float], times: list[float] | None = None) -> pd.DataFrame:
     epochs = list(range(1, len(accs) + 1))
     return pd.DataFrame(
-        {"epoch": epochs, "test_acc": accs, "epoch_time_s": times or [1.5] * len(accs)}
+        {"epoch": epochs, "score": accs, "epoch_time_s": times or [1.5] * len(accs)}
     )
 
 
@@ -114,6 +114,11 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "sweep"
 
 
+def err(acc: float) -> float:
+    """A test accuracy as the default report shows it: test error in percent."""
+    return 100 * (1 - acc)
+
+
 def _csv(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(path.read_text())))
 
@@ -124,20 +129,20 @@ def test_report_writes_anytime_and_time_to_target(sweep: Path, tmp_path: Path) -
     # default target: median over schedules of the final means
     # rex (0.78+0.62)/2 = 0.70, sgdr2 0.85, wsd (0.72+0.75)/2 = 0.735, cosine 0.3 -> 0.7175
     rows = {r["schedule"]: r for r in _csv(out / "anytime.csv")}
-    assert float(rows["rex"]["target"]) == pytest.approx(0.7175)
+    assert float(rows["rex"]["target"]) == pytest.approx(err(0.7175))  # in the report's metric
     assert rows["rex"]["target_source"] == "median of final means"
     assert rows["sgdr2"]["judged"] == CYCLE_ENDS and rows["rex"]["judged"] == EVERY
     # rex: seed 1 best by 25/50/75/100% = .5/.6/.7/.8, seed 2 = .5/.6/.6/.62
-    assert float(rows["rex"]["best_acc_25"]) == pytest.approx(0.5)
-    assert float(rows["rex"]["best_acc_75"]) == pytest.approx(0.65)
-    assert float(rows["rex"]["best_acc_100"]) == pytest.approx(0.71)
-    assert rows["rex"]["best_acc_10"] == ""  # no epoch inside 10% of 8
+    assert float(rows["rex"]["best_at_25"]) == pytest.approx(err(0.5))
+    assert float(rows["rex"]["best_at_75"]) == pytest.approx(err(0.65))
+    assert float(rows["rex"]["best_at_100"]) == pytest.approx(err(0.71))
+    assert rows["rex"]["best_at_10"] == ""  # no epoch inside 10% of 8
     # sgdr2 at its cycle ends (4, 8): seed 1 .6 then .9, seed 2 .5 then .8
-    assert rows["sgdr2"]["best_acc_25"] == ""
-    assert float(rows["sgdr2"]["best_acc_50"]) == pytest.approx(0.55)
-    assert float(rows["sgdr2"]["best_acc_100"]) == pytest.approx(0.85)
+    assert rows["sgdr2"]["best_at_25"] == ""
+    assert float(rows["sgdr2"]["best_at_50"]) == pytest.approx(err(0.55))
+    assert float(rows["sgdr2"]["best_at_100"]) == pytest.approx(err(0.85))
     # wsd seed 1 stopped at epoch 3 with 0.72: counts as it stands at 50..100%
-    assert float(rows["wsd"]["best_acc_100"]) == pytest.approx((0.72 + 0.75) / 2)
+    assert float(rows["wsd"]["best_at_100"]) == pytest.approx(err((0.72 + 0.75) / 2))
     # time to target 0.7175: rex seed 1 at epoch 7 (0.8; 0.7 < target), seed 2 never -> inf
     assert rows["rex"]["n_reached"] == "1"
     assert float(rows["rex"]["median_epochs_to_target"]) == math.inf
@@ -147,7 +152,7 @@ def test_report_writes_anytime_and_time_to_target(sweep: Path, tmp_path: Path) -
     # wsd: seed 1 at epoch 3 (stopped there, 0.72), seed 2 at epoch 8 -> median 5.5
     assert float(rows["wsd"]["median_epochs_to_target"]) == 5.5
     # cosine: one diverged seed, one at 0.3: never
-    assert rows["cosine"]["n_reached"] == "0" and rows["cosine"]["best_acc_100"] != ""
+    assert rows["cosine"]["n_reached"] == "0" and rows["cosine"]["best_at_100"] != ""
 
     per_run = _csv(out / "time_to_target.csv")
     assert len(per_run) == 8

@@ -5,7 +5,6 @@ Nothing here imports torch: a report is read on laptops that only hold results.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pandas as pd
 from lrbench.errors import UserError
 from lrbench.report.anytime import Anytime, analyse_anytime
 from lrbench.report.anytime import markdown as anytime_markdown
+from lrbench.report.curves import Curves
 from lrbench.report.load import Loaded, load_runs
 from lrbench.report.metric import METRICS
 from lrbench.report.problems import NOTE, Problem, problems_text
@@ -83,17 +83,19 @@ class Analysis:
 
 
 def analyse(
-    paths: list[Path], target: float | None = None, include_stale: bool = False
+    paths: list[Path],
+    target: float | None = None,
+    include_stale: bool = False,
+    metric: str = "error",
 ) -> Analysis:
     """Read, split settings, choose learning rates, rank, bootstrap, count finishes, anytime;
     writes nothing.
 
-    `target`: the test accuracy time-to-target aims at in every cell (None: per cell, the
-    median over schedules of their mean final test accuracy). `include_stale`: report runs a
+    `target`: the value of the metric's metrics.csv column (a test accuracy, a test loss)
+    time-to-target aims at in every cell (None: per cell, the median over schedules of their
+    mean final score). `metric`: the report's metric, in which anytime shows every value. `include_stale`: report runs a
     sweep's plan.json no longer lists, as settings of their own.
     """
-    if target is not None and not (math.isfinite(target) and 0.0 < target <= 1.0):
-        raise UserError(f"--target must be a test accuracy in (0, 1], got {target:g}")
     loaded = load_runs([Path(p) for p in paths], include_stale)
     runs, variant_notes = assign_variants(loaded.runs)
     loaded.runs = runs
@@ -102,7 +104,9 @@ def analyse(
     sure = paired_bootstrap(chosen, summary)
     summary = summary.join(sure.intervals)
     finished = finishes(summary).merge(sure.expected, on=FINISH_ROW, how="left")
-    anytime = analyse_anytime(named_rows(chosen), loaded.curves, named_rows(summary), target)
+    anytime = analyse_anytime(
+        named_rows(chosen), loaded.curves, named_rows(summary), target, metric
+    )
     problems = [
         *loaded.problems,
         *lr_problems,
@@ -129,7 +133,7 @@ def build_report(
     if metric not in METRICS:
         raise UserError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
     ref = load_reference(reference) if reference is not None else None
-    found = analyse(paths, target, include_stale)
+    found = analyse(paths, target, include_stale, metric)
     compared = compare(found.summary, ref) if ref is not None else None
     problems = list(found.problems)
     if ref is not None and compared is not None and compared.empty:
@@ -160,8 +164,8 @@ def build_report(
     return report
 
 
-def _write(report: Report, chosen: pd.DataFrame, curves: dict[str, pd.DataFrame]) -> None:
-    from lrbench.report.html import render
+def _write(report: Report, chosen: pd.DataFrame, curves: Curves) -> None:
+    from lrbench.report.html import render, run_list
     from lrbench.report.plots import all_figures
 
     out = report.out_dir
@@ -186,8 +190,10 @@ def _write(report: Report, chosen: pd.DataFrame, curves: dict[str, pd.DataFrame]
         texts["time_to_target.csv"] = report.anytime.runs.to_csv(index=False)
     if report.problems:
         texts["problems.txt"] = problems_text(report.problems)
+    runs = run_list(report, chosen)
+    texts["runs.csv"] = runs.to_csv(index=False)
     figures = all_figures(chosen, report.summary, curves, report.metric, report.anytime)
-    texts["report.html"] = render(report, chosen, figures)
+    texts["report.html"] = render(report, chosen, figures, runs)
     try:
         if "problems.txt" not in texts and (out / "problems.txt").is_file():
             (out / "problems.txt").unlink()  # from an earlier report of these runs

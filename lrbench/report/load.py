@@ -7,6 +7,10 @@ be reported.
 A sweep folder with a plan.json (`{"name": ..., "run_ids": [...]}`, written by `lrbench sweep`)
 names the runs of its current config; its other runs are stale (left from an edited config)
 and are listed, not reported, unless `include_stale`. Without plan.json every run is current.
+
+Reading is one pass over the run folders: each run's files are read once, its fields go into a
+row of `runs` and its per-epoch rows into one shared `Curves` frame (no frame per run), so a
+report of 10^5 runs costs what their files cost to read.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import pandas as pd
 
 from lrbench.errors import UserError
 from lrbench.plainfiles import NotPlainFile, read_json_bounded
+from lrbench.report.curves import CurveBuilder, Curves, number
+from lrbench.report.metric import Metric, metric_named
 from lrbench.report.problems import NOTE, Problem
 from lrbench.report.variants import canonical, setup_of, stale_differences
 from lrbench.results import RunDir, run_dirs, sweep_folders
@@ -42,6 +48,7 @@ RUN_COLUMNS = [
     "seed",
     "epochs",
     "status",
+    "metric",
     "score",
     "val_score",
     "schedule_params",
@@ -53,7 +60,8 @@ RUN_COLUMNS = [
     "setup_key",
     *NUMERIC_PROVENANCE,
 ]
-CURVE_COLUMNS = ["epoch", "lr", "test_acc", "epoch_time_s", "ensemble_size", "ensemble_test_acc"]
+DEFAULT_METRIC = "error"  # a spec.json without a top-level "metric"
+NAN = math.nan
 RANKED = ("done", "diverged")
 PLAN = "plan.json"
 
@@ -71,10 +79,11 @@ RETRAIN = "lrbench sweep CONFIG --retry-failed trains it again"
 
 @dataclass
 class Loaded:
-    """All run folders found: `runs` has one row per readable spec.json, whatever its status."""
+    """All run folders found: `runs` has one row per readable spec.json, whatever its status;
+    `curves` the per-epoch rows of the done and diverged ones (a mapping path -> rows)."""
 
     runs: pd.DataFrame
-    curves: dict[str, pd.DataFrame] = field(default_factory=dict)
+    curves: Curves = field(default_factory=Curves.empty)
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -97,8 +106,12 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
                 f"{path} holds no runs (expected {path}/runs/<run-id>/ "
                 f"or {path}/<sweep>/runs/<run-id>/)"
             )
+        parents: dict[Path, Path] = {}  # a sweep's runs/ resolved once, not once per run
         for d in dirs:
-            found.setdefault(d.resolve(), d)
+            parent = parents.get(d.parent)
+            if parent is None:
+                parent = parents[d.parent] = d.parent.resolve()
+            found.setdefault(parent / d.name, d)
     return list(found.values())
 
 
@@ -125,11 +138,12 @@ def load_runs(paths: list[Path], include_stale: bool = False) -> Loaded:
     rows: list[dict[str, Any]] = []
     stale: dict[Path, list[dict[str, Any]]] = {}
     plans: dict[Path, frozenset[str] | None] = {}
-    loaded = Loaded(runs=pd.DataFrame(columns=RUN_COLUMNS))
+    problems: list[Problem] = []
+    curves = CurveBuilder()
     for run_dir in find_run_dirs(paths):
         sweep = _sweep_dir(run_dir)
         if sweep is not None and sweep not in plans:
-            plans[sweep] = _read_plan(sweep, loaded.problems)
+            plans[sweep] = _read_plan(sweep, problems)
         plan = plans.get(sweep) if sweep is not None else None
         verdict = RunDir(run_dir).verdict()  # the one verdict status and sweep give too
         try:
@@ -139,22 +153,20 @@ def load_runs(paths: list[Path], include_stale: bool = False) -> Loaded:
             if plan is not None and not include_stale and row["run_id"] not in plan:
                 stale.setdefault(sweep, []).append(row)
                 continue
-            curve, why = _read_results(run_dir, verdict, row)
+            why = _read_results(verdict, row, curves)
         except Damaged as err:
-            loaded.problems.append(Problem(str(run_dir), f"damaged: {err}; {RETRAIN}"))
+            problems.append(Problem(str(run_dir), f"damaged: {err}; {RETRAIN}"))
             continue
         except BadRun as err:
-            loaded.problems.append(Problem(str(run_dir), f"unreadable: {err}"))
+            problems.append(Problem(str(run_dir), f"unreadable: {err}"))
             continue
         rows.append(row)
-        if curve is not None:
-            loaded.curves[row["path"]] = curve
         if why:
-            loaded.problems.append(Problem(row["path"], why))
-    if rows:
-        loaded.runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    for sweep, runs in stale.items():
-        loaded.problems.append(_stale_problem(sweep, runs, loaded.runs))
+            problems.append(Problem(row["path"], why))
+    runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    loaded = Loaded(runs=runs, curves=curves.build(), problems=problems)
+    for sweep, runs_of in stale.items():
+        loaded.problems.append(_stale_problem(sweep, runs_of, loaded.runs))
     return loaded
 
 
@@ -209,58 +221,63 @@ def _spec(run_dir: Path, verdict: Verdict) -> Any:
     return _read_json(run_dir / "spec.json")
 
 
-def _read_results(
-    run_dir: Path, verdict: Verdict, row: dict[str, Any]
-) -> tuple[pd.DataFrame | None, str | None]:
-    """Fill a run's row from its results; its per-epoch curve, and why it is skipped (None when
-    it is ranked). The verdict (lrbench.verdict) has read and judged the run's files."""
+def _read_results(verdict: Verdict, row: dict[str, Any], curves: CurveBuilder) -> str | None:
+    """Fill a run's row from its results and add its per-epoch rows to `curves`; why it is
+    skipped (None when it is ranked). The verdict (lrbench.verdict) has read each file once and
+    judged it."""
     status = verdict.state
     if status in ("partial", "new"):
         row["status"] = "unfinished"
         rows = len(verdict.rows)
-        return (
-            None,
-            f"unfinished: no summary.json ({rows} of {row['epochs']} epochs in metrics.csv)",
-        )
+        return f"unfinished: no summary.json ({rows} of {row['epochs']} epochs in metrics.csv)"
     summary = verdict.summary or {}
     if status == "failed":
         row["status"] = "failed"
-        return None, f"failed: {verdict.reason}"
+        return f"failed: {verdict.reason}"
     row["status"] = status
     row["stopped_early"] = summary.get("stopped_early") is True
     stopped_epoch = summary.get("stopped_epoch")
     if isinstance(stopped_epoch, int) and not isinstance(stopped_epoch, bool):
         row["stopped_epoch"] = stopped_epoch
-    metrics = _metrics_frame(verdict)
-    curve = metrics[[c for c in CURVE_COLUMNS if c in metrics.columns]]
-    if status == "diverged":  # ranked whatever its metrics hold: its rows only feed the plots
-        return (curve if len(curve) else None), None
-    if "test_acc" not in metrics.columns:
-        raise BadRun("metrics.csv has no test_acc column")
-    last = metrics.iloc[-1]
-    score = float(last["test_acc"])
-    if not (math.isfinite(score) and 0.0 <= score <= 1.0):
-        raise BadRun("metrics.csv: the last row's test_acc is not a fraction in [0, 1]")
-    row["score"] = score
-    if "val_acc" in metrics.columns:
-        row["val_score"] = float(last["val_acc"])
-    row["ensemble_score"], row["ensemble_size"] = _last_ensemble(metrics)
-    return curve, None
-
-
-def _metrics_frame(verdict: Verdict) -> pd.DataFrame:
-    """metrics.csv's whole rows (as the verdict read them), every column numeric (NaN where a
-    field is empty or not a number)."""
     found = verdict.metrics
     assert found is not None
-    frame = pd.DataFrame(found.rows, columns=found.header)
-    return frame.apply(pd.to_numeric, errors="coerce")
+    metric = metric_named(row["metric"])
+    if status == "diverged":  # ranked whatever its metrics hold: its rows only feed the plots
+        curves.add(row["path"], found.rows, metric)
+        return None
+    if metric.column not in found.header:
+        raise BadRun(f"metrics.csv has no {metric.column} column")
+    last = found.rows[-1]
+    value = number(last[metric.column])
+    if not _plausible(value, metric):
+        raise BadRun(f"metrics.csv: the last row's {metric.column} {_plausible_text(metric)}")
+    row["score"] = metric.score(value)
+    if metric.val_column in found.header:
+        row["val_score"] = metric.score(number(last[metric.val_column]))
+    if metric.column == "test_acc":
+        row["ensemble_score"], row["ensemble_size"] = _last_ensemble(found.rows)
+    curves.add(row["path"], found.rows, metric)
+    return None
 
 
-def _read_json(path: Path) -> Any:
+def _plausible(value: float, metric: Metric) -> bool:
+    """An accuracy is a fraction in [0, 1]; a loss is finite."""
+    if not math.isfinite(value):
+        return False
+    return metric.column.endswith("_loss") or 0.0 <= value <= 1.0
+
+
+def _plausible_text(metric: Metric) -> str:
+    return "is not finite" if metric.column.endswith("_loss") else "is not a fraction in [0, 1]"
+
+
+def _read_json(path: Path, missing_ok: bool = False) -> Any:
+    """A JSON file's value (None for a missing file when `missing_ok`)."""
     try:
         return read_json_bounded(path)
     except FileNotFoundError as err:
+        if missing_ok:
+            return None
         raise BadRun(f"{path.name} is missing") from err
     except NotPlainFile as err:
         raise BadRun(str(err)) from err
@@ -289,6 +306,7 @@ def _spec_row(run_dir: Path, spec: Any) -> dict[str, Any]:
             "seed": int(spec["seed"]),
             "epochs": int(spec["epochs"]),
             "status": "",
+            "metric": _metric_name(spec.get("metric", DEFAULT_METRIC)),
             "score": math.nan,
             "val_score": math.nan,
             "schedule_params": json.dumps(schedule, sort_keys=True, default=str),
@@ -319,21 +337,27 @@ def _optional_int(value: Any) -> float:
     return math.nan
 
 
-def _last_ensemble(metrics: pd.DataFrame) -> tuple[float, float]:
+def _metric_name(name: Any) -> str:
+    """The run's metric as spec.json names it; one this version does not know is unreadable."""
+    try:
+        return metric_named(str(name)).name
+    except UserError as err:
+        raise BadRun(f"spec.json's metric: {err}") from None
+
+
+def _last_ensemble(rows: list[dict[str, Any]]) -> tuple[float, float]:
     """The last snapshot-ensemble accuracy (and its size) in metrics.csv, NaN without one.
 
     Rows are empty in epochs without a snapshot; the last filled row is the whole ensemble.
     """
-    if "ensemble_test_acc" not in metrics.columns:
-        return math.nan, math.nan
-    filled = metrics[metrics["ensemble_test_acc"].notna()]
-    if filled.empty:
-        return math.nan, math.nan
-    acc = float(filled["ensemble_test_acc"].iloc[-1])
-    if not (math.isfinite(acc) and 0.0 <= acc <= 1.0):
-        return math.nan, math.nan
-    size = filled["ensemble_size"].iloc[-1] if "ensemble_size" in filled.columns else math.nan
-    return acc, float(size)
+    for row in reversed(rows):
+        acc = number(row.get("ensemble_test_acc"))
+        if math.isnan(acc):
+            continue
+        if not (math.isfinite(acc) and 0.0 <= acc <= 1.0):
+            return NAN, NAN
+        return acc, number(row.get("ensemble_size"))
+    return NAN, NAN
 
 
 def _label(obj: Any) -> str:

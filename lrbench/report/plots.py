@@ -22,7 +22,8 @@ from matplotlib.ticker import MaxNLocator
 
 from lrbench.report.anytime import Anytime
 from lrbench.report.anytime import figure as anytime_figure
-from lrbench.report.metric import METRICS, in_metric
+from lrbench.report.curves import Curves
+from lrbench.report.metric import METRICS, Metric, in_metric, metric_named
 from lrbench.report.rank import COMPARED
 from lrbench.report.rebuild import rebuild_schedule
 from lrbench.report.variants import SETTING, named_rows
@@ -97,8 +98,10 @@ def _legend(fig: Figure, axes: list) -> None:
 
 
 def _epoch_axis(ax) -> None:
+    """Whole epochs only, also where the axis spans less than two of them (a one-epoch budget):
+    min_n_ticks=1 keeps MaxNLocator from falling back to fractional ticks."""
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def _budget_axis(ax, budgets: list[float]) -> None:
@@ -109,12 +112,10 @@ def _budget_axis(ax, budgets: list[float]) -> None:
     ax.set_xlabel("budget (% of full training, log scale)")
 
 
-def _curve(curves: dict[str, pd.DataFrame], paths: list[str], column: str) -> pd.Series:
-    """Mean over the given runs of one metrics column, per epoch."""
-    frames = [curves[p][["epoch", column]] for p in paths if p in curves and column in curves[p]]
-    if not frames:
-        return pd.Series(dtype=float)
-    return pd.concat(frames).groupby("epoch")[column].mean().dropna()
+def _curve(curves: Curves, paths: list[str], column: str) -> pd.Series:
+    """Mean over the given runs of one curves column, per epoch."""
+    rows = curves.of(paths)
+    return rows.groupby("epoch")[column].mean().dropna()
 
 
 def step_rates(run: pd.Series) -> pd.Series | None:
@@ -136,7 +137,7 @@ def step_rates(run: pd.Series) -> pd.Series | None:
     return pd.Series(rates, index=np.arange(1, total + 1) / spe)
 
 
-def lr_curves(chosen: pd.DataFrame, curves: dict[str, pd.DataFrame], colour: dict) -> Plot:
+def lr_curves(chosen: pd.DataFrame, curves: Curves, colour: dict) -> Plot:
     """Each schedule's rate from one run at its largest budget, one panel per optimizer: every
     step where the schedule can be rebuilt from its spec, else the last step of each epoch as
     metrics.csv has it (reactive, imported or unknown schedules: dots)."""
@@ -166,27 +167,35 @@ def lr_curves(chosen: pd.DataFrame, curves: dict[str, pd.DataFrame], colour: dic
         _epoch_axis(ax)
         ax.set_ylabel("learning rate" + (" (dots: last step of each epoch)" if dots else ""))
         ax.grid(alpha=0.3)
-        if runs.size:
-            ax.legend(fontsize="small")
+        if runs.size:  # beside the panel, never over the curves
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return Plot("lr_curves", fig)
 
 
 def accuracy_curves(
-    chosen: pd.DataFrame, curves: dict[str, pd.DataFrame], colour: dict
+    chosen: pd.DataFrame, curves: Curves, colour: dict, metric: str | Metric = "error"
 ) -> list[Plot]:
-    """Per setting, test accuracy per epoch (mean over seeds), one panel per budget."""
+    """Per setting, the report's metric per epoch (mean over seeds), one panel per budget; the
+    means of every line come from one grouping of all runs' rows."""
+    m = metric_named(metric)
     plots = []
     done = chosen[chosen["status"] == "done"]
+    keys = [*SETTING, "budget", "schedule"]
+    rows = curves.of(done["path"]).merge(done[["path", *keys]], on="path")
+    means = rows.groupby([*keys, "epoch"], sort=True)["score"].mean().dropna()
     for setting, group in done.groupby(SETTING, sort=True):
         budgets = sorted(group["budget"].unique())
         fig, axes = _grid(len(budgets))
         for ax, budget in zip(axes, budgets, strict=True):
             cell = group[group["budget"] == budget]
-            for schedule, runs in cell.groupby("schedule", sort=True):
-                curve = _curve(curves, list(runs["path"]), "test_acc") * 100
+            for schedule in sorted(cell["schedule"].unique()):
+                try:
+                    curve = means.loc[(*setting, budget, schedule)]
+                except KeyError:
+                    continue
                 ax.plot(
                     curve.index,
-                    curve.values,
+                    m.shown(curve.to_numpy()),
                     marker="." if len(curve) < 40 else None,
                     color=colour[schedule],
                     label=str(schedule),
@@ -194,9 +203,9 @@ def accuracy_curves(
             epochs = int(cell["epochs"].max())
             ax.set_title(f"budget {100 * budget:g}% ({epochs} epoch{'s' if epochs != 1 else ''})")
             _epoch_axis(ax)
-            ax.set_ylabel("test accuracy (%)")
+            ax.set_ylabel(m.label)
             ax.grid(alpha=0.3)
-        fig.suptitle(f"{' · '.join(map(str, setting))}: test accuracy per epoch, mean over seeds")
+        fig.suptitle(f"{' · '.join(map(str, setting))}: {m.title} per epoch, mean over seeds")
         _legend(fig, axes)
         plots.append(Plot(f"test_acc_{slug(setting)}", fig))
     return plots
@@ -254,22 +263,32 @@ def p_top1(summary: pd.DataFrame, colour: dict) -> Plot:
     return Plot("p_top1", fig)
 
 
-def error_ratios(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per cell (columns) and row name (index), the row's mean test error over the cell's best.
+def error_ratios(summary: pd.DataFrame, metric: str | Metric = "error") -> pd.DataFrame:
+    """Per cell (columns) and row name (index), the row's mean cost over the cell's best: the
+    metric where lower is better (error, loss), else the test error.
 
     A row with a diverged seed is never within any factor of the best (inf), as in the ranking;
-    a cell whose every row has one is left out. A best error of 0 makes every other ratio inf.
+    a cell whose every row has one is left out. A best cost of 0 makes every other ratio inf.
     """
+    cost_of = _cost(metric_named(metric))
     ratios: dict[tuple, pd.Series] = {}
     for key, cell in summary.groupby(COMPARED, sort=True):
-        error = 1 - cell["mean_test_acc"].astype(float)
-        clean = (cell["n_diverged"] == 0) & np.isfinite(error)
+        cost = cost_of(cell["mean_test_acc"].astype(float).to_numpy())
+        clean = (cell["n_diverged"] == 0).to_numpy() & np.isfinite(cost)
         if not clean.any():
             continue
-        best = float(error[clean].min())
-        ratio = [_ratio(e, best) if ok else math.inf for e, ok in zip(error, clean, strict=True)]
+        best = float(cost[clean].min())
+        ratio = [_ratio(e, best) if ok else math.inf for e, ok in zip(cost, clean, strict=True)]
         ratios[key] = pd.Series(ratio, index=cell["schedule"].to_numpy())
     return pd.DataFrame(ratios)
+
+
+def _cost(metric: Metric):
+    """What the profile divides: the metric as shown where lower is better, else the error
+    (1 - accuracy)."""
+    if metric.lower_is_better:
+        return metric.shown
+    return lambda score: 1 - score
 
 
 def _ratio(error: float, best: float) -> float:
@@ -288,27 +307,47 @@ def profile(ratios: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     return taus, pd.DataFrame(share, index=ratios.index)
 
 
-def performance_profile(summary: pd.DataFrame, colour: dict) -> Plot:
-    """AlgoPerf's performance profile over the report's cells: for each tau >= 1, the fraction of
-    all cells where a schedule's test error is at most tau times the cell's best."""
-    ratios = error_ratios(summary)
+# Curves of a profile often coincide (two schedules best in the same cells): each is drawn in
+# its own dash and marker, the first widest, so one on top of another still shows both.
+DASHES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2))]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
+def performance_profile(
+    summary: pd.DataFrame, colour: dict, metric: str | Metric = "error"
+) -> Plot:
+    """The Dolan–Moré performance profile over the report's cells: for each tau >= 1, the
+    fraction of all cells where a schedule's final cost (test error, or the metric where lower
+    is better) is at most tau times the cell's best."""
+    m = metric_named(metric)
+    what = m.title if m.lower_is_better else "test error"
+    ratios = error_ratios(summary, m)
     taus, shares = profile(ratios)
     top = max(1.05, 1.05 * float(taus[-1]))
     fig = Figure(figsize=(8, 4.8), layout="constrained", dpi=DPI)
     ax = fig.subplots()
-    for schedule, share in shares.iterrows():
+    n = len(shares)
+    for i, (schedule, share) in enumerate(shares.iterrows()):
         ax.plot(
             np.r_[taus, top],
             np.r_[share.to_numpy(), share.iloc[-1]],
             drawstyle="steps-post",
             color=colour[schedule],
+            linestyle=DASHES[i % len(DASHES)],
+            linewidth=1.2 + 2.0 * (n - 1 - i) / max(1, n - 1),
+            marker=MARKERS[i % len(MARKERS)],
+            markevery=[0],  # one marker where the curve starts, at tau = 1
+            markersize=7 - 2 * i / max(1, n - 1),
+            alpha=0.9,
             label=str(schedule),
         )
     ax.set_xlim(1.0, top)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("τ (test error at most τ × the cell's best)")
+    ax.set_xlabel(f"τ ({what} at most τ × the cell's best)")
     ax.set_ylabel(f"fraction of the {ratios.shape[1]} cells")
-    ax.set_title("Performance profile (AlgoPerf): higher and further left is better")
+    ax.set_title(
+        f"Performance profile (Dolan–Moré) of the final {what}: higher and further left is better"
+    )
     ax.grid(alpha=0.3)
     if len(shares):
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), title="schedule")
@@ -365,7 +404,7 @@ class Figures:
 def all_figures(
     chosen: pd.DataFrame,
     summary: pd.DataFrame,
-    curves: dict[str, pd.DataFrame],
+    curves: Curves,
     metric: str = "error",
     anytime: Anytime | None = None,
 ) -> Figures:
@@ -376,8 +415,8 @@ def all_figures(
         error_vs_budget=error_vs_budget(summary, colour, metric),
         rank_vs_budget=rank_vs_budget(summary, colour),
         p_top1=p_top1(summary, colour),
-        performance_profile=performance_profile(summary, colour),
+        performance_profile=performance_profile(summary, colour, metric),
         lr_curves=lr_curves(chosen, curves, colour),
-        test_acc=accuracy_curves(chosen, curves, colour),
+        test_acc=accuracy_curves(chosen, curves, colour, metric),
         anytime=Plot("anytime", anytime_figure(anytime, colour)) if anytime is not None else None,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -339,6 +340,18 @@ def _mean_std(mean: float, std: float, metric: str, sep: str = " ± ") -> str:
     return f"{value:.2f}{sep}{100 * std:.2f}" if math.isfinite(std) else f"{value:.2f}"
 
 
+def signed(value: float) -> str:
+    """A change with its sign, to two decimals; one that rounds to zero is +0.00, never -0.00."""
+    return f"{round(value, 2) + 0.0:+.2f}"
+
+
+def label_column(table: Table, head: str, labels: Iterable[str]) -> None:
+    """A column of names (schedules): as wide as its longest name, and folded rather than cut
+    where the terminal is narrower, so that two names never print the same."""
+    width = max([len(head), *(len(str(x)) for x in labels)])
+    table.add_column(head, no_wrap=True, overflow="fold", min_width=width)
+
+
 def ensemble_rows(summary: pd.DataFrame, metric: str, sep: str = " ± ") -> dict[tuple, list]:
     """Per setting, rows (budget, schedule, snapshots, single, ensemble, change) for every
     (cell, schedule) whose runs recorded a snapshot ensemble; empty when none did."""
@@ -361,7 +374,7 @@ def ensemble_rows(summary: pd.DataFrame, metric: str, sep: str = " ± ") -> dict
                     f"{r['ensemble_size']:g}",
                     _mean_std(single, float(r["std_test_acc"]), metric, sep),
                     _mean_std(ens, float(r["std_ensemble_test_acc"]), metric, sep),
-                    f"{gain:+.2f}" if math.isfinite(gain) else DASH,
+                    signed(gain) if math.isfinite(gain) else DASH,
                 ]
             )
         out[tuple(str(x) for x in setting)] = rows
@@ -534,8 +547,9 @@ def _rich_reference(entry: ReferenceEntry | None) -> Text:
 
 def _rich_setting(table: SettingTable, title: str, caption: str, entry: Any) -> Table:
     out = Table(title=title, caption=caption)
-    for head in _heads(table)[: len(_heads(table)) - len(table.columns)]:
-        out.add_column(head, no_wrap=True)
+    heads = _heads(table)[: len(_heads(table)) - len(table.columns)]
+    for i, head in enumerate(heads):
+        label_column(out, head, [_row_heads(table, *r[:2], str)[i] for r in table.rows])
     for col in table.columns:
         out.add_column(col, justify="right")
     for schedule, variant, entries in table.rows:
@@ -562,7 +576,7 @@ def rich_tables(
     )
     for key, head in [*FINISH_HEADERS.items(), *EXPECTED_HEADERS.items()]:
         if key == "schedule":
-            finish.add_column(head, no_wrap=True)
+            label_column(finish, head, [r.name for r in finish_rows(fin)])
         else:
             finish.add_column(head, justify="right")
     for r in finish_rows(fin):
@@ -595,7 +609,10 @@ def rich_tables(
             "snapshots",
         )
         for i, head in enumerate(ENSEMBLE_HEADERS):
-            table.add_column(head, justify="left" if i == 1 else "right", no_wrap=i == 1)
+            if i == 1:
+                label_column(table, head, [r[1] for r in rows])
+            else:
+                table.add_column(head, justify="right")
         for r in rows:
             table.add_row(*(Text(c) for c in r))
         tables.append(table)
