@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -33,15 +34,16 @@ def _results(root: Path, seeds: int) -> Path:
 
 
 def _reads(monkeypatch: pytest.MonkeyPatch) -> Counter:
-    """Counts Path.read_text per file name from now on."""
+    """Counts opens per file name from now on (every results file is read through one
+    bounded open: lrbench.plainfiles.read_bounded)."""
     reads: Counter = Counter()
-    original = Path.read_text
+    original = os.open
 
-    def counted(self: Path, *args, **kwargs) -> str:
-        reads[self.name] += 1
-        return original(self, *args, **kwargs)
+    def counted(path, *args, **kwargs) -> int:
+        reads[Path(path).name] += 1
+        return original(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_text", counted)
+    monkeypatch.setattr(os, "open", counted)
     return reads
 
 
