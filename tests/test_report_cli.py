@@ -58,7 +58,7 @@ def test_text_formats_print_the_written_file(
         (["does-not-exist"], "does not exist"),
         (["EMPTY"], "holds no runs"),
         (["SWEEP", "--format", "html"], "--format 'html' is not valid"),
-        (["SWEEP", "--metric", "loss"], "--metric 'loss' is not valid"),
+        (["SWEEP", "--metric", "map"], "metric 'map' is not known"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

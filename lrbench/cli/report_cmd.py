@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from lrbench.report import Report
 
 FORMATS = ("table", "markdown", "latex", "csv")
-METRICS = ("error", "accuracy")
 HELP = "\n\n".join(
     [
         "Rank the schedules of finished runs per cell and write the REX paper's tables and plots.",
@@ -74,10 +73,13 @@ def report_command(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Folder for the files (default: FIRST_RESULTS/report)."
     ),
-    metric: str = typer.Option(
-        "error",
+    metric: str | None = typer.Option(
+        None,
         "--metric",
-        help="What the tables and error_vs_budget.png show: error (test error %) | accuracy (%).",
+        help="What every setting is ranked and shown by: error (test error %) | accuracy (%) | "
+        "loss (test loss, nats) | bpc (bits per character) | any metrics.csv column ending in "
+        "_loss or _acc (default: each run's own, spec.json's metric: error for image "
+        "classification, loss for language models and your own losses).",
     ),
     target: float | None = typer.Option(
         None,
@@ -110,9 +112,6 @@ def report_command(
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not valid; --format accepts {' | '.join(FORMATS)}")
-    metric = metric.lower()
-    if metric not in METRICS:
-        raise UserError(f"--metric {metric!r} is not valid; --metric accepts {' | '.join(METRICS)}")
     from lrbench.report import build_report  # pandas and matplotlib: only when reporting
 
     out_dir = out if out is not None else results[0] / "report"

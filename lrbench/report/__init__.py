@@ -15,16 +15,16 @@ from lrbench.errors import UserError
 from lrbench.report.anytime import Anytime, analyse_anytime
 from lrbench.report.anytime import markdown as anytime_markdown
 from lrbench.report.load import Loaded, load_runs
-from lrbench.report.metric import METRICS
+from lrbench.report.metric import metric_named
 from lrbench.report.problems import NOTE, Problem, problems_text
 from lrbench.report.rank import (
     FINISH_CSV_COLUMNS,
     FINISH_ROW,
-    SUMMARY_CSV_COLUMNS,
     choose_lr,
     finishes,
     notes,
     summarize,
+    summary_csv_table,
 )
 from lrbench.report.reference import Reference, compare, load_reference, reference_table
 from lrbench.report.tables import latex, markdown
@@ -54,7 +54,7 @@ class Report:
 
     @property
     def summary_csv(self) -> str:
-        return self.summary[SUMMARY_CSV_COLUMNS].to_csv(index=False)
+        return summary_csv_table(self.summary).to_csv(index=False)
 
     def rich_tables(self) -> list:
         """Every table for the terminal: finishes, settings, reference, ensembles, anytime."""
@@ -83,7 +83,10 @@ class Analysis:
 
 
 def analyse(
-    paths: list[Path], target: float | None = None, include_stale: bool = False
+    paths: list[Path],
+    target: float | None = None,
+    include_stale: bool = False,
+    metric: str | None = None,
 ) -> Analysis:
     """Read, split settings, choose learning rates, rank, bootstrap, count finishes, anytime;
     writes nothing.
@@ -94,7 +97,9 @@ def analyse(
     """
     if target is not None and not (math.isfinite(target) and 0.0 < target <= 1.0):
         raise UserError(f"--target must be a test accuracy in (0, 1], got {target:g}")
-    loaded = load_runs([Path(p) for p in paths], include_stale)
+    if metric is not None:
+        metric_named(metric)  # an unknown name is the user's error, before anything is read
+    loaded = load_runs([Path(p) for p in paths], include_stale, metric)
     runs, variant_notes = assign_variants(loaded.runs)
     loaded.runs = runs
     chosen, lr_problems = choose_lr(runs)
@@ -117,19 +122,20 @@ def analyse(
 def build_report(
     paths: list[Path],
     out_dir: Path,
-    metric: str = "error",
+    metric: str | None = None,
     target: float | None = None,
     include_stale: bool = False,
     reference: str | Path | None = None,
 ) -> Report:
     """Read every run under `paths`, rank, and write tables, CSVs, plots and problems.txt.
 
-    `reference`: a CSV of published numbers (or a shipped one's name) to put beside ours.
+    `metric`: what every setting is ranked and shown by (None: each run's spec.json `metric`,
+    absent = error, so each setting in its own). `reference`: a CSV of published numbers (or
+    a shipped one's name) to put beside ours.
     """
-    if metric not in METRICS:
-        raise UserError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
     ref = load_reference(reference) if reference is not None else None
-    found = analyse(paths, target, include_stale)
+    found = analyse(paths, target, include_stale, metric)
+    metric = metric or report_metric(found.summary)
     compared = compare(found.summary, ref) if ref is not None else None
     problems = list(found.problems)
     if ref is not None and compared is not None and compared.empty:
@@ -158,6 +164,13 @@ def build_report(
     )
     _write(report, found.chosen, found.loaded.curves)
     return report
+
+
+def report_metric(summary: pd.DataFrame) -> str:
+    """The one metric of a report whose settings share one; a mixed report's first (each
+    setting's own is summary["metric"], which the tables use)."""
+    names = sorted(set(summary["metric"])) if "metric" in summary.columns else []
+    return names[0] if len(names) == 1 else (summary["metric"].iloc[0] if names else "error")
 
 
 def _write(report: Report, chosen: pd.DataFrame, curves: dict[str, pd.DataFrame]) -> None:

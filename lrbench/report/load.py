@@ -20,6 +20,8 @@ from typing import Any
 import pandas as pd
 
 from lrbench.errors import UserError
+from lrbench.report.duplicates import one_result_per_run_id
+from lrbench.report.metric import metric_named
 from lrbench.report.problems import NOTE, Problem
 from lrbench.report.variants import canonical, setup_of, stale_differences
 from lrbench.results import RunDir, run_dirs, sweep_folders
@@ -49,6 +51,7 @@ RUN_COLUMNS = [
     "ensemble_score",
     "ensemble_size",
     "setup_key",
+    "metric",
     *NUMERIC_PROVENANCE,
 ]
 CURVE_COLUMNS = ["epoch", "lr", "test_acc", "epoch_time_s", "ensemble_size", "ensemble_test_acc"]
@@ -111,8 +114,11 @@ def _children(path: Path) -> list[Path]:
         raise UserError(f"{path} cannot be read ({err.strerror})") from None
 
 
-def load_runs(paths: list[Path], include_stale: bool = False) -> Loaded:
-    """Read every run folder; unreadable, failed, unfinished and stale runs become problems."""
+def load_runs(paths: list[Path], include_stale: bool = False, metric: str | None = None) -> Loaded:
+    """Read every run folder; unreadable, failed, unfinished and stale runs become problems.
+
+    A run is scored by `metric` when given, else by its spec.json's `metric` (absent: error).
+    """
     rows: list[dict[str, Any]] = []
     stale: dict[Path, list[dict[str, Any]]] = {}
     plans: dict[Path, frozenset[str] | None] = {}
@@ -124,6 +130,7 @@ def load_runs(paths: list[Path], include_stale: bool = False) -> Loaded:
         plan = plans.get(sweep) if sweep is not None else None
         try:
             row = _spec_row(run_dir, _read_json(run_dir / "spec.json"))
+            row["metric"] = metric or row["metric"]
             if plan is not None and not include_stale and row["run_id"] not in plan:
                 stale.setdefault(sweep, []).append(row)
                 continue
@@ -137,7 +144,10 @@ def load_runs(paths: list[Path], include_stale: bool = False) -> Loaded:
         if why:
             loaded.problems.append(Problem(row["path"], why))
     if rows:
-        loaded.runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+        loaded.runs, copies = one_result_per_run_id(
+            pd.DataFrame(rows, columns=RUN_COLUMNS), loaded.curves, RANKED
+        )
+        loaded.problems += copies
     for sweep, runs in stale.items():
         loaded.problems.append(_stale_problem(sweep, runs, loaded.runs))
     return loaded
@@ -218,16 +228,24 @@ def _read_results(run_dir: Path, row: dict[str, Any]) -> tuple[pd.DataFrame | No
     curve = metrics[[c for c in CURVE_COLUMNS if c in metrics.columns]]
     if status == "diverged":  # ranked whatever its metrics hold: its rows only feed the plots
         return (curve if len(curve) else None), None
-    if "test_acc" not in metrics.columns:
-        raise BadRun(f"{run.metrics.name} has no test_acc column")
+    try:
+        metric = metric_named(row["metric"])
+    except UserError as err:
+        raise BadRun(f"spec.json's {err}") from None
+    if metric.column not in metrics.columns:
+        raise BadRun(f"{run.metrics.name} has no {metric.column} column (metric {metric.name})")
     last = metrics.iloc[-1]
-    score = float(last["test_acc"])
-    if not (math.isfinite(score) and 0.0 <= score <= 1.0):
-        raise BadRun(f"{run.metrics.name}: the last row's test_acc is not a fraction in [0, 1]")
-    row["score"] = score
-    if "val_acc" in metrics.columns:
-        row["val_score"] = float(last["val_acc"])
-    row["ensemble_score"], row["ensemble_size"] = _last_ensemble(metrics)
+    value = float(last[metric.column])
+    if not metric.readable(value):
+        raise BadRun(
+            f"{run.metrics.name}: the last row's {metric.column} is {value:g}, not "
+            f"{metric.expected}"
+        )
+    row["score"] = metric.score(value)
+    if metric.val_column in metrics.columns:
+        row["val_score"] = metric.score(float(last[metric.val_column]))
+    if metric.column == "test_acc":
+        row["ensemble_score"], row["ensemble_size"] = _last_ensemble(metrics)
     return curve, None
 
 
@@ -278,6 +296,7 @@ def _spec_row(run_dir: Path, spec: Any) -> dict[str, Any]:
             "ensemble_score": math.nan,
             "ensemble_size": math.nan,
             "setup_key": canonical(setup_of(spec)),
+            "metric": str(spec.get("metric") or "error"),
             **_provenance(spec.get("provenance")),
         }
     except (KeyError, TypeError, ValueError, AttributeError) as err:
