@@ -29,7 +29,7 @@ def test_table_format_prints_rich_tables_and_problems_on_stderr(
     out, err = capsys.readouterr()
     assert "Finishes" in out and "cifar10 · resnet20 · sgd" in out
     assert "9.00 ± 1.41" in out
-    assert "1 run skipped, 2 notes; also in" in err
+    assert "1 run skipped, 3 notes; also in" in err
     assert "unfinished: no summary.json" in err and "-step-b0.05-s3-" in err
     assert "schedule step: mean over seeds {1, 2} only, seeds {3} missing" in err
     assert "problems" not in out

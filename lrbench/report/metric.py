@@ -68,6 +68,11 @@ class Metric:
         return _is_loss(self.column) or 0.0 <= value <= 1.0
 
     @property
+    def score_bounds(self) -> tuple[float, float]:
+        """The range a score can take: an accuracy's [0, 1]; a loss's unbounded."""
+        return (-math.inf, math.inf) if _is_loss(self.column) else (0.0, 1.0)
+
+    @property
     def expected(self) -> str:
         """What a readable metrics.csv value is, for messages."""
         return "a finite number" if _is_loss(self.column) else "a fraction in [0, 1]"

@@ -50,9 +50,16 @@ SUMMARY_COLUMNS = [
     "std_ensemble_test_acc",
     "ensemble_size",
 ]
-UNCERTAINTY_COLUMNS = ["ci_low_test_acc", "ci_high_test_acc", "p_top1", "p_top3"]
+# `interval`: how ci_low/ci_high were made: "t" (fewer than 5 finished seeds), "bootstrap"
+UNCERTAINTY_COLUMNS = ["ci_low_test_acc", "ci_high_test_acc", "p_top1", "p_top3", "interval"]
 SHOWN_COLUMNS = ["metric", "mean", "std", "ci_low", "ci_high"]  # in each row's own metric
-SUMMARY_CSV_COLUMNS = [*SUMMARY_COLUMNS, *UNCERTAINTY_COLUMNS, "variant", *SHOWN_COLUMNS]
+SUMMARY_CSV_COLUMNS = [
+    *SUMMARY_COLUMNS,
+    *UNCERTAINTY_COLUMNS[:-1],
+    "variant",
+    *SHOWN_COLUMNS,
+    "interval",
+]
 ACCURACY_COLUMNS = [
     "mean_test_acc",
     "std_test_acc",

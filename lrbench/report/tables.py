@@ -35,6 +35,7 @@ FINISH_HEADERS = {
 EXPECTED_HEADERS = {"expected_top1": "expected top-1 %", "expected_top3": "expected top-3 %"}
 DASH = "–"
 HELD_MARK = "†"
+T_MARK = "ᵗ"  # the interval is the t-interval of the mean (fewer than five finished seeds)
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,10 @@ def _digits(metric: Metric) -> int:
 def _interval(row: dict[str, Any], metric: Metric) -> str | None:
     low, high = metric.shown_interval(row["ci_low_test_acc"], row["ci_high_test_acc"])
     digits = _digits(metric)
-    return f"[{low:.{digits}f}, {high:.{digits}f}]" if math.isfinite(low) else None
+    if not math.isfinite(low):
+        return None
+    mark = T_MARK if row.get("interval") == "t" else ""
+    return f"[{low:.{digits}f}, {high:.{digits}f}]{mark}"
 
 
 @dataclass(frozen=True)
@@ -260,9 +264,11 @@ def _md_row(cells: list[str]) -> str:
 
 
 INTERVALS = (
-    "[low, high] is the 95% interval of the mean (a bootstrap over seeds; none with one "
-    "finished seed); uncertainty.csv has it with each row's probability of finishing top-1 and "
-    "top-3."
+    "[low, high] is the 95% interval of the mean: a bootstrap over seeds, or, marked ᵗ, the "
+    "t-interval (mean ± t·s/√n) where fewer than five seeds finished — a bootstrap interval of "
+    "n seeds is at most their range and covers only about 1 − 2·0.5ⁿ (75% for three); none "
+    "with one finished seed. uncertainty.csv has it with each row's probability of finishing "
+    "top-1 and top-3."
 )
 EXPECTED = (
     "Expected: the percent of its cells a schedule finishes top-1 (top-3) on average over "
@@ -430,8 +436,9 @@ def _tex_entry(entry: Entry | None) -> str:
         text = f"\\textbf{{{text}}}"
     elif entry.mark == "top3":
         text = f"\\underline{{{text}}}"
+    interval = entry.interval.replace(T_MARK, "$^t$") if entry.interval else None
     small = " ".join(
-        x for x in (entry.interval, f"({tex_escape(entry.notes)})" if entry.notes else "") if x
+        x for x in (interval, f"({tex_escape(entry.notes)})" if entry.notes else "") if x
     )
     return f"{text} {{\\scriptsize {small}}}" if small else text
 
@@ -439,7 +446,8 @@ def _tex_entry(entry: Entry | None) -> str:
 def _tex_reference(entry: ReferenceEntry | None) -> str:
     if entry is None:
         return "--"
-    ours = f"{entry.ours} {{\\scriptsize {entry.interval}}}" if entry.interval else entry.ours
+    interval = entry.interval.replace(T_MARK, "$^t$") if entry.interval else None
+    ours = f"{entry.ours} {{\\scriptsize {interval}}}" if interval else entry.ours
     mark = "$^\\dagger$" if entry.held is False else ""
     reference = entry.reference.replace("±", "$\\pm$")
     return f"{ours} / {reference}{mark}"
@@ -609,7 +617,8 @@ def rich_tables(
             _rich_setting(
                 st,
                 f"{st.title} — {st.metric.label}",
-                "green bold: top-1 · yellow underlined: top-3 · cyan: 95% interval",
+                "green bold: top-1 · yellow underlined: top-3 · cyan: 95% interval (ᵗ: the "
+                "t-interval, fewer than 5 seeds: a bootstrap's would be at most their range)",
                 _rich_entry,
             )
         )
