@@ -16,9 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from runfolders import write_cell, write_run
 
-from lrbench.report import analyse, build_report
+from lrbench.report import analyse, build_report, uncertainty
 from lrbench.report.rank import summarize
-from lrbench.report import uncertainty
 from lrbench.report.uncertainty import (
     bootstrap_interval,
     paired_bootstrap,
