@@ -33,11 +33,18 @@ HELP = "\n\n".join(
         "better (ties all count); top-3: fewer than three strictly better; low budget < 0.25, "
         "high >= 0.25. A schedule with diverged seeds ranks below those with fewer. With an lr "
         "grid the rate is chosen on val_acc, never on test.",
+        "Verdict (first on stdout, in tables.md, report.html and verdict.csv): per cell the "
+        "winner, its margin over the runner-up as a paired mean difference over seeds with its "
+        "95% t-interval, P(top-1), and a coin-flip mark with the seeds a close call needs.",
+        "Verdict (first on stdout, in tables.md, report.html and verdict.csv): per cell the "
+        "winner, its margin over the runner-up as a paired mean difference over seeds with its "
+        "95% t-interval, P(top-1), and a coin-flip mark with the seeds a close call needs.",
         "How sure: a paired bootstrap over seeds (seeds resampled jointly across the schedules "
-        "of a cell, 2000 resamples, seeded: the same results give the same report) gives each "
-        "entry a 95% interval, each schedule its probability of finishing top-1 and top-3 "
-        "(uncertainty.csv) and the finish table its expected finishes with intervals. One seed: "
-        "no interval. Three seeds allow only ten distinct resamples.",
+        "of a cell; every distinct resample enumerated exactly up to ten seeds, 2000 seeded "
+        "draws above) gives each schedule its probability of finishing top-1 and top-3 "
+        "(uncertainty.csv) and the finish table its expected finishes with intervals. Each entry "
+        "has a 95% interval: the bootstrap's with five or more seeds, the t-interval of the mean "
+        "(marked t) with two to four. One seed: no interval.",
         "Runs are averaged only with runs whose spec.json differ in nothing but the seed (and "
         "lr, chosen on validation). Runs of other setups (full_epochs, batch_size, data, ...) are "
         "ranked in cells of their own, and other parameters of one schedule label are rows of "
@@ -101,6 +108,13 @@ def report_command(
         "CSV with dataset, model, optimizer, budget, schedule and test_error_pct or test_acc "
         "(optionally std), or a shipped name: rex-paper (ResNet20 / CIFAR-10, the REX paper).",
     ),
+    baseline: str | None = typer.Option(
+        None,
+        "--baseline",
+        metavar="SCHEDULE",
+        help="Compare every schedule with this one, per cell: the paired mean difference over "
+        "seeds with Holm-adjusted intervals (baseline.csv, and a table after the verdict).",
+    ),
     include_stale: bool = typer.Option(
         False,
         "--include-stale",
@@ -122,6 +136,7 @@ def report_command(
         target=target,
         include_stale=include_stale,
         reference=reference,
+        baseline=baseline,
     )
     _print(report, fmt)
     _print_problems(report)

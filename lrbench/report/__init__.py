@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lrbench.errors import UserError
+from lrbench.errors import UserError, did_you_mean
 from lrbench.report.anytime import Anytime, analyse_anytime
 from lrbench.report.anytime import markdown as anytime_markdown
 from lrbench.report.load import Loaded, load_runs
@@ -30,6 +30,7 @@ from lrbench.report.reference import Reference, compare, load_reference, referen
 from lrbench.report.tables import latex, markdown
 from lrbench.report.uncertainty import paired_bootstrap, uncertainty_table
 from lrbench.report.variants import assign_variants, named_rows
+from lrbench.report.verdict import against_baseline, verdicts
 
 __all__ = ["Analysis", "Anytime", "Problem", "Report", "analyse", "build_report"]
 
@@ -51,6 +52,8 @@ class Report:
     anytime: Anytime | None = None
     reference: Reference | None = None
     compared: pd.DataFrame | None = None  # our rows beside the reference's numbers
+    verdict: pd.DataFrame | None = None  # verdict.VERDICT_CSV_COLUMNS
+    baseline: pd.DataFrame | None = None  # verdict.BASELINE_CSV_COLUMNS, with --baseline
 
     @property
     def summary_csv(self) -> str:
@@ -67,6 +70,8 @@ class Report:
             anytime=self.anytime,
             compared=self.compared,
             reference=self.reference.name if self.reference else "",
+            verdict=self.verdict,
+            baseline=self.baseline,
         )
 
 
@@ -80,6 +85,7 @@ class Analysis:
     finishes: pd.DataFrame
     problems: list[Problem]
     anytime: Anytime
+    verdict: pd.DataFrame  # verdict.VERDICT_CSV_COLUMNS, one row per cell
 
 
 def analyse(
@@ -116,7 +122,15 @@ def analyse(
         *sure.problems,
         *anytime.problems,
     ]
-    return Analysis(loaded, chosen, summary, finished[FINISH_CSV_COLUMNS], problems, anytime)
+    return Analysis(
+        loaded,
+        chosen,
+        summary,
+        finished[FINISH_CSV_COLUMNS],
+        problems,
+        anytime,
+        verdicts(chosen, summary),
+    )
 
 
 def build_report(
@@ -126,16 +140,27 @@ def build_report(
     target: float | None = None,
     include_stale: bool = False,
     reference: str | Path | None = None,
+    baseline: str | None = None,
 ) -> Report:
     """Read every run under `paths`, rank, and write tables, CSVs, plots and problems.txt.
 
     `metric`: what every setting is ranked and shown by (None: each run's spec.json `metric`,
     absent = error, so each setting in its own). `reference`: a CSV of published numbers (or
-    a shipped one's name) to put beside ours.
+    a shipped one's name) to put beside ours. `baseline`: a schedule label every other
+    schedule is compared with, paired and Holm-adjusted (baseline.csv).
     """
     ref = load_reference(reference) if reference is not None else None
     found = analyse(paths, target, include_stale, metric)
     metric = metric or report_metric(found.summary)
+    against = None
+    if baseline is not None:
+        labels = sorted(set(found.summary["schedule"]))
+        if baseline not in labels:
+            raise UserError(
+                f"--baseline {baseline}: no schedule of that label in these runs "
+                f"(schedules: {', '.join(labels)}){did_you_mean(baseline, labels)}"
+            )
+        against = against_baseline(found.chosen, found.summary, baseline)
     compared = compare(found.summary, ref) if ref is not None else None
     problems = list(found.problems)
     if ref is not None and compared is not None and compared.empty:
@@ -155,12 +180,22 @@ def build_report(
         problems=problems,
         metric=metric,
         out_dir=Path(out_dir),
-        markdown=markdown(found.summary, found.finishes, metric, compared, ref_name),
+        markdown=markdown(
+            found.summary,
+            found.finishes,
+            metric,
+            compared,
+            ref_name,
+            verdict=found.verdict,
+            baseline=against,
+        ),
         latex=latex(found.summary, found.finishes, metric, compared, ref_name),
         uncertainty=uncertainty_table(found.summary, metric),
         anytime=found.anytime,
         reference=ref,
         compared=compared,
+        verdict=found.verdict,
+        baseline=against,
     )
     _write(report, found.chosen, found.loaded.curves)
     return report
@@ -191,6 +226,10 @@ def _write(report: Report, chosen: pd.DataFrame, curves: dict[str, pd.DataFrame]
         "tables.md": report.markdown,
         "tables.tex": report.latex,
     }
+    if report.verdict is not None:
+        texts["verdict.csv"] = report.verdict.to_csv(index=False)
+    if report.baseline is not None:
+        texts["baseline.csv"] = report.baseline.to_csv(index=False)
     if report.compared is not None:
         texts["reference.csv"] = reference_table(report.compared, report.metric).to_csv(index=False)
     if report.anytime is not None:

@@ -36,6 +36,7 @@ from lrbench.report.tables import (
     setting_tables,
 )
 from lrbench.report.variants import shown
+from lrbench.report.verdict import lines as verdict_lines
 
 if TYPE_CHECKING:
     from lrbench.report import Report
@@ -129,6 +130,7 @@ def render(report: Report, chosen: pd.DataFrame, figures: Figures) -> str:
             skipped=[p for p in report.problems if p.kind == SKIPPED],
             notes=[p for p in report.problems if p.kind == NOTE],
             runs=_run_rows(report, chosen),
+            verdict=verdict_lines(report.verdict) if report.verdict is not None else [],
         )
     )
 

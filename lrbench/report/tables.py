@@ -19,6 +19,7 @@ from rich.text import Text
 from lrbench.report.metric import BUILT_IN, METRICS, Metric, metric_named
 from lrbench.report.rank import LOW_HIGH_SPLIT, SETTING
 from lrbench.report.variants import shown
+from lrbench.report.verdict import lines as verdict_lines
 
 __all__ = ["METRICS", "latex", "markdown", "rich_tables", "setting_tables"]
 
@@ -282,8 +283,11 @@ def markdown(
     metric: str,
     compared: pd.DataFrame | None = None,
     reference: str = "",
+    verdict: pd.DataFrame | None = None,
+    baseline: pd.DataFrame | None = None,
 ) -> str:
-    """tables.md; `compared` (reference.compare) adds our numbers beside `reference`'s."""
+    """tables.md; `compared` (reference.compare) adds our numbers beside `reference`'s;
+    `verdict` (verdict.verdicts) goes first, `baseline` (verdict.against_baseline) after it."""
     finish_heads = [*FINISH_HEADERS.values(), *EXPECTED_HEADERS.values()]
     out = [
         "# lrbench report",
@@ -295,6 +299,7 @@ def markdown(
         "is top-3 (fewer than three strictly better). A schedule with diverged seeds ranks "
         'below every schedule with fewer. "lr x" is the rate chosen on validation accuracy from '
         'a grid; "n=k" marks fewer seeds than the rest of the table; – means not run.',
+        *_md_verdict(verdict, baseline),
         "",
         "## Finishes",
         "",
@@ -356,6 +361,64 @@ def markdown(
         ]
         out += [_md_row([_md_escape(c) for c in r]) for r in rows]
     return "\n".join(out) + "\n"
+
+
+def _md_verdict(verdict: pd.DataFrame | None, baseline: pd.DataFrame | None) -> list[str]:
+    out: list[str] = []
+    if verdict is not None and len(verdict):
+        out += ["", "## Verdict", "", VERDICT_TEXT, ""]
+        out += [f"- {_md_escape(line)}" for line in verdict_lines(verdict)]
+    if baseline is not None and len(baseline):
+        heads = list(BASELINE_HEADERS.values())
+        name = baseline["baseline"].iloc[0]
+        out += ["", f"## Against {_md_escape(name)}", "", BASELINE_TEXT, ""]
+        out += [_md_row(heads), _md_row(["---"] * 4 + ["---:"] * (len(heads) - 4))]
+        out += [_md_row([_md_escape(c) for c in r]) for r in baseline_rows(baseline)]
+    return out
+
+
+VERDICT_TEXT = (
+    "Per cell, the winner and its margin over the runner-up: the paired mean difference over "
+    "the seeds both finished, positive when the winner is better, with its 95% t-interval; "
+    "≈ coin flip where that interval reaches zero, with the seeds that would settle it at the "
+    "observed spread (verdict.csv)."
+)
+BASELINE_TEXT = (
+    "Each schedule minus the baseline, paired over seeds, positive when better than the "
+    "baseline; intervals Holm-adjusted for the comparisons in the cell (level = the "
+    "confidence each is judged at); p (Holm): the adjusted p-value of a paired t-test "
+    "(baseline.csv)."
+)
+BASELINE_HEADERS = {
+    "where": "setting",
+    "budget": "budget",
+    "schedule": "schedule",
+    "baseline": "baseline",
+    "difference": "difference [interval]",
+    "level": "level",
+    "n": "seeds",
+    "p_holm": "p (Holm)",
+}
+
+
+def baseline_rows(baseline: pd.DataFrame) -> list[list[str]]:
+    rows = []
+    for r in baseline.to_dict("records"):
+        where = f"{r['dataset']} · {r['model']} · {r['optimizer']}"
+        interval = f" [{r['low']:.2f}, {r['high']:.2f}]" if math.isfinite(r["low"]) else ""
+        rows.append(
+            [
+                where + (f" [{r['setup']}]" if r["setup"] else ""),
+                f"{100 * r['budget']:g}%",
+                str(r["schedule"]),
+                str(r["baseline"]),
+                f"{r['difference']:+.2f}{interval}" if math.isfinite(r["difference"]) else DASH,
+                f"{r['level']:.4f}",
+                str(r["n"]),
+                f"{r['p_holm']:.3f}" if math.isfinite(r["p_holm"]) else DASH,
+            ]
+        )
+    return rows
 
 
 # --- snapshot ensembles -------------------------------------------------------------------
@@ -587,6 +650,24 @@ def _rich_setting(table: SettingTable, title: str, caption: str, entry: Any) -> 
     return out
 
 
+def _rich_verdict(verdict: pd.DataFrame | None, baseline: pd.DataFrame | None) -> list[Table]:
+    out = []
+    if verdict is not None and len(verdict):
+        table = Table(title="Verdict", caption=VERDICT_TEXT, show_header=False)
+        table.add_column("verdict")
+        for line in verdict_lines(verdict):
+            table.add_row(Text(line, style="yellow" if "coin flip" in line else ""))
+        out.append(table)
+    if baseline is not None and len(baseline):
+        table = Table(title=f"Against {baseline['baseline'].iloc[0]}", caption=BASELINE_TEXT)
+        for i, head in enumerate(BASELINE_HEADERS.values()):
+            table.add_column(head, justify="left" if i < 4 else "right")
+        for r in baseline_rows(baseline):
+            table.add_row(*(Text(c) for c in r))
+        out.append(table)
+    return out
+
+
 def rich_tables(
     summary: pd.DataFrame,
     fin: pd.DataFrame,
@@ -594,6 +675,8 @@ def rich_tables(
     anytime: Any = None,
     compared: pd.DataFrame | None = None,
     reference: str = "",
+    verdict: pd.DataFrame | None = None,
+    baseline: pd.DataFrame | None = None,
 ) -> list[Table]:
     """Finish table first (the headline), then one table per setting, the reference's numbers
     beside ours (when given), the snapshot ensembles (when runs recorded them) and the anytime
@@ -611,7 +694,7 @@ def rich_tables(
     for r in finish_rows(fin):
         values = [Text(text, style="bold green" if best else "") for text, best in r.values]
         finish.add_row(Text(r.name), Text(r.cells), *values, *(Text(e) for e in r.expected))
-    tables = [finish]
+    tables = [*_rich_verdict(verdict, baseline), finish]
     for st in setting_tables(summary, metric):
         tables.append(
             _rich_setting(
