@@ -26,7 +26,13 @@ from lrbench.report.rank import (
     summarize,
     summary_csv_table,
 )
-from lrbench.report.reference import Reference, compare, load_reference, reference_table
+from lrbench.report.reference import (
+    Reference,
+    compare,
+    differences,
+    load_reference,
+    reference_table,
+)
 from lrbench.report.tables import latex, markdown
 from lrbench.report.uncertainty import paired_bootstrap, uncertainty_table
 from lrbench.report.variants import assign_variants, named_rows
@@ -163,12 +169,15 @@ def build_report(
         against = against_baseline(found.chosen, found.summary, baseline)
     compared = compare(found.summary, ref) if ref is not None else None
     problems = list(found.problems)
-    if ref is not None and compared is not None and compared.empty:
+    differ = differences(found.summary, ref) if ref is not None else None
+    if differ:
+        problems.append(Problem(str(paths[0]), differ, NOTE))
+    elif ref is not None and compared is not None and compared.empty:
         problems.append(
             Problem(
                 str(paths[0]),
                 f"reference {ref.name}: none of its rows matches a row of this report "
-                "(matched by dataset, model, optimizer, budget and schedule label)",
+                "(matched by dataset, model, optimizer, budget, schedule, full length and data)",
                 NOTE,
             )
         )

@@ -15,6 +15,7 @@ schedules strictly better; top-1 means rank 1 (ties all count), top-3 means rank
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Iterable
@@ -185,12 +186,14 @@ def summarize(chosen: pd.DataFrame) -> pd.DataFrame:
                 "n_stopped_early": int(group["stopped_early"].fillna(False).astype(bool).sum()),
                 **_ensemble(group[group["status"] == "done"]),
                 "metric": group["metric"].iloc[0] if "metric" in group else "error",
+                **_length_and_data(group),
             }
         )
     columns = [
         *(c for c in SUMMARY_COLUMNS if c not in RANK_COLUMNS),
         *ROW[len(CELL) :],
         "metric",
+        *LENGTH_AND_DATA,
     ]
     summary = pd.DataFrame(rows, columns=list(dict.fromkeys(columns)))
     ranks: dict[int, int] = {}
@@ -204,7 +207,7 @@ def summarize(chosen: pd.DataFrame) -> pd.DataFrame:
     summary["rank"] = pd.Series(ranks, dtype="int64")
     summary["top1"] = summary["rank"] == 1
     summary["top3"] = summary["rank"] <= 3
-    return summary[list(dict.fromkeys([*SUMMARY_COLUMNS, *ROW, "metric"]))]
+    return summary[list(dict.fromkeys([*SUMMARY_COLUMNS, *ROW, "metric", *LENGTH_AND_DATA]))]
 
 
 def summary_csv_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -236,6 +239,29 @@ def summary_csv_table(summary: pd.DataFrame) -> pd.DataFrame:
     for column in ACCURACY_COLUMNS:
         table[column] = table[column].where(by_accuracy)
     return table[SUMMARY_CSV_COLUMNS]
+
+
+LENGTH_AND_DATA = ["full_epochs", "limit_train"]  # what a published number must share
+
+
+def _length_and_data(runs: pd.DataFrame) -> dict[str, float]:
+    """The full run's length in epochs and the training-set limit (NaN: all of it, or not
+    recorded), from the setup the row's runs share."""
+    key = runs["setup_key"].iloc[0] if "setup_key" in runs else None
+    setup = json.loads(key) if isinstance(key, str) and key else {}
+    dataset = setup.get("dataset") if isinstance(setup.get("dataset"), dict) else {}
+    return {
+        "full_epochs": _number(setup.get("full_epochs")),
+        "limit_train": _number(dataset.get("limit_train")),
+    }
+
+
+def _number(value: object) -> float:
+    return (
+        float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else math.nan
+    )
 
 
 def _ensemble(done: pd.DataFrame) -> dict[str, float]:

@@ -325,7 +325,7 @@ def markdown(
         for schedule, variant, entries in table.rows:
             heads = _row_heads(table, schedule, variant, _md_escape)
             out.append(_md_row([*heads, *(_md_entry(e) for e in entries)]))
-    if compared is not None:
+    if compared is not None and len(compared):
         out += [
             "",
             f"## Against {_md_escape(reference)}",
@@ -578,7 +578,7 @@ def latex(
             ],
             left,
         )
-    if compared is not None:
+    if compared is not None and len(compared):
         for table in reference_tables(compared, metric):
             left = len(_heads(table)) - len(table.columns)
             out += _tex_table(
@@ -705,7 +705,7 @@ def rich_tables(
                 _rich_entry,
             )
         )
-    if compared is not None:
+    if compared is not None and len(compared):
         for st in reference_tables(compared, metric):
             tables.append(
                 _rich_setting(
