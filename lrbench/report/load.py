@@ -28,7 +28,16 @@ from lrbench.results import RunDir, run_dirs, sweep_folders
 
 # provenance that can change a run's floating-point numbers: seeds pooled in one row that
 # differ in it are noted (rank.notes)
-NUMERIC_PROVENANCE = ("threads", "device", "precision")
+NUMERIC_PROVENANCE = (
+    "threads",
+    "device",
+    "precision",
+    "cpu_capability",
+    "torch",
+    "numpy",
+    "pillow",
+    "libjpeg",
+)
 RUN_COLUMNS = [
     "path",
     "run_id",
