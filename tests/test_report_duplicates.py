@@ -18,7 +18,8 @@ def test_the_same_sweep_in_two_folders_counts_each_seed_once(tmp_path: Path) -> 
     assert summary["n"].to_dict() == {"rex": 3, "step": 3}
     assert summary.loc["rex", "seeds"] == "1 2 3"
     notes = [p.reason for p in found.problems if p.kind == "note"]
-    assert sum("with the same results: counted once" in n for n in notes) == 6
+    (note,) = [n for n in notes if "with the same results" in n]
+    assert note.startswith("6 run(s) are in each of ") and "each counted once, as one seed" in note
 
 
 def test_copies_that_differ_are_listed_and_neither_is_counted(tmp_path: Path) -> None:
@@ -40,4 +41,14 @@ def test_copies_differing_only_in_timing_are_one_run(tmp_path: Path) -> None:
     slower.write_text(slower.read_text().replace(",1.5\n", ",2.5\n"))
     found = analyse([tmp_path / "a" / "sweep", tmp_path / "b" / "sweep"])
     assert not [p for p in found.problems if p.kind == "skipped"]
+    assert found.summary["n"].tolist() == [2, 2]
+
+
+def test_copies_given_by_relative_and_absolute_paths_are_one_run(
+    tmp_path: Path, monkeypatch
+) -> None:
+    write_cell(tmp_path / "a", {"rex": [0.90, 0.91], "step": [0.85, 0.86]})
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    monkeypatch.chdir(tmp_path)
+    found = analyse([Path("a") / "sweep", tmp_path / "b" / "sweep"])
     assert found.summary["n"].tolist() == [2, 2]

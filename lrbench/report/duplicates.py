@@ -35,31 +35,34 @@ def one_result_per_run_id(
     if repeated.empty:
         return runs, problems
     dropped: list[str] = []
+    same: dict[tuple[str, ...], list[str]] = {}  # folders holding copies -> their run ids
     for _, copies in repeated.groupby(TRAINING, sort=True):
         paths = list(copies["path"])
         run_id = " = ".join(sorted(set(copies["run_id"])))
         results = {_result(p, s) for p, s in zip(paths, copies["status"], strict=True)}
         if len(results) == 1:
             dropped += paths[1:]
-            problems.append(
-                Problem(
-                    common_parent(paths),
-                    f"run {run_id} is in {len(paths)} folders ({_folders(paths)}) with the same "
-                    f"results: counted once, as one seed ({paths[0]})",
-                    NOTE,
-                )
-            )
+            same.setdefault(tuple(_folder(p) for p in paths), []).append(run_id)
         else:
             dropped += paths
             problems.append(
                 Problem(
                     common_parent(paths),
-                    f"run {run_id} is in {len(paths)} folders ({_folders(paths)}) with different "
-                    "results: none of them counted (keep the copy you trust, or report the "
-                    "folders apart)",
+                    f"run {run_id} is in {len(paths)} folders ({', '.join(map(_folder, paths))}) "
+                    "with different results: none of them counted (keep the copy you trust, or "
+                    "report the folders apart)",
                     runs=len(paths),
                 )
             )
+    for folders, run_ids in same.items():
+        problems.append(
+            Problem(
+                folders[0],
+                f"{len(run_ids)} run(s) are in each of {', '.join(folders)} with the same results: "
+                f"each counted once, as one seed (from {folders[0]})",
+                NOTE,
+            )
+        )
     for path in dropped:
         curves.pop(path, None)
     return runs[~runs["path"].isin(dropped)].reset_index(drop=True), problems
@@ -81,6 +84,6 @@ def _is_timing(column: str) -> bool:
     return column.endswith("_time_s")
 
 
-def _folders(paths: list[str]) -> str:
-    """The sweep folders holding the copies (runs/<id> stripped)."""
-    return ", ".join(os.path.dirname(os.path.dirname(p)) or p for p in paths)
+def _folder(path: str) -> str:
+    """The sweep folder holding a run (runs/<id> stripped)."""
+    return os.path.dirname(os.path.dirname(path)) or path
