@@ -25,6 +25,7 @@ depend on the other cells reported with it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -150,21 +151,34 @@ def resamples(m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]
     (multinomial: m! / prod(counts!) / m^m); above, N_RESAMPLES Monte-Carlo draws of equal weight.
     """
     if math.comb(2 * m - 1, m) <= EXACT_LIMIT:
-        drawn = np.array(list(combinations_with_replacement(range(m), m)))
-        counts = np.zeros((len(drawn), m))
-        np.add.at(counts, (np.arange(len(drawn))[:, None], drawn), 1)
-        log_w = gammaln(m + 1) - gammaln(counts + 1).sum(axis=1) - m * math.log(m)
-        return counts, np.exp(log_w)
+        return _every_resample(m)
     counts = rng.multinomial(m, np.full(m, 1 / m), size=N_RESAMPLES).astype(float)
     return counts, np.full(N_RESAMPLES, 1 / N_RESAMPLES)
 
 
-def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
-    """The smallest value whose cumulative weight reaches q (numpy's "inverted_cdf")."""
+@functools.lru_cache(maxsize=16)
+def _every_resample(m: int) -> tuple[np.ndarray, np.ndarray]:
+    """All multisets of m out of m seeds as counts, with their probabilities (read-only)."""
+    counts = np.zeros((math.comb(2 * m - 1, m), m))
+    for b, drawn in enumerate(combinations_with_replacement(range(m), m)):
+        for j in drawn:
+            counts[b, j] += 1
+    log_w = gammaln(m + 1) - gammaln(counts + 1).sum(axis=1) - m * math.log(m)
+    weights = np.exp(log_w)
+    counts.setflags(write=False)
+    weights.setflags(write=False)
+    return counts, weights
+
+
+def weighted_quantiles(
+    values: np.ndarray, weights: np.ndarray, qs: tuple[float, ...]
+) -> list[float]:
+    """For each q, the smallest value whose cumulative weight reaches q (numpy's
+    "inverted_cdf" method, with weights); one sort for all of them."""
     order = np.argsort(values, kind="stable")
     cumulative = np.cumsum(weights[order])
-    at = int(np.searchsorted(cumulative, q * cumulative[-1] - 1e-12, side="left"))
-    return float(values[order][min(at, len(values) - 1)])
+    at = np.searchsorted(cumulative, np.asarray(qs) * cumulative[-1] - 1e-12, side="left")
+    return [float(values[order][min(int(i), len(values) - 1)]) for i in at]
 
 
 def bootstrap_interval(scores: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
@@ -183,7 +197,8 @@ def bootstrap_interval(scores: np.ndarray, rng: np.random.Generator) -> tuple[fl
     counts, weights = resamples(n, rng)
     means = np.round(counts @ scores / n, DIGITS)
     tail = (1 - CONFIDENCE) / 2
-    return weighted_quantile(means, weights, tail), weighted_quantile(means, weights, 1 - tail)
+    low, high = weighted_quantiles(means, weights, (tail, 1 - tail))
+    return low, high
 
 
 def t_interval(scores: np.ndarray) -> tuple[float, float]:
@@ -304,8 +319,7 @@ def _expected(top1: dict[tuple, list[float]], top3: dict[tuple, list[float]]) ->
                 shares = 100 * np.arange(len(wins)) / len(probs)
                 values = (
                     100 * math.fsum(probs) / len(probs),
-                    weighted_quantile(shares, wins, tail),
-                    weighted_quantile(shares, wins, 1 - tail),
+                    *weighted_quantiles(shares, wins, (tail, 1 - tail)),
                 )
             names = [f"expected_{k}", f"expected_{k}_low", f"expected_{k}_high"]
             row.update({n: round(float(v), 2) for n, v in zip(names, values, strict=True)})
