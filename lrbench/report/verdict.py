@@ -45,6 +45,8 @@ VERDICT_CSV_COLUMNS = [
     "seeds_needed",
     "metric",
     "setup",
+    "winner_diverged",
+    "runner_up_diverged",
 ]
 BASELINE_CSV_COLUMNS = [
     *CELL,
@@ -141,6 +143,8 @@ def verdicts(chosen: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
                 "seeds_needed": diff.seeds_needed() if coin_flip else math.nan,
                 "metric": metric.name,
                 "setup": key[-1],
+                "winner_diverged": int(winner["n_diverged"]),
+                "runner_up_diverged": int(runner_up["n_diverged"]),
             }
         )
     return pd.DataFrame(rows, columns=VERDICT_CSV_COLUMNS)
@@ -231,6 +235,11 @@ def lines(verdict: pd.DataFrame) -> list[str]:
         )
         p = f", P(top-1) {r['p_top1']:.2f}" if math.isfinite(r["p_top1"]) else ""
         what = f"{metric.title}, {unit(metric)}, paired over {r['n']} seeds"
+        if r["winner_diverged"] < r["runner_up_diverged"]:
+            what += (
+                f"; ranked first on fewer diverged seeds, {r['winner_diverged']} against "
+                f"{r['runner_up_diverged']}"
+            )
         if not r["coin_flip"]:
             out.append(
                 f"{where}: {r['winner']} wins, by {r['margin']:.2f}{interval} over "
