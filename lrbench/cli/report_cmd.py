@@ -28,14 +28,12 @@ HELP = "\n\n".join(
         "  lrbench report results --out reports/all --format markdown",
         "  lrbench report results/a results/b --metric accuracy -f latex",
         "  lrbench report results/rex-cifar10 --reference rex-paper",
-        "A cell is (dataset, model, optimizer, budget). A run scores the test_acc of its last "
-        "epoch and schedules are ranked by their mean over seeds. Top-1: no schedule strictly "
+        "A cell is (dataset, model, optimizer, budget). A run scores its metric at its last "
+        "epoch (spec.json's metric, or --metric; error by default, loss for language models; "
+        "lower error or loss is better) and schedules are ranked by their mean over seeds. Top-1: no schedule strictly "
         "better (ties all count); top-3: fewer than three strictly better; low budget < 0.25, "
         "high >= 0.25. A schedule with diverged seeds ranks below those with fewer. With an lr "
         "grid the rate is chosen on val_acc, never on test.",
-        "Verdict (first on stdout, in tables.md, report.html and verdict.csv): per cell the "
-        "winner, its margin over the runner-up as a paired mean difference over seeds with its "
-        "95% t-interval, P(top-1), and a coin-flip mark with the seeds a close call needs.",
         "Verdict (first on stdout, in tables.md, report.html and verdict.csv): per cell the "
         "winner, its margin over the runner-up as a paired mean difference over seeds with its "
         "95% t-interval, P(top-1), and a coin-flip mark with the seeds a close call needs.",
@@ -58,7 +56,7 @@ HELP = "\n\n".join(
         "Written to --out: report.html (the whole report in one self-contained page to open, "
         "mail or attach: tables that sort by column, figures inline, the runs and problems; it "
         "fetches nothing), tables.md, tables.tex (booktabs), summary.csv, finishes.csv, "
-        "uncertainty.csv, reference.csv (with --reference), anytime.md, anytime.csv, "
+        "uncertainty.csv, verdict.csv, baseline.csv (with --baseline), reference.csv (with --reference), anytime.md, anytime.csv, "
         "time_to_target.csv, anytime.png, lr_curves.png, test_acc_<setting>.png, "
         "error_vs_budget.png, rank_vs_budget.png, p_top1.png, performance_profile.png, and "
         "problems.txt naming every skipped run (failed, unfinished, unreadable, stale) and every "
