@@ -103,3 +103,11 @@ def test_a_mixed_report_shows_each_setting_in_its_metric_and_counts_finishes_acr
     fin = report.finishes.set_index("schedule")
     assert fin.loc["rex", "cells"] == fin.loc["step", "cells"] == 2
     assert fin.loc["rex", "top1"] == fin.loc["step", "top1"] == 50.0
+
+
+def test_the_performance_profile_divides_losses_for_loss_settings(tmp_path: Path) -> None:
+    from lrbench.report.plots import error_ratios
+
+    _loss_cell(tmp_path, {"rex": [1.5, 1.5], "step": [3.0, 3.0]})
+    ratios = error_ratios(analyse([tmp_path]).summary)
+    assert ratios.iloc[:, 0].to_dict() == {"rex": 1.0, "step": 2.0}
