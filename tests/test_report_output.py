@@ -180,7 +180,7 @@ def test_error_vs_budget_plots_the_reports_metric(
 
     monkeypatch.setattr(Axes, "errorbar", spy)
     write_cell(tmp_path, {"rex": [0.9, 0.9]})
-    summary = analyse([tmp_path]).summary
+    summary = analyse([tmp_path], metric=metric).summary  # each row shown in its own metric
     error_vs_budget(summary, {"rex": (0, 0, 1, 1)}, metric)
     assert drawn == [pytest.approx(expected)]
 
