@@ -52,6 +52,8 @@ def write_run(
     steps_per_epoch: int = 10,
     snapshots: bool | None = None,
     spec: dict[str, Any] | None = None,
+    test_loss: float | None = None,
+    accuracy: bool = True,
 ) -> Path:
     """One run folder; status None leaves it unfinished (no summary.json).
 
@@ -63,6 +65,8 @@ def write_run(
     ensemble_size and ensemble_test_acc, empty in the other epochs; `snapshots` is spec.json's
     flag (default: whether `ensemble` is given). `spec` is merged into spec.json last, one level
     deep ({"provenance": {"threads": 4}} adds a key to provenance, {"batch_size": 256} replaces).
+    `test_loss` is the last epoch's test loss (default 0.5); `accuracy=False` writes no *_acc
+    column, as a task with its own loss records.
     """
     epochs = max(1, round(budget * full_epochs))
     sched = {"name": schedule, "label": label or schedule, **(schedule_params or {})}
@@ -125,6 +129,9 @@ def write_run(
     columns = [*COLUMNS[:-1], *(VAL_COLUMNS if val_acc is not None else []), COLUMNS[-1]]
     if ensemble is not None:
         columns += ["ensemble_size", "ensemble_test_acc"]
+    if not accuracy:
+        columns = [c for c in columns if not c.endswith("_acc")]
+    last_loss = 0.5 if test_loss is None else test_loss
     with (run / "metrics.csv").open("w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(columns)
@@ -137,7 +144,7 @@ def write_run(
                 "momentum": 0.9,
                 "train_loss": float("nan") if diverged and epoch == rows else 1.0 - 0.5 * frac,
                 "train_acc": 0.5 + 0.4 * frac,
-                "test_loss": 1.0 - 0.5 * frac,
+                "test_loss": 1.0 + (last_loss - 1.0) * frac,
                 "test_acc": 0.1 + (test_acc - 0.1) * frac,
                 "val_loss": 1.0 - 0.5 * frac,
                 "val_acc": 0.1 + ((val_acc or 0.1) - 0.1) * frac,

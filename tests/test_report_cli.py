@@ -29,7 +29,7 @@ def test_table_format_prints_rich_tables_and_problems_on_stderr(
     out, err = capsys.readouterr()
     assert "Finishes" in out and "cifar10 · resnet20 · sgd" in out
     assert "9.00 ± 1.41" in out
-    assert "1 run skipped, 2 notes; also in" in err
+    assert "1 run skipped, 3 notes; also in" in err
     assert "unfinished: no summary.json" in err and "-step-b0.05-s3-" in err
     assert "schedule step: mean over seeds {1, 2} only, seeds {3} missing" in err
     assert "problems" not in out
@@ -58,7 +58,7 @@ def test_text_formats_print_the_written_file(
         (["does-not-exist"], "does not exist"),
         (["EMPTY"], "holds no runs"),
         (["SWEEP", "--format", "html"], "--format 'html' is not valid"),
-        (["SWEEP", "--metric", "loss"], "--metric 'loss' is not valid"),
+        (["SWEEP", "--metric", "map"], "metric 'map' is not known"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

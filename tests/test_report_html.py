@@ -120,7 +120,15 @@ def test_the_page_holds_tables_figures_anytime_reference_runs_and_problems(
     tags = Elements(page).tags
     ids = [a["id"] for _, a in tags if "id" in a]
     sections = [a["id"] for t, a in tags if t == "section"]
-    assert sections == ["finishes", "settings", "reference", "figures", "anytime", "runs"]
+    assert sections == [
+        "verdict",
+        "finishes",
+        "settings",
+        "reference",
+        "figures",
+        "anytime",
+        "runs",
+    ]
     pngs = sorted(p.stem for p in report.files if p.suffix == ".png")
     assert sorted(i.removeprefix("figure-") for i in ids if i.startswith("figure-")) == pngs
     assert sum(t == "svg" for t, _ in tags) == len(pngs)  # each figure inline, once

@@ -36,11 +36,12 @@ def test_markdown_marks_top1_bold_and_top3_underlined(report_dir: Path) -> None:
     rows = {
         line.split(" | ")[0].strip("| "): line for line in md.splitlines() if line.startswith("| ")
     }
-    # ties: rex and linear both average 0.91 -> 9.00% error, both bold; then the 95% interval
-    assert "**9.00 ± 1.41** [8.00, 10.00]" in rows["rex"]
-    assert "**9.00 ± 0.00** [9.00, 9.00]" in rows["linear"]
-    assert "<u>11.50 ± 0.71</u> [11.00, 12.00]" in rows["step"]
-    assert "20.00 ± 0.00 [20.00, 20.00] |" in rows["cos\\_50%"]  # 4th: unmarked; escaped
+    # ties: rex and linear both average 0.91 -> 9.00% error, both bold; then the 95% interval,
+    # with two seeds the t-interval (marked), 9 ± 12.71 · 1.41 / √2 cut at 0% error
+    assert "**9.00 ± 1.41** [0.00, 21.71]ᵗ" in rows["rex"]
+    assert "**9.00 ± 0.00** [9.00, 9.00]ᵗ" in rows["linear"]
+    assert "<u>11.50 ± 0.71</u> [5.15, 17.85]ᵗ" in rows["step"]
+    assert "20.00 ± 0.00 [20.00, 20.00]ᵗ |" in rows["cos\\_50%"]  # 4th: unmarked; escaped
     assert "## cifar10 · resnet20 · adam — test error (%)" in md
     assert "| 5% (3 ep) | 50% (30 ep) |" in md
 
@@ -131,7 +132,7 @@ def test_problems_file_only_when_there_are_problems(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "problems.txt").write_text("stale\n")
-    write_cell(tmp_path, {"rex": [0.9, 0.8]})
+    write_cell(tmp_path, {"rex": [0.9, 0.8, 0.85, 0.86, 0.87]})  # five seeds: no finding
     build_report([tmp_path / "sweep"], out)
     assert not (out / "problems.txt").exists()
 
@@ -179,7 +180,7 @@ def test_error_vs_budget_plots_the_reports_metric(
 
     monkeypatch.setattr(Axes, "errorbar", spy)
     write_cell(tmp_path, {"rex": [0.9, 0.9]})
-    summary = analyse([tmp_path]).summary
+    summary = analyse([tmp_path], metric=metric).summary  # each row shown in its own metric
     error_vs_budget(summary, {"rex": (0, 0, 1, 1)}, metric)
     assert drawn == [pytest.approx(expected)]
 

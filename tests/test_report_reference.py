@@ -18,7 +18,8 @@ HEADER = "dataset,model,optimizer,budget,schedule"
 
 @pytest.fixture
 def sweep(tmp_path: Path) -> Path:
-    # test error: rex 9.00 [8.00, 10.00], step 15.00 [14.00, 16.00]
+    # test error over 3 seeds: rex 9.00 [6.52, 11.48], step 15.00 [12.52, 17.48] (t-intervals:
+    # mean ± 4.303 · 1 / √3); 5% of 60 epochs
     write_cell(tmp_path, {"rex": [0.90, 0.91, 0.92], "step": [0.85, 0.86, 0.84]})
     return tmp_path / "sweep"
 
@@ -29,9 +30,9 @@ def test_reference_numbers_sit_beside_ours_and_misses_are_marked(
     paper = tmp_path / "paper.csv"
     paper.write_text(
         f"{HEADER},epochs,test_error_pct,std\n"
-        "cifar10,resnet20,sgd,0.05,rex,15,9.5,0.2\n"  # inside our interval
-        "cifar10,resnet20,sgd,0.05,step,15,12.0,\n"  # outside it
-        "cifar10,resnet20,sgd,0.5,rex,150,7.0,\n"  # a cell we did not run: ignored
+        "cifar10,resnet20,sgd,0.05,rex,3,9.5,0.2\n"  # inside our interval
+        "cifar10,resnet20,sgd,0.05,step,3,12.0,\n"  # outside it
+        "cifar10,resnet20,sgd,0.5,rex,30,7.0,\n"  # a cell we did not run: ignored
     )
     report = build_report([sweep], tmp_path / "out", reference=str(paper))
     rows = pd.read_csv(tmp_path / "out" / "reference.csv").set_index("schedule")
@@ -50,14 +51,14 @@ def test_reference_numbers_sit_beside_ours_and_misses_are_marked(
     ]
     assert rows.loc["rex", ["reference", "reference_std", "held"]].tolist() == [9.5, 0.2, True]
     assert rows.loc["step", ["ci_low", "ci_high", "reference", "held"]].tolist() == [
-        14.0,
-        16.0,
+        pytest.approx(12.515862),
+        pytest.approx(17.484138),
         12.0,
         False,
     ]
     assert "## Against paper" in report.markdown
-    assert "| rex | 9.00 [8.00, 10.00] · 9.50 ± 0.20 |" in report.markdown
-    assert "| step | 15.00 [14.00, 16.00] · 12.00 † |" in report.markdown
+    assert "| rex | 9.00 [6.52, 11.48]ᵗ · 9.50 ± 0.20 |" in report.markdown
+    assert "| step | 15.00 [12.52, 17.48]ᵗ · 12.00 † |" in report.markdown
     assert "$^\\dagger$" in report.latex
 
 
@@ -70,12 +71,36 @@ def test_a_test_acc_reference_compares_in_the_reports_metric(sweep: Path, tmp_pa
     assert compared["ref_acc"].tolist() == [0.905] and compared["held"].tolist() == [True]
 
 
-def test_the_rex_paper_ships_with_lrbench(sweep: Path) -> None:
+def test_the_rex_paper_ships_with_lrbench(tmp_path: Path) -> None:
     reference = load_reference("rex-paper")
     assert len(reference.table) == 90  # 7 schedules x 6 budgets for sgd, 8 x 6 for adam
-    compared = compare(analyse([sweep]).summary, reference).set_index("schedule")
+    scores = {"rex": [0.90, 0.91], "step": [0.85, 0.86], "constant": [0.8, 0.8]}
+    write_cell(tmp_path, scores, full_epochs=300, optimizer="adam", lr=1e-3)
+    compared = compare(analyse([tmp_path]).summary, reference).set_index("schedule")
     error = (100 * (1 - compared["ref_acc"])).to_dict()
-    assert error == pytest.approx({"rex": 12.86, "step": 14.94})
+    # the paper's 'none' is lrbench's constant rate
+    assert error == pytest.approx({"rex": 13.96, "step": 15.41, "constant": 23.01})
+
+
+def test_a_reference_for_another_full_length_marks_nothing_and_says_why(
+    sweep: Path, tmp_path: Path
+) -> None:
+    report = build_report([sweep], tmp_path / "out", reference="rex-paper")
+    assert report.compared is not None and report.compared.empty
+    (line,) = [p.reason for p in report.problems if p.reason.startswith("reference rex-paper")]
+    assert "cifar10/resnet20/sgd are for 300-epoch full runs" in line
+    assert "2 of our row(s) are of 60-epoch full runs: not compared" in line
+    assert "†" not in report.markdown
+
+
+def test_a_reference_for_more_data_marks_nothing_and_says_why(tmp_path: Path) -> None:
+    write_cell(
+        tmp_path, {"rex": [0.9, 0.91]}, full_epochs=300, spec={"dataset": {"limit_train": 1000}}
+    )
+    report = build_report([tmp_path / "sweep"], tmp_path / "out", reference="rex-paper")
+    assert report.compared is not None and report.compared.empty
+    (line,) = [p.reason for p in report.problems if p.reason.startswith("reference rex-paper")]
+    assert "50,000 training examples" in line and "1,000 training examples" in line
 
 
 def test_a_reference_without_a_match_is_noted(sweep: Path, tmp_path: Path) -> None:

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from runfolders import write_cell, write_run
 
-from lrbench.report import analyse, build_report
+from lrbench.report import analyse, build_report, uncertainty
 from lrbench.report.rank import summarize
-from lrbench.report.uncertainty import paired_bootstrap, uncertainty_table
+from lrbench.report.uncertainty import (
+    bootstrap_interval,
+    paired_bootstrap,
+    resamples,
+    uncertainty_table,
+)
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
@@ -43,6 +50,7 @@ def test_uncertainty_csv_has_exactly_the_contract_columns(tmp_path: Path) -> Non
         "ci_high",
         "p_top1",
         "p_top3",
+        "interval",
     ]
 
 
@@ -90,18 +98,82 @@ def test_one_seed_leaves_interval_and_probabilities_empty_and_says_why(tmp_path:
     assert fin[0]["top1"] == "100.0" and fin[0]["expected_top1"] == ""
 
 
-def test_three_seeds_give_the_range_of_the_seeds_as_interval(tmp_path: Path) -> None:
-    # 3 seeds allow 10 distinct resamples; each end's resample (all three the same seed) has
-    # probability 1/27 > 2.5%, so the 95% percentile interval is [lowest, highest]
+def test_three_seeds_give_the_t_interval_of_the_mean(tmp_path: Path) -> None:
+    # a bootstrap over 3 seeds could not reach past their range [5, 10] and would cover ~75%:
+    # the row's interval is mean ± t(0.975, 2) · s / √3 instead
     write_cell(tmp_path, {"rex": [0.90, 0.95, 0.91], "step": [0.80, 0.85, 0.83]})
     rex = _uncertainty(tmp_path).loc["rex"]
-    assert (rex["ci_low"], rex["mean"], rex["ci_high"]) == pytest.approx((5.0, 8.0, 10.0))
+    half = scipy.stats.t.ppf(0.975, 2) * np.std([10.0, 5.0, 9.0], ddof=1) / math.sqrt(3)
+    assert (rex["ci_low"], rex["mean"], rex["ci_high"]) == pytest.approx((8 - half, 8, 8 + half))
 
 
-def test_accuracy_metric_turns_the_interval_around(tmp_path: Path) -> None:
+def test_few_seeds_are_a_finding_that_says_what_a_bootstrap_covers(tmp_path: Path) -> None:
     write_cell(tmp_path, {"rex": [0.90, 0.95, 0.91], "step": [0.80, 0.85, 0.83]})
-    rex = _uncertainty(tmp_path, "accuracy").loc["rex"]
-    assert (rex["ci_low"], rex["mean"], rex["ci_high"]) == pytest.approx((90.0, 92.0, 95.0))
+    report = build_report([tmp_path / "sweep"], tmp_path / "out")
+    notes = [p.reason for p in report.problems if p.kind == "note"]
+    assert any(
+        n.startswith("few seeds: 2 row(s) have 3 finished seeds") and "75%" in n for n in notes
+    )
+    assert _csv(tmp_path / "out" / "uncertainty.csv")[0]["interval"] == "t"
+    assert "few seeds" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_five_seeds_give_the_exact_bootstrap_interval(tmp_path: Path) -> None:
+    accs = [0.90, 0.95, 0.91, 0.93, 0.92]
+    write_cell(tmp_path, {"rex": accs, "step": [0.8] * 5})
+    rows = {r["schedule"]: r for r in _csv_rows(tmp_path)}
+    assert rows["rex"]["interval"] == "bootstrap"
+    low, high = _brute_force_interval(np.array(accs))
+    assert float(rows["rex"]["ci_high"]) == pytest.approx(100 * (1 - low))
+    assert float(rows["rex"]["ci_low"]) == pytest.approx(100 * (1 - high))
+
+
+def _csv_rows(root: Path) -> list[dict[str, str]]:
+    return uncertainty_table(analyse([root]).summary, "error").to_dict("records")
+
+
+def _brute_force_interval(scores: np.ndarray) -> tuple[float, float]:
+    """Every ordered draw of n indices out of n, equally likely: the percentile interval."""
+    n = len(scores)
+    draws = np.array(list(itertools.product(range(n), repeat=n)))
+    means = np.round(scores[draws].mean(axis=1), 12)
+    return tuple(np.percentile(means, [2.5, 97.5], method="inverted_cdf"))
+
+
+def _brute_force_top1(scores: np.ndarray) -> np.ndarray:
+    """P(top-1) per row (rows x seeds, no divergence) over every ordered paired draw."""
+    n = scores.shape[1]
+    draws = np.array(list(itertools.product(range(n), repeat=n)))
+    means = np.round(scores[:, draws].mean(axis=2), 12)  # rows x draws
+    return (means == means.max(axis=0)).mean(axis=1)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6])
+def test_exact_enumeration_equals_brute_force(n: int) -> None:
+    rng = np.random.default_rng(n)
+    scores = np.round(0.9 + 0.01 * rng.standard_normal((3, n)), 3)
+    chosen = _chosen(scores.tolist())
+    summary = summarize(chosen)
+    out = summary.join(paired_bootstrap(chosen, summary).intervals)
+    assert out["p_top1"].to_numpy() == pytest.approx(_brute_force_top1(scores), abs=1e-9)
+    counts, weights = resamples(n, np.random.default_rng(0))
+    assert len(counts) == math.comb(2 * n - 1, n) and weights.sum() == pytest.approx(1.0)
+    interval = bootstrap_interval(scores[0], np.random.default_rng(0))
+    assert interval == pytest.approx(_brute_force_interval(scores[0]), abs=1e-12)
+
+
+def test_monte_carlo_agrees_with_exact_enumeration_within_its_error(monkeypatch) -> None:
+    n = 11  # C(21, 11) = 352,716 distinct resamples: above the limit, drawn at random
+    rng = np.random.default_rng(11)
+    scores = np.round(0.9 + 0.01 * rng.standard_normal((2, n)), 4)
+    chosen = _chosen(scores.tolist())
+    summary = summarize(chosen)
+    drawn = summary.join(paired_bootstrap(chosen, summary).intervals)["p_top1"].to_numpy()
+    monkeypatch.setattr(uncertainty, "EXACT_LIMIT", 10**6)
+    exact = summary.join(paired_bootstrap(chosen, summary).intervals)["p_top1"].to_numpy()
+    error = np.sqrt(exact * (1 - exact) / uncertainty.N_RESAMPLES)
+    assert np.all(np.abs(drawn - exact) <= 4 * error + 1e-9)
+    assert 0.05 < exact[0] < 0.95  # a close call, where drawing matters
 
 
 def test_a_diverged_seed_is_the_worst_result_inside_a_resample(tmp_path: Path) -> None:
@@ -131,7 +203,7 @@ def test_missing_seeds_are_left_out_of_the_pairing_with_a_note(tmp_path: Path) -
     assert p.to_dict() == {"rex": 0.0, "step": 1.0}  # seed 3 (rex's best) is not paired
     # rex's interval still uses all three of its own seeds
     rex = found.summary.set_index("schedule").loc["rex"]
-    assert rex["ci_high_test_acc"] == pytest.approx(0.99)
+    assert rex["ci_low_test_acc"] < 0.90 and rex["ci_high_test_acc"] == 1.0  # cut at 100%
 
 
 def test_expected_finishes_are_percent_of_cells_with_an_interval(tmp_path: Path) -> None:
@@ -204,6 +276,7 @@ def _chosen(scores: list[list[float | None]]) -> pd.DataFrame:
                     "stopped_early": False,
                     "ensemble_score": math.nan,
                     "ensemble_size": math.nan,
+                    "metric": "error",
                 }
             )
     return pd.DataFrame(rows)

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from lrbench.report import Report
 
 FORMATS = ("table", "markdown", "latex", "csv")
-METRICS = ("error", "accuracy")
 HELP = "\n\n".join(
     [
         "Rank the schedules of finished runs per cell and write the REX paper's tables and plots.",
@@ -29,16 +28,21 @@ HELP = "\n\n".join(
         "  lrbench report results --out reports/all --format markdown",
         "  lrbench report results/a results/b --metric accuracy -f latex",
         "  lrbench report results/rex-cifar10 --reference rex-paper",
-        "A cell is (dataset, model, optimizer, budget). A run scores the test_acc of its last "
-        "epoch and schedules are ranked by their mean over seeds. Top-1: no schedule strictly "
+        "A cell is (dataset, model, optimizer, budget). A run scores its metric at its last "
+        "epoch (spec.json's metric, or --metric; error by default, loss for language models; "
+        "lower error or loss is better) and schedules are ranked by their mean over seeds. Top-1: no schedule strictly "
         "better (ties all count); top-3: fewer than three strictly better; low budget < 0.25, "
         "high >= 0.25. A schedule with diverged seeds ranks below those with fewer. With an lr "
         "grid the rate is chosen on val_acc, never on test.",
+        "Verdict (first on stdout, in tables.md, report.html and verdict.csv): per cell the "
+        "winner, its margin over the runner-up as a paired mean difference over seeds with its "
+        "95% t-interval, P(top-1), and a coin-flip mark with the seeds a close call needs.",
         "How sure: a paired bootstrap over seeds (seeds resampled jointly across the schedules "
-        "of a cell, 2000 resamples, seeded: the same results give the same report) gives each "
-        "entry a 95% interval, each schedule its probability of finishing top-1 and top-3 "
-        "(uncertainty.csv) and the finish table its expected finishes with intervals. One seed: "
-        "no interval. Three seeds allow only ten distinct resamples.",
+        "of a cell; every distinct resample enumerated exactly up to ten seeds, 2000 seeded "
+        "draws above) gives each schedule its probability of finishing top-1 and top-3 "
+        "(uncertainty.csv) and the finish table its expected finishes with intervals. Each entry "
+        "has a 95% interval: the bootstrap's with five or more seeds, the t-interval of the mean "
+        "(marked t) with two to four. One seed: no interval.",
         "Runs are averaged only with runs whose spec.json differ in nothing but the seed (and "
         "lr, chosen on validation). Runs of other setups (full_epochs, batch_size, data, ...) are "
         "ranked in cells of their own, and other parameters of one schedule label are rows of "
@@ -52,7 +56,7 @@ HELP = "\n\n".join(
         "Written to --out: report.html (the whole report in one self-contained page to open, "
         "mail or attach: tables that sort by column, figures inline, the runs and problems; it "
         "fetches nothing), tables.md, tables.tex (booktabs), summary.csv, finishes.csv, "
-        "uncertainty.csv, reference.csv (with --reference), anytime.md, anytime.csv, "
+        "uncertainty.csv, verdict.csv, baseline.csv (with --baseline), reference.csv (with --reference), anytime.md, anytime.csv, "
         "time_to_target.csv, anytime.png, lr_curves.png, test_acc_<setting>.png, "
         "error_vs_budget.png, rank_vs_budget.png, p_top1.png, performance_profile.png, and "
         "problems.txt naming every skipped run (failed, unfinished, unreadable, stale) and every "
@@ -74,10 +78,13 @@ def report_command(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Folder for the files (default: FIRST_RESULTS/report)."
     ),
-    metric: str = typer.Option(
-        "error",
+    metric: str | None = typer.Option(
+        None,
         "--metric",
-        help="What the tables and error_vs_budget.png show: error (test error %) | accuracy (%).",
+        help="What every setting is ranked and shown by: error (test error %) | accuracy (%) | "
+        "loss (test loss, nats) | bpc (bits per character) | any metrics.csv column ending in "
+        "_loss or _acc (default: each run's own, spec.json's metric: error for image "
+        "classification, loss for language models and your own losses).",
     ),
     target: float | None = typer.Option(
         None,
@@ -99,6 +106,13 @@ def report_command(
         "CSV with dataset, model, optimizer, budget, schedule and test_error_pct or test_acc "
         "(optionally std), or a shipped name: rex-paper (ResNet20 / CIFAR-10, the REX paper).",
     ),
+    baseline: str | None = typer.Option(
+        None,
+        "--baseline",
+        metavar="SCHEDULE",
+        help="Compare every schedule with this one, per cell: the paired mean difference over "
+        "seeds with Holm-adjusted intervals (baseline.csv, and a table after the verdict).",
+    ),
     include_stale: bool = typer.Option(
         False,
         "--include-stale",
@@ -110,9 +124,6 @@ def report_command(
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not valid; --format accepts {' | '.join(FORMATS)}")
-    metric = metric.lower()
-    if metric not in METRICS:
-        raise UserError(f"--metric {metric!r} is not valid; --metric accepts {' | '.join(METRICS)}")
     from lrbench.report import build_report  # pandas and matplotlib: only when reporting
 
     out_dir = out if out is not None else results[0] / "report"
@@ -123,6 +134,7 @@ def report_command(
         target=target,
         include_stale=include_stale,
         reference=reference,
+        baseline=baseline,
     )
     _print(report, fmt)
     _print_problems(report)

@@ -10,26 +10,33 @@ from pathlib import Path
 
 import pandas as pd
 
-from lrbench.errors import UserError
+from lrbench.errors import UserError, did_you_mean
 from lrbench.report.anytime import Anytime, analyse_anytime
 from lrbench.report.anytime import markdown as anytime_markdown
 from lrbench.report.curves import Curves
 from lrbench.report.load import Loaded, load_runs
-from lrbench.report.metric import METRICS
+from lrbench.report.metric import metric_named
 from lrbench.report.problems import NOTE, Problem, problems_text
 from lrbench.report.rank import (
     FINISH_CSV_COLUMNS,
     FINISH_ROW,
-    SUMMARY_CSV_COLUMNS,
     choose_lr,
     finishes,
     notes,
     summarize,
+    summary_csv_table,
 )
-from lrbench.report.reference import Reference, compare, load_reference, reference_table
+from lrbench.report.reference import (
+    Reference,
+    compare,
+    differences,
+    load_reference,
+    reference_table,
+)
 from lrbench.report.tables import latex, markdown
 from lrbench.report.uncertainty import paired_bootstrap, uncertainty_table
 from lrbench.report.variants import assign_variants, named_rows
+from lrbench.report.verdict import against_baseline, verdicts
 
 __all__ = ["Analysis", "Anytime", "Problem", "Report", "analyse", "build_report"]
 
@@ -51,10 +58,12 @@ class Report:
     anytime: Anytime | None = None
     reference: Reference | None = None
     compared: pd.DataFrame | None = None  # our rows beside the reference's numbers
+    verdict: pd.DataFrame | None = None  # verdict.VERDICT_CSV_COLUMNS
+    baseline: pd.DataFrame | None = None  # verdict.BASELINE_CSV_COLUMNS, with --baseline
 
     @property
     def summary_csv(self) -> str:
-        return self.summary[SUMMARY_CSV_COLUMNS].to_csv(index=False)
+        return summary_csv_table(self.summary).to_csv(index=False)
 
     def rich_tables(self) -> list:
         """Every table for the terminal: finishes, settings, reference, ensembles, anytime."""
@@ -67,6 +76,8 @@ class Report:
             anytime=self.anytime,
             compared=self.compared,
             reference=self.reference.name if self.reference else "",
+            verdict=self.verdict,
+            baseline=self.baseline,
         )
 
 
@@ -80,23 +91,27 @@ class Analysis:
     finishes: pd.DataFrame
     problems: list[Problem]
     anytime: Anytime
+    verdict: pd.DataFrame  # verdict.VERDICT_CSV_COLUMNS, one row per cell
 
 
 def analyse(
     paths: list[Path],
     target: float | None = None,
     include_stale: bool = False,
-    metric: str = "error",
+    metric: str | None = None,
 ) -> Analysis:
     """Read, split settings, choose learning rates, rank, bootstrap, count finishes, anytime;
     writes nothing.
 
     `target`: the value of the metric's metrics.csv column (a test accuracy, a test loss)
     time-to-target aims at in every cell (None: per cell, the median over schedules of their
-    mean final score). `metric`: the report's metric, in which anytime shows every value. `include_stale`: report runs a
-    sweep's plan.json no longer lists, as settings of their own.
+    mean final score). `metric`: what every run is scored by (None: each run's spec.json
+    `metric`), and the one anytime shows every value in (None: report_metric). `include_stale`:
+    report runs a sweep's plan.json no longer lists, as settings of their own.
     """
-    loaded = load_runs([Path(p) for p in paths], include_stale)
+    if metric is not None:
+        metric_named(metric)  # an unknown name is the user's error, before anything is read
+    loaded = load_runs([Path(p) for p in paths], include_stale, metric)
     runs, variant_notes = assign_variants(loaded.runs)
     loaded.runs = runs
     chosen, lr_problems = choose_lr(runs)
@@ -105,7 +120,11 @@ def analyse(
     summary = summary.join(sure.intervals)
     finished = finishes(summary).merge(sure.expected, on=FINISH_ROW, how="left")
     anytime = analyse_anytime(
-        named_rows(chosen), loaded.curves, named_rows(summary), target, metric
+        named_rows(chosen),
+        loaded.curves,
+        named_rows(summary),
+        target,
+        metric or report_metric(summary),
     )
     problems = [
         *loaded.problems,
@@ -115,33 +134,56 @@ def analyse(
         *sure.problems,
         *anytime.problems,
     ]
-    return Analysis(loaded, chosen, summary, finished[FINISH_CSV_COLUMNS], problems, anytime)
+    return Analysis(
+        loaded,
+        chosen,
+        summary,
+        finished[FINISH_CSV_COLUMNS],
+        problems,
+        anytime,
+        verdicts(chosen, summary),
+    )
 
 
 def build_report(
     paths: list[Path],
     out_dir: Path,
-    metric: str = "error",
+    metric: str | None = None,
     target: float | None = None,
     include_stale: bool = False,
     reference: str | Path | None = None,
+    baseline: str | None = None,
 ) -> Report:
     """Read every run under `paths`, rank, and write tables, CSVs, plots and problems.txt.
 
-    `reference`: a CSV of published numbers (or a shipped one's name) to put beside ours.
+    `metric`: what every setting is ranked and shown by (None: each run's spec.json `metric`,
+    absent = error, so each setting in its own). `reference`: a CSV of published numbers (or
+    a shipped one's name) to put beside ours. `baseline`: a schedule label every other
+    schedule is compared with, paired and Holm-adjusted (baseline.csv).
     """
-    if metric not in METRICS:
-        raise UserError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
     ref = load_reference(reference) if reference is not None else None
     found = analyse(paths, target, include_stale, metric)
+    metric = metric or report_metric(found.summary)
+    against = None
+    if baseline is not None:
+        labels = sorted(set(found.summary["schedule"]))
+        if baseline not in labels:
+            raise UserError(
+                f"--baseline {baseline}: no schedule of that label in these runs "
+                f"(schedules: {', '.join(labels)}){did_you_mean(baseline, labels)}"
+            )
+        against = against_baseline(found.chosen, found.summary, baseline)
     compared = compare(found.summary, ref) if ref is not None else None
     problems = list(found.problems)
-    if ref is not None and compared is not None and compared.empty:
+    differ = differences(found.summary, ref) if ref is not None else None
+    if differ:
+        problems.append(Problem(str(paths[0]), differ, NOTE))
+    elif ref is not None and compared is not None and compared.empty:
         problems.append(
             Problem(
                 str(paths[0]),
                 f"reference {ref.name}: none of its rows matches a row of this report "
-                "(matched by dataset, model, optimizer, budget and schedule label)",
+                "(matched by dataset, model, optimizer, budget, schedule, full length and data)",
                 NOTE,
             )
         )
@@ -153,15 +195,32 @@ def build_report(
         problems=problems,
         metric=metric,
         out_dir=Path(out_dir),
-        markdown=markdown(found.summary, found.finishes, metric, compared, ref_name),
+        markdown=markdown(
+            found.summary,
+            found.finishes,
+            metric,
+            compared,
+            ref_name,
+            verdict=found.verdict,
+            baseline=against,
+        ),
         latex=latex(found.summary, found.finishes, metric, compared, ref_name),
         uncertainty=uncertainty_table(found.summary, metric),
         anytime=found.anytime,
         reference=ref,
         compared=compared,
+        verdict=found.verdict,
+        baseline=against,
     )
     _write(report, found.chosen, found.loaded.curves)
     return report
+
+
+def report_metric(summary: pd.DataFrame) -> str:
+    """The one metric of a report whose settings share one; a mixed report's first (each
+    setting's own is summary["metric"], which the tables use)."""
+    names = sorted(set(summary["metric"])) if "metric" in summary.columns else []
+    return names[0] if len(names) == 1 else (summary["metric"].iloc[0] if names else "error")
 
 
 def _write(report: Report, chosen: pd.DataFrame, curves: Curves) -> None:
@@ -182,6 +241,10 @@ def _write(report: Report, chosen: pd.DataFrame, curves: Curves) -> None:
         "tables.md": report.markdown,
         "tables.tex": report.latex,
     }
+    if report.verdict is not None:
+        texts["verdict.csv"] = report.verdict.to_csv(index=False)
+    if report.baseline is not None:
+        texts["baseline.csv"] = report.baseline.to_csv(index=False)
     if report.compared is not None:
         texts["reference.csv"] = reference_table(report.compared, report.metric).to_csv(index=False)
     if report.anytime is not None:

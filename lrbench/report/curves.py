@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,20 @@ class Curves(Mapping[str, pd.DataFrame]):
 
     def __contains__(self, path: object) -> bool:
         return path in self._spans
+
+    def without(self, paths: Collection[str]) -> Curves:
+        """The same curves less those of `paths` (copies of a run read once)."""
+        gone = set(paths) & set(self._spans)
+        if not gone:
+            return self
+        frame = self.frame[~self.frame["path"].isin(gone).to_numpy()].reset_index(drop=True)
+        frame["path"] = frame["path"].cat.remove_categories(sorted(gone))
+        spans, start = {}, 0
+        for path, (a, b) in self._spans.items():
+            if path not in gone:
+                spans[path] = (start, start + b - a)
+                start += b - a
+        return Curves(frame, spans)
 
     def of(self, paths: Sequence[str] | pd.Series) -> pd.DataFrame:
         """The rows of the given runs (those with rows), `path` included, in one frame."""

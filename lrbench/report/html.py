@@ -37,6 +37,7 @@ from lrbench.report.tables import (
     setting_tables,
 )
 from lrbench.report.variants import shown
+from lrbench.report.verdict import lines as verdict_lines
 
 if TYPE_CHECKING:
     from lrbench.report import Report
@@ -149,6 +150,7 @@ def render(
             runs_total=len(runs),
             runs_listed_all=len(runs) <= RUN_LIST_LIMIT,
             run_summary=_run_summary(runs),
+            verdict=verdict_lines(report.verdict) if report.verdict is not None else [],
         )
     )
 

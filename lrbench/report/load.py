@@ -26,7 +26,8 @@ import pandas as pd
 from lrbench.errors import UserError
 from lrbench.plainfiles import NotPlainFile, read_json_bounded
 from lrbench.report.curves import CurveBuilder, Curves, number
-from lrbench.report.metric import Metric, metric_named
+from lrbench.report.duplicates import one_result_per_run_id
+from lrbench.report.metric import metric_named
 from lrbench.report.problems import NOTE, Problem
 from lrbench.report.variants import canonical, setup_of, stale_differences
 from lrbench.results import RunDir, run_dirs, sweep_folders
@@ -34,7 +35,16 @@ from lrbench.verdict import Verdict
 
 # provenance that can change a run's floating-point numbers: seeds pooled in one row that
 # differ in it are noted (rank.notes)
-NUMERIC_PROVENANCE = ("threads", "device", "precision")
+NUMERIC_PROVENANCE = (
+    "threads",
+    "device",
+    "precision",
+    "cpu_capability",
+    "torch",
+    "numpy",
+    "pillow",
+    "libjpeg",
+)
 RUN_COLUMNS = [
     "path",
     "run_id",
@@ -133,8 +143,11 @@ def _children(path: Path) -> list[Path]:
         raise UserError(f"{path} cannot be read ({err.strerror})") from None
 
 
-def load_runs(paths: list[Path], include_stale: bool = False) -> Loaded:
-    """Read every run folder; unreadable, failed, unfinished and stale runs become problems."""
+def load_runs(paths: list[Path], include_stale: bool = False, metric: str | None = None) -> Loaded:
+    """Read every run folder; unreadable, failed, unfinished and stale runs become problems.
+
+    A run is scored by `metric` when given, else by its spec.json's `metric` (absent: error).
+    """
     rows: list[dict[str, Any]] = []
     stale: dict[Path, list[dict[str, Any]]] = {}
     plans: dict[Path, frozenset[str] | None] = {}
@@ -150,6 +163,7 @@ def load_runs(paths: list[Path], include_stale: bool = False) -> Loaded:
             if verdict.state == "damaged":
                 raise Damaged(str(verdict.reason))
             row = _spec_row(run_dir, _spec(run_dir, verdict))
+            row["metric"] = metric or row["metric"]
             if plan is not None and not include_stale and row["run_id"] not in plan:
                 stale.setdefault(sweep, []).append(row)
                 continue
@@ -163,8 +177,9 @@ def load_runs(paths: list[Path], include_stale: bool = False) -> Loaded:
         rows.append(row)
         if why:
             problems.append(Problem(row["path"], why))
-    runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    loaded = Loaded(runs=runs, curves=curves.build(), problems=problems)
+    runs, copies = one_result_per_run_id(pd.DataFrame(rows, columns=RUN_COLUMNS), RANKED)
+    dropped = {row["path"] for row in rows} - set(runs["path"])
+    loaded = Loaded(runs=runs, curves=curves.build().without(dropped), problems=problems + copies)
     for sweep, runs_of in stale.items():
         loaded.problems.append(_stale_problem(sweep, runs_of, loaded.runs))
     return loaded
@@ -246,11 +261,13 @@ def _read_results(verdict: Verdict, row: dict[str, Any], curves: CurveBuilder) -
         curves.add(row["path"], found.rows, metric)
         return None
     if metric.column not in found.header:
-        raise BadRun(f"metrics.csv has no {metric.column} column")
+        raise BadRun(f"metrics.csv has no {metric.column} column (metric {metric.name})")
     last = found.rows[-1]
     value = number(last[metric.column])
-    if not _plausible(value, metric):
-        raise BadRun(f"metrics.csv: the last row's {metric.column} {_plausible_text(metric)}")
+    if not metric.readable(value):
+        raise BadRun(
+            f"metrics.csv: the last row's {metric.column} is {value:g}, not {metric.expected}"
+        )
     row["score"] = metric.score(value)
     if metric.val_column in found.header:
         row["val_score"] = metric.score(number(last[metric.val_column]))
@@ -258,17 +275,6 @@ def _read_results(verdict: Verdict, row: dict[str, Any], curves: CurveBuilder) -
         row["ensemble_score"], row["ensemble_size"] = _last_ensemble(found.rows)
     curves.add(row["path"], found.rows, metric)
     return None
-
-
-def _plausible(value: float, metric: Metric) -> bool:
-    """An accuracy is a fraction in [0, 1]; a loss is finite."""
-    if not math.isfinite(value):
-        return False
-    return metric.column.endswith("_loss") or 0.0 <= value <= 1.0
-
-
-def _plausible_text(metric: Metric) -> str:
-    return "is not finite" if metric.column.endswith("_loss") else "is not a fraction in [0, 1]"
 
 
 def _read_json(path: Path, missing_ok: bool = False) -> Any:

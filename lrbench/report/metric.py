@@ -50,6 +50,33 @@ class Metric:
             return 100 * (1 - score)
         return 100 * score if self.percent else score
 
+    def shown_difference(self, difference: float) -> float:
+        """A difference of scores in the metric's unit, its sign kept: positive when the first
+        score is better (a margin in error points, nats, bits or accuracy points)."""
+        if _is_loss(self.column):
+            return difference / self.divisor
+        return 100 * difference if self.percent or self.lower_is_better else difference
+
+    def shown_spread(self, spread: float) -> float:
+        """A standard deviation (or any spread) of scores in the metric's unit."""
+        return abs(self.shown_difference(spread))
+
+    def readable(self, value: float) -> bool:
+        """Whether a metrics.csv value can be this metric's: an accuracy in [0, 1], a finite loss."""
+        if not math.isfinite(value):
+            return False
+        return _is_loss(self.column) or 0.0 <= value <= 1.0
+
+    @property
+    def score_bounds(self) -> tuple[float, float]:
+        """The range a score can take: an accuracy's [0, 1]; a loss's unbounded."""
+        return (-math.inf, math.inf) if _is_loss(self.column) else (0.0, 1.0)
+
+    @property
+    def expected(self) -> str:
+        """What a readable metrics.csv value is, for messages."""
+        return "a finite number" if _is_loss(self.column) else "a fraction in [0, 1]"
+
     def shown_interval(self, low: float, high: float) -> tuple[float, float]:
         """A score interval as shown, low end first (a lower-is-better metric turns it around)."""
         a, b = self.shown(low), self.shown(high)

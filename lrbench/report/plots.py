@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator
 from lrbench.report.anytime import Anytime
 from lrbench.report.anytime import figure as anytime_figure
 from lrbench.report.curves import Curves
-from lrbench.report.metric import METRICS, Metric, in_metric, metric_named
+from lrbench.report.metric import Metric, metric_named
 from lrbench.report.rank import COMPARED
 from lrbench.report.rebuild import rebuild_schedule
 from lrbench.report.variants import SETTING, named_rows
@@ -216,12 +216,13 @@ def error_vs_budget(summary: pd.DataFrame, colour: dict, metric: str = "error") 
     settings = list(summary.groupby(SETTING, sort=True)) or [(("(no runs)",), summary)]
     fig, axes = _grid(len(settings))
     for ax, (setting, group) in zip(axes, settings, strict=True):
+        shown_in = _setting_metric(group, metric)
         for schedule, rows in group.groupby("schedule", sort=True):
             rows = rows[np.isfinite(rows["mean_test_acc"])].sort_values("budget")
             ax.errorbar(
                 rows["budget"],
-                in_metric(rows["mean_test_acc"], metric),
-                yerr=100 * rows["std_test_acc"].fillna(0),
+                shown_in.shown(rows["mean_test_acc"]),
+                yerr=shown_in.shown_spread(rows["std_test_acc"].fillna(0)),
                 marker="o",
                 capsize=3,
                 color=colour[schedule],
@@ -229,9 +230,11 @@ def error_vs_budget(summary: pd.DataFrame, colour: dict, metric: str = "error") 
             )
         _budget_axis(ax, sorted(group["budget"].unique()))
         ax.set_title(" · ".join(map(str, setting)))
-        ax.set_ylabel(METRICS[metric])
+        ax.set_ylabel(shown_in.label)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Final {METRICS[metric].split(' (')[0]} against budget (mean ± std over seeds)")
+    shown = {_setting_metric(g, metric).title for _, g in settings}
+    what = shown.pop() if len(shown) == 1 else "metric (each setting's own)"
+    fig.suptitle(f"Final {what} against budget (mean ± std over seeds)")
     _legend(fig, axes)
     return Plot("error_vs_budget", fig)
 
@@ -270,10 +273,9 @@ def error_ratios(summary: pd.DataFrame, metric: str | Metric = "error") -> pd.Da
     A row with a diverged seed is never within any factor of the best (inf), as in the ranking;
     a cell whose every row has one is left out. A best cost of 0 makes every other ratio inf.
     """
-    cost_of = _cost(metric_named(metric))
     ratios: dict[tuple, pd.Series] = {}
     for key, cell in summary.groupby(COMPARED, sort=True):
-        cost = cost_of(cell["mean_test_acc"].astype(float).to_numpy())
+        cost = _cost(cell, metric).to_numpy()
         clean = (cell["n_diverged"] == 0).to_numpy() & np.isfinite(cost)
         if not clean.any():
             continue
@@ -283,12 +285,20 @@ def error_ratios(summary: pd.DataFrame, metric: str | Metric = "error") -> pd.Da
     return pd.DataFrame(ratios)
 
 
-def _cost(metric: Metric):
-    """What the profile divides: the metric as shown where lower is better, else the error
-    (1 - accuracy)."""
-    if metric.lower_is_better:
-        return metric.shown
-    return lambda score: 1 - score
+def _setting_metric(rows: pd.DataFrame, metric: str | Metric) -> Metric:
+    """The metric a setting's rows are shown in: their own, else the report's."""
+    if "metric" in rows.columns and len(rows):
+        return metric_named(rows["metric"].iloc[0])
+    return metric_named(metric)
+
+
+def _cost(cell: pd.DataFrame, metric: str | Metric = "error") -> pd.Series:
+    """What the profile divides, lower is better: the test error (fraction) for rows ranked by
+    an accuracy, the loss itself for rows ranked by a loss."""
+    scores = cell["mean_test_acc"].astype(float)
+    if _setting_metric(cell, metric).column.endswith("_loss"):
+        return -scores
+    return 1 - scores
 
 
 def _ratio(error: float, best: float) -> float:

@@ -50,4 +50,8 @@ def skipped_runs(problems: list[Problem]) -> int:
 
 def common_parent(paths: Iterable[str]) -> str:
     """The folder a problem about several runs names: the deepest one holding them all."""
-    return os.path.commonpath(list(paths))
+    given = list(paths)
+    try:
+        return os.path.commonpath(given)
+    except ValueError:  # relative and absolute paths mixed (folders given both ways)
+        return os.path.commonpath([os.path.abspath(p) for p in given])

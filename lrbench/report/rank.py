@@ -3,22 +3,27 @@
 A cell is (dataset, model, optimizer, budget), within one setup (variants.py: runs whose specs
 differ in more than the seed, lr and schedule are never compared). A row is a schedule label
 and its variant in a cell. Within a cell a row's score is the mean over seeds of each run's
-last test accuracy. One schedule is strictly better than another when
-it has fewer diverged seeds, or as many and a strictly higher mean over its finished seeds.
+last score: its metric (metric.py) oriented so that higher is better, an accuracy fraction or
+a negated loss. The summary's `mean_test_acc`, `std_test_acc`, `ci_*_test_acc` hold that score
+whatever the metric; summary.csv shows them only for accuracy-based rows and gives every row
+`mean`, `std`, `ci_low`, `ci_high` in its own metric. One schedule is strictly better than
+another when it has fewer diverged seeds, or as many and a strictly higher mean over its
+finished seeds.
 With no divergence that is exactly "a strictly higher mean". Rank = 1 + the number of
 schedules strictly better; top-1 means rank 1 (ties all count), top-3 means rank <= 3.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import os
 import statistics
 from collections.abc import Iterable
 
 import pandas as pd
 
 from lrbench.report.load import NUMERIC_PROVENANCE, RANKED
+from lrbench.report.metric import metric_named, rounded
 from lrbench.report.problems import NOTE, Problem, common_parent
 from lrbench.report.variants import SETTING, shown
 
@@ -46,8 +51,24 @@ SUMMARY_COLUMNS = [
     "std_ensemble_test_acc",
     "ensemble_size",
 ]
-UNCERTAINTY_COLUMNS = ["ci_low_test_acc", "ci_high_test_acc", "p_top1", "p_top3"]
-SUMMARY_CSV_COLUMNS = [*SUMMARY_COLUMNS, *UNCERTAINTY_COLUMNS, "variant"]
+# `interval`: how ci_low/ci_high were made: "t" (fewer than 5 finished seeds), "bootstrap"
+UNCERTAINTY_COLUMNS = ["ci_low_test_acc", "ci_high_test_acc", "p_top1", "p_top3", "interval"]
+SHOWN_COLUMNS = ["metric", "mean", "std", "ci_low", "ci_high"]  # in each row's own metric
+SUMMARY_CSV_COLUMNS = [
+    *SUMMARY_COLUMNS,
+    *UNCERTAINTY_COLUMNS[:-1],
+    "variant",
+    *SHOWN_COLUMNS,
+    "interval",
+]
+ACCURACY_COLUMNS = [
+    "mean_test_acc",
+    "std_test_acc",
+    "ci_low_test_acc",
+    "ci_high_test_acc",
+    "mean_ensemble_test_acc",
+    "std_ensemble_test_acc",
+]
 RANK_COLUMNS = ("rank", "top1", "top3")
 FINISH_COLUMNS = [
     "schedule",
@@ -164,9 +185,16 @@ def summarize(chosen: pd.DataFrame) -> pd.DataFrame:
                 "epochs": int(group["epochs"].max()),
                 "n_stopped_early": int(group["stopped_early"].fillna(False).astype(bool).sum()),
                 **_ensemble(group[group["status"] == "done"]),
+                "metric": group["metric"].iloc[0] if "metric" in group else "error",
+                **_length_and_data(group),
             }
         )
-    columns = [*(c for c in SUMMARY_COLUMNS if c not in RANK_COLUMNS), *ROW[len(CELL) :]]
+    columns = [
+        *(c for c in SUMMARY_COLUMNS if c not in RANK_COLUMNS),
+        *ROW[len(CELL) :],
+        "metric",
+        *LENGTH_AND_DATA,
+    ]
     summary = pd.DataFrame(rows, columns=list(dict.fromkeys(columns)))
     ranks: dict[int, int] = {}
     for _, cell in summary.groupby(COMPARED, sort=False):
@@ -179,7 +207,61 @@ def summarize(chosen: pd.DataFrame) -> pd.DataFrame:
     summary["rank"] = pd.Series(ranks, dtype="int64")
     summary["top1"] = summary["rank"] == 1
     summary["top3"] = summary["rank"] <= 3
-    return summary[list(dict.fromkeys([*SUMMARY_COLUMNS, *ROW]))]
+    return summary[list(dict.fromkeys([*SUMMARY_COLUMNS, *ROW, "metric", *LENGTH_AND_DATA]))]
+
+
+def summary_csv_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """summary.csv: the summary with each row's mean, std and interval in its own metric.
+
+    The *_test_acc columns keep their names and meaning: filled only for rows ranked by
+    test_acc (error or accuracy), empty for rows ranked by another metric.
+    """
+    table = summary.copy()
+    metrics = [metric_named(m) for m in table["metric"]]
+    shown = [
+        (
+            m.shown(mean),
+            m.shown_spread(std),
+            *m.shown_interval(low, high),
+        )
+        for m, mean, std, low, high in zip(
+            metrics,
+            table["mean_test_acc"],
+            table["std_test_acc"],
+            table["ci_low_test_acc"],
+            table["ci_high_test_acc"],
+            strict=True,
+        )
+    ]
+    for j, column in enumerate(SHOWN_COLUMNS[1:]):
+        table[column] = [rounded(float(row[j])) for row in shown]
+    by_accuracy = pd.Series([m.column == "test_acc" for m in metrics], index=table.index)
+    for column in ACCURACY_COLUMNS:
+        table[column] = table[column].where(by_accuracy)
+    return table[SUMMARY_CSV_COLUMNS]
+
+
+LENGTH_AND_DATA = ["full_epochs", "limit_train"]  # what a published number must share
+
+
+def _length_and_data(runs: pd.DataFrame) -> dict[str, float]:
+    """The full run's length in epochs and the training-set limit (NaN: all of it, or not
+    recorded), from the setup the row's runs share."""
+    key = runs["setup_key"].iloc[0] if "setup_key" in runs else None
+    setup = json.loads(key) if isinstance(key, str) and key else {}
+    dataset = setup.get("dataset") if isinstance(setup.get("dataset"), dict) else {}
+    return {
+        "full_epochs": _number(setup.get("full_epochs")),
+        "limit_train": _number(dataset.get("limit_train")),
+    }
+
+
+def _number(value: object) -> float:
+    return (
+        float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else math.nan
+    )
 
 
 def _ensemble(done: pd.DataFrame) -> dict[str, float]:
@@ -232,7 +314,6 @@ def notes(runs: pd.DataFrame, chosen: pd.DataFrame) -> list[Problem]:
     """What the reader should know about numbers that are in the tables."""
     return [
         *_missing_seeds(runs, chosen),
-        *_duplicate_seeds(chosen),
         *_stopped_early(chosen),
         *_mixed_provenance(chosen),
     ]
@@ -296,21 +377,6 @@ def _missing_seeds(runs: pd.DataFrame, chosen: pd.DataFrame) -> list[Problem]:
                     common_parent(group["path"]),
                     f"{describe_row(key)}: mean over seeds {_ints(have)} only, "
                     f"seeds {_ints(missing)} missing",
-                    NOTE,
-                )
-            )
-    return out
-
-
-def _duplicate_seeds(chosen: pd.DataFrame) -> list[Problem]:
-    out = []
-    for key, group in chosen.groupby([*ROW, "seed"], sort=True):
-        if len(group) > 1:
-            out.append(
-                Problem(
-                    common_parent(group["path"]),
-                    f"{describe_row(key[:-1])}: seed {key[-1]} has {len(group)} runs "
-                    f"({', '.join(os.path.basename(p) for p in group['path'])}); all counted",
                     NOTE,
                 )
             )

@@ -1,11 +1,20 @@
 """Published numbers beside ours: a reference CSV matched to the report's rows.
 
-A reference file has the columns `dataset, model, optimizer, budget, schedule` and either
-`test_error_pct` (percent) or `test_acc` (a fraction in [0, 1], as in metrics.csv), optionally
-`std` in the same unit; other columns are ignored. Rows match the report's rows by those five
-keys, the schedule by its label (every variant of a label gets the label's number). A reference
-is held when it lies inside our 95% interval. `--reference NAME` reads a reference shipped with
-lrbench (lrbench/report/references/NAME.csv) when no file NAME exists.
+A reference file holds one row per published number, with the columns
+- `dataset, model, optimizer, budget, schedule` (required): the row it is compared with;
+- `test_error_pct` (percent) or `test_acc` (a fraction in [0, 1], as in metrics.csv): the
+  number; optionally `std` in the same unit;
+- the full run's length: `full_epochs`, or `epochs` (the budget's epochs, as the paper's tables
+  give them: full length = epochs / budget); without either, lengths are not checked;
+- optionally `train_size`: the training examples the number was measured with.
+Other columns are ignored. A number is compared with our row only where the setting is the
+same: dataset, model, optimizer, budget, schedule (through SCHEDULE_ALIASES: the paper's
+`none` is lrbench's `constant`, ...), the full run's length, and the training data (our
+`limit_train`, where set, must equal `train_size`). Where our rows match on the names but
+differ in length or data, nothing is compared and one line says how they differ. Only rows
+ranked by test accuracy (error or accuracy) are compared. A reference is held when it lies
+inside our 95% interval. `--reference NAME` reads a reference shipped with lrbench
+(lrbench/report/references/NAME.csv) when no file NAME exists.
 """
 
 from __future__ import annotations
@@ -20,13 +29,39 @@ from typing import Any
 import pandas as pd
 
 from lrbench.errors import UserError, did_you_mean
-from lrbench.report.metric import in_metric, interval_in_metric, rounded
+from lrbench.report.metric import in_metric, interval_in_metric, metric_named, rounded
 from lrbench.report.rank import CELL, ROW
 
 KEYS = ["dataset", "model", "optimizer", "budget", "schedule"]
+# other names of one schedule: published tables and lrbench spell some differently
+SCHEDULE_ALIASES = {
+    "none": "constant",
+    "const": "constant",
+    "fixed": "constant",
+    "exp": "exponential",
+    "cos": "cosine",
+    "1cycle": "onecycle",
+    "one-cycle": "onecycle",
+    "one_cycle": "onecycle",
+    "reduce-on-plateau": "plateau",
+    "reducelronplateau": "plateau",
+    "multistep": "step",
+    "step-decay": "step",
+}
 VALUE_COLUMNS = ("test_error_pct", "test_acc")
 HELD_TOLERANCE = 1e-9
-COMPARED_COLUMNS = [*ROW, "n", "epochs", "mean_test_acc", "ci_low_test_acc", "ci_high_test_acc"]
+COMPARED_COLUMNS = [
+    *ROW,
+    "n",
+    "epochs",
+    "mean_test_acc",
+    "ci_low_test_acc",
+    "ci_high_test_acc",
+    "interval",
+    "metric",
+    "full_epochs",
+    "limit_train",
+]
 REFERENCE_CSV_COLUMNS = [
     *CELL,
     "schedule",
@@ -105,6 +140,12 @@ def _parse(text: str, where: str) -> pd.DataFrame:
         scale = 100.0 if value_column == "test_error_pct" else 1.0
         row["ref_acc"] = 1 - value / 100 if value_column == "test_error_pct" else value
         row["ref_std_acc"] = std / scale
+        row["ref_full_epochs"] = _full_epochs(record, row["budget"], at)
+        row["ref_train_size"] = (
+            _number(record, "train_size", at, 1.0, math.inf)
+            if record.get("train_size")
+            else math.nan
+        )
         key = tuple(row[k] for k in KEYS)
         if key in first:
             raise UserError(
@@ -113,7 +154,24 @@ def _parse(text: str, where: str) -> pd.DataFrame:
             )
         first[key] = lineno
         rows.append(row)
-    return pd.DataFrame(rows, columns=[*KEYS, "ref_acc", "ref_std_acc"])
+    return pd.DataFrame(
+        rows, columns=[*KEYS, "ref_acc", "ref_std_acc", "ref_full_epochs", "ref_train_size"]
+    )
+
+
+def _full_epochs(record: dict[str, str | None], budget: float, at: str) -> float:
+    """The full run's length in epochs: `full_epochs`, or `epochs` / budget; NaN if neither."""
+    if record.get("full_epochs"):
+        return _number(record, "full_epochs", at, 1.0, math.inf)
+    if record.get("epochs") and budget > 0:
+        return round(_number(record, "epochs", at, 0.0, math.inf) / budget)
+    return math.nan
+
+
+def canonical_schedule(name: str) -> str:
+    """One spelling per schedule (SCHEDULE_ALIASES), case aside."""
+    low = name.strip().lower()
+    return SCHEDULE_ALIASES.get(low, low)
 
 
 def _needs() -> str:
@@ -144,14 +202,10 @@ def _number(record: dict[str, str | None], column: str, at: str, low: float, hig
 
 
 def compare(summary: pd.DataFrame, reference: Reference) -> pd.DataFrame:
-    """Our rows that the reference has a number for, with it and whether our interval holds it
-    (`held` is None where we have no interval)."""
-    ours = summary[COMPARED_COLUMNS].assign(_budget=summary["budget"].round(9))
-    theirs = reference.table.assign(_budget=reference.table["budget"].round(9)).drop(
-        columns="budget"
-    )
-    keys = ["dataset", "model", "optimizer", "_budget", "schedule"]
-    matched = ours.merge(theirs, on=keys, how="inner").drop(columns="_budget")
+    """Our rows that the reference has a number for in the same setting (names, full length
+    and data), with it and whether our interval holds it (`held`: None without an interval)."""
+    matched = _by_names(summary, reference)
+    matched = matched[_same_length(matched) & _same_data(matched)]
     held = []
     for low, high, ref in zip(
         matched["ci_low_test_acc"], matched["ci_high_test_acc"], matched["ref_acc"], strict=True
@@ -161,6 +215,58 @@ def compare(summary: pd.DataFrame, reference: Reference) -> pd.DataFrame:
         else:
             held.append(bool(low - HELD_TOLERANCE <= ref <= high + HELD_TOLERANCE))
     return matched.assign(held=pd.Series(held, index=matched.index, dtype=object))
+
+
+def differences(summary: pd.DataFrame, reference: Reference) -> str | None:
+    """One line when rows match the reference by name but not in full length or data size."""
+    matched = _by_names(summary, reference)
+    length, data = _same_length(matched), _same_data(matched)
+    differ = matched[~(length & data)]
+    if differ.empty:
+        return None
+    theirs, ours = [], []
+    if not length[differ.index].all():
+        theirs.append(f"{_values(differ['ref_full_epochs'])}-epoch full runs")
+        ours.append(f"{_values(differ['full_epochs'])}-epoch full runs")
+    if not data[differ.index].all():
+        theirs.append(f"{_values(differ['ref_train_size'])} training examples")
+        ours.append(f"{_values(differ['limit_train'])} training examples")
+    settings = sorted({f"{r.dataset}/{r.model}/{r.optimizer}" for r in differ.itertuples()})
+    return (
+        f"reference {reference.name}: its numbers for {', '.join(settings)} are for "
+        f"{' on '.join(theirs)}; {len(differ)} of our row(s) are of {' on '.join(ours)}: "
+        "not compared (a published number holds for its own setting only)"
+    )
+
+
+def _values(column: pd.Series) -> str:
+    values = sorted({int(v) for v in column if math.isfinite(v)})
+    return "/".join(f"{v:,}" for v in values) if values else "unrecorded"
+
+
+def _by_names(summary: pd.DataFrame, reference: Reference) -> pd.DataFrame:
+    """Our accuracy-ranked rows joined with the reference's rows of the same names."""
+    by_accuracy = [metric_named(m).column == "test_acc" for m in summary["metric"]]
+    ours = summary.loc[by_accuracy, COMPARED_COLUMNS]
+    ours = ours.assign(
+        _budget=ours["budget"].round(9), _schedule=ours["schedule"].map(canonical_schedule)
+    )
+    theirs = reference.table.assign(
+        _budget=reference.table["budget"].round(9),
+        _schedule=reference.table["schedule"].map(canonical_schedule),
+    ).drop(columns=["budget", "schedule"])
+    keys = ["dataset", "model", "optimizer", "_budget", "_schedule"]
+    return ours.merge(theirs, on=keys, how="inner").drop(columns=["_budget", "_schedule"])
+
+
+def _same_length(matched: pd.DataFrame) -> pd.Series:
+    ref = matched["ref_full_epochs"]
+    return ref.isna() | (ref == matched["full_epochs"])
+
+
+def _same_data(matched: pd.DataFrame) -> pd.Series:
+    ref, ours = matched["ref_train_size"], matched["limit_train"]
+    return ref.isna() | ours.isna() | (ref == ours)
 
 
 def reference_table(compared: pd.DataFrame, metric: str) -> pd.DataFrame:

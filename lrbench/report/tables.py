@@ -17,9 +17,10 @@ import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
-from lrbench.report.metric import METRICS, in_metric, interval_in_metric
+from lrbench.report.metric import BUILT_IN, METRICS, Metric, metric_named
 from lrbench.report.rank import LOW_HIGH_SPLIT, SETTING
 from lrbench.report.variants import shown
+from lrbench.report.verdict import lines as verdict_lines
 
 __all__ = ["METRICS", "latex", "markdown", "rich_tables", "setting_tables"]
 
@@ -36,6 +37,7 @@ FINISH_HEADERS = {
 EXPECTED_HEADERS = {"expected_top1": "expected top-1 %", "expected_top3": "expected top-3 %"}
 DASH = "–"
 HELD_MARK = "†"
+T_MARK = "ᵗ"  # the interval is the t-interval of the mean (fewer than five finished seeds)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class SettingTable:
     setup: str
     columns: list[str]
     rows: list[tuple[str, str, list[Any]]]
+    metric: Metric = BUILT_IN["error"]
 
     @property
     def title(self) -> str:
@@ -77,10 +80,19 @@ class SettingTable:
         return any(variant for _, variant, _ in self.rows)
 
 
-def _tables(summary: pd.DataFrame, entry: Any) -> list[SettingTable]:
+def row_metric(row: dict[str, Any] | pd.Series, default: str | Metric = "error") -> Metric:
+    """The metric a summary row is shown in: its own (each setting has one), else `default`."""
+    name = row.get("metric") if hasattr(row, "get") else None
+    return metric_named(name if isinstance(name, str) and name else default)
+
+
+def _tables(
+    summary: pd.DataFrame, entry: Any, metric: str | Metric = "error"
+) -> list[SettingTable]:
     """One table per setting and setup; `entry(row, full_n)` makes each filled cell."""
     tables = []
     for (*setting, setup), group in summary.groupby([*SETTING, "setup"], sort=True):
+        shown_in = row_metric(group.iloc[0], metric)
         budgets = sorted(group["budget"].unique())
         full_n = int(group["n"].max())
         rows = []
@@ -91,12 +103,17 @@ def _tables(summary: pd.DataFrame, entry: Any) -> list[SettingTable]:
             entries = [entry(by_budget[b], full_n) if b in by_budget else None for b in budgets]
             rows.append((str(schedule), str(variant), entries))
         columns = [_budget_header(b, group[group["budget"] == b]["epochs"]) for b in budgets]
-        tables.append(SettingTable(tuple(str(x) for x in setting), str(setup), columns, rows))
+        tables.append(
+            SettingTable(tuple(str(x) for x in setting), str(setup), columns, rows, shown_in)
+        )
     return tables
 
 
-def setting_tables(summary: pd.DataFrame, metric: str) -> list[SettingTable]:
-    return _tables(summary, lambda row, full_n: _entry(row, metric, full_n))
+def setting_tables(summary: pd.DataFrame, metric: str | Metric = "error") -> list[SettingTable]:
+    """Per setting and setup, its entries in its own metric (`metric` where rows name none)."""
+    return _tables(
+        summary, lambda row, full_n: _entry(row, row_metric(row, metric), full_n), metric
+    )
 
 
 def _budget_header(budget: float, epochs: pd.Series) -> str:
@@ -104,8 +121,9 @@ def _budget_header(budget: float, epochs: pd.Series) -> str:
     return f"{head} ({int(epochs.iloc[0])} ep)" if epochs.nunique() == 1 else head
 
 
-def _entry(row: dict[str, Any], metric: str, full_n: int) -> Entry:
-    """Accuracy fractions become % (error = 100 - accuracy); notes say what the mean hides."""
+def _entry(row: dict[str, Any], metric: Metric, full_n: int) -> Entry:
+    """Scores become the metric's numbers (error = 100 - accuracy %, a loss itself); notes say
+    what the mean hides."""
     notes = []
     if len(str(row["lr_grid"]).split()) > 1:
         notes.append(f"lr {row['lr']:g}")
@@ -123,14 +141,24 @@ def _entry(row: dict[str, Any], metric: str, full_n: int) -> Entry:
     mean_acc, std_acc = float(row["mean_test_acc"]), float(row["std_test_acc"])
     if not math.isfinite(mean_acc):
         return Entry("diverged", None, None, mark, "; ".join(notes), p_top1_text)
-    std = f"{100 * std_acc:.2f}" if math.isfinite(std_acc) else None
-    mean = f"{in_metric(mean_acc, metric):.2f}"
+    digits = _digits(metric)
+    std = f"{metric.shown_spread(std_acc):.{digits}f}" if math.isfinite(std_acc) else None
+    mean = f"{metric.shown(mean_acc):.{digits}f}"
     return Entry(mean, std, _interval(row, metric), mark, "; ".join(notes), p_top1_text)
 
 
-def _interval(row: dict[str, Any], metric: str) -> str | None:
-    low, high = interval_in_metric(row["ci_low_test_acc"], row["ci_high_test_acc"], metric)
-    return f"[{low:.2f}, {high:.2f}]" if math.isfinite(low) else None
+def _digits(metric: Metric) -> int:
+    """Two decimals for percentages, three for losses (nats differ in the third)."""
+    return 2 if metric.percent else 3
+
+
+def _interval(row: dict[str, Any], metric: Metric) -> str | None:
+    low, high = metric.shown_interval(row["ci_low_test_acc"], row["ci_high_test_acc"])
+    digits = _digits(metric)
+    if not math.isfinite(low):
+        return None
+    mark = T_MARK if row.get("interval") == "t" else ""
+    return f"[{low:.{digits}f}, {high:.{digits}f}]{mark}"
 
 
 @dataclass(frozen=True)
@@ -174,17 +202,17 @@ class ReferenceEntry:
     held: bool | None
 
 
-def reference_tables(compared: pd.DataFrame, metric: str) -> list[SettingTable]:
+def reference_tables(compared: pd.DataFrame, metric: str | Metric = "error") -> list[SettingTable]:
     """Per setting and setup, our numbers beside a reference's, for the rows it has."""
-    return _tables(compared, lambda row, _: _reference_entry(row, metric))
+    return _tables(compared, lambda row, _: _reference_entry(row, row_metric(row, metric)), metric)
 
 
-def _reference_entry(row: dict[str, Any], metric: str) -> ReferenceEntry:
+def _reference_entry(row: dict[str, Any], metric: Metric) -> ReferenceEntry:
     mean = float(row["mean_test_acc"])
-    ours = f"{in_metric(mean, metric):.2f}" if math.isfinite(mean) else "diverged"
-    ref = f"{in_metric(row['ref_acc'], metric):.2f}"
+    ours = f"{metric.shown(mean):.2f}" if math.isfinite(mean) else "diverged"
+    ref = f"{metric.shown(row['ref_acc']):.2f}"
     if math.isfinite(row["ref_std_acc"]):
-        ref += f" ± {100 * row['ref_std_acc']:.2f}"
+        ref += f" ± {metric.shown_spread(row['ref_std_acc']):.2f}"
     return ReferenceEntry(ours, _interval(row, metric), ref, row["held"])
 
 
@@ -238,9 +266,11 @@ def _md_row(cells: list[str]) -> str:
 
 
 INTERVALS = (
-    "[low, high] is the 95% interval of the mean (a bootstrap over seeds; none with one "
-    "finished seed); uncertainty.csv has it with each row's probability of finishing top-1 and "
-    "top-3."
+    "[low, high] is the 95% interval of the mean: a bootstrap over seeds, or, marked ᵗ, the "
+    "t-interval (mean ± t·s/√n) where fewer than five seeds finished — a bootstrap interval of "
+    "n seeds is at most their range and covers only about 1 − 2·0.5ⁿ (75% for three); none "
+    "with one finished seed. uncertainty.csv has it with each row's probability of finishing "
+    "top-1 and top-3."
 )
 EXPECTED = (
     "Expected: the percent of its cells a schedule finishes top-1 (top-3) on average over "
@@ -254,18 +284,23 @@ def markdown(
     metric: str,
     compared: pd.DataFrame | None = None,
     reference: str = "",
+    verdict: pd.DataFrame | None = None,
+    baseline: pd.DataFrame | None = None,
 ) -> str:
-    """tables.md; `compared` (reference.compare) adds our numbers beside `reference`'s."""
+    """tables.md; `compared` (reference.compare) adds our numbers beside `reference`'s;
+    `verdict` (verdict.verdicts) goes first, `baseline` (verdict.against_baseline) after it."""
     finish_heads = [*FINISH_HEADERS.values(), *EXPECTED_HEADERS.values()]
     out = [
         "# lrbench report",
         "",
-        f"Cells are (dataset, model, optimizer, budget). Each entry is the {METRICS[metric]} of "
-        f"the last epoch, mean ± sample std over seeds. {INTERVALS} Within each budget column "
+        "Cells are (dataset, model, optimizer, budget). Each entry is the metric named in its "
+        f"table's title at the last epoch, mean ± sample std over seeds. {INTERVALS} Within "
+        "each budget column (lower is better for an error or a loss) "
         "**bold** is top-1 (no schedule strictly better; ties all count) and <u>underlined</u> "
         "is top-3 (fewer than three strictly better). A schedule with diverged seeds ranks "
         'below every schedule with fewer. "lr x" is the rate chosen on validation accuracy from '
         'a grid; "n=k" marks fewer seeds than the rest of the table; – means not run.',
+        *_md_verdict(verdict, baseline),
         "",
         "## Finishes",
         "",
@@ -281,7 +316,7 @@ def markdown(
     for table in setting_tables(summary, metric):
         out += [
             "",
-            f"## {_md_escape(table.title)} — {METRICS[metric]}",
+            f"## {_md_escape(table.title)} — {table.metric.label}",
             "",
             _md_row(_heads(table)),
             _md_row(
@@ -291,18 +326,18 @@ def markdown(
         for schedule, variant, entries in table.rows:
             heads = _row_heads(table, schedule, variant, _md_escape)
             out.append(_md_row([*heads, *(_md_entry(e) for e in entries)]))
-    if compared is not None:
+    if compared is not None and len(compared):
         out += [
             "",
             f"## Against {_md_escape(reference)}",
             "",
             f"Each entry: ours, mean [95% interval] · {_md_escape(reference)}'s number "
-            f"({METRICS[metric]}); {HELD_MARK}: our interval does not hold it.",
+            f"(in each table's metric); {HELD_MARK}: our interval does not hold it.",
         ]
         for table in reference_tables(compared, metric):
             out += [
                 "",
-                f"### {_md_escape(table.title)}",
+                f"### {_md_escape(table.title)} — {table.metric.label}",
                 "",
                 _md_row(_heads(table)),
                 _md_row(
@@ -316,7 +351,8 @@ def markdown(
     for setting, rows in ensemble_rows(summary, metric).items():
         out += [
             "",
-            f"## {_md_escape(' · '.join(setting))} — snapshot ensembles, {METRICS[metric]}",
+            f"## {_md_escape(' · '.join(setting))} — snapshot ensembles, "
+            f"{_setting_metric(summary, setting, metric).label}",
             "",
             "Single: the last epoch's model; ensemble: the average of the softmax outputs of "
             "the snapshots taken at each cycle end (Huang et al. 2017); mean ± std over seeds.",
@@ -328,16 +364,76 @@ def markdown(
     return "\n".join(out) + "\n"
 
 
+def _md_verdict(verdict: pd.DataFrame | None, baseline: pd.DataFrame | None) -> list[str]:
+    out: list[str] = []
+    if verdict is not None and len(verdict):
+        out += ["", "## Verdict", "", VERDICT_TEXT, ""]
+        out += [f"- {_md_escape(line)}" for line in verdict_lines(verdict)]
+    if baseline is not None and len(baseline):
+        heads = list(BASELINE_HEADERS.values())
+        name = baseline["baseline"].iloc[0]
+        out += ["", f"## Against {_md_escape(name)}", "", BASELINE_TEXT, ""]
+        out += [_md_row(heads), _md_row(["---"] * 4 + ["---:"] * (len(heads) - 4))]
+        out += [_md_row([_md_escape(c) for c in r]) for r in baseline_rows(baseline)]
+    return out
+
+
+VERDICT_TEXT = (
+    "Per cell, the winner and its margin over the runner-up: the paired mean difference over "
+    "the seeds both finished, positive when the winner is better, with its 95% t-interval; "
+    "≈ coin flip where that interval reaches zero, with the seeds that would settle it at the "
+    "observed spread (verdict.csv)."
+)
+BASELINE_TEXT = (
+    "Each schedule minus the baseline, paired over seeds, positive when better than the "
+    "baseline; intervals Holm-adjusted for the comparisons in the cell (level = the "
+    "confidence each is judged at); p (Holm): the adjusted p-value of a paired t-test "
+    "(baseline.csv)."
+)
+BASELINE_HEADERS = {
+    "where": "setting",
+    "budget": "budget",
+    "schedule": "schedule",
+    "baseline": "baseline",
+    "difference": "difference [interval]",
+    "level": "level",
+    "n": "seeds",
+    "p_holm": "p (Holm)",
+}
+
+
+def baseline_rows(baseline: pd.DataFrame) -> list[list[str]]:
+    rows = []
+    for r in baseline.to_dict("records"):
+        where = f"{r['dataset']} · {r['model']} · {r['optimizer']}"
+        interval = f" [{r['low']:.2f}, {r['high']:.2f}]" if math.isfinite(r["low"]) else ""
+        rows.append(
+            [
+                where + (f" [{r['setup']}]" if r["setup"] else ""),
+                f"{100 * r['budget']:g}%",
+                str(r["schedule"]),
+                str(r["baseline"]),
+                f"{r['difference']:+.2f}{interval}" if math.isfinite(r["difference"]) else DASH,
+                f"{r['level']:.4f}",
+                str(r["n"]),
+                f"{r['p_holm']:.3f}" if math.isfinite(r["p_holm"]) else DASH,
+            ]
+        )
+    return rows
+
+
 # --- snapshot ensembles -------------------------------------------------------------------
 
 ENSEMBLE_HEADERS = ["budget", "schedule", "snapshots", "single", "ensemble", "change"]
 
 
-def _mean_std(mean: float, std: float, metric: str, sep: str = " ± ") -> str:
+def _mean_std(mean: float, std: float, metric: Metric, sep: str = " ± ") -> str:
     if not math.isfinite(mean):
         return DASH
-    value = 100 * (1 - mean) if metric == "error" else 100 * mean
-    return f"{value:.2f}{sep}{100 * std:.2f}" if math.isfinite(std) else f"{value:.2f}"
+    value = metric.shown(mean)
+    if not math.isfinite(std):
+        return f"{value:.2f}"
+    return f"{value:.2f}{sep}{metric.shown_spread(std):.2f}"
 
 
 def signed(value: float) -> str:
@@ -352,7 +448,15 @@ def label_column(table: Table, head: str, labels: Iterable[str]) -> None:
     table.add_column(head, no_wrap=True, overflow="fold", min_width=width)
 
 
-def ensemble_rows(summary: pd.DataFrame, metric: str, sep: str = " ± ") -> dict[tuple, list]:
+def _setting_metric(summary: pd.DataFrame, setting: tuple, metric: str | Metric) -> Metric:
+    """The metric a setting's rows are shown in (`metric` where they name none)."""
+    rows = summary[(summary[SETTING].astype(str) == pd.Series(setting, index=SETTING)).all(axis=1)]
+    return row_metric(rows.iloc[0], metric) if len(rows) else metric_named(metric)
+
+
+def ensemble_rows(
+    summary: pd.DataFrame, metric: str | Metric = "error", sep: str = " ± "
+) -> dict[tuple, list]:
     """Per setting, rows (budget, schedule, snapshots, single, ensemble, change) for every
     (cell, schedule) whose runs recorded a snapshot ensemble; empty when none did."""
     if "mean_ensemble_test_acc" not in summary.columns:
@@ -364,16 +468,15 @@ def ensemble_rows(summary: pd.DataFrame, metric: str, sep: str = " ± ") -> dict
         rows = []
         for r in group.sort_values(["budget", "schedule"]).to_dict("records"):
             single, ens = float(r["mean_test_acc"]), float(r["mean_ensemble_test_acc"])
-            gain = 100 * (ens - single)
-            if metric == "error":
-                gain = -gain
+            shown_in = row_metric(r, metric)
+            gain = shown_in.shown(ens) - shown_in.shown(single)
             rows.append(
                 [
                     f"{100 * r['budget']:g}%",
                     str(r["schedule"]),
                     f"{r['ensemble_size']:g}",
-                    _mean_std(single, float(r["std_test_acc"]), metric, sep),
-                    _mean_std(ens, float(r["std_ensemble_test_acc"]), metric, sep),
+                    _mean_std(single, float(r["std_test_acc"]), shown_in, sep),
+                    _mean_std(ens, float(r["std_ensemble_test_acc"]), shown_in, sep),
                     signed(gain) if math.isfinite(gain) else DASH,
                 ]
             )
@@ -409,8 +512,9 @@ def _tex_entry(entry: Entry | None) -> str:
         text = f"\\textbf{{{text}}}"
     elif entry.mark == "top3":
         text = f"\\underline{{{text}}}"
+    interval = entry.interval.replace(T_MARK, "$^t$") if entry.interval else None
     small = " ".join(
-        x for x in (entry.interval, f"({tex_escape(entry.notes)})" if entry.notes else "") if x
+        x for x in (interval, f"({tex_escape(entry.notes)})" if entry.notes else "") if x
     )
     return f"{text} {{\\scriptsize {small}}}" if small else text
 
@@ -418,7 +522,8 @@ def _tex_entry(entry: Entry | None) -> str:
 def _tex_reference(entry: ReferenceEntry | None) -> str:
     if entry is None:
         return "--"
-    ours = f"{entry.ours} {{\\scriptsize {entry.interval}}}" if entry.interval else entry.ours
+    interval = entry.interval.replace(T_MARK, "$^t$") if entry.interval else None
+    ours = f"{entry.ours} {{\\scriptsize {interval}}}" if interval else entry.ours
     mark = "$^\\dagger$" if entry.held is False else ""
     reference = entry.reference.replace("±", "$\\pm$")
     return f"{ours} / {reference}{mark}"
@@ -476,7 +581,7 @@ def latex(
     for table in setting_tables(summary, metric):
         left = len(_heads(table)) - len(table.columns)
         out += _tex_table(
-            f"{tex_escape(', '.join(table.title.split(' · ')))}: {tex_escape(METRICS[metric])}, "
+            f"{tex_escape(', '.join(table.title.split(' · ')))}: {tex_escape(table.metric.label)}, "
             f"mean $\\pm$ std over seeds, [95\\% interval]. Bold: top-1; underlined: top-3.",
             f"tab:{table.slug}",
             _tex_heads(table),
@@ -486,12 +591,12 @@ def latex(
             ],
             left,
         )
-    if compared is not None:
+    if compared is not None and len(compared):
         for table in reference_tables(compared, metric):
             left = len(_heads(table)) - len(table.columns)
             out += _tex_table(
                 f"{tex_escape(', '.join(table.title.split(' · ')))}: ours, mean [95\\% "
-                f"interval] / {tex_escape(reference)} ({tex_escape(METRICS[metric])}); "
+                f"interval] / {tex_escape(reference)} ({tex_escape(table.metric.label)}); "
                 "$^\\dagger$: our interval does not hold it.",
                 f"tab:reference-{table.slug}",
                 _tex_heads(table),
@@ -505,7 +610,8 @@ def latex(
         out += _tex_table(
             f"{tex_escape(', '.join(setting))}: snapshot ensembles (softmax averaged over the "
             f"snapshots at each cycle end) against the last epoch's model, "
-            f"{tex_escape(METRICS[metric])}, mean $\\pm$ std over seeds.",
+            f"{tex_escape(_setting_metric(summary, setting, metric).label)}, mean $\\pm$ std "
+            "over seeds.",
             f"tab:ensembles-{tex_escape('-'.join(setting))}",
             [tex_escape(h) for h in ENSEMBLE_HEADERS],
             [
@@ -558,6 +664,24 @@ def _rich_setting(table: SettingTable, title: str, caption: str, entry: Any) -> 
     return out
 
 
+def _rich_verdict(verdict: pd.DataFrame | None, baseline: pd.DataFrame | None) -> list[Table]:
+    out = []
+    if verdict is not None and len(verdict):
+        table = Table(title="Verdict", caption=VERDICT_TEXT, show_header=False)
+        table.add_column("verdict")
+        for line in verdict_lines(verdict):
+            table.add_row(Text(line, style="yellow" if "coin flip" in line else ""))
+        out.append(table)
+    if baseline is not None and len(baseline):
+        table = Table(title=f"Against {baseline['baseline'].iloc[0]}", caption=BASELINE_TEXT)
+        for i, head in enumerate(BASELINE_HEADERS.values()):
+            table.add_column(head, justify="left" if i < 4 else "right")
+        for r in baseline_rows(baseline):
+            table.add_row(*(Text(c) for c in r))
+        out.append(table)
+    return out
+
+
 def rich_tables(
     summary: pd.DataFrame,
     fin: pd.DataFrame,
@@ -565,6 +689,8 @@ def rich_tables(
     anytime: Any = None,
     compared: pd.DataFrame | None = None,
     reference: str = "",
+    verdict: pd.DataFrame | None = None,
+    baseline: pd.DataFrame | None = None,
 ) -> list[Table]:
     """Finish table first (the headline), then one table per setting, the reference's numbers
     beside ours (when given), the snapshot ensembles (when runs recorded them) and the anytime
@@ -582,29 +708,31 @@ def rich_tables(
     for r in finish_rows(fin):
         values = [Text(text, style="bold green" if best else "") for text, best in r.values]
         finish.add_row(Text(r.name), Text(r.cells), *values, *(Text(e) for e in r.expected))
-    tables = [finish]
+    tables = [*_rich_verdict(verdict, baseline), finish]
     for st in setting_tables(summary, metric):
         tables.append(
             _rich_setting(
                 st,
-                f"{st.title} — {METRICS[metric]}",
-                "green bold: top-1 · yellow underlined: top-3 · cyan: 95% interval",
+                f"{st.title} — {st.metric.label}",
+                "green bold: top-1 · yellow underlined: top-3 · cyan: 95% interval (ᵗ: the "
+                "t-interval, fewer than 5 seeds: a bootstrap's would be at most their range)",
                 _rich_entry,
             )
         )
-    if compared is not None:
+    if compared is not None and len(compared):
         for st in reference_tables(compared, metric):
             tables.append(
                 _rich_setting(
                     st,
-                    f"{st.title} — ours against {reference}, {METRICS[metric]}",
+                    f"{st.title} — ours against {reference}, {st.metric.label}",
                     f"ours [95% interval] · {reference}; {HELD_MARK}: outside our interval",
                     _rich_reference,
                 )
             )
     for setting, rows in ensemble_rows(summary, metric).items():
         table = Table(
-            title=f"{' · '.join(setting)} — snapshot ensembles, {METRICS[metric]}",
+            title=f"{' · '.join(setting)} — snapshot ensembles, "
+            f"{_setting_metric(summary, setting, metric).label}",
             caption="single: last epoch's model · ensemble: softmax averaged over cycle-end "
             "snapshots",
         )

@@ -46,6 +46,8 @@ SCHEDULE_PREFIX = "schedule."
 def setup_of(spec: Mapping[str, Any]) -> dict[str, Any]:
     """What runs of one row must share to be seeds of one setting, except the schedule."""
     setup = {k: v for k, v in spec.items() if k not in NOT_SETUP}
+    if setup.get("metric") == "error":  # the default said aloud is the default
+        del setup["metric"]
     optimizer = setup.get("optimizer")
     if isinstance(optimizer, Mapping):
         setup["optimizer"] = {k: v for k, v in optimizer.items() if k != "lr"}

@@ -89,7 +89,8 @@ def autocast_for(precision: str, device: torch.device) -> Callable[[], Any]:
 
 
 def provenance(device: torch.device, precision: str) -> dict[str, Any]:
-    """What the numbers of a run may depend on besides its spec: versions, hardware, threads."""
+    """What the numbers of a run may depend on besides its spec: versions, hardware (the CPU's
+    instruction set torch dispatches to: AVX-512 or AVX2 round differently), threads."""
     from lrbench import __version__
 
     return {
@@ -99,8 +100,25 @@ def provenance(device: torch.device, precision: str) -> dict[str, Any]:
         "precision": precision,
         "threads": torch.get_num_threads(),
         "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "git_commit": git_commit(),
+        **numeric_libraries(),
+    }
+
+
+@functools.cache
+def numeric_libraries() -> dict[str, str | None]:
+    """Versions that change float rounding across machines: numpy, and the image decoder
+    (Pillow and the libjpeg it was built with) that turns JPEG bytes into pixels."""
+    import numpy
+    import PIL
+    from PIL import features
+
+    return {
+        "numpy": numpy.__version__,
+        "pillow": PIL.__version__,
+        "libjpeg": features.version("jpg"),
     }
 
 
