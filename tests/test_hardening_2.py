@@ -502,3 +502,32 @@ def test_a_lock_a_stopped_orphan_worker_holds_is_taken_over(cli, tmp_path, one_t
         ),
         30,
     )
+
+
+def test_an_interrupt_after_a_packs_last_epoch_counts_its_runs_done(results, monkeypatch):
+    """SIGINT between a pack's summaries and the worker's end messages: the runs are done."""
+    import lrbench.executors.local as local
+    from lrbench.config import expand, load_config
+    from lrbench.train import Runtime
+
+    summaries = {r.path.name: r.summary.read_bytes() for r in results.runs}
+    for run in results.runs:
+        run.summary.unlink()
+
+    def trains_then_interrupted(worker, todo, finished, emit, runtime, datasets):
+        for _, path in todo:
+            (path / "summary.json").write_bytes(summaries[path.name])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local, "_train_pack", trains_then_interrupted)
+    specs = expand(load_config(results.config))
+    pack = [(s, results.results / "h" / "runs" / s.run_id) for s in specs]
+    ended: dict[str, str | None] = {}
+    local.work(
+        0,
+        "cpu",
+        [pack, None],
+        lambda m: ended.update({m.run_id: m.status}) if m.kind == "end" else None,
+        Runtime(),
+    )
+    assert ended == {s.run_id: "done" for s in specs}
