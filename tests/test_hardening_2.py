@@ -236,7 +236,8 @@ def test_a_lock_or_metrics_that_is_no_plain_file_is_damage_and_no_hang(
     assert run.damage() == why
     status = cli("status", results.results)
     assert status.code == 0 and f"damaged {run.path}: {why}" in status.out, status.output
-    assert cli("report", results.results, "--out", tmp_path / "r").code == 0
+    report = cli("report", results.results, "--out", tmp_path / "r")
+    assert report.code == 0 and f"  {run.path}: damaged: {why}" in report.err.splitlines()
     assert results.sweep(cli, "--retry-failed").code == 0
     assert run.damage() == why
 
