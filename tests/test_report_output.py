@@ -150,7 +150,7 @@ def test_lr_curves_rebuild_every_steps_rate_from_the_runs_spec(tmp_path: Path) -
     (onecycle,) = load_runs([tmp_path / "a"]).runs.itertuples(index=False)  # ints stay ints
     write_run(tmp_path / "b", schedule="plateau", schedule_params={"patience": 0.1})
     write_run(tmp_path / "b", schedule="from_the_future", label="future")
-    write_run(tmp_path / "b", schedule="cosine", steps_per_epoch=0)
+    write_run(tmp_path / "b", schedule="cosine", spec={"steps_per_epoch": None})  # older runs
     runs = load_runs([tmp_path / "b"]).runs.set_index("schedule")
 
     rates = step_rates(pd.Series(onecycle._asdict()))
