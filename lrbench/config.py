@@ -224,10 +224,13 @@ class SweepConfig(Strict):
                 "not starting with '.', which status and report would not see)"
             )
         if name.lower() in RESERVED_NAMES:
-            raise ValueError(
-                f"{shown(name)} is reserved: `runs` is the folder of a sweep's runs (a sweep "
-                "named so would hide the others), `report` where lrbench report writes"
+            why = (
+                "it is the folder of a sweep's runs, and a sweep named so would hide the other "
+                "sweeps of its results folder"
+                if name.lower() == "runs"
+                else "it is the folder `lrbench report RESULTS` writes its files to"
             )
+            raise ValueError(f"{shown(name)} is reserved: {why}")
         return name
 
     @field_validator("dataset", mode="before")

@@ -96,7 +96,8 @@ def test_sweep_status_and_report_give_a_damaged_run_one_verdict(
     assert dry.code == 0 and "damaged 1" in dry.out, dry.output
     report = cli("report", results.results, "--out", tmp_path / "report")
     assert report.code == 0, report.output
-    assert f"  {run.path}: damaged: {verdict.reason}; {RETRAIN}" in report.err.splitlines()
+    hint = "" if verdict.foreign else f"; {RETRAIN}"  # a foreign file is the user's to remove
+    assert f"  {run.path}: damaged: {verdict.reason}{hint}" in report.err.splitlines()
 
 
 @pytest.mark.parametrize("damage", ["a NaN test_acc", "an edited last test_acc"])
@@ -236,7 +237,8 @@ def test_a_lock_or_metrics_that_is_no_plain_file_is_damage_and_no_hang(
     assert run.damage() == why
     status = cli("status", results.results)
     assert status.code == 0 and f"damaged {run.path}: {why}" in status.out, status.output
-    assert cli("report", results.results, "--out", tmp_path / "r").code == 0
+    report = cli("report", results.results, "--out", tmp_path / "r")
+    assert report.code == 0 and f"  {run.path}: damaged: {why}" in report.err.splitlines()
     assert results.sweep(cli, "--retry-failed").code == 0
     assert run.damage() == why
 
@@ -502,3 +504,32 @@ def test_a_lock_a_stopped_orphan_worker_holds_is_taken_over(cli, tmp_path, one_t
         ),
         30,
     )
+
+
+def test_an_interrupt_after_a_packs_last_epoch_counts_its_runs_done(results, monkeypatch):
+    """SIGINT between a pack's summaries and the worker's end messages: the runs are done."""
+    import lrbench.executors.local as local
+    from lrbench.config import expand, load_config
+    from lrbench.train import Runtime
+
+    summaries = {r.path.name: r.summary.read_bytes() for r in results.runs}
+    for run in results.runs:
+        run.summary.unlink()
+
+    def trains_then_interrupted(worker, todo, finished, emit, runtime, datasets):
+        for _, path in todo:
+            (path / "summary.json").write_bytes(summaries[path.name])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local, "_train_pack", trains_then_interrupted)
+    specs = expand(load_config(results.config))
+    pack = [(s, results.results / "h" / "runs" / s.run_id) for s in specs]
+    ended: dict[str, str | None] = {}
+    local.work(
+        0,
+        "cpu",
+        [pack, None],
+        lambda m: ended.update({m.run_id: m.status}) if m.kind == "end" else None,
+        Runtime(),
+    )
+    assert ended == {s.run_id: "done" for s in specs}

@@ -160,8 +160,8 @@ def load_runs(paths: list[Path], include_stale: bool = False, metric: str | None
         plan = plans.get(sweep) if sweep is not None else None
         verdict = RunDir(run_dir).verdict()  # the one verdict status and sweep give too
         try:
-            if verdict.state == "damaged":
-                raise Damaged(str(verdict.reason))
+            if verdict.state == "damaged":  # a foreign file is the user's to remove
+                raise Damaged(verdict.reason if verdict.foreign else f"{verdict.reason}; {RETRAIN}")
             row = _spec_row(run_dir, _spec(run_dir, verdict))
             row["metric"] = metric or row["metric"]
             if plan is not None and not include_stale and row["run_id"] not in plan:
@@ -169,7 +169,7 @@ def load_runs(paths: list[Path], include_stale: bool = False, metric: str | None
                 continue
             why = _read_results(verdict, row, curves)
         except Damaged as err:
-            problems.append(Problem(str(run_dir), f"damaged: {err}; {RETRAIN}"))
+            problems.append(Problem(str(run_dir), f"damaged: {err}"))
             continue
         except BadRun as err:
             problems.append(Problem(str(run_dir), f"unreadable: {err}"))
