@@ -38,10 +38,10 @@ def lm_spec(path: Path, **changes) -> RunSpec:
         "model": "gpt1-32",
         "dataset": DatasetSpec(
             name="text", path=str(path), context=16, epoch_steps=6, val_fraction=0.1
-        ),  # fmt: skip
+        ),
         "optimizer": OptimizerSpec(
             name="adamw", lr=3e-3, betas=(0.9, 0.99), weight_decay=0.1, clip_norm=1.0
-        ),  # fmt: skip
+        ),
         "schedule": {"name": "cosine", "label": "cosine", "final": 0.1},
         "budget": 1.0,
         "full_epochs": 2,
