@@ -276,3 +276,32 @@ def test_a_gpt_on_images_is_refused(tmp_path, cli):
     )
     result = cli("sweep", config, "--dry-run")
     assert result.code == 2 and "gpt1-32 is a language model" in result.err
+
+
+def test_an_interrupted_lm_pack_resumes_alone_to_the_uninterrupted_runs(text_file, tmp_path):
+    def stop_in_epoch_2(event):
+        if event.kind == "step" and event.epoch == 2:
+            raise KeyboardInterrupt
+
+    specs = [lm_spec(text_file, seed=s, epochs=3, full_epochs=3) for s in (0, 1)]
+    whole = [tmp_path / "whole" / s.run_id for s in specs]
+    broken = [tmp_path / "broken" / s.run_id for s in specs]
+    train_runs(specs, whole, Runtime(device="cpu"))
+    with contextlib.suppress(KeyboardInterrupt):
+        train_runs(specs, broken, Runtime(device="cpu"), on_event=stop_in_epoch_2)
+    assert len(metrics(broken[0])) == 1
+    for spec, path in zip(specs, broken, strict=True):
+        train_run(spec, path, Runtime(device="cpu"))
+    for w, b in zip(whole, broken, strict=True):
+        assert metrics(w) == metrics(b)
+
+
+def test_pack_auto_says_it_does_not_measure_language_models(text_file, monkeypatch):
+    from lrbench.packed import autosize
+
+    monkeypatch.setattr(autosize, "memory_cap", lambda device: 64)
+    specs = [lm_spec(text_file, seed=s) for s in range(12)]
+    said: list[str] = []
+    size = autosize.sweep_pack_size(specs, 65, torch.device("cpu"), "fp32", False, Path("x"),
+                                    said.append)  # fmt: skip
+    assert size == 8 and "measures packs of image models only" in said[0]
