@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import re
 import reprlib
 import stat
@@ -270,7 +271,7 @@ class SweepConfig(Strict):
         if isinstance(value, dict) and value.get("name") == "text" and folder is not None:
             path = value.get("path")
             if isinstance(path, str) and path and not Path(path).is_absolute():
-                return {**value, "path": str((Path(folder) / path).absolute())}
+                return {**value, "path": os.path.normpath((Path(folder) / path).absolute())}
         return value
 
     @field_validator("dataset")
@@ -721,7 +722,8 @@ def with_data_root(config: SweepConfig, root: str) -> SweepConfig:
         raise UserError(f"--data-root {root}: no such file or folder")
     ds = config.dataset
     if ds.name == "text":  # the same sweep on another copy of its text (or on another text)
-        text = ds.model_copy(update={"path": str(Path(root).absolute()), "fingerprint": None})
+        path = os.path.normpath(Path(root).absolute())
+        text = ds.model_copy(update={"path": path, "fingerprint": None})
         try:
             load_text(text)
             return config.model_copy(update={"dataset": identify(text)})
