@@ -278,6 +278,7 @@ def test_a_gpt_on_images_is_refused(tmp_path, cli):
     assert result.code == 2 and "gpt1-32 is a language model" in result.err
 
 
+@pytest.mark.slow
 def test_an_interrupted_lm_pack_resumes_alone_to_the_uninterrupted_runs(text_file, tmp_path):
     def stop_in_epoch_2(event):
         if event.kind == "step" and event.epoch == 2:
