@@ -11,12 +11,14 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import re
 import reprlib
 import stat
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from pydantic import (
     ConfigDict,
     Field,
@@ -31,11 +33,12 @@ from yaml.reader import ReaderError
 from lrbench.data.identity import identify
 from lrbench.data.imported import resolve_dataset
 from lrbench.data.sources import dataset_shape
+from lrbench.data.text import load_text
 from lrbench.errors import UserError, did_you_mean
-from lrbench.imports import add_search_path
-from lrbench.models import check_model_name
-from lrbench.models.imported import check_imported, resolve_import
-from lrbench.optim import check_schedule
+from lrbench.imports import add_search_path, check_callable, import_ref
+from lrbench.models import check_model_name, model_family
+from lrbench.models.imported import build_imported, check_imported, resolve_import
+from lrbench.optim import SCHEDULE_FREE, check_schedule
 from lrbench.schedules import ScheduleError, build_schedule
 from lrbench.specs import (
     DEFAULT_BATCH_SIZE,
@@ -43,6 +46,7 @@ from lrbench.specs import (
     MAX_EPOCHS,
     SEEDS_BELOW,
     DatasetSpec,
+    ImportedLoss,
     ImportedModel,
     Log,
     OptimizerSpec,
@@ -198,6 +202,14 @@ class ExecutorConfig(Strict):
 
 class SweepConfig(Strict):
     name: str = Field(min_length=1, max_length=100, description="the sweep's folder")
+    loss: ImportedLoss | None = Field(
+        None, description="your own loss: {import: module:function}, (outputs, targets) -> [B]"
+    )
+    metric: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_]{1,40}$",
+        description="what the report ranks by (default: error; loss for text and own losses)",
+    )
     dataset: DatasetSpec
     models: list[str | ImportedModel] = Field(min_length=1)
     optimizers: list[OptimizerEntry] = Field(min_length=1)
@@ -233,10 +245,41 @@ class SweepConfig(Strict):
             raise ValueError(f"{shown(name)} is reserved: {why}")
         return name
 
+    @model_validator(mode="before")
+    @classmethod
+    def _own_loss(cls, data: Any, info: ValidationInfo) -> Any:
+        """`loss: {import: ...}`: the function imported and its source hashed (as for models),
+        and the dataset's tensors used as they are (`tensors: true`)."""
+        if not isinstance(data, dict) or data.get("loss") is None:
+            return data
+        loss, dataset = data["loss"], data.get("dataset")
+        if isinstance(loss, dict) and _imports(info) and set(loss) == {"import"}:
+            try:
+                imported = import_ref(loss["import"], "loss")
+                check_callable(imported, "loss", "a function (outputs, targets) -> losses [B]")
+            except UserError as err:
+                raise ValueError(str(err)) from None
+            loss = {"import": imported.ref, "source": imported.source_hash}
+        if isinstance(dataset, dict) and ("import" in dataset or dataset.get("name") == "import"):
+            dataset = {**dataset, "tensors": True}
+        elif dataset is not None:
+            raise ValueError(
+                "loss: your own loss trains on your own data: dataset: {import: module:function}"
+            )
+        return {**data, "loss": loss, "dataset": dataset}
+
     @field_validator("dataset", mode="before")
     @classmethod
-    def _dataset_shorthand(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
+    def _dataset_shorthand(cls, value: Any, info: ValidationInfo) -> Any:
+        """A name alone; a text file's path taken from the config file's folder."""
+        if isinstance(value, str):
+            return {"name": value}
+        folder = (info.context or {}).get("base")
+        if isinstance(value, dict) and value.get("name") == "text" and folder is not None:
+            path = value.get("path")
+            if isinstance(path, str) and path and not Path(path).is_absolute():
+                return {**value, "path": os.path.normpath((Path(folder) / path).absolute())}
+        return value
 
     @field_validator("dataset")
     @classmethod
@@ -248,7 +291,10 @@ class SweepConfig(Strict):
             return dataset
         dataset = _placed(dataset, info.context or {})
         try:
-            return identify(resolve_dataset(dataset, "dataset"))
+            resolved = identify(resolve_dataset(dataset, "dataset"))
+            if resolved.name == "text":
+                load_text(resolved)  # a file too short, or a limit too large: before training
+            return resolved
         except UserError as err:
             raise ValueError(str(err)) from None
 
@@ -291,10 +337,61 @@ class SweepConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _models_fit_the_task(self) -> SweepConfig:
+        """Language models train on text, and text trains language models; your own loss
+        trains your own models; what has no accuracy is not judged by one."""
+        text = self.dataset.name == "text"
+        for i, model in enumerate(self.models):
+            if isinstance(model, str) and (model_family(model)[0] == "gpt") != text:
+                if text:
+                    raise ValueError(
+                        f"models[{i}]: {model} is not a language model; a text dataset trains "
+                        "gpt{layers}-{width} (e.g. gpt4-128) or your own factory"
+                    )
+                raise ValueError(
+                    f"models[{i}]: {model} is a language model; it trains on "
+                    "dataset: {name: text, path: FILE}"
+                )
+            if isinstance(model, str) and self.loss is not None:
+                raise ValueError(
+                    f"models[{i}]: with your own loss, models are your own factories "
+                    "({import: module:factory}), called with their args only"
+                )
+        if self.dataset.tensors and self.loss is None:
+            raise ValueError("dataset.tensors: true goes with your own loss (loss: {import: ...})")
+        if not (text or self.loss):
+            return self
+        if self.snapshots:
+            raise ValueError("snapshots: snapshot ensembles are scored by accuracy of images")
+        if self.loss is not None and self.early_stop and self.early_stop.metric.endswith("_acc"):
+            raise ValueError(
+                f"early_stop.metric: {self.early_stop.metric}: your own loss records no "
+                "accuracy; use val_loss or train_loss"
+            )
+        for i, opt in enumerate(self.optimizers):
+            if text and opt.name in SCHEDULE_FREE:
+                raise ValueError(
+                    f"optimizers[{i}].name: {opt.name} trains image models here; language "
+                    "models use sgd, adam or adamw"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _imports_build(self, info: ValidationInfo) -> SweepConfig:
         """Your own models build, and map images to class logits (when the dataset's image
         size and class count are known before loading it)."""
         if not _imports(info):
+            return self
+        if self.dataset.name == "text" or self.loss is not None:
+            vocab = 2 if self.dataset.name == "text" else None
+            context = self.dataset.context
+            try:
+                for i, model in enumerate(self.models):
+                    if isinstance(model, ImportedModel):
+                        with torch.random.fork_rng(devices=[]):
+                            build_imported(model, vocab, f"models[{i}]", context)
+            except UserError as err:
+                raise ValueError(str(err)) from None
             return self
         shape = dataset_shape(self.dataset)
         num_classes, size = shape if shape else (10, None)
@@ -525,7 +622,7 @@ def _describe(loc: str, errors: list[dict]) -> str:
         return f"{loc}: required key is missing"
     if err["type"] == "value_error":  # our validators' messages name the value themselves
         msg = err["msg"].removeprefix("Value error, ")
-        if msg.startswith(("schedules[", "models[")):
+        if msg.startswith(("schedules[", "models[", "dataset.", "loss")):
             return msg
         return f"{loc}: {msg}" if loc else msg
     msg = " or ".join(
@@ -579,7 +676,11 @@ def config_relative(value: str, base: Path) -> str:
 
 def read_from(dataset: DatasetSpec, root: str) -> DatasetSpec:
     """The same dataset read from an image folder or archive (`--data-root`): it keeps its name
-    in run ids and reports (`label`), whichever command made the run."""
+    in run ids and reports (`label`), whichever command made the run. A text dataset reads
+    another copy of its text (or another text)."""
+    if dataset.name == "text":
+        path = os.path.normpath(Path(root).absolute())
+        return dataset.model_copy(update={"path": path, "fingerprint": None})
     moved = {"name": "imagefolder", "root": root, "label": dataset.display_name}
     return dataset.model_copy(update={**moved, "ref": None, "args": None, "source": None})
 
@@ -692,7 +793,13 @@ def with_data_root(config: SweepConfig, root: str) -> SweepConfig:
     """
     if not Path(root).exists():
         raise UserError(f"--data-root {root}: no such file or folder")
-    return config.model_copy(update={"dataset": identify(read_from(config.dataset, root))})
+    dataset = identify(read_from(config.dataset, root))
+    if dataset.name == "text":
+        try:
+            load_text(dataset)
+        except UserError as err:
+            raise UserError(f"--data-root {root}: {err}") from None
+    return config.model_copy(update={"dataset": dataset})
 
 
 def expand(config: SweepConfig) -> list[RunSpec]:
@@ -720,6 +827,8 @@ def expand(config: SweepConfig) -> list[RunSpec]:
                     batch_size=config.batch_size,
                     early_stop=config.early_stop.model_dump() if config.early_stop else None,
                     snapshots=config.snapshots,
+                    loss=config.loss,
+                    metric=config.metric,
                 )
             )
     return runs

@@ -22,9 +22,12 @@ console = Console(stderr=True, soft_wrap=True)
 def _metrics(row: dict | None) -> str:
     if not row:
         return ""
-    acc = row.get("test_acc")
-    acc_s = f" test_acc {acc:.3f}" if isinstance(acc, float) else ""
-    return f"loss {row['train_loss']:.3f}{acc_s}"
+    acc, test_loss = row.get("test_acc"), row.get("test_loss")
+    if isinstance(acc, float):
+        score = f" test_acc {acc:.3f}"
+    else:  # a task without an accuracy (your own loss)
+        score = f" test_loss {test_loss:.3f}" if isinstance(test_loss, float) else ""
+    return f"loss {row['train_loss']:.3f}{score}"
 
 
 class RunProgress:

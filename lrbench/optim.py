@@ -51,6 +51,45 @@ def build_optimizer(
     return cls(params, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay)
 
 
+def decayed(model: torch.nn.Module) -> list[bool]:
+    """Which of the model's parameters (named_parameters order) weight decay applies to: all of
+    them, as torch.optim does, except for models that ask for matrices only (the GPTs, as
+    language models are trained: no decay on LayerNorm weights or other vectors)."""
+    only_matrices = getattr(model, "decay_matrices_only", False)
+    return [not only_matrices or p.dim() >= 2 for p in model.parameters()]
+
+
+def param_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: one, or decayed and not decayed (`decayed`)."""
+    flags, params = decayed(model), list(model.parameters())
+    if all(flags):
+        return [{"params": params}]
+    groups = [{"params": [p for p, d in zip(params, flags, strict=True) if d]}]
+    groups.append({"params": [p for p, d in zip(params, flags, strict=True) if not d]})
+    groups[1]["weight_decay"] = 0.0
+    return [g for g in groups if g["params"]]
+
+
+def state_order(model: torch.nn.Module) -> list[int]:
+    """For each index of the optimizer's state_dict (the order of `param_groups`), the
+    parameter's index in named_parameters order."""
+    flags = decayed(model)
+    ranked = [i for i, d in enumerate(flags) if d] + [i for i, d in enumerate(flags) if not d]
+    return ranked
+
+
+@torch.no_grad()
+def clip_global_norm(grads: list[torch.Tensor], max_norm: float) -> None:
+    """Scale the gradients in place so that their global L2 norm is at most `max_norm`, as
+    torch.nn.utils.clip_grad_norm_ (coefficient max_norm / (norm + 1e-6), capped at 1). No
+    host sync. A run and its packed twin clip through this one function (per member)."""
+    if not grads:
+        return
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+    torch._foreach_mul_(grads, coef)
+
+
 def check_schedule_free(spec: OptimizerSpec) -> None:
     """What schedule-free SGD needs of its settings (packed or not)."""
     if spec.name != "sgd_schedulefree":

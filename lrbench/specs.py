@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import PurePath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lrbench.defaults import (  # noqa: F401  (re-exported: the specs' defaults and bounds)
     DEFAULT_BATCH_SIZE,
@@ -18,12 +19,15 @@ from lrbench.defaults import (  # noqa: F401  (re-exported: the specs' defaults 
     SEEDS_BELOW,
 )
 
-DatasetName = Literal["cifar10", "cifar100", "stl10", "synthetic", "imagefolder", "import"]
+DatasetName = Literal["cifar10", "cifar100", "stl10", "synthetic", "imagefolder", "import", "text"]
 OptimizerName = Literal["sgd", "adam", "adamw", "sgd_schedulefree", "adamw_schedulefree"]
 # how runs log live curves: how a run executes, never part of its id
 Log = Literal["tensorboard"]
 LOGS: tuple[str, ...] = ("tensorboard",)
 
+# Sizes past any real use for a language model's context.
+MAX_CONTEXT = 65_536
+DEFAULT_CONTEXT = 256
 FINGERPRINT = r"^sha256:[0-9a-f]{64}$"  # lrbench.data.identity
 
 
@@ -76,11 +80,29 @@ class DatasetSpec(Strict):
     root: str | None = Field(
         None, description="imagefolder: a folder or .tar[.gz|.xz] archive, where runs read it"
     )
+    path: str | None = Field(
+        None, exclude_if=_unset, description="text: the UTF-8 text file, where runs read it"
+    )
+    context: int | None = Field(
+        None, gt=1, le=MAX_CONTEXT, exclude_if=_unset, description="text: characters per window"
+    )
+    epoch_steps: int | None = Field(
+        None,
+        gt=0,
+        le=MAX_IMAGES,
+        exclude_if=_unset,
+        description="text: optimizer steps per epoch (default: one pass over the characters)",
+    )
+    tensors: bool | None = Field(
+        None,
+        exclude_if=_unset,
+        description="import with your own loss: (inputs, targets) used as they are",
+    )
     fingerprint: str | None = Field(
         None,
         pattern=FINGERPRINT,
         exclude_if=_unset,
-        description="imagefolder: lrbench's hash of its images; the run id covers it, not root",
+        description="imagefolder, text: lrbench's hash of the data; the run id covers it",
     )
     limit_train: int | None = Field(
         None, gt=0, le=MAX_IMAGES, description="class-balanced training subset"
@@ -107,14 +129,32 @@ class DatasetSpec(Strict):
             raise ValueError("name: import needs `import: module:function`")
         if self.name != "import" and (self.ref, self.args, self.source) != (None, None, None):
             raise ValueError(f"import and args belong to your own dataset, not to {self.name}")
-        if self.name != "imagefolder" and self.fingerprint is not None:
+        if self.name not in ("imagefolder", "text") and self.fingerprint is not None:
             raise ValueError(f"fingerprint names an image folder's images, not {self.name}")
+        if self.name == "text" and not self.path:
+            raise ValueError("name: text needs `path: FILE` (a UTF-8 text file)")
+        text_keys = {"path": self.path, "context": self.context, "epoch_steps": self.epoch_steps}
+        wrong = [k for k, v in text_keys.items() if v is not None and self.name != "text"]
+        if wrong:
+            raise ValueError(f"{wrong[0]} belongs to a text dataset, not to {self.name}")
+        if self.tensors and self.name != "import":
+            raise ValueError(f"tensors: true belongs to your own data (import), not {self.name}")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_context(cls, data: Any) -> Any:
+        """A text dataset always records its window length (DEFAULT_CONTEXT when left out)."""
+        if isinstance(data, dict) and data.get("name") == "text" and data.get("context") is None:
+            return {**data, "context": DEFAULT_CONTEXT}
+        return data
 
     @property
     def display_name(self) -> str:
         if self.label:
             return self.label
+        if self.name == "text" and self.path:
+            return PurePath(self.path).stem or "text"
         return import_label(self.ref) if self.ref else self.name
 
 
@@ -128,6 +168,25 @@ class OptimizerSpec(Strict):
     weight_decay: float = Field(DEFAULT_WEIGHT_DECAY, ge=0.0)
     betas: tuple[float, float] = Field((0.9, 0.999), strict=False)  # YAML and JSON give lists
     eps: float = Field(1e-8, gt=0)
+    clip_norm: float | None = Field(
+        None, gt=0, exclude_if=_unset, description="clip the gradient's global norm to this"
+    )
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"each beta must lie in [0, 1), got {list(betas)}")
+        return betas
+
+
+class ImportedLoss(Strict):
+    """Your own loss: `loss: {import: "module:function"}`; maps (outputs, targets) to [B]."""
+
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
+
+    ref: str = Field(alias="import", description="module:function")
+    source: str = Field(description="hash of the function's module source (lrbench.imports)")
 
 
 class RunSpec(Strict):
@@ -144,6 +203,17 @@ class RunSpec(Strict):
     batch_size: int = Field(gt=0, le=MAX_BATCH)
     early_stop: dict[str, Any] | None = None
     snapshots: bool = False
+    loss: ImportedLoss | None = Field(None, exclude_if=_unset, description="your own loss")
+    metric: str | None = Field(
+        None, exclude_if=_unset, description="what reports rank by; not part of the run id"
+    )
+
+    @property
+    def default_metric(self) -> str:
+        """What the run's report ranks by: the config's `metric:`, else the task's own."""
+        if self.metric:
+            return self.metric
+        return "loss" if self.loss is not None or self.dataset.name == "text" else "error"
 
     @model_validator(mode="before")
     @classmethod
@@ -169,8 +239,10 @@ class RunSpec(Strict):
         the data when a fingerprint names the images (a path is spelled differently in every
         folder and on every machine)."""
         dump = self.model_dump(mode="json")
+        dump.pop("metric", None)
         if self.dataset.fingerprint:
-            del dump["dataset"]["root"]
+            dump["dataset"].pop("root", None)
+            dump["dataset"].pop("path", None)
         return dump
 
     def digest(self) -> str:

@@ -160,7 +160,7 @@ BAD = {
     "dataset cifar11": (
         {"dataset": "cifar11"},
         "dataset.name: Input should be 'cifar10', 'cifar100', 'stl10', 'synthetic', "
-        "'imagefolder' or 'import', got 'cifar11' (did you mean 'cifar10'?)",
+        "'imagefolder', 'import' or 'text', got 'cifar11' (did you mean 'cifar10'?)",
     ),
     "optimizer sgdd": (
         {"optimizers": "[{name: sgdd, lr: 0.1}]"},

@@ -90,6 +90,8 @@ def test_registry_lists_the_standard_depths_and_the_other_families():
         "vgg19",
         "wrn16-8",
         "wrn28-10",
+        "gpt4-128",
+        "gpt6-384",
     ]
 
 

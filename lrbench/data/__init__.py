@@ -20,6 +20,7 @@ from lrbench.data.device import (
     epoch_generator,
     epoch_seed,
     normalize,
+    on_device,
     permutation,
 )
 from lrbench.data.splits import Splits, load_splits
@@ -38,5 +39,6 @@ __all__ = [
     "epoch_seed",
     "load_splits",
     "normalize",
+    "on_device",
     "permutation",
 ]

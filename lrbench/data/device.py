@@ -108,6 +108,9 @@ class DeviceData:
     batches passes it to `epoch_draws` and `crop_flip`, to get the batches train_batches gets.
     """
 
+    stacked = False  # packed batches put the models side by side in the channels
+    context = None
+
     def __init__(self, splits: Splits, device: torch.device | str, channels_last: bool = True):
         self.device = torch.device(device)
         self.channels_last = channels_last
@@ -167,3 +170,16 @@ class DeviceData:
         return self._splits[split]
 
     _split = tensors  # the name lrbench/packed/data.py used before `tensors` was public
+
+
+def on_device(splits, device: torch.device | str, channels_last: bool = True):
+    """The loaded splits (lrbench.data.splits.load_splits) served from `device`: DeviceData for
+    images, TextData for text, TensorData for your own tensors."""
+    from lrbench.data.tensors import TensorData, TensorSplits
+    from lrbench.data.text import TextData, TextSplits
+
+    if isinstance(splits, TextSplits):
+        return TextData(splits, device)
+    if isinstance(splits, TensorSplits):
+        return TensorData(splits, device)
+    return DeviceData(splits, device, channels_last=channels_last)

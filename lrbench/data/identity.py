@@ -43,6 +43,10 @@ def identify(spec: DatasetSpec, cache_dir: Path | None = None) -> DatasetSpec:
 
     The root stays as it was given: runs read their data there.
     """
+    if spec.name == "text":
+        from lrbench.data.text import text_fingerprint
+
+        return spec.model_copy(update={"fingerprint": text_fingerprint(spec.path)})
     if spec.name != "imagefolder":
         return spec
     return spec.model_copy(update={"fingerprint": fingerprint(spec.root, cache_dir)})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import torch
@@ -16,6 +17,10 @@ from lrbench.data.cache import default_data_dir
 from lrbench.data.sources import load_source
 from lrbench.errors import UserError
 from lrbench.specs import DatasetSpec
+
+if TYPE_CHECKING:
+    from lrbench.data.tensors import TensorSplits
+    from lrbench.data.text import TextSplits
 
 LIMIT_SEED = 0
 VAL_SEED = 1
@@ -41,7 +46,20 @@ class Splits:
         return (self.train_x.shape[2], self.train_x.shape[3])
 
 
-def load_splits(spec: DatasetSpec, data_dir: str | Path | None = None) -> Splits:
+def load_splits(spec: DatasetSpec, data_dir: str | Path | None = None) -> AnySplits:
+    """The splits of any dataset: images (Splits), a text file, or your own tensors."""
+    if spec.name == "text":
+        from lrbench.data.text import load_text
+
+        return load_text(spec)
+    if spec.tensors:
+        from lrbench.data.tensors import load_tensors
+
+        return load_tensors(spec)
+    return load_image_splits(spec, data_dir)
+
+
+def load_image_splits(spec: DatasetSpec, data_dir: str | Path | None = None) -> Splits:
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     raw = load_source(spec, root)
     classes = list(raw.classes)
@@ -70,6 +88,9 @@ def load_splits(spec: DatasetSpec, data_dir: str | Path | None = None) -> Splits
         mean=mean,
         std=std,
     )
+
+
+AnySplits = Union[Splits, "TextSplits", "TensorSplits"]
 
 
 def balanced_subset(

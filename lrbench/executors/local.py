@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from filelock import Timeout
 
-from lrbench.data import DeviceData, load_splits
+from lrbench.data import DeviceData, load_splits, on_device
 from lrbench.errors import RunFailed, UserError, one_line
 from lrbench.imports import add_search_path
 from lrbench.locks import wake_orphan
@@ -178,7 +178,7 @@ def _train_pack(worker, todo, finished, emit, runtime, datasets) -> None:
         if key not in datasets:
             splits = load_splits(specs[0].dataset, runtime.data_dir)
             device = resolve_device(runtime.device)
-            datasets[key] = DeviceData(splits, device, runtime.channels_last)
+            datasets[key] = on_device(splits, device, runtime.channels_last)
         emit(Msg("start", worker, name, epochs=specs[0].epochs))
         summaries = train_runs(specs, paths, runtime, _throttled(worker, name, emit), datasets[key])
         for spec, summary in zip(specs, summaries, strict=True):

@@ -3,6 +3,7 @@
     build_model("resnet20", 10)                       # resnet{6n+2}: resnet8 ... resnet1202
     build_model("vgg16", 100)                         # vgg11, vgg13, vgg16, vgg19
     build_model("wrn16-8", 10)                        # wrn{6n+4}-{width}
+    build_model("gpt4-128", 65, context=64)           # gpt{layers}-{width}, on text
     build_model(spec.model, num_classes)              # a name, or an ImportedModel (see imported)
 
 Every model draws its initial weights from torch's global RNG: seed it first. A name is checked
@@ -18,14 +19,18 @@ from typing import Any
 from torch import nn
 
 from lrbench.errors import UserError, did_you_mean
-from lrbench.models import resnet, vgg, wrn
+from lrbench.models import gpt, resnet, vgg, wrn
 from lrbench.models.imported import build_imported
 from lrbench.specs import ImportedModel
 
 _RESNET = re.compile(r"resnet(\d{1,20})")
 _VGG = re.compile(r"vgg(\d{1,20})")
 _WRN = re.compile(r"wrn(\d{1,20})-(\d{1,20})")
-FORMS = "resnet{6n+2} (resnet8 ... resnet1202), vgg11/13/16/19, wrn{6n+4}-{width} (wrn16-8)"
+_GPT = re.compile(r"gpt(\d{1,20})-(\d{1,20})")
+FORMS = (
+    "resnet{6n+2} (resnet8 ... resnet1202), vgg11/13/16/19, wrn{6n+4}-{width} (wrn16-8), "
+    "gpt{layers}-{width} (gpt4-128, on text)"
+)
 
 
 def model_names() -> list[str]:
@@ -35,6 +40,8 @@ def model_names() -> list[str]:
         *(f"vgg{d}" for d in vgg.CONFIGS),
         "wrn16-8",
         "wrn28-10",
+        "gpt4-128",
+        "gpt6-384",
     ]
 
 
@@ -55,6 +62,10 @@ def _parse(name: str) -> tuple[str, tuple[int, ...]]:
         depth, width = int(match[1]), int(match[2])
         wrn.blocks_per_stage(depth, width)
         return "wrn", (depth, width)
+    if match := _GPT.fullmatch(key):
+        layers, width = int(match[1]), int(match[2])
+        gpt.check_size(layers, width)
+        return "gpt", (layers, width)
     raise UserError(
         f"unknown model {name!r}{did_you_mean(key, model_names())}; built in: {FORMS}; "
         "or your own: {import: 'module:factory'}"
@@ -80,15 +91,26 @@ def parse_model_name(name: str) -> int:
 
 
 def build_model(
-    model: str | ImportedModel | Mapping[str, Any], num_classes: int, shortcut: str = "A"
+    model: str | ImportedModel | Mapping[str, Any],
+    num_classes: int | None,
+    shortcut: str = "A",
+    context: int | None = None,
 ) -> nn.Module:
     """A freshly initialised model: a built-in name, or an imported factory as a run's spec
-    records it (an ImportedModel or its spec.json dict). `shortcut` is the ResNets' option."""
-    if num_classes < 1:
+    records it (an ImportedModel or its spec.json dict). `shortcut` is the ResNets' option;
+    `context` a language model's window (text data). `num_classes` None (your own loss): an
+    imported factory is called with its args only."""
+    if num_classes is not None and num_classes < 1:
         raise UserError(f"num_classes must be positive, got {num_classes}")
     if not isinstance(model, str):
-        return build_imported(ImportedModel.model_validate(model), num_classes)
+        return build_imported(ImportedModel.model_validate(model), num_classes, context=context)
     family, numbers = _parse(model)
+    if num_classes is None:
+        raise UserError(f"{model} needs a class count: with your own loss, import your model")
+    if family == "gpt":
+        if context is None:
+            raise UserError(f"{model} is a language model: it trains on a text dataset")
+        return gpt.GPT(*numbers, num_classes, context)
     option = shortcut.upper()
     if option not in resnet.SHORTCUTS:
         raise UserError(f"shortcut must be 'A' or 'B', got {shortcut!r}")

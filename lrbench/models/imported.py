@@ -33,8 +33,11 @@ def resolve_import(ref: str, label: str | None, args: dict[str, Any], where: str
     )
 
 
-def build_imported(model: ImportedModel, num_classes: int, where: str = "") -> nn.Module:
-    """`factory(num_classes=..., **args)`, from the very source the run was planned with."""
+def build_imported(
+    model: ImportedModel, num_classes: int | None, where: str = "", context: int | None = None
+) -> nn.Module:
+    """`factory(num_classes=..., **args)`, from the very source the run was planned with; with
+    text data `context=` too; with your own loss (num_classes None) `factory(**args)`."""
     where = where or f"model {model.label!r}"
     imported = import_ref(model.ref, where)
     if imported.source_hash != model.source:
@@ -43,9 +46,15 @@ def build_imported(model: ImportedModel, num_classes: int, where: str = "") -> n
             f"{model.source}, now {imported.source_hash}); plan the sweep again, so that the "
             "run ids cover the new code"
         )
-    call = ", ".join(f"{k}={v!r}" for k, v in {"num_classes": num_classes, **model.args}.items())
+    given: dict[str, Any] = {}
+    if num_classes is not None:
+        given["num_classes"] = num_classes
+    if context is not None:
+        given["context"] = context
+    kwargs = {**given, **model.args}
+    call = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     try:
-        net = imported.obj(num_classes=num_classes, **model.args)
+        net = imported.obj(**kwargs)
     except (Exception, SystemExit) as err:  # the user's factory failed
         raise UserError(f"{where}: {model.ref}({call}) raised {one_line(err)}") from err
     if not isinstance(net, nn.Module):

@@ -212,6 +212,9 @@ def largest_group(specs: Iterable[RunSpec]) -> list[RunSpec]:
     return max(groups.values(), key=len, default=[])
 
 
+UNMEASURED_PACK = 8  # language models and your own tasks: a pack size that is not measured
+
+
 def sweep_pack_size(
     specs: Sequence[RunSpec],
     num_classes: int,
@@ -232,6 +235,13 @@ def sweep_pack_size(
     if len(group) < 2:
         return 1
     spec = group[0]
+    if spec.dataset.name == "text" or spec.loss is not None:
+        size = max(1, min(UNMEASURED_PACK, len(group), memory_cap(device)))
+        log(
+            f"pack auto: lrbench measures packs of image models only; {spec.model_label} runs "
+            f"train {size} per pack (--pack N chooses another size)"
+        )
+        return size
     model = spec.model_dump(mode="json")["model"]
     setting = Setting(torch.cuda.get_device_name(device), model, spec.batch_size, precision)
     shape = dataset_shape(spec.dataset)

@@ -60,7 +60,10 @@ class PackEpoch:
         return x, self.y[idx]
 
 
-def pack_eval_input(x: torch.Tensor, groups: int, channels_last: bool) -> torch.Tensor:
-    """An evaluation batch [b, 3, H, W] repeated for G models as [b, G*3, H, W]."""
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+def pack_eval_input(x: torch.Tensor, groups: int, data: DeviceData) -> torch.Tensor:
+    """An evaluation batch [b, 3, H, W] repeated for G models as [b, G*3, H, W]; for stacked
+    data (text, your own tensors) [b, ...] as [G, b, ...]."""
+    if getattr(data, "stacked", False):
+        return x.expand(groups, *x.shape)
+    fmt = torch.channels_last if data.channels_last else torch.contiguous_format
     return x.repeat(1, groups, 1, 1).contiguous(memory_format=fmt)

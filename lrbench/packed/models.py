@@ -74,6 +74,7 @@ class PackLayout:
     params: tuple[ParamSlot, ...]
     buffers: tuple[BufferSlot, ...]
     impl: str = "auto"
+    stacked: bool = False  # inputs [G, B, ...] (text, your own tensors), not [B, G*C, H, W]
 
     @property
     def total(self) -> int:
@@ -101,7 +102,12 @@ def _kinds(template: nn.Module) -> dict[str, str]:
 
 
 def make_layout(
-    template: nn.Module, arch: tuple, groups: int, channels_last: bool, impl: str = "auto"
+    template: nn.Module,
+    arch: tuple,
+    groups: int,
+    channels_last: bool,
+    impl: str = "auto",
+    stacked: bool = False,
 ) -> PackLayout:
     if impl not in IMPLS:
         raise UserError(f"pack implementation must be one of {', '.join(IMPLS)}, got {impl!r}")
@@ -115,7 +121,7 @@ def make_layout(
         slots.append(ParamSlot(name, tuple(p.shape), offset, p.numel(), kinds.get(name, "other")))
         offset += p.numel() * groups
     buffers = tuple(BufferSlot(n, tuple(b.shape), b.dtype) for n, b in template.named_buffers())
-    return PackLayout(arch, groups, channels_last, tuple(slots), buffers, impl)
+    return PackLayout(arch, groups, channels_last, tuple(slots), buffers, impl, stacked)
 
 
 def resolve_impl(layout: PackLayout, device: torch.device) -> str:
@@ -175,7 +181,8 @@ def packed_forward(
     template: nn.Module | None = None,
     bn_momentum: float | None = BN_MOMENTUM,
 ) -> torch.Tensor:
-    """x [B, G*C, H, W] (model g in channels [g*C, (g+1)*C)) -> logits [G, B, classes].
+    """x [B, G*C, H, W] (model g in channels [g*C, (g+1)*C)), or [G, B, ...] for a stacked
+    layout -> outputs [G, B, ...].
 
     Updates the BatchNorm running statistics when training; `bn_momentum` None averages them
     cumulatively, as nn.BatchNorm does with momentum None. `template` (the plain model) is
@@ -205,8 +212,7 @@ def packed_forward(
     buffer_names = [b.name for b in layout.buffers]
     with _bn_momentum(template, bn_momentum), _mode(template, training):
         if impl == "vmap":
-            c = x.shape[1] // g
-            xs = x.unflatten(1, (g, c))
+            xs = x if layout.stacked else x.unflatten(1, (g, x.shape[1] // g))
 
             def one(params, bufs, xi):
                 state = {
@@ -215,7 +221,8 @@ def packed_forward(
                 }
                 return functional_call(template, state, (xi,))
 
-            return torch.func.vmap(one, in_dims=(0, 0, 1), randomness="different")(
+            in_x = 0 if layout.stacked else 1
+            return torch.func.vmap(one, in_dims=(0, 0, in_x), randomness="different")(
                 stacked, buffers, xs
             )
         c = x.shape[1] // g
@@ -223,7 +230,8 @@ def packed_forward(
         for m in range(g):
             state = {n: p[m] for n, p in zip(names, stacked, strict=True)}
             state.update({n: b[m] for n, b in zip(buffer_names, buffers, strict=True)})
-            outs.append(functional_call(template, state, (x[:, c * m : c * (m + 1)],)))
+            xm = x[m] if layout.stacked else x[:, c * m : c * (m + 1)]
+            outs.append(functional_call(template, state, (xm,)))
         return torch.stack(outs)
 
 
@@ -259,16 +267,18 @@ class PackedModel(nn.Module):
     def __init__(
         self,
         model: str | dict,
-        num_classes: int,
+        num_classes: int | None,
         groups: int,
         channels_last: bool = True,
         impl: str = "auto",
+        context: int | None = None,
+        stacked: bool = False,
     ) -> None:
         super().__init__()
-        template = build_model(model, num_classes)
-        self.model_spec, self.num_classes = model, num_classes
-        arch = _grouped_arch(model)
-        self.layout = make_layout(template, arch, groups, channels_last, impl)
+        template = build_model(model, num_classes, context=context)
+        self.model_spec, self.num_classes, self.context = model, num_classes, context
+        arch = () if stacked else _grouped_arch(model)
+        self.layout = make_layout(template, arch, groups, channels_last, impl, stacked)
         object.__setattr__(self, "template", template)  # its own weights are never used
         self.flat = nn.Parameter(torch.zeros(self.layout.total))
         for i, b in enumerate(self.layout.buffers):
@@ -340,6 +350,10 @@ class PackedModel(nn.Module):
         for i, b in enumerate(self.layout.buffers):
             state[b.name] = src[f"buf{i}"][g]
         return state
+
+    def build_plain(self) -> nn.Module:
+        """A fresh plain model of the pack's architecture (from torch's global RNG)."""
+        return build_model(self.model_spec, self.num_classes, context=self.context)
 
     def member_views(self, tensor: torch.Tensor, g: int) -> list[torch.Tensor]:
         """Model g's parameters inside a tensor shaped like `flat`, in named_parameters order."""

@@ -43,17 +43,29 @@ from lrbench.specs import OptimizerSpec
 
 
 def build_packed_optimizer(
-    spec: OptimizerSpec, flat: torch.Tensor, owner: torch.Tensor, momenta: np.ndarray
+    spec: OptimizerSpec,
+    flat: torch.Tensor,
+    owner: torch.Tensor,
+    momenta: np.ndarray,
+    decay_mask: torch.Tensor | None = None,
 ) -> PackedOptimizer | PackedScheduleFree:
     """The fused optimizer for `spec`; `momenta` [T, G] is every model's momentum (Adam: beta1)
-    at every step (the configured value where a schedule does not move it)."""
+    at every step (the configured value where a schedule does not move it); `decay_mask`
+    (bool, shaped like `flat`) the elements weight decay applies to, None for all of them."""
     if spec.name in SCHEDULE_FREE:
-        return PackedScheduleFree(spec, flat, owner, momenta.shape[1])
-    return PackedOptimizer(spec, flat, owner, momenta)
+        optimizer: PackedOptimizer | PackedScheduleFree = PackedScheduleFree(
+            spec, flat, owner, momenta.shape[1]
+        )
+    else:
+        optimizer = PackedOptimizer(spec, flat, owner, momenta)
+    optimizer.decay_mask = decay_mask
+    return optimizer
 
 
 class PackedOptimizer:
     """Fused SGD / Adam / AdamW over one flat parameter tensor shared by G models."""
+
+    decay_mask: torch.Tensor | None = None  # elements weight decay applies to (None: all)
 
     def __init__(
         self, spec: OptimizerSpec, flat: torch.Tensor, owner: torch.Tensor, momenta: np.ndarray
@@ -114,6 +126,8 @@ class PackedOptimizer:
             "p": self.flat, "grad": grad, "owner": self.owner, "active": active,
             "weight_decay": float(self.spec.weight_decay), **self.state,
         }  # fmt: skip
+        if self.decay_mask is not None:
+            args["decay_mask"] = self.decay_mask
         row = {name: table[i] for name, table in self.tables.items()}
         if self.spec.name == "sgd":
             args.update(row, nesterov=self.spec.nesterov, use_momentum=self.use_momentum,
@@ -175,6 +189,8 @@ class PackedScheduleFree:
     a time; the device gets each step's averaging weight and step sizes as [n, G] tables.
     """
 
+    decay_mask: torch.Tensor | None = None
+
     def __init__(
         self, spec: OptimizerSpec, flat: torch.Tensor, owner: torch.Tensor, groups: int
     ) -> None:
@@ -234,6 +250,7 @@ class PackedScheduleFree:
             "weight_decay": float(self.spec.weight_decay), "eps": float(self.spec.eps),
             "beta2": float(self.spec.betas[1]), "exp_avg_sq": self.state.get("exp_avg_sq"),
             "z": self.state["z"], **{n: t[i] for n, t in self.tables.items()},
+            **({"decay_mask": self.decay_mask} if self.decay_mask is not None else {}),
         }  # fmt: skip
 
     @torch.no_grad()
@@ -290,9 +307,10 @@ def sgd_update(
     use_momentum: bool,
     skips: bool,
     momentum_buffer: torch.Tensor | None = None,
+    decay_mask: torch.Tensor | None = None,
 ) -> None:
     """torch.optim.SGD's step for G models at once; lr, momentum [G] (this step's rows)."""
-    d = grad.add(p, alpha=weight_decay) if weight_decay != 0 else grad
+    d = _l2(grad, p, weight_decay, decay_mask)
     if use_momentum:
         assert momentum_buffer is not None
         buf = momentum_buffer
@@ -323,15 +341,18 @@ def adam_update(
     weight_decay: float,
     exp_avg: torch.Tensor,
     exp_avg_sq: torch.Tensor,
+    decay_mask: torch.Tensor | None = None,
 ) -> None:
     """torch.optim.Adam / AdamW's step for G models at once (AdamW when `decay` is given)."""
     if decay is not None:
         if weight_decay != 0:
-            keep = torch.where(active, decay, torch.ones_like(decay))
-            p.mul_(keep.index_select(0, owner))
+            keep = torch.where(active, decay, torch.ones_like(decay)).index_select(0, owner)
+            if decay_mask is not None:
+                keep = torch.where(decay_mask, keep, torch.ones_like(keep))
+            p.mul_(keep)
         d = grad
     else:
-        d = grad.add(p, alpha=weight_decay) if weight_decay != 0 else grad
+        d = _l2(grad, p, weight_decay, decay_mask)
     exp_avg.lerp_(d, lerp_weight.index_select(0, owner))
     exp_avg_sq.mul_(beta2).addcmul_(d, d, value=1 - beta2)
     denom = (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
@@ -353,6 +374,7 @@ def schedule_free_update(
     beta2: float,
     eps: float,
     weight_decay: float,
+    decay_mask: torch.Tensor | None = None,
 ) -> None:
     """schedulefree's SGDScheduleFree / AdamWScheduleFree step for G models at once (AdamW
     when `exp_avg_sq` is given); ckp1, y_step, neg_lr [G] are this step's rows."""
@@ -360,12 +382,19 @@ def schedule_free_update(
     if exp_avg_sq is not None:
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         d = grad / exp_avg_sq.div(bc2).sqrt_().add_(eps)
-    if weight_decay != 0:
-        d = d.add(p, alpha=weight_decay)
+    d = _l2(d, p, weight_decay, decay_mask)
     on = active.to(p.dtype)
     p.lerp_(z, (ckp1 * on).index_select(0, owner))
     p.addcmul_(d, (y_step * on).index_select(0, owner))
     z.addcmul_(d, (neg_lr * on).index_select(0, owner))
+
+
+def _l2(grad: torch.Tensor, p: torch.Tensor, weight_decay: float, mask: torch.Tensor | None):
+    """grad + weight_decay * p (where `mask`, when given), rounded as torch.optim rounds it."""
+    if weight_decay == 0:
+        return grad
+    d = grad.add(p, alpha=weight_decay)
+    return d if mask is None else torch.where(mask, d, grad)
 
 
 def _bias_correction(beta: np.ndarray) -> np.ndarray:

@@ -38,14 +38,19 @@ def pack_key(spec: RunSpec) -> str:
 
 def unpackable_reason(spec: RunSpec) -> str | None:
     """Why `spec` must train alone, or None when it can share a pack."""
-    return _model_reason(json.dumps(spec.model_dump(mode="json")["model"], sort_keys=True))
+    model = json.dumps(spec.model_dump(mode="json")["model"], sort_keys=True)
+    num_classes = None if spec.loss is not None else 10  # the count does not matter here
+    return _model_reason(model, num_classes, spec.dataset.context)
 
 
 @functools.cache
-def _model_reason(model_json: str) -> str | None:
+def _model_reason(model_json: str, num_classes: int | None, context: int | None) -> str | None:
+    import torch
+
     from lrbench.models import build_model
 
-    model = build_model(json.loads(model_json), 10)
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(json.loads(model_json), num_classes, context=context)
     if any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
         return "its model uses dropout (packed models would share one random stream)"
     return None

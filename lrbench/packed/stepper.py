@@ -24,17 +24,25 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lrbench.data import DeviceData
-from lrbench.models import build_model
-from lrbench.optim import base_momentum, build_optimizer, check_schedule_free, set_hparams
+from lrbench.optim import (
+    base_momentum,
+    build_optimizer,
+    check_schedule_free,
+    clip_global_norm,
+    decayed,
+    param_groups,
+    set_hparams,
+    state_order,
+)
 from lrbench.packed.data import PackEpoch, pack_eval_input
 from lrbench.packed.models import PackedModel, owner_index, packed_forward, resolve_impl
 from lrbench.packed.optim import PackedOptimizer, PackedScheduleFree, build_packed_optimizer
+from lrbench.tasks import Task
 from lrbench.train.checkpoint import rng_state
 from lrbench.train.runtime import autocast_for, param_dtype
-from lrbench.train.steppers import BN_RECOMPUTE_BATCHES
+from lrbench.train.steppers import BN_RECOMPUTE_BATCHES, CROSS_ENTROPY, inputs
 
 COMPILE_ENV = "LRBENCH_COMPILE"  # off | default | reduce-overhead | max-autotune-no-cudagraphs
 COMPILE_DEFAULT = "default"
@@ -46,25 +54,16 @@ def per_model_loss(
     dtype: torch.dtype,
     reduction: str = "mean",
     exact: bool = True,
+    task: Task = CROSS_ENTROPY,
 ) -> torch.Tensor:
-    """[G] losses: model g's `F.cross_entropy(out_g.to(dtype), y_g)`, as a plain run takes it.
+    """[G] losses: model g's loss of `out_g.to(dtype)` against `y_g`, as a plain run takes it.
 
     `exact`: one call per model, so that each loss is bit-identical to its unpacked twin's (a
     mean over another shape sums in another order): what the CPU's `loop` layers need. Else one
     call for all G models (the `grouped` layers, already rounding differently): 6 kernels a step
     instead of 6G, which is what eager mode (and the pack-size measurement) pays for.
     """
-    logits = out.to(dtype)
-    if not exact:
-        g, b = y.shape
-        each = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(g, b)
-        return each.sum(1) if reduction == "sum" else each.mean(1)
-    return torch.stack(
-        [
-            F.cross_entropy(o, t, reduction=reduction)
-            for o, t in zip(logits.unbind(0), y.unbind(0), strict=True)
-        ]
-    )
+    return task.per_model(out.to(dtype), y, reduction, exact)
 
 
 def _grouped_forward_loss(layout, flat, buffers, x, y):
@@ -111,8 +110,11 @@ class PackedStepper:
         data: DeviceData | None = None,
         seeds: Sequence[int] = (),
         batch_size: int = 0,
+        task: Task = CROSS_ENTROPY,
     ) -> None:
         self.model = model
+        self.task = task
+        self.clip_norm = optimizer.spec.clip_norm
         self.optimizer = optimizer
         self.device = device
         self.precision = precision
@@ -144,13 +146,28 @@ class PackedStepper:
 
     def _eager_forward_loss(self, layout, flat, buffers, x, y):
         out = packed_forward(layout, flat, buffers, x, True, self.model.template)
-        return out, per_model_loss(out, y, flat.dtype, exact=self.impl == "loop")
+        return out, per_model_loss(out, y, flat.dtype, exact=self.impl == "loop", task=self.task)
 
     # --- training -----------------------------------------------------------------------
 
     def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         assert self.data is not None
+        if self.data.stacked:  # each model's own batch, exactly as its run alone draws it
+            each = [self.data.train_batches(s, epoch, self.batch_size) for s in self.seeds]
+            return (
+                (torch.stack([x for x, _ in b]), torch.stack([y for _, y in b]))
+                for b in zip(*each, strict=True)
+            )
         return iter(PackEpoch(self.data, self.seeds, epoch, self.batch_size))
+
+    def units(self, y: torch.Tensor) -> int:
+        return self.task.units(y[0])
+
+    def _correct(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """[G] counts of right predictions (zeros for a task without an accuracy)."""
+        if not self.task.accuracy:
+            return torch.zeros(y.shape[0], dtype=torch.int64, device=y.device)
+        return (out.argmax(-1) == y).flatten(1).sum(1)
 
     def begin_epoch(self, first_step: int, lrs: np.ndarray) -> None:
         self.optimizer.set_rates(first_step, lrs)
@@ -184,12 +201,17 @@ class PackedStepper:
     def _step(self, i, x, y, active):
         m = self.model
         with self.autocast():
-            out, losses = self.forward_loss(m.layout, m.flat, m.buffer_list(), x.to(self.dtype), y)
+            out, losses = self.forward_loss(
+                m.layout, m.flat, m.buffer_list(), inputs(x, self.dtype), y
+            )
         m.flat.grad = None
         losses.sum().backward()
         active &= torch.isfinite(losses.detach())
+        if self.clip_norm is not None:  # per member, as each run alone clips its own
+            for g in range(m.groups):
+                clip_global_norm(m.member_views(m.flat.grad, g), self.clip_norm)
         self.optimizer.step(m.flat.grad, i, active)
-        return losses.detach(), (out.argmax(-1) == y).sum(1)
+        return losses.detach(), self._correct(out, y)
 
     def for_training(self) -> None:
         self.model.train()
@@ -219,13 +241,13 @@ class PackedStepper:
         correct = torch.zeros(g, device=self.device, dtype=torch.int64)
         n = 0
         for x, y in self.data.eval_batches(split):
-            xp = pack_eval_input(x, g, self.data.channels_last).to(self.dtype)
-            yp = y.expand(g, -1)
+            xp = inputs(pack_eval_input(x, g, self.data), self.dtype)
+            yp = y.expand(g, *y.shape)
             with self.autocast():
                 out = m(xp)
-            loss_sum += per_model_loss(out, yp, self.dtype, "sum", exact=self.impl == "loop")
-            correct += (out.argmax(-1) == yp).sum(1)
-            n += len(y)
+            loss_sum += per_model_loss(out, yp, self.dtype, "sum", self.impl == "loop", self.task)
+            correct += self._correct(out, yp)
+            n += self.task.units(y)
         m.train()
         return [v / n for v in loss_sum.tolist()], [c / n for c in correct.tolist()]
 
@@ -239,7 +261,7 @@ class PackedStepper:
         parts = []
         for x, _ in self.data.eval_batches(split):
             with self.autocast():
-                out = m(pack_eval_input(x, g, self.data.channels_last).to(self.dtype))
+                out = m(inputs(pack_eval_input(x, g, self.data), self.dtype))
             parts.append(torch.softmax(out.float(), dim=-1))
         m.train(was)
         return torch.cat(parts, 1)
@@ -265,9 +287,9 @@ class PackedStepper:
     def _torch_format(self, per_param, lr: float, slot: int, step: int) -> dict[str, Any]:
         """torch.optim's state_dict for one model, through a plain optimizer of the same kind."""
         if self.template_optimizer is None:
-            template = build_model(self.model.model_spec, self.model.num_classes)
+            template = self.model.build_plain()
             self.template_params = list(template.parameters())
-            self.template_optimizer = build_optimizer(self.optimizer.spec, self.template_params)
+            self.template_optimizer = build_optimizer(self.optimizer.spec, param_groups(template))
         opt = self.template_optimizer
         set_hparams(opt, lr, float(self.optimizer.momenta[step - 1, slot]))
         opt.state.clear()
@@ -289,19 +311,21 @@ def packed_stepper(
     from their seeds), passengers (finished, or ahead of the others) fresh from their seeds."""
     spec0 = members[0].spec
     check_schedule_free(spec0.optimizer)
-    model = PackedModel(spec0.model, data.num_classes, len(members), channels_last, impl)
+    model = PackedModel(spec0.model, data.num_classes, len(members), channels_last, impl,
+                        data.context, data.stacked)  # fmt: skip
     for m in members:
         if m.slot in trainees and m.state is not None:
             model.load_member(m.slot, m.state["model"])
         else:
             torch.manual_seed(m.spec.seed)
-            model.load_member(m.slot, build_model(spec0.model, data.num_classes).state_dict())
+            model.load_member(m.slot, model.build_plain().state_dict())
     model = model.to(device=device, dtype=param_dtype(precision))
     base = base_momentum(spec0.optimizer)
     steps = len(members[0].lrs)
     momenta = np.stack([m.moms if m.moms is not None else np.full(steps, base) for m in members], 1)
     owner = owner_index(model.layout, device)
-    optimizer = build_packed_optimizer(spec0.optimizer, model.flat, owner, momenta)
+    mask = decay_mask(model, device)
+    optimizer = build_packed_optimizer(spec0.optimizer, model.flat, owner, momenta, mask)
     for m in members:
         if m.slot in trainees and m.state is not None:
             views = lambda t, g=m.slot: model.member_views(t, g)  # noqa: E731
@@ -309,8 +333,23 @@ def packed_stepper(
             if isinstance(optimizer, PackedScheduleFree):
                 optimizer.load_member_state(views, m.slot, saved)
             else:
-                count = len(model.layout.params)
-                per_param = [saved.get("state", {}).get(i, {}) for i in range(count)]
+                per_param: list[dict] = [{} for _ in model.layout.params]
+                for k, named in enumerate(state_order(model.template)):
+                    per_param[named] = saved.get("state", {}).get(k, {})
                 optimizer.load_member_state(views, per_param)
     seeds = [m.spec.seed for m in members]
-    return PackedStepper(model, optimizer, device, precision, "auto", data, seeds, spec0.batch_size)
+    return PackedStepper(model, optimizer, device, precision, "auto", data, seeds,
+                         spec0.batch_size, next(m for m in members if m.slot in trainees).task)  # fmt: skip
+
+
+def decay_mask(model: PackedModel, device: torch.device) -> torch.Tensor | None:
+    """Which elements of `flat` weight decay applies to (lrbench.optim.decayed); None: all."""
+    flags = decayed(model.template)
+    if all(flags):
+        return None
+    g = model.groups
+    parts = [
+        torch.full((s.numel * g,), f, dtype=torch.bool)
+        for s, f in zip(model.layout.params, flags, strict=True)
+    ]
+    return torch.cat(parts).to(device)

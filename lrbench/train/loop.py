@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lrbench.data import DeviceData, load_splits
+from lrbench.data import DeviceData, load_splits, on_device
 from lrbench.errors import RunFailed, UserError
 from lrbench.imports import add_search_path
 from lrbench.results import RunDir
@@ -90,7 +90,7 @@ def train_runs(
     precision = resolve_precision(runtime.precision, device)
     if data is None:
         splits = load_splits(specs[0].dataset, runtime.data_dir)
-        data = DeviceData(splits, device, channels_last=runtime.channels_last)
+        data = on_device(splits, device, channels_last=runtime.channels_last)
     pending = [m for m in members if m.summary is None]
     for m in pending:
         m.prepare(data, device, precision, len(members))
@@ -203,9 +203,10 @@ class Loop:
             seen, ensembles = 0, {m.slot: m.ensemble.count for m in live}
             for i, (x, y) in enumerate(stepper.batches(epoch)):
                 losses, right = stepper.step(i, x, y, active)
-                loss_sum += losses * y.shape[-1]
+                units = stepper.units(y)
+                loss_sum += losses * units
                 correct += right
-                seen += y.shape[-1]
+                seen += units
                 step += 1
                 self.take_snapshots(stepper, live, step)
                 if on_event:
@@ -220,16 +221,18 @@ class Loop:
                 for split in ("test", "val") if data.has_val else ("test",):
                     losses_e, accs = stepper.evaluate(split)
                     for m in finite:
-                        rows[m.slot].update(
-                            {f"{split}_loss": losses_e[m.slot], f"{split}_acc": accs[m.slot]}
-                        )
+                        rows[m.slot][f"{split}_loss"] = losses_e[m.slot]
+                        if m.task.accuracy:
+                            rows[m.slot][f"{split}_acc"] = accs[m.slot]
                 for m in finite:
                     m.add_ensemble_columns(rows[m.slot], ensembles[m.slot], data)
             epoch_time = time.perf_counter() - t0
             for m in live:
                 row = rows[m.slot]
                 if m not in finite:
-                    row.update(test_loss=math.nan, test_acc=math.nan)
+                    row.update(
+                        test_loss=math.nan, **({"test_acc": math.nan} if m.task.accuracy else {})
+                    )
                 row["epoch_time_s"] = epoch_time
                 m.record(row, rates[:, m.slot])
                 if on_event:

@@ -25,6 +25,7 @@ from lrbench.results import RunDir, atomic_write_json, metric_columns, read_json
 from lrbench.schedules import build_schedule
 from lrbench.snapshots import SnapshotEnsemble, snapshot_steps, split_labels
 from lrbench.specs import RunSpec
+from lrbench.tasks import CrossEntropy, Task, task_for
 from lrbench.train.checkpoint import checkpoint_fault, read_checkpoint
 from lrbench.train.checkpoint import identity as checkpoint_identity
 from lrbench.train.runtime import provenance
@@ -79,6 +80,7 @@ class Member:
     row: dict[str, Any] = field(default_factory=dict)
     columns: list[str] = field(default_factory=list)
     log: RunLog | None = None  # live curves, when the runtime asks for them
+    task: Task = field(default_factory=CrossEntropy)  # its loss and metrics (lrbench.tasks)
 
     @classmethod
     def open(cls, slot: int, spec: RunSpec, run: RunDir) -> Member:
@@ -96,6 +98,7 @@ class Member:
     def prepare(self, data: DeviceData, device: torch.device, precision: str, pack: int) -> None:
         """Tables, reactive state and snapshots; resume from the checkpoint when its metrics
         rows agree with it, else start over (spec.json records how the run trains)."""
+        self.task = task_for(self.spec)
         spe = data.steps_per_epoch(self.spec.batch_size)
         total = spe * self.epochs
         schedule = build_schedule(self.spec.schedule)
@@ -104,9 +107,9 @@ class Member:
         self.reactions = Reactions(self.spec, schedule, spe)
         steps = snapshot_steps(schedule, total, spe) if self.spec.snapshots else []
         self.snapshot_steps = frozenset(steps)
-        self.columns = metric_columns(data.has_val) + (
-            ENSEMBLE_COLUMNS if self.spec.snapshots else []
-        )
+        self.columns = [
+            c for c in metric_columns(data.has_val) if self.task.accuracy or not c.endswith("_acc")
+        ] + (ENSEMBLE_COLUMNS if self.spec.snapshots else [])
         run = self.run
         run.path.mkdir(parents=True, exist_ok=True)
         run.remove_temp_files()
@@ -154,7 +157,7 @@ class Member:
             "lr": float(self.rates(step - 1, 1)[0]),
             "momentum": float(self.momenta(step - 1, 1)[0]),
             "train_loss": train_loss,
-            "train_acc": train_acc,
+            **({"train_acc": train_acc} if self.task.accuracy else {}),
         }
 
     def add_ensemble_columns(self, row: dict[str, Any], count_before: int, data: DeviceData):
@@ -190,7 +193,9 @@ class Member:
         self.summary = {
             "status": status,
             "epochs_completed": int(self.row.get("epoch", self.epochs)),
-            "final": {k: self.row.get(k) for k in FINAL_KEYS},
+            "final": {
+                k: self.row.get(k) for k in FINAL_KEYS if self.task.accuracy or "_acc" not in k
+            },
             "wall_time_s": wall,
             "stopped_early": stopped is not None,
             "stopped_epoch": stopped,
@@ -216,6 +221,7 @@ def spec_record(
     return {
         "run_id": spec.run_id,
         **spec.model_dump(mode="json"),
+        **({"metric": spec.default_metric} if spec.default_metric != "error" else {}),
         "steps_per_epoch": steps_per_epoch,
         "total_steps": steps_per_epoch * spec.epochs,
         "provenance": {

@@ -6,6 +6,7 @@ optimizer and answers a few questions, for every slot at once:
     batches(epoch)                  this epoch's (x, y) for every slot
     begin_epoch(first_step, lrs)    the epoch's rates, [steps, G] (plateau's decay applied)
     step(i, x, y, active)           one optimizer step; ([G] losses, [G] correct) on the device
+    units(y)                        how many units (images, characters) each slot's loss averages
     for_training() / for_evaluation(bn_epoch)   schedule-free optimizers move between y and x
     evaluate(split) / predict_probs(split)      per slot
     capture() / member_state(captured, slot, step)   a slot's checkpoint, off the training thread
@@ -22,25 +23,28 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lrbench.data import DeviceData
 from lrbench.models import build_model
 from lrbench.optim import (
     build_optimizer,
+    clip_global_norm,
     for_evaluation,
     for_training,
     load_optimizer_state,
     optimizer_state,
+    param_groups,
     set_hparams,
 )
 from lrbench.snapshots import predict_probs
+from lrbench.tasks import CrossEntropy, Task
 from lrbench.train.checkpoint import cpu_copy, restore_rng, rng_state
 from lrbench.train.runtime import autocast_for, param_dtype
 
 BN_RECOMPUTE_BATCHES = 16  # schedule-free: BatchNorm statistics re-estimated at the averaged x
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+CROSS_ENTROPY = CrossEntropy()
 
 
 class Stepper(Protocol):
@@ -49,6 +53,7 @@ class Stepper(Protocol):
     def batches(self, epoch: int) -> Iterator[Batch]: ...
     def begin_epoch(self, first_step: int, lrs: np.ndarray) -> None: ...
     def step(self, i: int, x: torch.Tensor, y: torch.Tensor, active: torch.Tensor): ...
+    def units(self, y: torch.Tensor) -> int: ...
     def for_training(self) -> None: ...
     def for_evaluation(self, bn_epoch: int | None = None) -> None: ...
     def evaluate(self, split: str) -> tuple[list[float], list[float]]: ...
@@ -59,36 +64,59 @@ class Stepper(Protocol):
 
 def build_run_model(
     model: str | dict,
-    num_classes: int,
+    num_classes: int | None,
     seed: int,
     device: torch.device,
     precision: str,
     channels_last: bool,
+    context: int | None = None,
 ) -> torch.nn.Module:
     """The model a run trains: initialised from `seed`, on `device` in the run's dtype and memory
     format. The one place that decides it, so a run, a pack's member and a probe start alike."""
     torch.manual_seed(seed)
-    net = build_model(model, num_classes).to(device=device, dtype=param_dtype(precision))
+    net = build_model(model, num_classes, context=context)
+    net = net.to(device=device, dtype=param_dtype(precision))
     return net.to(memory_format=torch.channels_last) if channels_last else net
 
 
-def train_step(model, optimizer, x, y, lr: float, momentum: float | None, autocast, dtype):
-    """One optimizer step at this rate (and momentum); returns the loss and the logits.
+def inputs(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A batch's inputs as the model takes them: floats in the parameters' dtype, token ids
+    (integers, a language model's) as they are."""
+    return x.to(dtype) if x.is_floating_point() or x.dtype == torch.uint8 else x
+
+
+def train_step(
+    model,
+    optimizer,
+    x,
+    y,
+    lr: float,
+    momentum: float | None,
+    autocast,
+    dtype,
+    task: Task = CROSS_ENTROPY,
+    clip_norm: float | None = None,
+):
+    """One optimizer step at this rate (and momentum); returns the loss and the outputs.
 
     No host sync: the caller accumulates the loss and accuracy on the device.
     """
     set_hparams(optimizer, lr, momentum)
     with autocast():
-        out = model(x.to(dtype))
-        loss = F.cross_entropy(out.to(dtype), y)
+        out = model(inputs(x, dtype))
+        loss = task.loss(out.to(dtype), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if clip_norm is not None:
+        clip_global_norm([p.grad for p in model.parameters() if p.grad is not None], clip_norm)
     optimizer.step()
     return loss, out
 
 
 @torch.no_grad()
-def evaluate(model, data: DeviceData, split: str, autocast) -> tuple[float, float]:
+def evaluate(
+    model, data: DeviceData, split: str, autocast, task: Task = CROSS_ENTROPY
+) -> tuple[float, float]:
     """Mean loss and accuracy over a split: one host sync at the end, not per batch. The loss
     is taken in the parameters' dtype (float32 under bf16 autocast), as in training."""
     model.eval()
@@ -98,10 +126,10 @@ def evaluate(model, data: DeviceData, split: str, autocast) -> tuple[float, floa
     dtype = next(model.parameters()).dtype
     for x, y in data.eval_batches(split):
         with autocast():
-            out = model(x.to(dtype))
-        loss_sum += F.cross_entropy(out.to(dtype), y, reduction="sum")
-        correct += (out.argmax(1) == y).sum()
-        n += len(y)
+            out = model(inputs(x, dtype))
+        loss_sum += task.loss(out.to(dtype), y, reduction="sum")
+        correct += task.correct(out, y)
+        n += task.units(y)
     model.train()
     return loss_sum.item() / n, correct.item() / n
 
@@ -121,10 +149,11 @@ class PlainStepper:
     ) -> None:
         spec = member.spec
         self.seed, self.batch_size, self.data = spec.seed, spec.batch_size, data
+        self.task, self.clip_norm = member.task, spec.optimizer.clip_norm
         self.model = build_run_model(
-            spec.model, data.num_classes, spec.seed, device, precision, channels_last
+            spec.model, data.num_classes, spec.seed, device, precision, channels_last, data.context
         )
-        self.optimizer = build_optimizer(spec.optimizer, self.model.parameters())
+        self.optimizer = build_optimizer(spec.optimizer, param_groups(self.model))
         self.autocast: Callable[[], Any] = autocast_for(precision, device)
         self.dtype = param_dtype(precision)
         self.moms = member.moms
@@ -142,10 +171,13 @@ class PlainStepper:
 
     def step(self, i: int, x: torch.Tensor, y: torch.Tensor, active: torch.Tensor):
         momentum = float(self.moms[self.first + i]) if self.moms is not None else None
-        loss, out = train_step(
-            self.model, self.optimizer, x, y, self.lrs[i], momentum, self.autocast, self.dtype
-        )
-        return loss.detach().reshape(1), (out.argmax(1) == y).sum().reshape(1)
+        loss, out = train_step(self.model, self.optimizer, x, y, self.lrs[i], momentum,
+                               self.autocast, self.dtype, self.task, self.clip_norm)  # fmt: skip
+        return loss.detach().reshape(1), self.task.correct(out, y).reshape(1)
+
+    def units(self, y: torch.Tensor) -> int:
+        """The units (images, characters, examples) a training batch's loss averages over."""
+        return self.task.units(y)
 
     def for_training(self) -> None:
         self.model.train()
@@ -158,7 +190,7 @@ class PlainStepper:
         for_evaluation(self.optimizer, self.model, batches)
 
     def evaluate(self, split: str) -> tuple[list[float], list[float]]:
-        loss, acc = evaluate(self.model, self.data, split, self.autocast)
+        loss, acc = evaluate(self.model, self.data, split, self.autocast, self.task)
         return [loss], [acc]
 
     def predict_probs(self, split: str) -> torch.Tensor:
