@@ -214,17 +214,19 @@ class Sweep:
         from lrbench.models.imported import check_imported
         from lrbench.schedules import build_schedule
 
-        channels = int(splits.train_x.shape[1])
-        for i, model in enumerate(self.config.models):
-            if not isinstance(model, str):
-                check_imported(
-                    model, splits.num_classes, splits.image_size, f"models[{i}]", channels
-                )
-        train_images = len(splits.train_y)
+        if isinstance(
+            splits, Splits
+        ):  # images (text and your own tensors are probed by their task)
+            channels = int(splits.train_x.shape[1])
+            for i, model in enumerate(self.config.models):
+                if not isinstance(model, str):
+                    check_imported(
+                        model, splits.num_classes, splits.image_size, f"models[{i}]", channels
+                    )
         checked: set[tuple[str, int]] = set()
         notes: dict[tuple[str, int], str] = {}
         for p in self.todo:
-            spe = -(-train_images // p.spec.batch_size)
+            spe = _steps_per_epoch(splits, p.spec.batch_size)
             key = (json.dumps(p.spec.schedule, sort_keys=True), p.spec.epochs)
             if key in checked:
                 continue
@@ -294,3 +296,12 @@ class Sweep:
     def slurm_work(self, runs: list[PlannedRun], size: int) -> list[Pack]:
         """Packs for array tasks: of `size` runs, over the whole sweep, as locally."""
         return plan_work(self.planned, runs, size)
+
+
+def _steps_per_epoch(splits: Any, batch_size: int) -> int:
+    """An epoch's optimizer steps, as training counts them, without moving images anywhere."""
+    if isinstance(splits, Splits):
+        return -(-len(splits.train_y) // batch_size)
+    from lrbench.data import on_device
+
+    return on_device(splits, "cpu").steps_per_epoch(batch_size)  # characters or tensors: cheap
