@@ -16,11 +16,12 @@ def _interrupt(*_: object) -> None:
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
     try:
+        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
         from lrbench.cli import main as run
-    except KeyboardInterrupt:
+
+        run()
+    except KeyboardInterrupt:  # before a command took over its signals, or where none does
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    run()

@@ -344,12 +344,27 @@ def test_ctrl_c_with_a_stopped_worker_exits_130_in_bounded_time(tmp_path):
         os.kill(stopped, 0)
 
 
+def _wait_until_it_catches(pid: int, sig: signal.Signals, timeout: float = 60.0) -> None:
+    """Until the process has a handler for `sig` (SigCgt in /proc/PID/status): an event, not a
+    guess at how long the interpreter takes to start on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(
+            next(ln for ln in status.splitlines() if ln.startswith("SigCgt:")).split()[1], 16
+        )
+        if caught >> (int(sig) - 1) & 1:
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"process {pid} never caught signal {sig!r}")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_at_start_up_is_exit_130_without_a_traceback(tmp_path, sig):
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
     sweep = lrbench("sweep", config, "--results", tmp_path / "r", "--device", "cpu")
-    time.sleep(0.3)  # python started, lrbench importing its commands
+    _wait_until_it_catches(sweep.pid, signal.SIGTERM)  # lrbench's first act: then it imports
     sweep.send_signal(sig)
     _, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 130 and "Traceback" not in err, err
