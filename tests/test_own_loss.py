@@ -73,13 +73,21 @@ def test_a_regression_task_by_import_path_trains(study, cli, one_thread):
     assert set(summary["final"]) == {"test_loss", "val_loss"}
 
 
-def test_status_works_with_the_module_deleted(study, cli, one_thread):
+def test_status_and_report_work_with_the_module_deleted(study, cli, one_thread):
     cli("sweep", study / "sweep.yaml", "--results", study / "results", "--device", "cpu")
     (study / "mytask.py").unlink()
     shutil.rmtree(study / "__pycache__", ignore_errors=True)
     result = cli("status", study / "results")
     assert result.code == 0, result.err
     assert "4" in result.out and "done" in result.out
+    out = study / "report"
+    result = cli("report", study / "results" / "regression", "--out", out)
+    assert result.code == 0, result.err
+    with open(out / "summary.csv") as fh:
+        summary = list(csv.DictReader(fh))
+    assert {r["schedule"] for r in summary} == {"cosine", "constant"}
+    assert {r["metric"] for r in summary} == {"loss"}  # ranked by test loss, lower is better
+    assert all(float(r["mean"]) > 0 for r in summary)
 
 
 def test_own_loss_runs_pack_exactly(study, cli, one_thread):
