@@ -44,8 +44,9 @@ def resolve_dataset(spec: DatasetSpec, where: str) -> DatasetSpec:
     return spec.model_copy(update={**update, "label": spec.display_name})
 
 
-def load_imported(spec: DatasetSpec) -> RawData:
-    """Call the user's function and check what it returned; every problem is one UserError."""
+def call_dataset(spec: DatasetSpec) -> Any:
+    """What the user's dataset function returns, called from the source the run was planned
+    with; its failure (an exception or SystemExit) is one UserError naming it."""
     where = f"dataset {spec.ref}"
     imported = import_ref(spec.ref, "dataset")
     if spec.source is not None and imported.source_hash != spec.source:
@@ -54,9 +55,15 @@ def load_imported(spec: DatasetSpec) -> RawData:
             f"{imported.source_hash}); plan the sweep again, so that the run ids cover the new code"
         )
     try:
-        result = imported.obj(**(spec.args or {}))
+        return imported.obj(**(spec.args or {}))
     except (Exception, SystemExit) as err:  # the user's function failed
         raise UserError(f"{where}: calling it raised {one_line(err)}") from err
+
+
+def load_imported(spec: DatasetSpec) -> RawData:
+    """Call the user's function and check what it returned; every problem is one UserError."""
+    where = f"dataset {spec.ref}"
+    result = call_dataset(spec)
     if not isinstance(result, tuple | list) or len(result) != 2:
         raise UserError(f"{where}: returned a {type(result).__name__}, not {RETURNS}")
     train_x, train_y, classes = _split(result[0], f"{where}: train")

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from lrbench.data.device import EVAL_BATCH, epoch_generator, permutation
-from lrbench.errors import UserError, one_line
-from lrbench.imports import import_ref
+from lrbench.data.imported import call_dataset
+from lrbench.errors import UserError
 from lrbench.specs import DatasetSpec
 
 LIMIT_SEED = 0
@@ -61,16 +61,7 @@ def _take(pair: Pair, idx: np.ndarray) -> Pair:
 def load_tensors(spec: DatasetSpec) -> TensorSplits:
     """Call the user's function (from the source the run was planned with) and split it."""
     where = f"dataset {spec.ref}"
-    imported = import_ref(spec.ref, "dataset")
-    if spec.source is not None and imported.source_hash != spec.source:
-        raise UserError(
-            f"{where}: its source changed since this run was planned (hash {spec.source}, now "
-            f"{imported.source_hash}); plan the sweep again, so that the run ids cover the new code"
-        )
-    try:
-        result = imported.obj(**(spec.args or {}))
-    except Exception as err:  # the user's function failed
-        raise UserError(f"{where}: calling it raised {one_line(err)}") from err
+    result = call_dataset(spec)
     if not isinstance(result, tuple | list) or len(result) != 2:
         raise UserError(f"{where}: returned a {type(result).__name__}, not (train, test)")
     train, test = _pair(result[0], f"{where}: train"), _pair(result[1], f"{where}: test")
