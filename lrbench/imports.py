@@ -67,6 +67,19 @@ def split_ref(ref: object, where: str) -> tuple[str, str]:
     return module, attr
 
 
+def import_planned(ref: object, source: str | None, where: str) -> Imported:
+    """`ref` imported as import_ref does, from the very source a run was planned with: a module
+    whose source hash is no longer `source` (None: not recorded) is refused, naming `where`."""
+    imported = import_ref(ref, where)
+    if source is not None and imported.source_hash != source:
+        raise UserError(
+            f"{where}: the source of {imported.ref} changed since this run was planned (hash "
+            f"{source}, now {imported.source_hash}); plan the sweep again, so that the run ids "
+            "cover the new code"
+        )
+    return imported
+
+
 def import_ref(ref: object, where: str) -> Imported:
     """Import `ref` ("module:attribute"); every failure is a UserError that names `where`."""
     module_name, attr = split_ref(ref, where)

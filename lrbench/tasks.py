@@ -113,15 +113,9 @@ class OwnLoss:
 
 def import_loss(loss: ImportedLoss, where: str = "loss") -> OwnLoss:
     """The user's loss function, from the very source the run was planned with."""
-    from lrbench.imports import import_ref
+    from lrbench.imports import import_planned
 
-    imported = import_ref(loss.ref, where)
-    if imported.source_hash != loss.source:
-        raise UserError(
-            f"{where}: the source of {loss.ref} changed since this run was planned (hash "
-            f"{loss.source}, now {imported.source_hash}); plan the sweep again, so that the run "
-            "ids cover the new code"
-        )
+    imported = import_planned(loss.ref, loss.source, where)
     return OwnLoss(imported.obj, loss.ref)
 
 

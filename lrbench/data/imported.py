@@ -26,7 +26,7 @@ from PIL import Image
 
 from lrbench.data.raw import RawData
 from lrbench.errors import UserError, one_line
-from lrbench.imports import check_callable, import_ref
+from lrbench.imports import check_callable, import_planned, import_ref
 from lrbench.specs import DatasetSpec
 
 RETURNS = "(train, test), each (images, labels) or a dataset of (image, label)"
@@ -48,12 +48,7 @@ def call_dataset(spec: DatasetSpec) -> Any:
     """What the user's dataset function returns, called from the source the run was planned
     with; its failure (an exception or SystemExit) is one UserError naming it."""
     where = f"dataset {spec.ref}"
-    imported = import_ref(spec.ref, "dataset")
-    if spec.source is not None and imported.source_hash != spec.source:
-        raise UserError(
-            f"{where}: its source changed since this run was planned (hash {spec.source}, now "
-            f"{imported.source_hash}); plan the sweep again, so that the run ids cover the new code"
-        )
+    imported = import_planned(spec.ref, spec.source, "dataset")
     try:
         return imported.obj(**(spec.args or {}))
     except (Exception, SystemExit) as err:  # the user's function failed

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from lrbench.errors import UserError, one_line
-from lrbench.imports import check_callable, import_ref
+from lrbench.imports import check_callable, import_planned, import_ref
 from lrbench.specs import ImportedModel, import_label
 
 WHAT = "a factory taking num_classes (and the entry's args) and returning an nn.Module"
@@ -39,13 +39,7 @@ def build_imported(
     """`factory(num_classes=..., **args)`, from the very source the run was planned with; with
     text data `context=` too; with your own loss (num_classes None) `factory(**args)`."""
     where = where or f"model {model.label!r}"
-    imported = import_ref(model.ref, where)
-    if imported.source_hash != model.source:
-        raise UserError(
-            f"{where}: the source of {model.ref} changed since this run was planned (hash "
-            f"{model.source}, now {imported.source_hash}); plan the sweep again, so that the "
-            "run ids cover the new code"
-        )
+    imported = import_planned(model.ref, model.source, where)
     given: dict[str, Any] = {}
     if num_classes is not None:
         given["num_classes"] = num_classes
