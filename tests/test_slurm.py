@@ -410,12 +410,12 @@ def test_submit_returns_at_once_and_status_sees_the_run_training(cli, tmp_path, 
     monkeypatch.setenv(slurm.CLUSTER_ENV, "local")
     config = write_config(tmp_path, full_epochs=4, schedules=["cosine"])
     results = tmp_path / "r"
-    t0 = time.monotonic()
     result = cli("sweep", config, "--results", results, "--executor", "slurm", "--device", "cpu")
     assert result.code == 0, result.output
-    assert time.monotonic() - t0 < 30 and "submitted 1 run(s)" in result.out
+    assert "submitted 1 run(s)" in result.out
     (spec,) = expand(load_config(config))
     run = RunDir(results / "tiny" / "runs" / spec.run_id)
+    assert not run.summary.exists()  # at once: the command returned before its run ended
     wait_for(lambda: run.is_locked() and run.metrics.exists())
     status = cli("status", results)
     # done, diverged, failed, damaged: 0; running: 1
