@@ -303,13 +303,19 @@ def first_row_written(sweep: Path) -> bool:
     return any(len(r.read_metrics().rows) >= 1 for r in run_dirs(sweep))
 
 
-@pytest.mark.slow
-def test_a_killed_worker_leaves_its_runs_unfinished_and_the_sweep_exits_1(tmp_path):
+def two_workers_training(tmp_path: Path) -> subprocess.Popen:
+    """A sweep of two workers, once the first metrics row is on disk (an event, not a sleep)."""
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump({**CONFIG, "seeds": 3}))
     sweep = lrbench("sweep", config, "--results", tmp_path / "r", "--device", "cpu",
                     "--jobs", "2", "--threads", "1")  # fmt: skip
     wait_for(lambda: first_row_written(tmp_path / "r" / "h"))
+    return sweep
+
+
+@pytest.mark.slow
+def test_a_killed_worker_leaves_its_runs_unfinished_and_the_sweep_exits_1(tmp_path):
+    sweep = two_workers_training(tmp_path)
     victim = worker_pids(sweep.pid)[0]
     os.kill(victim, signal.SIGKILL)
     out, err = sweep.communicate(timeout=300)
@@ -329,11 +335,7 @@ def test_a_killed_worker_leaves_its_runs_unfinished_and_the_sweep_exits_1(tmp_pa
 
 @pytest.mark.slow
 def test_ctrl_c_with_a_stopped_worker_exits_130_in_bounded_time(tmp_path):
-    config = tmp_path / "sweep.yaml"
-    config.write_text(yaml.safe_dump({**CONFIG, "seeds": 3}))
-    sweep = lrbench("sweep", config, "--results", tmp_path / "r", "--device", "cpu",
-                    "--jobs", "2", "--threads", "1")  # fmt: skip
-    wait_for(lambda: first_row_written(tmp_path / "r" / "h"))
+    sweep = two_workers_training(tmp_path)
     stopped = worker_pids(sweep.pid)[0]
     os.kill(stopped, signal.SIGSTOP)
     sweep.send_signal(signal.SIGINT)

@@ -94,24 +94,22 @@ def encode(text: str) -> tuple[torch.Tensor, list[str]]:
     return torch.from_numpy(ids.astype(np.int64)), [chr(int(c)) for c in points]
 
 
+def _first(part: torch.Tensor, limit: int | None, key: str, what: str) -> torch.Tensor:
+    """The first `limit` characters of a split (all without a limit); more than it has is the
+    user's error, naming the key."""
+    if limit is None:
+        return part
+    if limit > len(part):
+        raise UserError(f"dataset.{key}={limit} exceeds the {len(part):,} characters of {what}")
+    return part[:limit]
+
+
 def split_text(ids: torch.Tensor, spec: DatasetSpec) -> tuple[torch.Tensor, ...]:
     """(train, val or None, test): see the module docstring."""
     cut = int(len(ids) * TRAIN_PART)
     train, test = ids[:cut], ids[cut:]
-    if spec.limit_train is not None:
-        if spec.limit_train > len(train):
-            raise UserError(
-                f"dataset.limit_train={spec.limit_train} exceeds the {len(train):,} characters "
-                f"of {spec.path}'s training part"
-            )
-        train = train[: spec.limit_train]
-    if spec.limit_test is not None:
-        if spec.limit_test > len(test):
-            raise UserError(
-                f"dataset.limit_test={spec.limit_test} exceeds the {len(test):,} characters "
-                f"of {spec.path}'s test part"
-            )
-        test = test[: spec.limit_test]
+    train = _first(train, spec.limit_train, "limit_train", f"{spec.path}'s training part")
+    test = _first(test, spec.limit_test, "limit_test", f"{spec.path}'s test part")
     val = None
     if spec.val_fraction > 0:
         k = round(spec.val_fraction * len(train))
