@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/bench.py --device cuda --pack 8 32 64 --json
 
-Takes exactly the options of `lrbench bench` (see `--help`); the logic is lrbench.bench.
+Takes exactly the options of `lrbench bench` (see `--help`); the logic is lrbench.tools.bench.
 """
 
 import sys

@@ -62,7 +62,7 @@ ARCHIVE=.data/cifar10_jpeg_train_test.tar.xz
 if [[ -f $ARCHIVE ]]; then
   DATA=$ARCHIVE
   echo "== decoding $ARCHIVE once (cached in $LRBENCH_DATA)"
-  timeout 120 $PY -c "from lrbench.bench import dataset_spec; from lrbench.data import load_splits; s = load_splits(dataset_spec('$ARCHIVE')); print(len(s.train_y), 'train images')"
+  timeout 120 $PY -c "from lrbench.tools.bench import dataset_spec; from lrbench.data import load_splits; s = load_splits(dataset_spec('$ARCHIVE')); print(len(s.train_y), 'train images')"
 fi
 BENCH=(benchmarks/bench.py --device "$DEVICE" --model resnet20 --batch-size 128 --pack $PACKS --data "$DATA" --json)
 

@@ -15,10 +15,10 @@ import shutil
 import time
 from pathlib import Path
 
-from lrbench.bench import dataset_spec
 from lrbench.data import DeviceData, load_splits
 from lrbench.schedules import build_schedule
 from lrbench.specs import OptimizerSpec, RunSpec
+from lrbench.tools.bench import dataset_spec
 from lrbench.train import Runtime, resolve_device, train_run, train_runs
 
 SCHEDULES = ["step", "cosine", "rex", "onecycle"]

@@ -4,10 +4,10 @@
 
 Times forward + backward of G ResNets (optimizer excluded: the same flat update serves both):
 
-- grouped: lrbench.packed (impl=grouped): one [B, G*C, H, W] activation, grouped convolutions,
+- grouped: lrbench.train.packed (impl=grouped): one [B, G*C, H, W] activation, grouped convolutions,
   per-model BatchNorm over G*C channels, a batched-matmul head; parameters in one flat tensor.
-- loop: lrbench.packed (impl=loop): the same packed parameters, one model's layers at a time.
-- vmap: lrbench.packed (impl=vmap): torch.func.vmap over functional_call of the plain model,
+- loop: lrbench.train.packed (impl=loop): the same packed parameters, one model's layers at a time.
+- vmap: lrbench.train.packed (impl=vmap): torch.func.vmap over functional_call of the plain model,
   the documented "model ensembling" recipe on the same packed parameters; BatchNorm buffers are
   stacked too, so running stats update per model.
 
@@ -21,9 +21,9 @@ import time
 
 import torch
 
-from lrbench.packed.models import init_packed
-from lrbench.packed.stepper import per_model_loss
 from lrbench.train import autocast_for
+from lrbench.train.packed.models import init_packed
+from lrbench.train.packed.stepper import per_model_loss
 
 
 def timed(step, device, steps: int, warmup: int) -> float:

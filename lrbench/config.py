@@ -38,7 +38,6 @@ from lrbench.errors import UserError, did_you_mean
 from lrbench.imports import add_search_path, check_callable, import_ref
 from lrbench.models import check_model_name, model_family
 from lrbench.models.imported import build_imported, check_imported, resolve_import
-from lrbench.optim import SCHEDULE_FREE, check_schedule
 from lrbench.schedules import ScheduleError, build_schedule
 from lrbench.specs import (
     DEFAULT_BATCH_SIZE,
@@ -55,6 +54,7 @@ from lrbench.specs import (
     epochs_for_budget,
     import_label,
 )
+from lrbench.train.optim import SCHEDULE_FREE, check_schedule
 from lrbench.yamlio import load_yaml
 
 MAX_RUNS = 100_000

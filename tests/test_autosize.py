@@ -9,8 +9,8 @@ from sweepconfigs import write_config
 
 from lrbench import imports
 from lrbench.config import expand, parse_config
-from lrbench.packed import autosize
-from lrbench.packed.autosize import (
+from lrbench.sweep import autosize
+from lrbench.sweep.autosize import (
     CACHE_NAME,
     Setting,
     choose_pack,

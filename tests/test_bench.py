@@ -7,9 +7,9 @@ import json
 import pytest
 
 import lrbench.cli.bench_cmd  # noqa: F401  (registers `bench` where lrbench.cli does not yet)
-from lrbench.bench import JSON_KEYS, run_bench
 from lrbench.cli.bench_cmd import parse_packs
 from lrbench.errors import UserError
+from lrbench.tools.bench import JSON_KEYS, run_bench
 
 TINY = ["--model", "resnet8", "--device", "cpu", "--steps", "1", "--warmup", "0", "--rounds", "1",
         "--batch-size", "16", "--workers", "0"]  # fmt: skip

@@ -18,12 +18,12 @@ def data_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def timed(monkeypatch):
     """How many calibrations built a training step."""
-    import lrbench.bench
+    import lrbench.tools.bench
 
     built = []
-    single = lrbench.bench.single_step
+    single = lrbench.tools.bench.single_step
     monkeypatch.setattr(
-        lrbench.bench, "single_step", lambda *a, **k: built.append(a) or single(*a, **k)
+        lrbench.tools.bench, "single_step", lambda *a, **k: built.append(a) or single(*a, **k)
     )
     return built
 

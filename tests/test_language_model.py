@@ -192,7 +192,7 @@ def test_a_gpt_packs_through_vmap_too(text_file, tmp_path, one_thread):
 
 
 def test_weight_decay_spares_the_gpts_vectors():
-    from lrbench.optim import decayed, param_groups
+    from lrbench.train.optim import decayed, param_groups
 
     model = build_model("gpt1-32", 10, context=8)
     flags = dict(zip([n for n, _ in model.named_parameters()], decayed(model), strict=True))
@@ -298,7 +298,7 @@ def test_an_interrupted_lm_pack_resumes_alone_to_the_uninterrupted_runs(text_fil
 
 
 def test_pack_auto_says_it_does_not_measure_language_models(text_file, monkeypatch):
-    from lrbench.packed import autosize
+    from lrbench.sweep import autosize
 
     monkeypatch.setattr(autosize, "memory_cap", lambda device: 64)
     specs = [lm_spec(text_file, seed=s) for s in range(12)]

@@ -13,7 +13,7 @@ from matplotlib.image import imread
 from torch import nn
 
 import lrbench.cli.lrfind_cmd  # noqa: F401  (registers the command)
-from lrbench.lrfind import (
+from lrbench.tools.lrfind import (
     CSV_COLUMNS,
     lr_ramp,
     run_range_test,

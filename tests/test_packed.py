@@ -27,15 +27,15 @@ import torch.nn.functional as F
 from lrbench.data import DeviceData, load_splits
 from lrbench.errors import RunFailed, UserError
 from lrbench.models import build_model
-from lrbench.packed import plan_packs
-from lrbench.packed import stepper as pack_stepper
-from lrbench.packed.data import PackEpoch
-from lrbench.packed.models import init_packed
-from lrbench.packed.stepper import per_model_loss
 from lrbench.results import RunDir
 from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
+from lrbench.sweep.packing import plan_packs
 from lrbench.train import Runtime, train_run, train_runs
 from lrbench.train import loop as train_loop
+from lrbench.train.packed import stepper as pack_stepper
+from lrbench.train.packed.data import PackEpoch
+from lrbench.train.packed.models import init_packed
+from lrbench.train.packed.stepper import per_model_loss
 
 TIMING = {"epoch_time_s"}
 CPU = Runtime(device="cpu")
@@ -419,8 +419,8 @@ def test_the_compiled_packed_step_follows_the_eager_one(optimizer, monkeypatch):
     kernels round in another order), the short last batch included."""
     import torch._dynamo
 
-    from lrbench.packed.models import owner_index
-    from lrbench.packed.optim import PackedOptimizer
+    from lrbench.train.packed.models import owner_index
+    from lrbench.train.packed.optim import PackedOptimizer
 
     torch._dynamo.reset()
     monkeypatch.setattr(pack_stepper, "_COMPILED", {})
@@ -522,8 +522,8 @@ def test_cuda_compiled_bf16_pack_trains(tmp_path, monkeypatch):
 @cuda
 def test_cuda_packed_step_has_no_host_sync(monkeypatch):
     """The packed step never waits for the GPU (sync_debug_mode raises on a synchronising op)."""
-    from lrbench.packed.models import owner_index
-    from lrbench.packed.optim import PackedOptimizer
+    from lrbench.train.packed.models import owner_index
+    from lrbench.train.packed.optim import PackedOptimizer
 
     device = torch.device("cuda")
     g = 4

@@ -37,11 +37,12 @@ from lrbench.data import DeviceData, load_splits
 from lrbench.errors import UserError
 from lrbench.models import vgg
 from lrbench.models.imported import resolve_import
-from lrbench.packed import plan_packs, unpackable_reason
 from lrbench.results import RunDir, run_dirs
 from lrbench.schedules import build_schedule
 from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
+from lrbench.sweep.packing import plan_packs
 from lrbench.train import Runtime, train_run, train_runs
+from lrbench.train.packed.sharing import unpackable_reason
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -434,7 +435,7 @@ def stl_like(user_code) -> DatasetSpec:
 
 
 def test_each_member_of_a_pack_gets_its_runs_batches_at_stl10s_size(stl_like):
-    from lrbench.packed.data import PackEpoch
+    from lrbench.train.packed.data import PackEpoch
 
     data = device_data(stl_like)
     assert data.pad == 12

@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 
 from lrbench.config import parse_config
 from lrbench.errors import UserError
-from lrbench.reactive import EarlyStopState, PlateauState, Reactions, check_epochs
 from lrbench.schedules import build_schedule
 from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
 from lrbench.train import Runtime, train_run
+from lrbench.train.reactive import EarlyStopState, PlateauState, Reactions, check_epochs
 
 
 def torch_plateau_lrs(metrics, lr, **kw) -> list[float]:

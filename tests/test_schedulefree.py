@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 from lrbench.errors import UserError
-from lrbench.optim import (
+from lrbench.schedules import build_schedule
+from lrbench.specs import OptimizerSpec
+from lrbench.train.optim import (
     build_optimizer,
     check_schedule,
     for_evaluation,
@@ -19,8 +21,6 @@ from lrbench.optim import (
     recompute_batchnorm,
     set_hparams,
 )
-from lrbench.schedules import build_schedule
-from lrbench.specs import OptimizerSpec
 
 pytest.importorskip("schedulefree")
 
@@ -188,14 +188,14 @@ def test_bad_momentum_and_missing_package_are_user_errors(monkeypatch) -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("name", ["sgd_schedulefree", "adamw_schedulefree"])
 def test_the_packed_step_equals_the_package_after_a_hundred_steps(name, dtype) -> None:
-    """lrbench's fused schedule-free step for G models (lrbench.packed.optim) against the
+    """lrbench's fused schedule-free step for G models (lrbench.train.packed.optim) against the
     package stepping each model alone: 100 steps, every model its own rates (a warmup from 0,
     then a decay, changed epoch by epoch as plateau may), weight decay, a train/eval switch
     every epoch, one model frozen halfway (as an early stop freezes it). On the CPU the two
     are bit-identical (largest relative difference seen: 0, in float32 and float64), since
     lerp with a tensor weight and addcmul by a tensor round as lerp and add(alpha=) do."""
-    from lrbench.packed.models import PackedModel, owner_index
-    from lrbench.packed.optim import PackedScheduleFree
+    from lrbench.train.packed.models import PackedModel, owner_index
+    from lrbench.train.packed.optim import PackedScheduleFree
 
     groups, epochs, steps = 3, 4, 25
     spec = OptimizerSpec(name=name, lr=0.1, weight_decay=1e-3)

@@ -12,15 +12,15 @@ from torch import nn
 from lrbench.data import DeviceData, load_splits
 from lrbench.models import build_model
 from lrbench.schedules import build_schedule
-from lrbench.snapshots import (
+from lrbench.specs import DatasetSpec
+from lrbench.train import evaluate
+from lrbench.train.snapshots import (
     SnapshotEnsemble,
     predict_probs,
     snapshot_epochs,
     snapshot_steps,
     split_labels,
 )
-from lrbench.specs import DatasetSpec
-from lrbench.train import evaluate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -80,7 +80,7 @@ def bench_command(
     Reports images/s, model-epochs/s (one model seeing 50,000 images) and the ratio to the
     baseline. Example: lrbench bench --device cuda --pack 8 32 64 --json
     """
-    from lrbench.bench import run_bench
+    from lrbench.tools.bench import run_bench
 
     model_name(model)
     packs = parse_packs([*pack, *(more_packs or [])])

@@ -84,7 +84,7 @@ def lr_find_command(
     out: Path = typer.Option(..., help="Folder for lr_find.csv and lr_find.png."),
     as_json: bool = typer.Option(False, "--json", help="Print the suggestion as JSON."),
 ) -> None:
-    from lrbench.lrfind import MODES
+    from lrbench.tools.lrfind import MODES
 
     mode = mode.lower()
     if mode not in MODES:
@@ -122,7 +122,7 @@ def lr_find_command(
         channels_last,
         dict(min_lr=min_lr, max_lr=max_lr, steps=steps, mode=mode, stop_factor=stop_factor),
     )
-    from lrbench.lrfind import describe, plot, write_csv
+    from lrbench.tools.lrfind import describe, plot, write_csv
 
     csv_path = write_csv(result, out / "lr_find.csv")
     png_path = plot(result, sugg, out / "lr_find.png", title=title)
@@ -141,9 +141,9 @@ def _probe(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from lrbench.data import DeviceData, load_splits
-    from lrbench.lrfind import run_range_test
-    from lrbench.optim import build_optimizer
+    from lrbench.tools.lrfind import run_range_test
     from lrbench.train import autocast_for, build_run_model, resolve_device, resolve_precision
+    from lrbench.train.optim import build_optimizer
 
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)

@@ -179,8 +179,8 @@ def optimizer_spec(
     """`--optimizer` and its settings, checked as a config's optimizer is."""
     from pydantic import ValidationError
 
-    from lrbench.optim import OPTIMIZERS
     from lrbench.specs import OptimizerSpec
+    from lrbench.train.optim import OPTIMIZERS
 
     if name not in OPTIMIZERS:
         raise UserError(f"--optimizer: {name!r} is not one of {', '.join(OPTIMIZERS)}")

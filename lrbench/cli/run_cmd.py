@@ -78,10 +78,10 @@ def run_command(
     from lrbench.display import RunProgress
     from lrbench.imports import add_search_path
     from lrbench.models import check_model_name
-    from lrbench.optim import check_schedule
     from lrbench.schedules import build_schedule
     from lrbench.specs import RunSpec
     from lrbench.train import Runtime, train_run
+    from lrbench.train.optim import check_schedule
 
     add_search_path(Path.cwd())  # --schedule module:function, as `lrbench schedule` finds it
     try:

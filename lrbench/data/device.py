@@ -169,7 +169,7 @@ class DeviceData:
             raise ValueError(f"no {split!r} split here (have: {known}); val needs val_fraction > 0")
         return self._splits[split]
 
-    _split = tensors  # the name lrbench/packed/data.py used before `tensors` was public
+    _split = tensors  # the name lrbench/train/packed/data.py used before `tensors` was public
 
 
 def on_device(splits, device: torch.device | str, channels_last: bool = True):

@@ -70,7 +70,7 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Token ids [B, T] (T <= context) -> next-token logits [B, T, vocab]."""
 
-    decay_matrices_only = True  # lrbench.optim.param_groups: no decay on LayerNorm weights
+    decay_matrices_only = True  # lrbench.train.optim.param_groups: no decay on LayerNorm weights
 
     def __init__(self, layers: int, width: int, vocab: int, context: int) -> None:
         super().__init__()

@@ -6,7 +6,7 @@ groups=G sees only each model's own channels, BatchNorm over G*C channels is per
 and BatchNorm statistics are consumed in the plain model's named_parameters() and
 named_buffers() order, so a grouped forward reads like the model's own forward.
 
-Here rather than in lrbench.packed, which imports the models: both packages use these layers.
+Here rather than in lrbench.train.packed, which imports the models: both packages use these layers.
 """
 
 from __future__ import annotations

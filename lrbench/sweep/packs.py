@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from lrbench.errors import UserError
-from lrbench.packed.planning import plan_packs
 from lrbench.specs import RunSpec
+from lrbench.sweep.packing import plan_packs
 from lrbench.sweep.plan import SKIP_STATES, PlannedRun
 from lrbench.train.runtime import Runtime, resolve_device, resolve_precision
 
@@ -48,7 +48,7 @@ def pack_size(
     say: Callable[[str], Any],
 ) -> int:
     """A number is used as given; auto is 1 on the CPU (packing does not pay there), and on
-    CUDA measured once per sweep (lrbench.packed.autosize) for the sweep's largest group of
+    CUDA measured once per sweep (lrbench.sweep.autosize) for the sweep's largest group of
     compatible runs: one size serves every group, and the choice is kept in the sweep's
     pack-auto.json so that a resumed sweep forms the same packs."""
     size = parse_pack(pack)
@@ -56,7 +56,7 @@ def pack_size(
         return size
     if not device.startswith("cuda"):
         return 1
-    from lrbench.packed.autosize import CACHE_NAME, sweep_pack_size
+    from lrbench.sweep.autosize import CACHE_NAME, sweep_pack_size
 
     dev = resolve_device(device)
     precision = resolve_precision(runtime.precision, dev)

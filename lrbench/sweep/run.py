@@ -42,9 +42,9 @@ Say = Callable[[str], Any]
 
 def early_stop_idle(spec: RunSpec, schedule: Any, steps_per_epoch: int) -> str | None:
     """Why early stopping, configured, can never stop this run, or None: it judges a run only
-    at the epochs lrbench.reactive allows (cycle ends for cyclical schedules and snapshots) and
+    at the epochs lrbench.train.reactive allows (cycle ends for cyclical schedules and snapshots) and
     needs `patience` judgements without improvement before the last one."""
-    from lrbench.reactive import Reactions
+    from lrbench.train.reactive import Reactions
 
     if not spec.early_stop:
         return None
@@ -183,7 +183,7 @@ class Sweep:
 
     def alone(self) -> dict[str, str]:
         """Runs left to train that cannot share a pack, and why (e.g. a model with dropout)."""
-        from lrbench.packed.planning import unpackable_reason
+        from lrbench.train.packed.sharing import unpackable_reason
 
         reasons = {p.run_id: unpackable_reason(p.spec) for p in self.todo}
         return {run: why for run, why in reasons.items() if why}

@@ -2,7 +2,7 @@
 
 Format (one file, `checkpoint.pt`, the same whether the run trained alone or in a pack, so either
 path resumes the other's): the model's state_dict, the optimizer's state (torch.optim's
-state_dict; for schedule-free optimizers lrbench's own layout, see lrbench.optim), `epoch` and
+state_dict; for schedule-free optimizers lrbench's own layout, see lrbench.train.optim), `epoch` and
 `step` done, the run it belongs to (`run_id`, `spec_sha256`, `seed`: a checkpoint is never
 resumed in another run's folder), the RNG states, `wall_time_s`, and the reactive state (plateau, early stopping) and
 snapshot ensemble of lrbench.train.member.

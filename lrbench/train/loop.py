@@ -63,13 +63,13 @@ def train_runs(
 ) -> list[dict]:
     """Train (or resume, or skip) runs, alone (one spec) or as one pack; their summaries.
 
-    A pack's runs must share everything but schedule, seed and rate (lrbench.packed.planning);
-    `impl` picks how a pack's models run (lrbench.packed.models.IMPLS). Each run's folder ends
+    A pack's runs must share everything but schedule, seed and rate (lrbench.train.packed.sharing);
+    `impl` picks how a pack's models run (lrbench.train.packed.models.IMPLS). Each run's folder ends
     up as if it had trained alone. Raises UserError for runs that cannot share a pack or folders
     that hold other runs, and RunFailed (after writing summary.json `failed` and run.log in
     every unfinished folder) when training fails.
     """
-    from lrbench.packed.planning import check_packable
+    from lrbench.train.packed.sharing import check_packable
 
     specs = list(specs)
     if len(specs) != len(run_dirs):
@@ -166,7 +166,7 @@ class Loop:
         if len(self.members) == 1:
             return PlainStepper(trainees[0], self.data, self.device, self.precision,
                                 self.runtime.channels_last)  # fmt: skip
-        from lrbench.packed.stepper import packed_stepper
+        from lrbench.train.packed.stepper import packed_stepper
 
         return packed_stepper(self.members, {m.slot for m in trainees}, self.data, self.device,
                               self.precision, self.runtime.channels_last, self.impl)  # fmt: skip

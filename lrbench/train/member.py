@@ -3,7 +3,7 @@
 Its folder (claimed, never overwritten when it holds another run), spec.json, the metrics rows,
 the checkpoint's content, the summary, divergence, plateau and early-stopping state, and its
 snapshot ensemble are all here, once; whether the run trains alone or as one slot of a pack is
-the stepper's business (lrbench.train.steppers, lrbench.packed.stepper).
+the stepper's business (lrbench.train.steppers, lrbench.train.packed.stepper).
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ import torch
 
 from lrbench.data import DeviceData
 from lrbench.errors import UserError
-from lrbench.optim import base_momentum
-from lrbench.reactive import Reactions
 from lrbench.results import RunDir, atomic_write_json, metric_columns, read_json
 from lrbench.schedules import build_schedule
-from lrbench.snapshots import SnapshotEnsemble, snapshot_steps, split_labels
 from lrbench.specs import RunSpec
 from lrbench.tasks import CrossEntropy, Task, task_for
 from lrbench.train.checkpoint import checkpoint_fault, read_checkpoint
 from lrbench.train.checkpoint import identity as checkpoint_identity
+from lrbench.train.optim import base_momentum
+from lrbench.train.reactive import Reactions
 from lrbench.train.runtime import provenance
+from lrbench.train.snapshots import SnapshotEnsemble, snapshot_steps, split_labels
 from lrbench.train.tblog import RunLog
 
 ENSEMBLE_COLUMNS = ["ensemble_size", "ensemble_test_acc"]

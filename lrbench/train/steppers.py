@@ -12,7 +12,7 @@ optimizer and answers a few questions, for every slot at once:
     capture() / member_state(captured, slot, step)   a slot's checkpoint, off the training thread
 
 `PlainStepper` is a run trained alone: an nn.Module and its torch.optim (or schedulefree)
-optimizer. `lrbench.packed.stepper.PackedStepper` is G runs as one packed network.
+optimizer. `lrbench.train.packed.stepper.PackedStepper` is G runs as one packed network.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ import torch
 
 from lrbench.data import DeviceData
 from lrbench.models import build_model
-from lrbench.optim import (
+from lrbench.tasks import CrossEntropy, Task
+from lrbench.train.checkpoint import cpu_copy, restore_rng, rng_state
+from lrbench.train.optim import (
     build_optimizer,
     clip_global_norm,
     for_evaluation,
@@ -36,10 +38,8 @@ from lrbench.optim import (
     param_groups,
     set_hparams,
 )
-from lrbench.snapshots import predict_probs
-from lrbench.tasks import CrossEntropy, Task
-from lrbench.train.checkpoint import cpu_copy, restore_rng, rng_state
 from lrbench.train.runtime import autocast_for, param_dtype
+from lrbench.train.snapshots import predict_probs
 
 BN_RECOMPUTE_BATCHES = 16  # schedule-free: BatchNorm statistics re-estimated at the averaged x
 

@@ -1,7 +1,7 @@
 """One fused optimizer step for every model of a pack, each with its own rate and momentum.
 
 The pack's parameters, gradient and optimizer state are each one flat tensor (see
-lrbench.packed.models), so a step is a handful of whole-buffer ops whatever G and the depth are:
+lrbench.train.packed.models), so a step is a handful of whole-buffer ops whatever G and the depth are:
 the step's per-model values (rate, momentum, Adam's bias-corrected step size) are rows of
 [steps, G] tables that live on the device, spread to the elements with one `index_select` over
 `owner` (which model each element belongs to), and applied with plain tensor ops. No host sync.
@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrbench.optim import SCHEDULE_FREE
 from lrbench.specs import OptimizerSpec
+from lrbench.train.optim import SCHEDULE_FREE
 
 
 def build_packed_optimizer(
@@ -274,7 +274,7 @@ class PackedScheduleFree:
         }  # fmt: skip
 
     def member_state(self, views, steps_done: int, g: int, source=None) -> dict[str, Any]:
-        """Model g's state in lrbench's schedule-free layout (lrbench.optim.schedule_free_state)."""
+        """Model g's state in lrbench's schedule-free layout (lrbench.train.optim.schedule_free_state)."""
         state = self.snapshot() if source is None else source
         out: dict[str, Any] = {"k": state["k"], "lr_max": state["lr_max"][g],
                                "weight_sum": state["weight_sum"][g]}  # fmt: skip

@@ -27,12 +27,12 @@ from typing import Any
 
 import torch
 
-from lrbench.bench import Timer, pack_trainer
 from lrbench.data.sources import dataset_shape
-from lrbench.packed.planning import pack_key, unpackable_reason
-from lrbench.packed.stepper import PackedStepper
 from lrbench.results import atomic_write_json, read_json
 from lrbench.specs import RunSpec
+from lrbench.tools.bench import Timer, pack_trainer
+from lrbench.train.packed.sharing import pack_key, unpackable_reason
+from lrbench.train.packed.stepper import PackedStepper
 
 CACHE_NAME = "pack-auto.json"
 MIN_GAIN = 1.10  # keep doubling while a step up is at least 10% faster
@@ -122,7 +122,7 @@ def measure_throughput(
     steps: int = 10,
 ) -> float:
     """Model-images per second of `groups` models trained as one pack: the bench's pack
-    (lrbench.bench.pack_trainer), eager, on one synthetic batch of `image_size` images already
+    (lrbench.tools.bench.pack_trainer), eager, on one synthetic batch of `image_size` images already
     on `device`."""
     device = torch.device(device)
     timer = Timer(device, steps, warmup)

@@ -1,8 +1,8 @@
 """G runs as one packed network: the stepper the loop uses for a pack (lrbench.train.steppers).
 
-One step of every model, whatever G is: ~10 ops to draw the G batches (lrbench.packed.data), the
-packed forward/backward (lrbench.packed.models), ~10 whole-buffer ops for the fused optimizer
-(lrbench.packed.optim). Losses and accuracies stay on the device; the loop syncs once an epoch.
+One step of every model, whatever G is: ~10 ops to draw the G batches (lrbench.train.packed.data), the
+packed forward/backward (lrbench.train.packed.models), ~10 whole-buffer ops for the fused optimizer
+(lrbench.train.packed.optim). Losses and accuracies stay on the device; the loop syncs once an epoch.
 
 Slots keep their place for the pack's whole life: a finished, diverged or stopped model rides
 along as a passenger at rate 0 (in float32 the grouped kernels' blocking depends on G, and a
@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 from lrbench.data import DeviceData
-from lrbench.optim import (
+from lrbench.tasks import Task
+from lrbench.train.checkpoint import rng_state
+from lrbench.train.optim import (
     base_momentum,
     build_optimizer,
     check_schedule_free,
@@ -36,11 +38,9 @@ from lrbench.optim import (
     set_hparams,
     state_order,
 )
-from lrbench.packed.data import PackEpoch, pack_eval_input
-from lrbench.packed.models import PackedModel, owner_index, packed_forward, resolve_impl
-from lrbench.packed.optim import PackedOptimizer, PackedScheduleFree, build_packed_optimizer
-from lrbench.tasks import Task
-from lrbench.train.checkpoint import rng_state
+from lrbench.train.packed.data import PackEpoch, pack_eval_input
+from lrbench.train.packed.models import PackedModel, owner_index, packed_forward, resolve_impl
+from lrbench.train.packed.optim import PackedOptimizer, PackedScheduleFree, build_packed_optimizer
 from lrbench.train.runtime import autocast_for, param_dtype
 from lrbench.train.steppers import BN_RECOMPUTE_BATCHES, CROSS_ENTROPY, inputs
 
@@ -253,7 +253,7 @@ class PackedStepper:
 
     @torch.no_grad()
     def predict_probs(self, split: str) -> torch.Tensor:
-        """[G, N, C] softmax outputs, as lrbench.snapshots.predict_probs gives each model's."""
+        """[G, N, C] softmax outputs, as lrbench.train.snapshots.predict_probs gives each model's."""
         assert self.data is not None
         m, g = self.model, self.model.groups
         was = m.training
@@ -343,7 +343,7 @@ def packed_stepper(
 
 
 def decay_mask(model: PackedModel, device: torch.device) -> torch.Tensor | None:
-    """Which elements of `flat` weight decay applies to (lrbench.optim.decayed); None: all."""
+    """Which elements of `flat` weight decay applies to (lrbench.train.optim.decayed); None: all."""
     flags = decayed(model.template)
     if all(flags):
         return None

@@ -4,7 +4,7 @@ A [B, G*C, H, W] activation carries model g in channels [g*C, (g+1)*C); convolut
 grouped (groups=G), so each model's filters see only its own channels; BatchNorm over G*C
 channels is per model for free (its statistics are per channel); linear heads are one batched
 matmul ([G, B, in] x [G, in, out]). A grouped forward takes the layers' packed tensors in
-the plain model's named_parameters() order (lrbench.packed.models.grouped_views), the
+the plain model's named_parameters() order (lrbench.train.packed.models.grouped_views), the
 BatchNorm running statistics as [G*C] tensors in named_buffers() order, x [B, G*Cin, H, W],
 whether it trains, G, and the BatchNorm momentum, and returns logits [G, B, classes]; model g
 computes what the plain model computes (equal in float64; tests/test_packed_features.py).

@@ -1,4 +1,4 @@
-"""Which runs can share a pack, and the packs a sweep trains.
+"""Which runs can share a pack: what the loop checks before it trains runs as one.
 
 Runs that share the model, dataset, optimizer (all but the rate), batch size, epochs, early
 stopping and snapshots differ only in schedule, seed and rate: they train in lockstep, so they
@@ -73,29 +73,3 @@ def check_packable(specs: Sequence[RunSpec]) -> None:
                 f"runs {specs[0].run_id} and {spec.run_id} cannot share a pack: they differ in "
                 f"{', '.join(keys)} (a pack may differ only in schedule, seed and lr)"
             )
-
-
-def plan_packs(specs: Sequence[RunSpec], max_pack: int) -> list[list[RunSpec]]:
-    """Group compatible runs into packs of at most `max_pack`, in first-seen order.
-
-    A group of n runs becomes ceil(n / max_pack) packs of near-equal size (10 runs, max 8:
-    5 + 5, not 8 + 2), so no pack is left nearly empty. The plan depends only on the list, not
-    on what has finished, so a resumed sweep forms the same packs (which bit-exact resume
-    needs). Runs that must train alone come back as packs of one.
-    """
-    if max_pack < 1:
-        raise UserError(f"--pack must be at least 1, got {max_pack}")
-    groups: dict[str, list[RunSpec]] = {}
-    for i, spec in enumerate(specs):
-        key = f"alone:{i}" if unpackable_reason(spec) else pack_key(spec)
-        groups.setdefault(key, []).append(spec)
-    packs: list[list[RunSpec]] = []
-    for members in groups.values():
-        count = -(-len(members) // max_pack)
-        size, extra = divmod(len(members), count)
-        start = 0
-        for i in range(count):
-            end = start + size + (1 if i < extra else 0)
-            packs.append(members[start:end])
-            start = end
-    return packs

@@ -266,8 +266,8 @@ def run_range_test(
     early when the smoothed loss exceeds stop_factor x its best (0 disables that), or the loss
     is not finite.
     """
-    from lrbench.optim import for_training
     from lrbench.train import train_step
+    from lrbench.train.optim import for_training
 
     ramp = lr_ramp(min_lr, max_lr, steps, mode)
     dtype = next(model.parameters()).dtype

@@ -3,7 +3,7 @@
 All parameters live in ONE flat tensor, `flat`, param-major: the segment of each parameter holds
 model 0's copy, then model 1's, ... (so a segment is also that parameter stacked over the G
 models, [G, *shape]). The gradient arrives as one flat tensor too, and the optimizer updates
-every parameter of every model with a handful of whole-buffer ops (lrbench.packed.optim).
+every parameter of every model with a handful of whole-buffer ops (lrbench.train.packed.optim).
 `owner` maps each element of `flat` to its model, for per-model learning rates. Buffers
 (BatchNorm's running statistics and counters) are stacked per buffer, [G, *shape].
 
@@ -14,7 +14,7 @@ How the G models run (`impl`):
   convolutions cost ~2x per model what the plain ones cost.
 - `grouped`: every layer holds all G models (a [B, G*C, H, W] activation carries model g in
   channels [g*C, (g+1)*C); grouped convolutions, BatchNorm over G*C channels, batched-matmul
-  heads): few, big kernels, the GPU's way. Written per architecture (lrbench.packed.grouped:
+  heads): few, big kernels, the GPU's way. Written per architecture (lrbench.train.packed.grouped:
   the ResNets, VGG, Wide ResNets); rounding differs from the plain model's (another summation
   order), exact in float64.
 - `vmap`: torch.func.vmap over functional_call: grouped kernels for any architecture, slower
@@ -203,7 +203,7 @@ def packed_forward(
             for i, b in enumerate(layout.buffers)
             if b.name.endswith(("running_mean", "running_var"))
         ]
-        from lrbench.packed.grouped import grouped_forward
+        from lrbench.train.packed.grouped import grouped_forward
 
         grouped = grouped_forward(layout.arch)
         return grouped(grouped_views(layout, stacked), stats, x, training, g, momentum)
@@ -311,7 +311,7 @@ class PackedModel(nn.Module):
     @contextlib.contextmanager
     def cumulative_bn(self) -> Iterator[None]:
         """Re-estimate BatchNorm statistics: reset, then average over the batches run inside
-        (as nn.BatchNorm with momentum None, and lrbench.optim.recompute_batchnorm)."""
+        (as nn.BatchNorm with momentum None, and lrbench.train.optim.recompute_batchnorm)."""
         for i, b in enumerate(self.layout.buffers):
             buf = getattr(self, f"buf{i}")
             with torch.no_grad():
@@ -361,7 +361,7 @@ class PackedModel(nn.Module):
 
 
 def _grouped_arch(model: str | dict) -> tuple:
-    from lrbench.packed.grouped import grouped_arch
+    from lrbench.train.packed.grouped import grouped_arch
 
     return grouped_arch(model)
 

@@ -9,8 +9,8 @@ something on a shared or noisy machine:
 - single: lrbench's single-run loop: DeviceData's device-side batches and train.py's step
   (set_hparams, autocast when train.py would use it, channels_last as train.py defaults to,
   loss and accuracy accumulated on the device).
-- packed: G models trained as one (lrbench.packed), each on its own batches, one fused
-  optimizer step, exactly the step a packed sweep runs (lrbench.packed.stepper).
+- packed: G models trained as one (lrbench.train.packed), each on its own batches, one fused
+  optimizer step, exactly the step a packed sweep runs (lrbench.train.packed.stepper).
 
 A model-epoch is one model seeing 50,000 training images (CIFAR's train split), whatever the
 dataset: a pack of G processes G model-epochs per 50,000 images per model. Every row is set up
@@ -38,11 +38,6 @@ import torch.nn.functional as F
 from lrbench.data import DeviceData, Splits, load_splits
 from lrbench.errors import UserError, one_line
 from lrbench.models import build_model
-from lrbench.optim import build_optimizer
-from lrbench.packed.data import PackEpoch
-from lrbench.packed.models import init_packed, owner_index, resolve_impl
-from lrbench.packed.optim import build_packed_optimizer
-from lrbench.packed.stepper import PackedStepper, compile_mode
 from lrbench.specs import DEFAULT_BATCH_SIZE, DatasetSpec, OptimizerSpec
 from lrbench.train import (
     Runtime,
@@ -53,6 +48,11 @@ from lrbench.train import (
     resolve_precision,
     train_step,
 )
+from lrbench.train.optim import build_optimizer
+from lrbench.train.packed.data import PackEpoch
+from lrbench.train.packed.models import init_packed, owner_index, resolve_impl
+from lrbench.train.packed.optim import build_packed_optimizer
+from lrbench.train.packed.stepper import PackedStepper, compile_mode
 
 MODEL_EPOCH_IMAGES = 50_000
 DATASET_NAMES = ("synthetic", "cifar10", "cifar100")

@@ -1,0 +1,1 @@
+"""Tools beside the sweep: the speed benchmark (bench) and the learning-rate range test (lrfind)."""
