@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperCommand
 
 from lrbench.cli.app import app
-from lrbench.cli.options import model_name
+from lrbench.cli.options import DataDir, Device, model_name
 from lrbench.cli.printing import print_whole
 from lrbench.defaults import DEFAULT_BATCH_SIZE
 from lrbench.errors import UserError
@@ -33,7 +33,7 @@ class _OptionsOnly(TyperCommand):
 def bench_command(
     more_packs: list[str] = typer.Argument(None, hidden=True),
     model: str = typer.Option("resnet20", help="The model to time (any resnet{6n+2})."),
-    device: str = typer.Option("auto", help="auto (CUDA when present) | cpu | cuda | cuda:N."),
+    device: Device = "auto",
     pack: list[str] = typer.Option(
         [],
         "--pack",
@@ -54,9 +54,7 @@ def bench_command(
         "synthetic",
         help="synthetic | cifar10 | cifar100, or an image folder / .tar[.gz|.xz] archive.",
     ),
-    data_dir: str | None = typer.Option(
-        None, envvar="LRBENCH_DATA", help="Where datasets are cached."
-    ),
+    data_dir: DataDir = None,
     workers: int | None = typer.Option(
         None,
         min=0,

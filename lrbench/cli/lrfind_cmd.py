@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -28,17 +29,10 @@ from lrbench.cli.options import (
     dataset_spec,
     model_name,
     optimizer_spec,
+    out_folder,
 )
-from lrbench.defaults import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_MOMENTUM,
-    DEFAULT_WEIGHT_DECAY,
-    MAX_BATCH,
-    SEEDS_BELOW,
-)
-from lrbench.errors import UserError
+from lrbench.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MOMENTUM, DEFAULT_WEIGHT_DECAY
 
-MAX_STEPS = 1_000_000  # a probe, not a training run
 HELP = "\n\n".join(
     [
         "Learning-rate range test (Smith 2017, §3.3; fastai/Lightning lr_find): train briefly "
@@ -84,72 +78,39 @@ def lr_find_command(
     out: Path = typer.Option(..., help="Folder for lr_find.csv and lr_find.png."),
     as_json: bool = typer.Option(False, "--json", help="Print the suggestion as JSON."),
 ) -> None:
-    from lrbench.tools.lrfind import MODES
+    from lrbench.tools.lrfind import Probe, Ramp, describe, find_lr, plot, write_csv
+    from lrbench.train import Runtime
 
-    mode = mode.lower()
-    if mode not in MODES:
-        raise UserError(f"--mode {mode!r} is not valid; --mode accepts {' | '.join(MODES)}")
-    if not (math.isfinite(min_lr) and min_lr > 0):
-        raise UserError(f"--min-lr must be a positive number, got {min_lr:g}")
-    if not (math.isfinite(max_lr) and max_lr > min_lr):
-        raise UserError(f"--max-lr must be above --min-lr ({min_lr:g}), got {max_lr:g}")
-    if not 10 <= steps <= MAX_STEPS:
-        raise UserError(f"--steps must be at least 10 and at most {MAX_STEPS:,}, got {steps}")
-    if not 1 <= batch_size <= MAX_BATCH:
-        raise UserError(f"--batch-size must be from 1 to {MAX_BATCH:,}, got {batch_size}")
-    if not 0 <= seed < SEEDS_BELOW:
-        raise UserError(f"--seed must be from 0 to {SEEDS_BELOW - 1:,}, got {seed}")
-    if not (math.isfinite(stop_factor) and stop_factor >= 0):
-        raise UserError(f"--stop-factor must be a number >= 0 (0: never stop), got {stop_factor:g}")
-    opt_spec = optimizer_spec(optimizer, min_lr, momentum, nesterov, weight_decay)
-    data_spec = dataset_spec(dataset, data_root, limit_train, 0.0)
-
-    model_name(model)  # an unknown model name fails before the data is loaded
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create --out {out}: {err.strerror}") from err
-
-    result, sugg, title = _probe(
-        model,
-        data_spec,
-        data_dir,
-        opt_spec,
-        batch_size,
-        seed,
-        device,
-        precision,
-        channels_last,
-        dict(min_lr=min_lr, max_lr=max_lr, steps=steps, mode=mode, stop_factor=stop_factor),
+    probe = Probe(
+        model=model_name(model),  # an unknown model name fails before the data is loaded
+        optimizer=optimizer_spec(optimizer, min_lr, momentum, nesterov, weight_decay),
+        ramp=Ramp(min_lr, max_lr, steps, mode.lower(), stop_factor),
+        batch_size=batch_size,
+        seed=seed,
+        dataset=dataset_spec(dataset, data_root, limit_train, 0.0),
     )
-    from lrbench.tools.lrfind import describe, plot, write_csv
-
-    csv_path = write_csv(result, out / "lr_find.csv")
-    png_path = plot(result, sugg, out / "lr_find.png", title=title)
+    runtime = Runtime(
+        device=device, precision=precision, channels_last=channels_last, data_dir=data_dir
+    )
+    out_folder(out, "folder for lr_find.csv")
+    with _progress(steps) as on_step:
+        found = find_lr(probe, runtime, on_step)
+    csv_path = write_csv(found.result, out / "lr_find.csv")
+    png_path = plot(found.result, found.suggestion, out / "lr_find.png", title=probe.title())
     if as_json:
-        typer.echo(json.dumps({**sugg.as_dict(), "steps_run": len(result)}, indent=2))
+        steps_run = {"steps_run": len(found.result)}
+        typer.echo(json.dumps({**found.suggestion.as_dict(), **steps_run}, indent=2))
     else:
-        typer.echo(describe(result, sugg))
+        typer.echo(describe(found.result, found.suggestion))
     sys.stdout.flush()
     typer.echo(f"wrote {csv_path} and {png_path}", err=True)
 
 
-def _probe(
-    model, data_spec, data_dir, opt_spec, batch_size, seed, device, precision, channels_last, ramp
-):
+@contextmanager
+def _progress(steps: int) -> Iterator[Callable[[int, int, float], None]]:
+    """A bar on stderr (when it is a terminal) that each step moves, with its rate."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from lrbench.data import DeviceData, load_splits
-    from lrbench.tools.lrfind import run_range_test
-    from lrbench.train import autocast_for, build_run_model, resolve_device, resolve_precision
-    from lrbench.train.optim import build_optimizer
-
-    dev = resolve_device(device)
-    prec = resolve_precision(precision, dev)
-    data = DeviceData(load_splits(data_spec, data_dir), dev, channels_last=channels_last)
-    net = build_run_model(model, data.num_classes, seed, dev, prec, channels_last)
-    opt = build_optimizer(opt_spec, net.parameters())
 
     console = Console(stderr=True)
     progress = Progress(
@@ -162,34 +123,9 @@ def _probe(
         transient=True,
     )
     with progress:
-        task = progress.add_task("lr-find", total=ramp["steps"], lr="")
+        task = progress.add_task("lr-find", total=steps, lr="")
 
         def on_step(i: int, total: int, lr: float) -> None:
             progress.update(task, completed=i, lr=f"{lr:.3g}")
 
-        result = run_range_test(
-            net,
-            opt,
-            data,
-            batch_size=batch_size,
-            seed=seed,
-            autocast=autocast_for(prec, dev),
-            on_step=on_step,
-            **ramp,
-        )
-    del net, opt  # a probe: its weights are never saved
-    if len(result) < 3:
-        raise UserError(
-            f"the range test stopped after {len(result)} step(s) ({result.stop_reason}); "
-            "lower --min-lr"
-        )
-    try:
-        sugg = result.suggest()
-    except ValueError as err:
-        raise UserError(f"no suggestion: {err}") from None
-    title = (
-        f"LR range test: {model} on {data_spec.display_name}"
-        f"{f' ({data_spec.limit_train} images)' if data_spec.limit_train else ''}, "
-        f"{opt_spec.name} wd {opt_spec.weight_decay:g}, batch {batch_size}, {ramp['mode']} ramp"
-    )
-    return result, sugg, title
+        yield on_step

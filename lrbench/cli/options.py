@@ -15,14 +15,14 @@ if TYPE_CHECKING:  # pydantic and the specs are imported when an option is parse
     from lrbench.specs import DatasetSpec, OptimizerSpec
 
 
-def parse_sets(items: list[str]) -> dict[str, Any]:
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
     """`--set KEY=VALUE` pairs, each value parsed as YAML (`milestones=[0.3,0.6]`, `beta=0.9`)."""
     import yaml
 
     from lrbench.yamlio import load_yaml
 
     out: dict[str, Any] = {}
-    for item in items:
+    for item in items or ():
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
@@ -97,9 +97,42 @@ Precision = Annotated[
     str, typer.Option(help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp64.")
 ]
 ChannelsLast = Annotated[bool, typer.Option(help="channels_last memory format.")]
+Lr = Annotated[
+    float, typer.Option("--lr", help="The peak learning rate (the schedule multiplies it).")
+]
+ScheduleSets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Schedule parameter KEY=VALUE, VALUE read as YAML; repeatable: "
+        "--set milestones=[0.3,0.6] --set warmup=0.05 --set 'profile={name: rex, beta: 0.9}'.",
+    ),
+]
 
 
 # --- the specs those options make ------------------------------------------------------------
+
+
+def schedule_spec(name: str, sets: list[str] | None) -> dict[str, Any]:
+    """`--schedule NAME` (or module:function, found from the current folder) and its `--set`s,
+    checked and written out as a spec's schedule."""
+    from lrbench.imports import add_search_path
+    from lrbench.schedules import build_schedule
+
+    add_search_path(Path.cwd())
+    entry = {"import": name} if ":" in name else {"name": name}
+    return build_schedule({**entry, **parse_sets(sets)}).to_dict()
+
+
+def out_folder(out: Path, what: str) -> Path:
+    """`--out`: a folder, made if missing (a file there, or one that cannot be made, is refused)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file, not a {what}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot create the {what} ({err.strerror})") from None
+    return out
 
 
 def model_name(text: str) -> str:

@@ -16,18 +16,22 @@ from lrbench.cli.options import (
     Device,
     LimitTrain,
     LiveLog,
+    Lr,
     Model,
     Momentum,
     Nesterov,
     Optimizer,
     Precision,
+    ScheduleSets,
     Seed,
     WeightDecay,
     dataset_spec,
     log_choice,
+    model_name,
     optimizer_spec,
-    parse_sets,
+    out_folder,
     pydantic_line,
+    schedule_spec,
 )
 from lrbench.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MOMENTUM, DEFAULT_WEIGHT_DECAY
 from lrbench.errors import RunFailed, UserError
@@ -47,16 +51,12 @@ def run_command(
         0.0, help="Hold this fraction of train out as a validation split."
     ),
     optimizer: Optimizer = "sgd",
-    lr: float = typer.Option(0.1, help="Peak learning rate (the schedule multiplies it)."),
+    lr: Lr = 0.1,
     momentum: Momentum = DEFAULT_MOMENTUM,
     nesterov: Nesterov = False,
     weight_decay: WeightDecay = DEFAULT_WEIGHT_DECAY,
     schedule: str = typer.Option("rex", help="A schedule name (see `lrbench schedules`)."),
-    sets: list[str] = typer.Option(
-        [],
-        "--set",
-        help="Schedule parameter KEY=VALUE (YAML), repeatable: --set beta=0.9 --set warmup=0.05.",
-    ),
+    sets: ScheduleSets = None,
     epochs: int = typer.Option(30, help="Epochs of the run; the schedule spans exactly these."),
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     seed: Seed = 0,
@@ -76,42 +76,21 @@ def run_command(
     from pydantic import ValidationError
 
     from lrbench.display import RunProgress
-    from lrbench.imports import add_search_path
-    from lrbench.models import check_model_name
-    from lrbench.schedules import build_schedule
-    from lrbench.specs import RunSpec
     from lrbench.train import Runtime, train_run
-    from lrbench.train.optim import check_schedule
+    from lrbench.train.single import alone_spec
 
-    add_search_path(Path.cwd())  # --schedule module:function, as `lrbench schedule` finds it
     try:
-        check_model_name(model)
-    except UserError as err:
-        raise UserError(f"--model: {err}") from None
-    opt_spec = optimizer_spec(optimizer, lr, momentum, nesterov, weight_decay)
-    entry = {"import": schedule} if ":" in schedule else {"name": schedule}
-    sched = build_schedule({**entry, **parse_sets(sets)})
-    try:
-        spec = RunSpec(
-            model=model,
+        spec = alone_spec(
+            model=model_name(model),
+            optimizer=optimizer_spec(optimizer, lr, momentum, nesterov, weight_decay),
+            schedule=schedule_spec(schedule, sets),
             dataset=dataset_spec(dataset, data_root, limit_train, val_fraction, limit_test),
-            optimizer=opt_spec,
-            schedule=sched.to_dict(),
-            budget=1.0,
-            full_epochs=epochs,
             epochs=epochs,
             seed=seed,
             batch_size=batch_size,
         )
     except ValidationError as err:
         raise UserError(pydantic_line(err, prefix="--")) from None
-    check_schedule(spec.optimizer, sched.sets_momentum, sched.momenta(1000, 10))
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: is a file, not a run folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"--out {out}: cannot create the run folder ({err.strerror})") from None
     runtime = Runtime(
         device=device,
         precision=precision,
@@ -121,7 +100,7 @@ def run_command(
         import_paths=(str(Path.cwd()),),
     )
     with RunProgress() as progress:
-        summary = train_run(spec, out, runtime, on_event=progress)
+        summary = train_run(spec, out_folder(out, "run folder"), runtime, on_event=progress)
     final = summary.get("final", {})
     typer.echo(
         f"{summary['status']}: {spec.run_id} test_acc {final.get('test_acc')} "

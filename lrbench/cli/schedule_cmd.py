@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lrbench.cli.app import app
-from lrbench.cli.options import parse_sets
+from lrbench.cli.options import Lr, ScheduleSets, parse_sets
 from lrbench.errors import UserError
 
 if TYPE_CHECKING:  # the schedules (numpy, pydantic) load when a command runs, not for --help
@@ -75,14 +75,9 @@ def schedule_command(
         help="A schedule name (`lrbench schedules` lists them) or your own function as "
         "module:function, looked up in the current folder.",
     ),
-    sets: list[str] = typer.Option(
-        [],
-        "--set",
-        help="Schedule parameter KEY=VALUE, VALUE read as YAML; repeatable: "
-        "--set milestones=[0.3,0.6] --set warmup=0.05 --set 'profile={name: rex, beta: 0.9}'.",
-    ),
+    sets: ScheduleSets = None,
     steps: int = typer.Option(..., "--steps", help="T: optimizer steps in the whole run."),
-    lr: float = typer.Option(0.1, "--lr", help="The configured (peak) learning rate."),
+    lr: Lr = 0.1,
     steps_per_epoch: int | None = typer.Option(
         None, "--steps-per-epoch", help="Steps in one epoch (default: T, one epoch)."
     ),

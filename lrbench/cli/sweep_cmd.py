@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lrbench.cli.app import app
-from lrbench.cli.options import LiveLog, log_choice
+from lrbench.cli.options import DataDir, LiveLog, Precision, log_choice
 from lrbench.cli.printing import literal, print_columns, print_whole
 from lrbench.errors import UserError
 
@@ -40,12 +41,8 @@ def sweep_command(
         help="CPU threads per worker (default: the cores shared out among the workers). Recorded "
         "in each run's provenance; on the CPU the numbers may depend on it.",
     ),
-    precision: str = typer.Option(
-        "auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp64."
-    ),
-    data_dir: str | None = typer.Option(
-        None, envvar="LRBENCH_DATA", help="Where datasets are downloaded and cached."
-    ),
+    precision: Precision = "auto",
+    data_dir: DataDir = None,
     data_root: str | None = typer.Option(
         None,
         help="Read the config's dataset from this image folder or .tar[.gz|.xz] archive (train/<class>/, test/<class>/) instead of downloading it.",
@@ -143,7 +140,9 @@ def sweep_command(
         keep_checkpoints=keep_checkpoints,
     )  # fmt: skip
     sweep = Sweep(cfg, options)
-    slurm = _slurm_settings(cfg, executor, device, locals())
+    flags = SlurmFlags(partition, gpus_per_job, cpus_per_job, mem_gb, time, account, qos,
+                       tuple(sbatch), max_concurrent, runs_per_job)  # fmt: skip
+    slurm = _slurm_settings(cfg, executor, device, wait, flags)
     if dry_run:
         _show_plan(sweep, jobs)
         if slurm:
@@ -180,14 +179,31 @@ def _finish(outcome: SweepOutcome, console: Console) -> None:
         raise failure
 
 
-def _slurm_settings(cfg, executor: str | None, device: str, args: dict):
+@dataclass(frozen=True)
+class SlurmFlags:
+    """The sweep's Slurm options as typed (None: not given); executors.slurm.FLAGS names each
+    one's option."""
+
+    partition: str | None
+    gpus_per_job: int | None
+    cpus_per_job: int | None
+    mem_gb: float | None
+    time: str | None
+    account: str | None
+    qos: str | None
+    sbatch: tuple[str, ...]
+    max_concurrent: int | None
+    runs_per_job: int | None
+
+
+def _slurm_settings(cfg, executor: str | None, device: str, wait: bool, typed: SlurmFlags):
     """Resolved Slurm settings (config's executor block, then flags), or None for local."""
     from lrbench.executors.base import executor_name
-    from lrbench.executors.slurm import FLAGS, resolve_settings, slurm_flags_given
+    from lrbench.executors.slurm import resolve_settings, slurm_flags_given
 
-    flags = {k: args[k] for k in FLAGS}
+    flags = asdict(typed)
     if executor_name(executor, cfg.executor) == "local":
-        given = slurm_flags_given(flags) + (["--wait"] if args["wait"] else [])
+        given = slurm_flags_given(flags) + (["--wait"] if wait else [])
         if given:
             raise UserError(f"{', '.join(given)} only apply to --executor slurm")
         return None

@@ -43,13 +43,19 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lrbench.specs import DEFAULT_BATCH_SIZE
+from lrbench.defaults import DEFAULT_BATCH_SIZE, MAX_BATCH, SEEDS_BELOW
+from lrbench.errors import UserError
+from lrbench.specs import DatasetSpec, OptimizerSpec
+
+if TYPE_CHECKING:
+    from lrbench.train import Runtime
 
 MODES = ("exp", "linear")
+MAX_STEPS = 1_000_000  # a probe, not a training run
 BETA = 0.98
 STOP_FACTOR = 4.0
 SKIP_START = 0.1
@@ -309,6 +315,115 @@ def run_range_test(
     if not result.stop_reason:
         result.stop_reason = f"all {steps} steps ran"
     return result
+
+
+# --- the probe `lrbench lr-find` runs ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """How the rate rises (from `min_lr` to `max_lr` over `steps` steps, `mode` exp or linear)
+    and when the test stops early (the smoothed loss above `stop_factor` x its best; 0: never).
+    Bad values are refused with the option that sets them."""
+
+    min_lr: float = 1e-5
+    max_lr: float = 10.0
+    steps: int = 200
+    mode: str = "exp"
+    stop_factor: float = STOP_FACTOR
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UserError(
+                f"--mode {self.mode!r} is not valid; --mode accepts {' | '.join(MODES)}"
+            )
+        if not (math.isfinite(self.min_lr) and self.min_lr > 0):
+            raise UserError(f"--min-lr must be a positive number, got {self.min_lr:g}")
+        if not (math.isfinite(self.max_lr) and self.max_lr > self.min_lr):
+            raise UserError(
+                f"--max-lr must be above --min-lr ({self.min_lr:g}), got {self.max_lr:g}"
+            )
+        if not 10 <= self.steps <= MAX_STEPS:
+            raise UserError(
+                f"--steps must be at least 10 and at most {MAX_STEPS:,}, got {self.steps}"
+            )
+        if not (math.isfinite(self.stop_factor) and self.stop_factor >= 0):
+            raise UserError(
+                f"--stop-factor must be a number >= 0 (0: never stop), got {self.stop_factor:g}"
+            )
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a range test trains: `model`, initialised from `seed`, on `dataset` (its data order
+    from `seed` too) with `optimizer`, whose rate the ramp sets at every step."""
+
+    model: str
+    dataset: DatasetSpec
+    optimizer: OptimizerSpec
+    ramp: Ramp = Ramp()
+    batch_size: int = DEFAULT_BATCH_SIZE
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise UserError(f"--batch-size must be from 1 to {MAX_BATCH:,}, got {self.batch_size}")
+        if not 0 <= self.seed < SEEDS_BELOW:
+            raise UserError(f"--seed must be from 0 to {SEEDS_BELOW - 1:,}, got {self.seed}")
+
+    def title(self) -> str:
+        data, opt = self.dataset, self.optimizer
+        images = f" ({data.limit_train} images)" if data.limit_train else ""
+        return (
+            f"LR range test: {self.model} on {data.display_name}{images}, "
+            f"{opt.name} wd {opt.weight_decay:g}, batch {self.batch_size}, {self.ramp.mode} ramp"
+        )
+
+
+@dataclass(frozen=True)
+class Found:
+    """A range test's record and the rates read off it."""
+
+    result: RangeTest
+    suggestion: Suggestion
+
+
+def find_lr(
+    probe: Probe, runtime: Runtime, on_step: Callable[[int, int, float], None] | None = None
+) -> Found:
+    """Load the data, build the model as a run would, run the range test and read the
+    suggestions; the model is thrown away. UserError when too few steps ran to suggest."""
+    from lrbench.data import DeviceData, load_splits
+    from lrbench.train import autocast_for, build_run_model, resolve_device, resolve_precision
+    from lrbench.train.optim import build_optimizer
+
+    device = resolve_device(runtime.device)
+    precision = resolve_precision(runtime.precision, device)
+    data = DeviceData(
+        load_splits(probe.dataset, runtime.data_dir), device, channels_last=runtime.channels_last
+    )
+    net = build_run_model(
+        probe.model, data.num_classes, probe.seed, device, precision, runtime.channels_last
+    )
+    result = run_range_test(
+        net,
+        build_optimizer(probe.optimizer, net.parameters()),
+        data,
+        batch_size=probe.batch_size,
+        seed=probe.seed,
+        autocast=autocast_for(precision, device),
+        on_step=on_step,
+        **asdict(probe.ramp),
+    )
+    if len(result) < 3:
+        raise UserError(
+            f"the range test stopped after {len(result)} step(s) ({result.stop_reason}); "
+            "lower --min-lr"
+        )
+    try:
+        return Found(result, result.suggest())
+    except ValueError as err:
+        raise UserError(f"no suggestion: {err}") from None
 
 
 # --- output -------------------------------------------------------------------------------
