@@ -9,6 +9,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
+import helpers
 import pytest
 import yaml
 from PIL import Image
@@ -262,17 +263,7 @@ def test_shipped_configs_hash_their_whole_specs_as_before(config):
 
 
 def tiny_run(dataset: DatasetSpec) -> RunSpec:
-    return RunSpec(
-        model="resnet8",
-        dataset=dataset,
-        optimizer=OptimizerSpec(name="sgd", lr=0.05),
-        schedule={"name": "rex", "label": "rex", "beta": 0.5},
-        budget=1.0,
-        full_epochs=2,
-        epochs=2,
-        seed=0,
-        batch_size=8,
-    )
+    return helpers.spec(dataset=dataset, optimizer=OptimizerSpec(name="sgd", lr=0.05), batch_size=8)
 
 
 def test_a_run_trained_by_one_path_is_finished_by_another(

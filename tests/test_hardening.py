@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import metrics_rows
 from runfolders import write_run
 from sweepconfigs import write_config
 
@@ -50,12 +51,7 @@ class Trained:
     epoch2: dict[str, bytes]
 
     def rows(self, run_id: str) -> list[dict]:
-        return rows(RunDir(self.root / "h" / "runs" / run_id))
-
-
-def rows(run: RunDir) -> list[dict]:
-    """A run's metrics rows, timings left out: what must not depend on what happened to it."""
-    return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in run.read_metrics().rows]
+        return metrics_rows(RunDir(self.root / "h" / "runs" / run_id))
 
 
 def exit_code(*args: object) -> int:
@@ -174,7 +170,7 @@ def test_a_torn_last_line_of_an_unfinished_run_is_dropped_and_the_run_resumes(
     result = results.sweep(cli)
     assert result.code == 0, result.output
     assert run.status() == "done"
-    assert rows(run) == trained.rows(run.path.name)
+    assert metrics_rows(run) == trained.rows(run.path.name)
 
 
 @pytest.mark.parametrize("lost", ["the last row", "a middle row"])
@@ -188,7 +184,7 @@ def test_metrics_short_of_the_checkpoint_train_again_to_the_same_end(cli, result
     result = results.sweep(cli)
     assert result.code == 0, result.output
     assert json.loads(run.summary.read_text())["epochs_completed"] == 3
-    assert rows(run) == trained.rows(run.path.name)
+    assert metrics_rows(run) == trained.rows(run.path.name)
 
 
 def test_leftover_temp_files_are_removed_when_the_run_goes_on(cli, results, trained):
@@ -199,7 +195,7 @@ def test_leftover_temp_files_are_removed_when_the_run_goes_on(cli, results, trai
         tmp.write_bytes(b"\0" * 4096)
     assert results.sweep(cli).code == 0
     assert not any(tmp.exists() for tmp in left)
-    assert rows(run) == trained.rows(run.path.name)
+    assert metrics_rows(run) == trained.rows(run.path.name)
 
 
 def duplicate_a_row(run: RunDir) -> None:
@@ -248,7 +244,7 @@ def test_a_damaged_finished_run_is_shown_and_retrained_by_retry_failed(
     result = results.sweep(cli, "--retry-failed")
     assert result.code == 0, result.output
     assert run.status() == "done"
-    assert rows(run) == trained.rows(run.path.name)
+    assert metrics_rows(run) == trained.rows(run.path.name)
 
 
 def test_the_report_names_a_damaged_run_unreadable_and_ranks_the_others(cli, results, tmp_path):

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_hardening import CONFIG, killed_in_epoch_3, results, rows, trained
+from helpers import epoch_rows, metrics_rows
+from test_hardening import CONFIG, killed_in_epoch_3, results, trained
 
 from lrbench.report.load import RETRAIN
 from lrbench.results import RunDir, run_dirs
@@ -109,7 +110,7 @@ def test_retry_failed_trains_a_damaged_run_again_to_the_untouched_end(
     again = results.sweep(cli)
     assert again.code == 0 and "--retry-failed trains" in again.err, again.output
     assert results.sweep(cli, "--retry-failed").code == 0
-    assert run.status() == "done" and rows(run) == trained.rows(run.path.name)
+    assert run.status() == "done" and metrics_rows(run) == trained.rows(run.path.name)
 
 
 def test_a_custom_column_is_not_judged_and_a_missing_test_acc_is_no_damage(tmp_path):
@@ -160,7 +161,7 @@ def test_checkpoints_swapped_between_two_runs_are_refused_and_both_end_untouched
     b.checkpoint.write_bytes(trained.epoch2[a.path.name])
     assert results.sweep(cli).code == 0
     for run in (a, b):
-        assert run.status() == "done" and rows(run) == trained.rows(run.path.name)
+        assert run.status() == "done" and metrics_rows(run) == trained.rows(run.path.name)
 
 
 @pytest.mark.parametrize("epoch", [-2, "x"])
@@ -173,7 +174,7 @@ def test_a_checkpoint_with_an_impossible_epoch_retrains_its_run(cli, results, tr
     torch.save({**state, "epoch": epoch}, run.checkpoint)
     result = results.sweep(cli)
     assert result.code == 0, result.output
-    assert run.status() == "done" and rows(run) == trained.rows(run.path.name)
+    assert run.status() == "done" and metrics_rows(run) == trained.rows(run.path.name)
 
 
 def test_a_finished_run_keeps_no_checkpoint_unless_asked(cli, results, trained, tmp_path):
@@ -299,17 +300,13 @@ def wait_for(predicate, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def first_row_written(sweep: Path) -> bool:
-    return any(len(r.read_metrics().rows) >= 1 for r in run_dirs(sweep))
-
-
 def two_workers_training(tmp_path: Path) -> subprocess.Popen:
     """A sweep of two workers, once the first metrics row is on disk (an event, not a sleep)."""
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump({**CONFIG, "seeds": 3}))
     sweep = lrbench("sweep", config, "--results", tmp_path / "r", "--device", "cpu",
                     "--jobs", "2", "--threads", "1")  # fmt: skip
-    wait_for(lambda: first_row_written(tmp_path / "r" / "h"))
+    wait_for(lambda: epoch_rows(tmp_path / "r" / "h") >= 1)
     return sweep
 
 
@@ -503,7 +500,7 @@ def test_a_lock_a_stopped_orphan_worker_holds_is_taken_over(cli, tmp_path, one_t
     results = tmp_path / "r"
     sweep = lrbench("sweep", config, "--results", results, "--device", "cpu",
                     "--jobs", "2", "--threads", "1")  # fmt: skip
-    wait_for(lambda: first_row_written(results / "h"))
+    wait_for(lambda: epoch_rows(results / "h") >= 1)
     stopped = worker_pids(sweep.pid)[0]
     os.kill(stopped, signal.SIGSTOP)
     sweep.kill()

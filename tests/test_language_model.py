@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 from pathlib import Path
 
+import helpers
 import pytest
 import torch
+from helpers import CPU, metrics_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,11 +20,10 @@ from lrbench.data.text import TextData, encode, split_text
 from lrbench.models import build_model, count_parameters
 from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
 from lrbench.tasks import CrossEntropy
-from lrbench.train import Runtime, train_run, train_runs
+from lrbench.train import train_run, train_runs
 from lrbench.train.steppers import evaluate
 
 TEXT = "".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(60))
-TIMING = {"epoch_time_s"}
 
 
 @pytest.fixture
@@ -34,27 +34,11 @@ def text_file(tmp_path) -> Path:
 
 
 def lm_spec(path: Path, **changes) -> RunSpec:
-    fields = {
-        "model": "gpt1-32",
-        "dataset": DatasetSpec(
-            name="text", path=str(path), context=16, epoch_steps=6, val_fraction=0.1
-        ),
-        "optimizer": OptimizerSpec(
-            name="adamw", lr=3e-3, betas=(0.9, 0.99), weight_decay=0.1, clip_norm=1.0
-        ),
-        "schedule": {"name": "cosine", "label": "cosine", "final": 0.1},
-        "budget": 1.0,
-        "full_epochs": 2,
-        "epochs": 2,
-        "seed": 0,
-        "batch_size": 4,
-    }
-    return RunSpec(**{**fields, **changes})
-
-
-def metrics(run_dir: Path) -> list[dict]:
-    with open(run_dir / "metrics.csv") as fh:
-        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(fh)]
+    text = DatasetSpec(name="text", path=str(path), context=16, epoch_steps=6, val_fraction=0.1)
+    adamw = OptimizerSpec(name="adamw", lr=3e-3, betas=(0.9, 0.99), weight_decay=0.1, clip_norm=1.0)
+    cosine = {"name": "cosine", "label": "cosine", "final": 0.1}
+    gpt = {"model": "gpt1-32", "dataset": text, "optimizer": adamw, "schedule": cosine}
+    return helpers.spec(**{**gpt, "batch_size": 4, **changes})
 
 
 def test_the_gpt_overfits_a_short_text(one_thread):
@@ -111,7 +95,7 @@ def test_a_cells_schedules_train_on_the_same_windows(text_file, monkeypatch, tmp
     for label in ("cosine", "constant"):
         schedule = {"name": label, "label": label}
         train_run(lm_spec(text_file, schedule=schedule, epochs=1), tmp_path / label,
-                  Runtime(device="cpu"))  # fmt: skip
+                  CPU)  # fmt: skip
     assert len(seen["cosine"]) == 6
     assert all(torch.equal(a, b) for a, b in zip(seen["cosine"], seen["constant"], strict=True))
 
@@ -151,8 +135,8 @@ def test_evaluation_reads_a_split_in_non_overlapping_windows(text_file):
 
 
 def test_an_lm_run_records_losses_in_nats_per_character(text_file, tmp_path, one_thread):
-    summary = train_run(lm_spec(text_file), tmp_path / "run", Runtime(device="cpu"))
-    rows = metrics(tmp_path / "run")
+    summary = train_run(lm_spec(text_file), tmp_path / "run", CPU)
+    rows = metrics_rows(tmp_path / "run")
     assert list(rows[0]) == ["epoch", "step", "lr", "momentum", "train_loss", "train_acc",
                              "test_loss", "test_acc", "val_loss", "val_acc"]  # fmt: skip
     assert [int(r["step"]) for r in rows] == [6, 12]
@@ -172,10 +156,10 @@ def test_a_packed_gpt_sweep_equals_its_runs_alone(text_file, tmp_path, one_threa
     alone = [tmp_path / "alone" / s.run_id for s in specs]
     packed = [tmp_path / "packed" / s.run_id for s in specs]
     for spec, path in zip(specs, alone, strict=True):
-        train_run(spec, path, Runtime(device="cpu"))
-    train_runs(specs, packed, Runtime(device="cpu"))
+        train_run(spec, path, CPU)
+    train_runs(specs, packed, CPU)
     for a, p in zip(alone, packed, strict=True):
-        assert metrics(a) == metrics(p)
+        assert metrics_rows(a) == metrics_rows(p)
 
 
 def test_a_gpt_packs_through_vmap_too(text_file, tmp_path, one_thread):
@@ -183,11 +167,11 @@ def test_a_gpt_packs_through_vmap_too(text_file, tmp_path, one_thread):
     specs = [lm_spec(text_file, seed=s, epochs=1) for s in (0, 1)]
     alone = [tmp_path / "alone" / s.run_id for s in specs]
     for spec, path in zip(specs, alone, strict=True):
-        train_run(spec, path, Runtime(device="cpu"))
+        train_run(spec, path, CPU)
     packed = [tmp_path / "vmap" / s.run_id for s in specs]
-    train_runs(specs, packed, Runtime(device="cpu"), impl="vmap")
+    train_runs(specs, packed, CPU, impl="vmap")
     for a, p in zip(alone, packed, strict=True):
-        for ra, rp in zip(metrics(a), metrics(p), strict=True):
+        for ra, rp in zip(metrics_rows(a), metrics_rows(p), strict=True):
             assert float(rp["test_loss"]) == pytest.approx(float(ra["test_loss"]), rel=1e-4)
 
 
@@ -287,14 +271,14 @@ def test_an_interrupted_lm_pack_resumes_alone_to_the_uninterrupted_runs(text_fil
     specs = [lm_spec(text_file, seed=s, epochs=3, full_epochs=3) for s in (0, 1)]
     whole = [tmp_path / "whole" / s.run_id for s in specs]
     broken = [tmp_path / "broken" / s.run_id for s in specs]
-    train_runs(specs, whole, Runtime(device="cpu"))
+    train_runs(specs, whole, CPU)
     with contextlib.suppress(KeyboardInterrupt):
-        train_runs(specs, broken, Runtime(device="cpu"), on_event=stop_in_epoch_2)
-    assert len(metrics(broken[0])) == 1
+        train_runs(specs, broken, CPU, on_event=stop_in_epoch_2)
+    assert len(metrics_rows(broken[0])) == 1
     for spec, path in zip(specs, broken, strict=True):
-        train_run(spec, path, Runtime(device="cpu"))
+        train_run(spec, path, CPU)
     for w, b in zip(whole, broken, strict=True):
-        assert metrics(w) == metrics(b)
+        assert metrics_rows(w) == metrics_rows(b)
 
 
 def test_pack_auto_says_it_does_not_measure_language_models(text_file, monkeypatch):

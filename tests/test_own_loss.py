@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import metrics_rows
 
 from lrbench.config import expand, load_config
 
@@ -52,17 +53,12 @@ def study(user_code: Path) -> Path:
     return user_code
 
 
-def rows(run: Path) -> list[dict]:
-    with open(run / "metrics.csv") as fh:
-        return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in csv.DictReader(fh)]
-
-
 def test_a_regression_task_by_import_path_trains(study, cli, one_thread):
     result = cli("sweep", study / "sweep.yaml", "--results", study / "results", "--device", "cpu")
     assert result.code == 0, result.err
     runs = sorted((study / "results" / "regression" / "runs").iterdir())
     assert len(runs) == 4
-    first = rows(runs[0])
+    first = metrics_rows(runs[0])
     assert list(first[0]) == ["epoch", "step", "lr", "momentum", "train_loss", "test_loss",
                               "val_loss"]  # fmt: skip
     assert float(first[-1]["train_loss"]) < float(first[0]["train_loss"])
@@ -98,7 +94,7 @@ def test_own_loss_runs_pack_exactly(study, cli, one_thread):
                  "--pack", "4")  # fmt: skip
     assert result.code == 0, result.err
     for run in (alone / "regression" / "runs").iterdir():
-        assert rows(run) == rows(packed / "regression" / "runs" / run.name)
+        assert metrics_rows(run) == metrics_rows(packed / "regression" / "runs" / run.name)
 
 
 def test_the_metric_key_names_what_reports_rank_by_and_not_the_run(study):

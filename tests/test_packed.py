@@ -8,7 +8,6 @@ by float32 rounding in float32 (measured and bounded below).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -16,13 +15,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import CPU, FP64, kill_when, metrics_rows, spec, train_twins
 
 from lrbench.data import DeviceData, load_splits
 from lrbench.errors import RunFailed, UserError
@@ -37,9 +36,6 @@ from lrbench.train.packed.data import PackEpoch
 from lrbench.train.packed.models import init_packed
 from lrbench.train.packed.stepper import per_model_loss
 
-TIMING = {"epoch_time_s"}
-CPU = Runtime(device="cpu")
-FP64 = Runtime(device="cpu", precision="fp64")
 SCHEDULES = [
     {"name": "rex", "label": "rex", "beta": 0.5},
     {"name": "onecycle", "label": "onecycle"},  # moves momentum (Adam: beta1) every step
@@ -51,21 +47,6 @@ OPTIMIZERS = {
     "adam": OptimizerSpec(name="adam", lr=2e-3, weight_decay=5e-4),
     "adamw": OptimizerSpec(name="adamw", lr=2e-3, weight_decay=0.05),
 }
-
-
-def spec(**changes) -> RunSpec:
-    fields = {
-        "model": "resnet8",
-        "dataset": DatasetSpec(name="synthetic", limit_train=96, limit_test=100),
-        "optimizer": OPTIMIZERS["sgd"],
-        "schedule": SCHEDULES[0],
-        "budget": 1.0,
-        "full_epochs": 2,
-        "epochs": 2,
-        "seed": 0,
-        "batch_size": 32,
-    }
-    return RunSpec(**{**fields, **changes})
 
 
 def pack_of(optimizer: str = "sgd", lrs=(1.0, 2.0, 0.5), **changes) -> list[RunSpec]:
@@ -80,11 +61,6 @@ def pack_of(optimizer: str = "sgd", lrs=(1.0, 2.0, 0.5), **changes) -> list[RunS
         )
         for seed, (sched, f) in enumerate(zip(SCHEDULES, lrs, strict=True))
     ]
-
-
-def rows(run: Path) -> list[dict]:
-    with open(run / "metrics.csv") as fh:
-        return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(fh)]
 
 
 def checkpoint(run: Path) -> dict:
@@ -106,7 +82,7 @@ def max_state_diff(a: dict, b: dict) -> float:
 
 def max_metric_diff(a: Path, b: Path) -> float:
     """Largest relative difference between two metrics.csv files (same rows required)."""
-    ra, rb = rows(a), rows(b)
+    ra, rb = metrics_rows(a), metrics_rows(b)
     assert len(ra) == len(rb)
     worst = 0.0
     for x, y in zip(ra, rb, strict=True):
@@ -120,17 +96,12 @@ def max_metric_diff(a: Path, b: Path) -> float:
 
 
 def assert_twins(tmp_path: Path, specs: list[RunSpec], runtime: Runtime, tol: float, **kw) -> None:
-    packed = [tmp_path / f"pack{i}" for i in range(len(specs))]
-    summaries = train_runs(specs, packed, runtime, **kw)
-    for i, s in enumerate(specs):
-        alone = train_run(s, tmp_path / f"alone{i}", runtime)
-        assert summaries[i]["status"] == alone["status"] == "done"
-        assert max_metric_diff(packed[i], tmp_path / f"alone{i}") <= tol
-        assert max_state_diff(checkpoint(packed[i]), checkpoint(tmp_path / f"alone{i}")) <= tol
-        ours, theirs = checkpoint(packed[i]), checkpoint(tmp_path / f"alone{i}")
+    for packed, alone in train_twins(tmp_path, specs, runtime, **kw):
+        assert max_metric_diff(packed, alone) <= tol
+        assert max_state_diff(checkpoint(packed), checkpoint(alone)) <= tol
+        ours, theirs = checkpoint(packed), checkpoint(alone)
         assert ours["optimizer"]["param_groups"] == theirs["optimizer"]["param_groups"]
         assert (ours["epoch"], ours["step"]) == (theirs["epoch"], theirs["step"])
-        assert json.loads((packed[i] / "spec.json").read_text())["run_id"] == s.run_id
 
 
 # --- the pieces ------------------------------------------------------------------------------
@@ -237,14 +208,9 @@ def test_a_float64_grouped_pack_equals_its_runs_after_hundreds_of_steps(tmp_path
 def grouped_fp32_drift(tmp_path: Path, specs: list[RunSpec]) -> tuple[list[float], list[float]]:
     """(max relative metric difference, max weight difference) of each run, grouped pack vs
     train_run, in float32 on the CPU."""
-    train_runs(specs, [tmp_path / f"p{i}" for i in range(len(specs))], CPU, impl="grouped")
-    metric, weight = [], []
-    for i, s in enumerate(specs):
-        train_run(s, tmp_path / f"a{i}", CPU)
-        metric.append(max_metric_diff(tmp_path / f"p{i}", tmp_path / f"a{i}"))
-        weight.append(
-            max_state_diff(checkpoint(tmp_path / f"p{i}"), checkpoint(tmp_path / f"a{i}"))
-        )
+    pairs = train_twins(tmp_path, specs, CPU, impl="grouped")
+    metric = [max_metric_diff(packed, alone) for packed, alone in pairs]
+    weight = [max_state_diff(checkpoint(packed), checkpoint(alone)) for packed, alone in pairs]
     print(f"float32 grouped-pack drift: metrics {metric}, weights {weight}")
     return metric, weight
 
@@ -271,7 +237,7 @@ def test_float32_grouped_pack_drift_after_hundreds_of_steps(tmp_path):
     specs = pack_of("sgd", dataset=dataset, batch_size=8, epochs=10, full_epochs=10)
     grouped_fp32_drift(tmp_path, specs)
     for i in range(len(specs)):
-        ours, theirs = rows(tmp_path / f"p{i}"), rows(tmp_path / f"a{i}")
+        ours, theirs = metrics_rows(tmp_path / f"packed{i}"), metrics_rows(tmp_path / f"alone{i}")
         curve = [
             abs(float(a["train_loss"]) - float(b["train_loss"])) / float(b["train_loss"])
             for a, b in zip(ours, theirs, strict=True)
@@ -290,7 +256,7 @@ def test_a_diverging_model_is_frozen_and_the_others_go_on(tmp_path):
     alone = train_run(specs[1], tmp_path / "a1", CPU)
     assert summaries[1]["status"] == alone["status"] == "diverged"
     assert summaries[1]["epochs_completed"] == alone["epochs_completed"] < 3
-    last = rows(tmp_path / "p1")[-1]
+    last = metrics_rows(tmp_path / "p1")[-1]
     assert not all(math.isfinite(float(last[k])) for k in ("train_loss", "test_loss"))
     if (tmp_path / "p1" / "checkpoint.pt").exists():  # none is written for the diverged epoch
         assert checkpoint(tmp_path / "p1")["epoch"] < summaries[1]["epochs_completed"]
@@ -325,11 +291,11 @@ def test_resume_when_killed_between_two_runs_checkpoints(tmp_path, monkeypatch):
     monkeypatch.setattr(train_loop, "write_checkpoint", real_write)
     assert [checkpoint(p)["epoch"] for p in killed] == [2, 1, 1]
     # checkpoints are written while the next epoch trains: the rows ran on to epoch 3
-    assert len(rows(killed[1])) == 3
+    assert len(metrics_rows(killed[1])) == 3
 
     train_runs(specs, killed, CPU)
     for a, b in zip(killed, clean, strict=True):
-        assert rows(a) == rows(b)
+        assert metrics_rows(a) == metrics_rows(b)
         assert max_state_diff(checkpoint(a), checkpoint(b)) == 0.0
 
 
@@ -362,7 +328,7 @@ def test_a_packed_runs_checkpoint_resumes_unpacked(tmp_path):
     assert checkpoint(dirs[0])["epoch"] == 1 and RunDir(dirs[0]).status() == "partial"
     train_run(specs[0], dirs[0], CPU)  # resumed alone from the pack's checkpoint
     train_run(specs[0], tmp_path / "alone", CPU)
-    assert rows(dirs[0]) == rows(tmp_path / "alone")
+    assert metrics_rows(dirs[0]) == metrics_rows(tmp_path / "alone")
 
 
 @pytest.mark.slow
@@ -372,7 +338,8 @@ def test_kill_minus_nine_of_a_pack_then_resume_equals_uninterrupted(tmp_path):
         import sys
         from pathlib import Path
         sys.path.insert(0, {tests!r})
-        from test_packed import pack_of, CPU
+        from helpers import CPU
+        from test_packed import pack_of
         from lrbench.train import train_runs
         from lrbench.specs import DatasetSpec
         out = Path(sys.argv[1])
@@ -390,20 +357,17 @@ def test_kill_minus_nine_of_a_pack_then_resume_equals_uninterrupted(tmp_path):
     clean = start(tmp_path / "clean")
     assert clean.wait(timeout=600) == 0, clean.stderr.read()
     victim = start(tmp_path / "killed")
-    first = tmp_path / "killed" / "r0" / "metrics.csv"
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        if first.exists() and len(first.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.02)
-    time.sleep(0.3)  # somewhere in epoch two
-    os.kill(victim.pid, signal.SIGKILL)
-    assert victim.wait() == -signal.SIGKILL  # killed, not finished
+    saved = [tmp_path / "killed" / f"r{i}" / "checkpoint.pt" for i in range(3)]
+    # epoch one saved for every run: the pack is in epoch two
+    assert kill_when(victim, lambda: all(p.exists() for p in saved), "checkpoints of epoch one")
+    assert victim.returncode == -signal.SIGKILL  # killed, not finished
     assert RunDir(tmp_path / "killed" / "r0").status() == "partial"
     resumed = start(tmp_path / "killed")
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
     for i in range(3):
-        assert rows(tmp_path / "killed" / f"r{i}") == rows(tmp_path / "clean" / f"r{i}")
+        assert metrics_rows(tmp_path / "killed" / f"r{i}") == metrics_rows(
+            tmp_path / "clean" / f"r{i}"
+        )
         a, b = checkpoint(tmp_path / "killed" / f"r{i}"), checkpoint(tmp_path / "clean" / f"r{i}")
         assert max_state_diff(a, b) == 0.0
 
@@ -475,7 +439,7 @@ def test_cudas_default_path_rehearsed_on_the_cpu(tmp_path, monkeypatch):
     assert not [w for w in caught if "torch.compile" in str(w.message)]
     assert [s["status"] for s in summaries] == ["done"] * 3
     for p in paths:
-        last = rows(p)[-1]
+        last = metrics_rows(p)[-1]
         assert last["epoch"] == "2" and math.isfinite(float(last["train_loss"]))
         assert 0 <= float(last["test_acc"]) <= 1
         assert checkpoint(p)["epoch"] == 2
@@ -514,7 +478,7 @@ def test_cuda_compiled_bf16_pack_trains(tmp_path, monkeypatch):
     summaries = train_runs(specs, [tmp_path / f"p{i}" for i in range(3)], Runtime(device="cuda"))
     assert [s["status"] for s in summaries] == ["done"] * 3
     for i in range(3):
-        last = rows(tmp_path / f"p{i}")[-1]
+        last = metrics_rows(tmp_path / f"p{i}")[-1]
         assert math.isfinite(float(last["train_loss"])) and 0 <= float(last["test_acc"]) <= 1
 
 

@@ -7,7 +7,7 @@ time aside) and the checkpoint's model, optimizer and reactive state. On the CPU
 pack runs each model through its plain module (impl loop), so twins are bit-identical; the
 grouped layers CUDA uses sum in another order and agree in float64 to rounding (1e-9 asked,
 at most 5e-16 seen). A checkpoint written by either path resumes in the other, and a packed
-sweep killed with SIGKILL at any moment resumes to the folders of an uninterrupted one.
+sweep killed with SIGKILL while it trains or writes checkpoints resumes to the folders of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -18,18 +18,17 @@ import functools
 import json
 import math
 import os
-import random
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
+import helpers
 import pytest
 import torch
 import yaml
+from helpers import CPU, FP64, kill_after_new_row, kill_when, train_twins
 from sweepconfigs import tiny
 
 from lrbench import imports
@@ -46,8 +45,6 @@ from lrbench.train.packed.sharing import unpackable_reason
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-CPU = Runtime(device="cpu")
-FP64 = Runtime(device="cpu", precision="fp64")
 DATASET = DatasetSpec(name="synthetic", limit_train=48, limit_test=40)
 SGD = OptimizerSpec(name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4)
 SCHEDULE_FREE = {
@@ -61,20 +58,15 @@ def schedule(name: str, **params: Any) -> dict[str, Any]:
     return build_schedule({"name": name, **params}).to_dict()
 
 
-def spec(**changes: Any) -> RunSpec:
-    """ResNet8 on 48 synthetic images, batch 24: two steps an epoch."""
-    fields = {
-        "model": "resnet8",
-        "dataset": DATASET,
-        "optimizer": SGD,
-        "schedule": schedule("cosine"),
-        "budget": 1.0,
-        "full_epochs": 4,
-        "epochs": 4,
-        "seed": 0,
-        "batch_size": 24,
-    }
-    return RunSpec(**{**fields, **changes})
+# ResNet8 on 48 synthetic images, batch 24: two steps an epoch
+spec = functools.partial(
+    helpers.spec,
+    dataset=DATASET,
+    schedule=schedule("cosine"),
+    full_epochs=4,
+    epochs=4,
+    batch_size=24,
+)
 
 
 def members(schedules: list[dict], rates: tuple[float, ...] = (1.0, 0.5, 2.0), **changes):
@@ -179,16 +171,10 @@ def alone(tmp_path_factory):
 
 def twins(tmp_path: Path, alone, specs: list[RunSpec], runtime: Runtime = CPU, **kw) -> list[float]:
     """Train `specs` as one pack; the relative difference of each run's record from its twin's
-    trained alone. Also checks what spec.json records of how each trained."""
-    packed = [tmp_path / f"packed{i}" for i in range(len(specs))]
-    train_runs(specs, packed, runtime, data=device_data(specs[0].dataset), **kw)
-    twins = [alone(s, runtime) for s in specs]
-    for i, (p, a) in enumerate(zip(packed, twins, strict=True)):
-        assert json.loads((p / "spec.json").read_text())["provenance"]["pack"] == {
-            "size": len(specs), "slot": i,
-        }  # fmt: skip
-        assert json.loads((a / "spec.json").read_text())["provenance"]["pack"]["size"] == 1
-    return [difference(record(p), record(a)) for p, a in zip(packed, twins, strict=True)]
+    trained alone."""
+    data = device_data(specs[0].dataset)
+    pairs = train_twins(tmp_path, specs, runtime, alone, data=data, **kw)
+    return [difference(record(p), record(a)) for p, a in pairs]
 
 
 def lrs(run: Path) -> list[float]:
@@ -531,44 +517,31 @@ def sweep(config: Path, results: Path) -> subprocess.Popen:
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def rows_written(folder: Path) -> int:
-    return sum(len(p.read_text().splitlines()) for p in folder.glob("*/runs/*/metrics.csv"))
+def kill_at(proc: subprocess.Popen, folder: Path, moment: str) -> bool:
+    """SIGKILL `proc` while it writes a checkpoint, or as soon as it wrote an epoch row (in
+    training, never while it starts); False when it ended first."""
+    if moment == "row":
+        return kill_after_new_row(proc, folder)
 
+    def writing() -> bool:
+        return bool(list(folder.glob("*/runs/*/.checkpoint.pt.*.tmp")))
 
-def kill_when(proc: subprocess.Popen, folder: Path, moment: str, rng: random.Random) -> bool:
-    """SIGKILL `proc` while it writes a checkpoint, or at a random moment of the epoch after
-    the first it trains; False when it ended first."""
-    before = rows_written(folder)
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:
-        if moment == "checkpoint" and list(folder.glob("*/runs/*/.checkpoint.pt.*.tmp")):
-            break
-        if moment == "random" and rows_written(folder) > before:
-            time.sleep(rng.uniform(0.0, 1.0))
-            break
-        time.sleep(0.001)
-    if proc.poll() is not None:
-        return False
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    return True
+    return kill_when(proc, writing, "checkpoint being written")
 
 
 @pytest.mark.slow
 def test_a_packed_sweep_killed_at_any_moment_resumes_to_the_uninterrupted_runs(tmp_path, cli):
     """`lrbench sweep --pack 3` (a plateau run in the pack) is killed with SIGKILL while it
-    writes checkpoints and at a random moment, and run again until it finishes: every run
+    writes checkpoints and as soon as it has written an epoch row, and run again until it finishes: every run
     folder ends as in a sweep never interrupted (checkpoints included)."""
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump(SWEEP))
     clean = cli("sweep", config, "--results", tmp_path / "clean", "--device", "cpu", "--pack", "3")
     assert clean.code == 0, clean.output
 
-    seed = int(os.environ.get("LRBENCH_KILL_SEED", "1"))
-    rng = random.Random(seed)
     killed = tmp_path / "killed"
-    kills = [kill_when(sweep(config, killed), killed, m, rng) for m in ("checkpoint", "random")]
-    assert kills == [True, True], f"the sweep ended before it was killed (seed {seed})"
+    kills = [kill_at(sweep(config, killed), killed, moment) for moment in ("checkpoint", "row")]
+    assert kills == [True, True], "the sweep ended before it was killed"
     final = sweep(config, killed)
     assert final.wait(timeout=600) == 0, final.communicate()[1].decode()
 
@@ -577,7 +550,7 @@ def test_a_packed_sweep_killed_at_any_moment_resumes_to_the_uninterrupted_runs(t
     assert runs.keys() == reference.keys() and len(runs) == 3
     for name, path in runs.items():
         assert json.loads((path / "spec.json").read_text())["provenance"]["pack"]["size"] == 3
-        assert difference(record(path), record(reference[name])) == 0.0, (name, seed)
+        assert difference(record(path), record(reference[name])) == 0.0, name
         assert not list(path.glob(".*.tmp")), "a torn temp file was left behind"
     plateau = next(p for n, p in runs.items() if "plateau" in n)
     assert min(lrs(plateau)) < SWEEP["optimizers"][0]["lr"]  # it decayed, across the kills

@@ -2,8 +2,10 @@
 
 import csv
 
+import helpers
 import pytest
 import torch
+from helpers import CPU
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,7 +13,7 @@ from lrbench.config import parse_config
 from lrbench.errors import UserError
 from lrbench.schedules import build_schedule
 from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
-from lrbench.train import Runtime, train_run
+from lrbench.train import train_run
 from lrbench.train.reactive import EarlyStopState, PlateauState, Reactions, check_epochs
 
 
@@ -69,15 +71,12 @@ def test_plateau_patience_as_a_fraction_of_the_budget():
 
 
 def plateau_spec(val_fraction=0.0, **schedule) -> RunSpec:
-    return RunSpec(
-        model="resnet8",
+    return helpers.spec(
         dataset=DatasetSpec(name="synthetic", limit_train=128, val_fraction=val_fraction),
         optimizer=OptimizerSpec(name="sgd", lr=0.05),
         schedule={"name": "plateau", "patience": 0, "threshold": 0.5, **schedule},
-        budget=1.0,
         full_epochs=4,
         epochs=4,
-        seed=0,
         batch_size=64,
     )
 
@@ -95,7 +94,7 @@ def lrs_of(run_dir) -> list[float]:
 
 def test_a_plateau_run_decays_and_a_resumed_one_decides_the_same(tmp_path):
     spec = plateau_spec()
-    train_run(spec, tmp_path / "clean", Runtime(device="cpu"))
+    train_run(spec, tmp_path / "clean", CPU)
     lrs = lrs_of(tmp_path / "clean")
     assert lrs[0] == pytest.approx(0.05) and min(lrs) < 0.05, "a 50% threshold must trigger decay"
 
@@ -104,25 +103,22 @@ def test_a_plateau_run_decays_and_a_resumed_one_decides_the_same(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_run(spec, tmp_path / "cut", Runtime(device="cpu"), on_event=stop_in_epoch_three)
-    train_run(spec, tmp_path / "cut", Runtime(device="cpu"))
+        train_run(spec, tmp_path / "cut", CPU, on_event=stop_in_epoch_three)
+    train_run(spec, tmp_path / "cut", CPU)
     assert lrs_of(tmp_path / "cut") == lrs
 
 
 def reactions(schedule: dict, epochs: int = 12, spe: int = 10, patience: int = 2) -> Reactions:
-    spec = RunSpec(
-        model="resnet8",
+    run = helpers.spec(
         dataset=DatasetSpec(name="synthetic"),
         optimizer=OptimizerSpec(name="sgd", lr=0.1),
         schedule=build_schedule(schedule).to_dict(),
-        budget=1.0,
         full_epochs=epochs,
         epochs=epochs,
-        seed=0,
         batch_size=64,
         early_stop={"metric": "train_loss", "patience": patience, "min_delta": 0.0},
     )
-    return Reactions(spec, build_schedule(spec.schedule), spe)
+    return Reactions(run, build_schedule(run.schedule), spe)
 
 
 def stop_epoch(react: Reactions, epochs: int = 12) -> int | None:
@@ -169,7 +165,7 @@ def test_an_early_stopped_run_is_done_with_its_epoch_in_the_summary(tmp_path):
             "early_stop": {"metric": "val_acc", "patience": 1, "min_delta": 1.0},
         }
     )
-    summary = train_run(spec, tmp_path, Runtime(device="cpu"))
+    summary = train_run(spec, tmp_path, CPU)
     assert summary["status"] == "done"
     assert summary["stopped_early"] is True and summary["stopped_epoch"] == 2
     assert summary["epochs_completed"] == 2

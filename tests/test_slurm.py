@@ -9,7 +9,6 @@ same against a real one-node Slurm cluster.
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import re
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import metrics_rows
 from sweepconfigs import tiny
 from sweepconfigs import write_config as write_tiny_config
 
@@ -41,11 +41,6 @@ CONFIG = tiny(
 
 def write_config(tmp_path: Path, **changes) -> Path:
     return write_tiny_config(tmp_path, **{**CONFIG, **changes})
-
-
-def metrics(run: RunDir, keep_time: bool = False) -> list[dict]:
-    rows = list(csv.DictReader(run.metrics.open()))
-    return [{k: v for k, v in r.items() if keep_time or k != "epoch_time_s"} for r in rows]
 
 
 def wait_for(predicate, timeout: float = 180.0, every: float = 0.2) -> None:
@@ -391,7 +386,7 @@ def test_local_submitit_sweep_equals_a_local_sweep(cli, tmp_path, monkeypatch):
     assert [r.path.name for r in jobs_runs] == [r.path.name for r in local_runs]
     for a, b in zip(jobs_runs, local_runs, strict=True):
         assert sorted(p.name for p in a.path.iterdir()) == sorted(p.name for p in b.path.iterdir())
-        assert metrics(a) == metrics(b)
+        assert metrics_rows(a) == metrics_rows(b)
         assert a.status() == "done"
     logs = sorted((via_jobs / "tiny" / "slurm").glob("*_log.out"))
     assert len(logs) == 2 and all("done" in p.read_text() for p in logs)
@@ -421,7 +416,7 @@ def test_submit_returns_at_once_and_status_sees_the_run_training(cli, tmp_path, 
     # done, diverged, failed, damaged: 0; running: 1
     assert re.search(r"tiny\s*│\s*0\s*│\s*0\s*│\s*0\s*│\s*0\s*│\s*1\s*│", status.out), status.out
     wait_for(lambda: run.status() == "done" and not run.is_locked())
-    assert len(metrics(run)) == 4
+    assert len(metrics_rows(run)) == 4
 
 
 @pytest.mark.slow
@@ -439,10 +434,10 @@ def test_a_preempted_task_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
     executor = slurm.SlurmExecutor(settings, device="cpu", cluster="local")
     sub = executor.submit("tiny", sweep, [[(spec, run.path)]], Runtime("cpu", "fp32"))
     job = sub.tasks[0].job
-    wait_for(lambda: run.metrics.exists() and len(metrics(run)) >= 2, every=0.05)
+    wait_for(lambda: run.metrics.exists() and len(metrics_rows(run)) >= 2, every=0.05)
     (task_pid,) = job_processes(sweep / "slurm", "submitit.core._submit")
     os.kill(task_pid, signal.SIGUSR2)  # what Slurm sends: checkpoint, requeue, restart
-    before = metrics(run, keep_time=True)
+    before = metrics_rows(run, keep_time=True)
     wait_for(lambda: job.done(), timeout=300)
     assert job.result() == {spec.run_id: "done"}
 
@@ -454,8 +449,8 @@ def test_a_preempted_task_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
     # the checkpoint's epoch: epoch 2's row may be on disk without its checkpoint
     assert 1 <= k < epochs and f"epoch {k + 1}/{epochs}" in log.split("resume after")[1]
     assert f"epoch {k}/{epochs} " not in log.split("resume after")[1]  # none retrained
-    after = metrics(run, keep_time=True)
+    after = metrics_rows(run, keep_time=True)
     assert after[:k] == before[:k]  # the rows before the checkpoint, timings included, kept
     reference = tmp_path / "reference"
     train_run(spec, reference, Runtime("cpu", "fp32"))
-    assert metrics(run) == metrics(RunDir(reference))
+    assert metrics_rows(run) == metrics_rows(RunDir(reference))

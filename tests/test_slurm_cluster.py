@@ -9,7 +9,6 @@ reference runs use one thread too: CPU results then agree bit for bit.
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import metrics_rows
 
 from lrbench.config import expand, load_config
 from lrbench.results import RunDir, run_dirs
@@ -75,16 +75,6 @@ def write(tmp_path: Path, config: dict) -> Path:
     return path
 
 
-def rows(run: RunDir, keep_time: bool = False) -> list[dict]:
-    if not run.metrics.exists():
-        return []
-    lines = [ln for ln in run.metrics.read_text().splitlines(keepends=True) if ln.endswith("\n")]
-    return [
-        {k: v for k, v in r.items() if keep_time or k != "epoch_time_s"}
-        for r in csv.DictReader(lines)
-    ]
-
-
 def squeue(job: str) -> str:
     out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%t"], capture_output=True, text=True)
     return out.stdout.strip()
@@ -121,7 +111,11 @@ def test_a_sweep_on_slurm_equals_the_same_sweep_run_locally(tmp_path):
     assert [r.path.name for r in a] == [r.path.name for r in b] and len(a) == 4
     for x, y in zip(a, b, strict=True):
         assert sorted(p.name for p in x.path.iterdir()) == sorted(p.name for p in y.path.iterdir())
-        assert x.status() == "done" and rows(x) == rows(y) and len(rows(x)) == 2
+        assert (
+            x.status() == "done"
+            and metrics_rows(x) == metrics_rows(y)
+            and len(metrics_rows(x)) == 2
+        )
     for task in (0, 1):
         log = (on_slurm / "smoke-slurm" / "slurm" / f"{job}_{task}_0_log.out").read_text()
         assert log.count(": done") == 2 and "1 CPU thread(s)" in log
@@ -147,9 +141,9 @@ def test_a_requeued_or_cancelled_job_resumes_from_its_checkpoint(tmp_path):
     assert f"scancel {job}" in first.stderr
 
     # 1. Preemption, as Slurm signals it: USR2 -> submitit checkpoints and requeues the job.
-    wait_for(lambda: len(rows(run)) >= 2, what="two epochs")
+    wait_for(lambda: run.metrics.exists() and len(metrics_rows(run)) >= 2, what="two epochs")
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
-    before_requeue = rows(run, keep_time=True)
+    before_requeue = metrics_rows(run, keep_time=True)
     wait_for(lambda: squeue(job) == "PD", timeout=60, what="the requeued job")
     # Slurm holds a requeued job back for two minutes; let it start now.
     subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], check=True)
@@ -157,14 +151,17 @@ def test_a_requeued_or_cancelled_job_resumes_from_its_checkpoint(tmp_path):
     wait_for(lambda: "restart 1" in log1.read_text(), what="the restart")
     wait_for(lambda: "resume after epoch" in log1.read_text(), what="the resume")
     k1 = int(re.findall(r"resume after epoch (\d+)", log1.read_text())[0])
-    wait_for(lambda: len(rows(run)) >= k1 + 1, what="an epoch after the resume")
+    wait_for(
+        lambda: run.metrics.exists() and len(metrics_rows(run)) >= k1 + 1,
+        what="an epoch after the resume",
+    )
 
     # 2. Cancelled outright (submitit ignores SIGTERM; Slurm kills it KillWait later): the job
     #    is gone, and the same command submits the run again.
     subprocess.run(["scancel", job], check=True)
     wait_for(lambda: squeue(job) == "", timeout=60, what="the cancelled job to leave")
     assert run.status() == "partial", "the run finished before it could be cancelled"
-    before_rerun = rows(run, keep_time=True)
+    before_rerun = metrics_rows(run, keep_time=True)
     assert k1 < len(before_rerun) < 16
     again = lrbench("sweep", config, "--results", results, *JOB_FLAGS)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -199,7 +196,7 @@ def test_a_requeued_or_cancelled_job_resumes_from_its_checkpoint(tmp_path):
     assert re.search(rf"epoch {k1 + 1}/16 ", after1) and not re.search(rf"epoch {k1}/16 ", after1)
     after2 = text2.split("resume after epoch")[1]
     assert re.search(rf"epoch {k2 + 1}/16 ", after2) and not re.search(rf"epoch {k2}/16 ", after2)
-    final = rows(run, keep_time=True)
+    final = metrics_rows(run, keep_time=True)
     assert len(final) == 16 and run.status() == "done"
     assert final[:k1] == before_requeue[:k1]  # rows before each interruption, timings included,
     assert final[:k2] == before_rerun[:k2]  # were not trained again
@@ -209,4 +206,6 @@ def test_a_requeued_or_cancelled_job_resumes_from_its_checkpoint(tmp_path):
     )
     assert reference.returncode == 0, reference.stderr
     (ref,) = run_dirs(tmp_path / "ref" / "long-slurm")
-    assert rows(run) == rows(ref)  # and the interrupted run equals an uninterrupted one
+    assert metrics_rows(run) == metrics_rows(
+        ref
+    )  # and the interrupted run equals an uninterrupted one

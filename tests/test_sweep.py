@@ -3,7 +3,6 @@
 import contextlib
 import json
 import os
-import random
 import re
 import signal
 import subprocess
@@ -12,6 +11,7 @@ import time
 from pathlib import Path
 
 import yaml
+from helpers import kill_after_new_row, metrics_rows
 from sweepconfigs import write_config
 
 from lrbench.results import RunDir, run_dirs
@@ -24,13 +24,7 @@ def sweep_cmd(config: Path, results: Path, *extra: str) -> list[str]:
 
 def final_metrics(sweep: Path) -> dict[str, list[dict]]:
     """Every run's metrics rows, timings dropped: what must not depend on interruptions."""
-    import csv
-
-    out = {}
-    for run in run_dirs(sweep):
-        rows = list(csv.DictReader(run.metrics.read_text().splitlines()))
-        out[run.path.name] = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
-    return out
+    return {run.path.name: metrics_rows(run) for run in run_dirs(sweep)}
 
 
 def test_dry_run_lists_the_runs_and_trains_nothing(cli, tmp_path):
@@ -101,21 +95,22 @@ def test_a_failed_run_is_recorded_and_the_sweep_goes_on(cli, tmp_path, monkeypat
     assert failed.status() == "done"
 
 
-def test_kill_minus_nine_at_random_moments_then_resume_equals_an_uninterrupted_sweep(tmp_path):
+def test_kill_minus_nine_in_training_then_resume_equals_an_uninterrupted_sweep(tmp_path):
+    """Killed four times, each time as soon as it has written one more epoch row (in training,
+    never while python and torch start), then run to the end: every run's rows are those of a
+    sweep never interrupted."""
     bigger = {"name": "synthetic", "limit_train": 640}
     config = write_config(tmp_path, dataset=bigger, full_epochs=4, budgets=[0.5, 1.0])
     clean = subprocess.run(sweep_cmd(config, tmp_path / "clean"), capture_output=True, text=True)
     assert clean.returncode == 0, clean.stderr
 
-    rng = random.Random(1)
     killed = tmp_path / "killed"
-    for _ in range(4):
+    for kill in range(4):
         proc = subprocess.Popen(
             sweep_cmd(config, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        time.sleep(rng.uniform(2.5, 7.0))  # python and torch start in ~2 s
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        assert kill_after_new_row(proc, killed), f"the sweep ended before kill {kill + 1}"
+        assert proc.returncode == -signal.SIGKILL
     final = subprocess.run(sweep_cmd(config, killed), capture_output=True, text=True)
     assert final.returncode == 0, final.stderr
     assert final_metrics(killed / "tiny") == final_metrics(tmp_path / "clean" / "tiny")

@@ -4,14 +4,17 @@ own event reader; it is never part of a run and never stops one."""
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import math
 import sys
 import warnings
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
+from helpers import CPU, metrics_rows
 from sweepconfigs import tiny
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.summary.writer.record_writer import RecordWriter
@@ -20,7 +23,7 @@ from lrbench.config import expand, parse_config
 from lrbench.errors import UserError
 from lrbench.results import read_metrics
 from lrbench.schedules import build_schedule
-from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
+from lrbench.specs import DatasetSpec, RunSpec
 from lrbench.train import Runtime, train_run, train_runs
 from lrbench.train import loop as train_loop
 
@@ -35,19 +38,9 @@ SCHEDULES = [
 ]
 
 
-def spec(**changes) -> RunSpec:
-    fields = {
-        "model": "resnet8",
-        "dataset": DatasetSpec(name="synthetic", limit_train=128, limit_test=64),
-        "optimizer": OptimizerSpec(name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4),
-        "schedule": SCHEDULES[2],
-        "budget": 1.0,
-        "full_epochs": 2,
-        "epochs": 2,
-        "seed": 0,
-        "batch_size": 32,
-    }
-    return RunSpec(**{**fields, **changes})
+spec = functools.partial(
+    helpers.spec, dataset=DatasetSpec(name="synthetic", limit_train=128, limit_test=64)
+)
 
 
 def pack(**changes) -> list[RunSpec]:
@@ -171,14 +164,10 @@ def test_logging_changes_no_run_id_and_no_number(tmp_path):
     on = [s.run_id for s in expand(parse_config(tiny(log="tensorboard")))]
     assert on == [s.run_id for s in expand(parse_config(tiny()))]
     train_run(spec(), tmp_path / "on", LOGGING)
-    train_run(spec(), tmp_path / "off", Runtime(device="cpu"))
+    train_run(spec(), tmp_path / "off", CPU)
     assert not (tmp_path / "off" / "tensorboard").exists()
 
-    def numbers(run: Path) -> list[dict]:
-        rows = read_metrics(run / "metrics.csv").rows
-        return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
-
-    assert numbers(tmp_path / "on") == numbers(tmp_path / "off")
+    assert metrics_rows(tmp_path / "on") == metrics_rows(tmp_path / "off")
 
 
 def full_disk(monkeypatch, tmp_path):

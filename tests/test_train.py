@@ -1,42 +1,29 @@
 """The training loop: deterministic, exactly resumable after kill -9, and careful with folders."""
 
 import csv
+import functools
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import helpers
 import pytest
+from helpers import CPU, kill_when, metrics_rows
 
 from lrbench.errors import UserError
 from lrbench.results import RunDir
-from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
-from lrbench.train import Runtime, train_run
+from lrbench.specs import DatasetSpec, OptimizerSpec
+from lrbench.train import train_run
 
-TIMING = {"epoch_time_s"}
-
-
-def tiny_spec(**changes) -> RunSpec:
-    fields = {
-        "model": "resnet8",
-        "dataset": DatasetSpec(name="synthetic", limit_train=320),
-        "optimizer": OptimizerSpec(name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4),
-        "schedule": {"name": "rex", "label": "rex", "beta": 0.5},
-        "budget": 1.0,
-        "full_epochs": 3,
-        "epochs": 3,
-        "seed": 0,
-        "batch_size": 64,
-    }
-    return RunSpec(**{**fields, **changes})
-
-
-def metrics(run_dir: Path) -> list[dict]:
-    with open(run_dir / "metrics.csv") as fh:
-        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(fh)]
+tiny_spec = functools.partial(
+    helpers.spec,
+    dataset=DatasetSpec(name="synthetic", limit_train=320),
+    full_epochs=3,
+    epochs=3,
+    batch_size=64,
+)
 
 
 def run_cli(out: Path, *extra: str) -> subprocess.Popen:
@@ -50,7 +37,7 @@ def run_cli(out: Path, *extra: str) -> subprocess.Popen:
 
 
 def test_a_run_writes_the_documented_folder(tmp_path):
-    summary = train_run(tiny_spec(), tmp_path / "run", Runtime(device="cpu"))
+    summary = train_run(tiny_spec(), tmp_path / "run", CPU)
     run = tmp_path / "run"
     assert summary["status"] == "done" and summary["epochs_completed"] == 3
     spec = json.loads((run / "spec.json").read_text())
@@ -81,32 +68,32 @@ def test_a_run_writes_the_documented_folder(tmp_path):
 def test_the_rate_in_the_csv_is_the_schedules(tmp_path):
     from lrbench.schedules import build_schedule
 
-    train_run(tiny_spec(), tmp_path, Runtime(device="cpu"))
+    train_run(tiny_spec(), tmp_path, CPU)
     table = 0.05 * build_schedule({"name": "rex", "beta": 0.5}).multipliers(15, 5)
-    lrs = [float(r["lr"]) for r in metrics(tmp_path)]
+    lrs = [float(r["lr"]) for r in metrics_rows(tmp_path)]
     assert lrs == pytest.approx([table[4], table[9], table[14]], rel=1e-12)
 
 
 def test_same_spec_and_seed_give_identical_metrics(tmp_path):
-    train_run(tiny_spec(), tmp_path / "a", Runtime(device="cpu"))
-    train_run(tiny_spec(), tmp_path / "b", Runtime(device="cpu"))
-    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+    train_run(tiny_spec(), tmp_path / "a", CPU)
+    train_run(tiny_spec(), tmp_path / "b", CPU)
+    assert metrics_rows(tmp_path / "a") == metrics_rows(tmp_path / "b")
 
 
 def test_a_validation_split_adds_its_columns(tmp_path):
     spec = tiny_spec(
         dataset=DatasetSpec(name="synthetic", limit_train=320, val_fraction=0.2), epochs=1
     )
-    train_run(spec, tmp_path, Runtime(device="cpu"))
-    row = metrics(tmp_path)[0]
+    train_run(spec, tmp_path, CPU)
+    row = metrics_rows(tmp_path)[0]
     assert {"val_loss", "val_acc"} <= set(row)
 
 
 def test_a_finished_run_is_not_trained_again(tmp_path):
     spec = tiny_spec(epochs=1)
-    first = train_run(spec, tmp_path, Runtime(device="cpu"))
+    first = train_run(spec, tmp_path, CPU)
     mtime = (tmp_path / "metrics.csv").stat().st_mtime_ns
-    assert train_run(spec, tmp_path, Runtime(device="cpu")) == first
+    assert train_run(spec, tmp_path, CPU) == first
     assert (tmp_path / "metrics.csv").stat().st_mtime_ns == mtime
 
 
@@ -120,35 +107,35 @@ def test_a_run_stopped_between_its_row_and_its_checkpoint_says_where_it_really_r
 
     spec = tiny_spec()
     with pytest.raises(KeyboardInterrupt):
-        train_run(spec, tmp_path / "run", Runtime(device="cpu"), on_event=stop_at_epoch_two)
-    assert len(metrics(tmp_path / "run")) == 2
+        train_run(spec, tmp_path / "run", CPU, on_event=stop_at_epoch_two)
+    assert len(metrics_rows(tmp_path / "run")) == 2
     events = []
-    train_run(spec, tmp_path / "run", Runtime(device="cpu"), on_event=events.append)
+    train_run(spec, tmp_path / "run", CPU, on_event=events.append)
     resumed = [(e.epoch, e.step, e.row) for e in events if e.kind == "resume"]
     assert resumed == [(1, 5, {"run_id": spec.run_id})]
     assert [e.epoch for e in events if e.kind == "epoch"] == [2, 3]
-    train_run(spec, tmp_path / "untouched", Runtime(device="cpu"))
-    assert metrics(tmp_path / "run") == metrics(tmp_path / "untouched")
+    train_run(spec, tmp_path / "untouched", CPU)
+    assert metrics_rows(tmp_path / "run") == metrics_rows(tmp_path / "untouched")
 
 
 def test_a_folder_holding_another_run_is_refused_untouched(tmp_path):
-    train_run(tiny_spec(epochs=1), tmp_path, Runtime(device="cpu"))
+    train_run(tiny_spec(epochs=1), tmp_path, CPU)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     with pytest.raises(UserError, match="holds a different run"):
-        train_run(tiny_spec(epochs=1, seed=1), tmp_path, Runtime(device="cpu"))
+        train_run(tiny_spec(epochs=1, seed=1), tmp_path, CPU)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
 def test_a_folder_of_other_files_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="not empty"):
-        train_run(tiny_spec(epochs=1), tmp_path, Runtime(device="cpu"))
+        train_run(tiny_spec(epochs=1), tmp_path, CPU)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_a_non_finite_loss_stops_the_run_as_diverged(tmp_path):
     spec = tiny_spec(optimizer=OptimizerSpec(name="sgd", lr=1e6, momentum=0.9))
-    summary = train_run(spec, tmp_path, Runtime(device="cpu"))
+    summary = train_run(spec, tmp_path, CPU)
     assert summary["status"] == "diverged"
     assert summary["epochs_completed"] < 3
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
@@ -160,17 +147,13 @@ def test_kill_minus_nine_in_epoch_two_then_resume_equals_an_uninterrupted_run(tm
 
     victim = run_cli(tmp_path / "killed")
     checkpoint = tmp_path / "killed" / "checkpoint.pt"
-    deadline = time.time() + 300
-    while not checkpoint.exists() and time.time() < deadline:  # epoch one's end
-        time.sleep(0.002)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
+    assert kill_when(victim, checkpoint.exists, "checkpoint of epoch one")  # in epoch two
     assert RunDir(tmp_path / "killed").status() == "partial"
-    assert len(metrics(tmp_path / "killed")) < 4
+    assert len(metrics_rows(tmp_path / "killed")) < 4
 
     resumed = run_cli(tmp_path / "killed")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
-    assert metrics(tmp_path / "killed") == metrics(tmp_path / "clean")
+    assert metrics_rows(tmp_path / "killed") == metrics_rows(tmp_path / "clean")
 
 
 @pytest.mark.parametrize(
@@ -217,7 +200,7 @@ def test_snapshots_record_the_ensemble_at_each_cycle_end(tmp_path):
         full_epochs=4,
         snapshots=True,
     )
-    train_run(spec, tmp_path, Runtime(device="cpu"))
+    train_run(spec, tmp_path, CPU)
     rows = list(csv.DictReader((tmp_path / "metrics.csv").read_text().splitlines()))
     assert [r["ensemble_size"] for r in rows] == ["", "1", "", "2"]
     assert 0 <= float(rows[-1]["ensemble_test_acc"]) <= 1
@@ -230,7 +213,7 @@ def test_schedule_free_sgd_trains_and_evaluates_at_the_average(tmp_path):
         schedule={"name": "constant", "label": "none"},
         epochs=2,
     )
-    summary = train_run(spec, tmp_path, Runtime(device="cpu"))
+    summary = train_run(spec, tmp_path, CPU)
     assert summary["status"] == "done" and 0 <= summary["final"]["test_acc"] <= 1
 
 
@@ -240,7 +223,7 @@ def test_a_rate_of_1000_diverges_alone_and_in_a_pack(tmp_path):
     from lrbench.train import train_runs
 
     wild = tiny_spec(optimizer=tiny_spec().optimizer.model_copy(update={"lr": 1000.0}))
-    assert train_run(wild, tmp_path / "alone", Runtime(device="cpu"))["status"] == "diverged"
+    assert train_run(wild, tmp_path / "alone", CPU)["status"] == "diverged"
     sane = tiny_spec(seed=1)
-    summaries = train_runs([sane, wild], [tmp_path / "p0", tmp_path / "p1"], Runtime(device="cpu"))
+    summaries = train_runs([sane, wild], [tmp_path / "p0", tmp_path / "p1"], CPU)
     assert [s["status"] for s in summaries] == ["done", "diverged"]

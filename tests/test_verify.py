@@ -5,27 +5,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import helpers
 import pytest
 import torch
 from runfolders import write_run
 
 from lrbench.report import analyse
-from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
+from lrbench.specs import DatasetSpec
 from lrbench.train import Runtime, train_run
 from lrbench.train.runtime import provenance
 
 
 def _tiny(out: Path) -> Path:
-    spec = RunSpec(
-        model="resnet8",
+    spec = helpers.spec(
         dataset=DatasetSpec(name="synthetic", limit_train=64),
-        optimizer=OptimizerSpec(name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4),
         schedule={"name": "linear", "label": "linear"},
-        budget=1.0,
         full_epochs=1,
         epochs=1,
-        seed=0,
-        batch_size=32,
     )
     run = out / spec.run_id
     run.mkdir(parents=True)
