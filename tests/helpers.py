@@ -57,15 +57,22 @@ def epoch_rows(runs: Path) -> int:
     return sum(len(read_metrics(p).rows) for p in Path(runs).glob("**/metrics.csv"))
 
 
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 180.0, every: float = 0.05, what: str = ""
+) -> None:
+    """Poll until `predicate()` holds; the generous timeout fails the test only when the event
+    never comes."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, f"timed out waiting for {what or predicate}"
+        time.sleep(every)
+
+
 def kill_when(
-    proc: subprocess.Popen, event: Callable[[], bool], what: str, deadline_s: float = 600.0
+    proc: subprocess.Popen, event: Callable[[], bool], what: str, timeout: float = 600.0
 ) -> bool:
-    """SIGKILL `proc` as soon as `event()` holds; False when `proc` ended first. The generous
-    deadline fails the test only when the event never comes."""
-    end = time.monotonic() + deadline_s
-    while proc.poll() is None and not event():
-        assert time.monotonic() < end, f"no {what} in {deadline_s:g} s"
-        time.sleep(0.01)
+    """SIGKILL `proc` as soon as `event()` holds; False when `proc` ended first."""
+    wait_for(lambda: proc.poll() is not None or event(), timeout, 0.01, what)
     if proc.poll() is not None:
         return False
     proc.kill()

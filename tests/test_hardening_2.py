@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import epoch_rows, metrics_rows
+from helpers import epoch_rows, metrics_rows, wait_for
 from test_hardening import CONFIG, killed_in_epoch_3, results, trained
 
 from lrbench.report.load import RETRAIN
@@ -291,13 +291,6 @@ def worker_pids(parent: int) -> list[int]:
     """The sweep's worker processes (multiprocessing's spawned children)."""
     children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
     return [int(c) for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
-
-
-def wait_for(predicate, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def two_workers_training(tmp_path: Path) -> subprocess.Popen:

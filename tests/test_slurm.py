@@ -14,11 +14,10 @@ import os
 import re
 import signal
 import stat
-import time
 from pathlib import Path
 
 import pytest
-from helpers import metrics_rows
+from helpers import metrics_rows, wait_for
 from sweepconfigs import tiny
 from sweepconfigs import write_config as write_tiny_config
 
@@ -41,14 +40,6 @@ CONFIG = tiny(
 
 def write_config(tmp_path: Path, **changes) -> Path:
     return write_tiny_config(tmp_path, **{**CONFIG, **changes})
-
-
-def wait_for(predicate, timeout: float = 180.0, every: float = 0.2) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting")
-        time.sleep(every)
 
 
 def job_processes(folder: Path, kind: str = "submitit") -> list[int]:

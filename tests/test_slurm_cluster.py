@@ -14,12 +14,11 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import metrics_rows
+from helpers import metrics_rows, wait_for
 
 from lrbench.config import expand, load_config
 from lrbench.results import RunDir, run_dirs
@@ -78,14 +77,6 @@ def write(tmp_path: Path, config: dict) -> Path:
 def squeue(job: str) -> str:
     out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%t"], capture_output=True, text=True)
     return out.stdout.strip()
-
-
-def wait_for(predicate, timeout: float = 120, every: float = 0.05, what: str = "") -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every)
 
 
 def job_id(stdout: str) -> str:

@@ -7,11 +7,10 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
-from helpers import kill_after_new_row, metrics_rows
+from helpers import kill_after_new_row, metrics_rows, wait_for
 from sweepconfigs import write_config
 
 from lrbench.results import RunDir, run_dirs
@@ -170,14 +169,6 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def wait_until(predicate, timeout: float = 120.0, every: float = 0.2) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("timed out")
-        time.sleep(every)
-
-
 def two_workers_training(config: Path, results: Path) -> tuple[subprocess.Popen, list[int]]:
     proc = subprocess.Popen(
         sweep_cmd(config, results, "--jobs", "2"),
@@ -186,7 +177,7 @@ def two_workers_training(config: Path, results: Path) -> tuple[subprocess.Popen,
         start_new_session=True,
     )
     runs = results / "tiny" / "runs"
-    wait_until(
+    wait_for(
         lambda: sum(RunDir(p).is_locked() for p in runs.glob("*")) == 2 if runs.is_dir() else False
     )
     workers = [
@@ -205,7 +196,7 @@ def test_a_killed_sweep_takes_its_workers_with_it(tmp_path):
     assert len(workers) == 2
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    wait_until(lambda: not any(alive(w) for w in workers), timeout=30)
+    wait_for(lambda: not any(alive(w) for w in workers), timeout=30)
     runs = list((results / "tiny" / "runs").iterdir())
     assert not any(RunDir(p).is_locked() for p in runs)
 
