@@ -82,9 +82,9 @@ def lr_find_command(
     from lrbench.train import Runtime
 
     probe = Probe(
-        model=model_name(model),  # an unknown model name fails before the data is loaded
-        optimizer=optimizer_spec(optimizer, min_lr, momentum, nesterov, weight_decay),
         ramp=Ramp(min_lr, max_lr, steps, mode.lower(), stop_factor),
+        optimizer=optimizer_spec(optimizer, min_lr, momentum, nesterov, weight_decay),
+        model=model_name(model),  # an unknown model name fails before the data is read
         batch_size=batch_size,
         seed=seed,
         dataset=dataset_spec(dataset, data_root, limit_train, 0.0),
