@@ -69,10 +69,15 @@ def wait_for(
 
 
 def kill_when(
-    proc: subprocess.Popen, event: Callable[[], bool], what: str, timeout: float = 600.0
+    proc: subprocess.Popen,
+    event: Callable[[], bool],
+    what: str,
+    timeout: float = 600.0,
+    every: float = 0.01,
 ) -> bool:
-    """SIGKILL `proc` as soon as `event()` holds; False when `proc` ended first."""
-    wait_for(lambda: proc.poll() is not None or event(), timeout, 0.01, what)
+    """SIGKILL `proc` as soon as `event()` holds (looked at every `every` s: a short event asks
+    for a short period); False when `proc` ended first."""
+    wait_for(lambda: proc.poll() is not None or event(), timeout, every, what)
     if proc.poll() is not None:
         return False
     proc.kill()

@@ -526,7 +526,7 @@ def kill_at(proc: subprocess.Popen, folder: Path, moment: str) -> bool:
     def writing() -> bool:
         return bool(list(folder.glob("*/runs/*/.checkpoint.pt.*.tmp")))
 
-    return kill_when(proc, writing, "checkpoint being written")
+    return kill_when(proc, writing, "checkpoint being written", every=0.001)
 
 
 @pytest.mark.slow
