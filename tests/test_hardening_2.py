@@ -699,3 +699,13 @@ def test_a_worker_exiting_with_a_code_fails_its_run_and_the_others_finish(user_c
     assert runs["resnet8"].status() == "done"
     failed = runs["exits"].verdict()
     assert failed.state == "failed" and re.fullmatch(r"worker \d exited with code 3", failed.reason)
+
+
+def test_a_checkpoint_is_read_for_its_run_within_a_bound(results, trained, monkeypatch):
+    import lrbench.checkpoint_identity as ci
+
+    a, b = swap_checkpoints(results, trained)
+    assert ci.read_header(a.checkpoint)["run_id"] == b.path.name
+    monkeypatch.setattr(ci, "MAX_READ_BYTES", 64)  # below its zip directory and data.pkl
+    assert ci.read_header(a.checkpoint) is None
+    assert a.verdict().state == "partial"  # unread, not judged: resuming says what it finds
