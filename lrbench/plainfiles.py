@@ -15,7 +15,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 MAX_JSON_BYTES = 1 << 20  # spec.json, summary.json, plan.json: a few KB each
 MAX_METRICS_BYTES = 16 << 20  # metrics.csv: about 150 bytes an epoch
@@ -54,9 +54,9 @@ def _kind(mode: int) -> str | None:
     return "a socket" if stat.S_ISSOCK(mode) else "not a plain file"
 
 
-def read_bounded(path: Path, limit: int) -> bytes:
-    """A plain file's bytes, at most `limit` of them; FileNotFoundError when missing,
-    NotPlainFile for a link, FIFO, device, folder or a larger file."""
+def open_plain(path: Path) -> BinaryIO:
+    """A plain file of its own, open for reading; FileNotFoundError when missing, NotPlainFile
+    for a link, FIFO, device or folder. Opening never follows a link and never blocks."""
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
@@ -64,13 +64,21 @@ def read_bounded(path: Path, limit: int) -> bytes:
         if err.errno == errno.ELOOP:
             raise NotPlainFile(f"{path.name} is a symbolic link, not a file of its own") from None
         raise
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        what = _kind(st.st_mode)
-        if what is not None:
-            raise NotPlainFile(f"{path.name} is {what}, not a plain file")
+    fh = os.fdopen(fd, "rb")
+    what = _kind(os.fstat(fd).st_mode)
+    if what is not None:
+        fh.close()
+        raise NotPlainFile(f"{path.name} is {what}, not a plain file")
+    return fh
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """A plain file's bytes, at most `limit` of them; FileNotFoundError when missing,
+    NotPlainFile for a link, FIFO, device, folder or a larger file."""
+    with open_plain(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
         data = fh.read(limit + 1)
-    if st.st_size > limit or len(data) > limit:
+    if size > limit or len(data) > limit:
         raise NotPlainFile(
             f"{path.name} holds more than {limit:,} bytes, more than lrbench ever writes there"
         )

@@ -9,7 +9,9 @@ A run is `damaged` when its files cannot be trusted: the folder or one of its fi
 plain file of its own (a link, FIFO, device: then `foreign`, and lrbench leaves it alone), a
 summary or spec that is unreadable or holds a value no run writes (a NaN, epochs 0), or, for a
 run that ended done, metrics.csv rows that are torn, missing, repeated, hold a value outside its
-column's range (accuracies are fractions, losses finite) or disagree with summary.json's final.
+column's range (accuracies are fractions, losses finite) or disagree with summary.json's final;
+for an unfinished run, a checkpoint.pt that records another run or an epoch it never reaches
+(`restart`: a sweep trains it again from the start, as resuming would).
 A diverged run is judged by its summary and spec alone (its rows may end in any value).
 """
 
@@ -44,6 +46,7 @@ class Verdict:
     summary: dict[str, Any] | None = None
     metrics: MetricsFile | None = None
     foreign: bool = False  # not lrbench's to touch: never trained, written or deleted
+    restart: bool = False  # unfinished, its checkpoint not its own: trained again from the start
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -60,6 +63,9 @@ def judge(run: RunDir) -> Verdict:
     metrics = run.read_metrics()
     if not _exists(run.summary):
         spec, _ = read_json_object(run.spec)
+        why = _checkpoint_fault(run, spec)
+        if why:
+            return Verdict("damaged", why, spec=spec, metrics=metrics, restart=True)
         started = _exists(run.checkpoint) or _exists(run.metrics)
         return Verdict("partial" if started else "new", spec=spec, metrics=metrics)
     summary, why = read_json_object(run.summary)
@@ -77,6 +83,16 @@ def judge(run: RunDir) -> Verdict:
     if why:
         return Verdict("damaged", why, spec, summary, metrics)
     return Verdict(status, None, spec, summary, metrics)
+
+
+def _checkpoint_fault(run: RunDir, spec: dict[str, Any] | None) -> str | None:
+    """Why an unfinished run's checkpoint.pt is not its own (another run's, an epoch it never
+    reaches): what resuming refuses, in the same words, read without torch."""
+    if spec is None or not _exists(run.checkpoint):
+        return None
+    from lrbench.checkpoint_identity import recorded_fault
+
+    return recorded_fault(run.checkpoint, spec)
 
 
 def _exists(path: Path) -> bool:

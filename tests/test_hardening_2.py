@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -540,3 +542,160 @@ def test_an_interrupt_after_a_packs_last_epoch_counts_its_runs_done(results, mon
         Runtime(),
     )
     assert ended == {s.run_id: "done" for s in specs}
+
+
+# --- a checkpoint's run is judged by all three commands, without torch ---------------------------
+
+
+def swap_checkpoints(results, trained) -> dict[RunDir, str]:
+    """The attack: two runs killed in epoch 3, their checkpoint.pt swapped. Each run with the
+    reason its verdict must give."""
+    a, b = results.runs
+    reasons = {}
+    for run, other in ((a, b), (b, a)):
+        killed_in_epoch_3(run, trained)
+        run.checkpoint.write_bytes(trained.epoch2[other.path.name])
+        reasons[run] = (
+            f"checkpoint.pt belongs to another run (its run_id is {other.path.name!r}, "
+            f"not {run.path.name!r})"
+        )
+    return reasons
+
+
+def says_damaged(cli, results, tmp_path, reasons: dict[RunDir, str]) -> None:
+    """status and report name each run damaged, in its verdict's words."""
+    status = cli("status", results.results)
+    assert status.code == 0, status.output
+    report = cli("report", results.results, "--out", tmp_path / "report")
+    for run, why in reasons.items():
+        assert run.verdict().state == "damaged" and run.damage() == why
+        assert f"damaged {run.path}: {why}" in status.out.splitlines(), status.out
+        assert f"  {run.path}: damaged: {why}; {RETRAIN}" in report.err.splitlines(), report.err
+
+
+@pytest.mark.parametrize("retry", [[], ["--retry-failed"]], ids=["sweep", "retry-failed"])
+def test_swapped_checkpoints_are_damaged_in_the_same_words_for_status_report_and_sweep(
+    cli, results, trained, tmp_path, retry
+):
+    reasons = swap_checkpoints(results, trained)
+    says_damaged(cli, results, tmp_path, reasons)
+    dry = cli("sweep", results.config, "--results", results.results, "--dry-run", *retry)
+    assert dry.code == 0 and "damaged 2" in dry.out, dry.output
+    assert dry.out.count("damaged (to run from the start)") == 2, dry.out
+
+    swept = results.sweep(cli, *retry)
+
+    assert swept.code == 0, swept.output
+    for run, why in reasons.items():
+        assert f"damaged {run.path}: {why}; training it again from the start" in swept.err
+        assert run.status() == "done" and rows(run) == trained.rows(run.path.name)
+
+
+@pytest.mark.parametrize("epoch", [-2, "x"])
+def test_a_checkpoint_with_an_impossible_epoch_is_damaged_for_status_and_report(
+    cli, results, trained, tmp_path, epoch
+):
+    import torch
+
+    run = results.runs[0]
+    killed_in_epoch_3(run, trained)
+    state = torch.load(run.checkpoint, weights_only=True)
+    torch.save({**state, "epoch": epoch}, run.checkpoint)
+    why = (
+        f"checkpoint.pt records epoch {epoch!r} and step {state['step']!r}, which this run "
+        "never reaches"
+    )
+    says_damaged(cli, results, tmp_path, {run: why})
+
+
+def test_a_checkpoint_of_an_older_version_without_its_run_still_resumes(cli, results, trained):
+    import torch
+
+    run = results.runs[0]
+    killed_in_epoch_3(run, trained)
+    state = torch.load(run.checkpoint, weights_only=True)
+    for key in ("run_id", "spec_sha256", "seed"):
+        del state[key]
+    torch.save(state, run.checkpoint)
+    kept = run.metrics.read_text().splitlines()[:3]  # header and epochs 1-2, timings included
+    assert run.verdict().state == "partial"
+
+    assert results.sweep(cli).code == 0
+
+    assert run.metrics.read_text().splitlines()[:3] == kept  # resumed, not trained again
+    assert run.status() == "done" and rows(run) == trained.rows(run.path.name)
+
+
+def test_status_judges_checkpoints_without_torch_and_runs_none_of_their_code(
+    results, trained, tmp_path
+):
+    import torch
+    from test_hardening import Payload
+    from test_light_commands import _light
+
+    swap_checkpoints(results, trained)
+    crafted = tmp_path / "crafted"
+    shutil.copytree(results.results, crafted)
+    marker = tmp_path / "code-ran"
+    run = run_dirs(crafted / "h")[0]
+    torch.save({"model": Payload(marker), "optimizer": {}, "epoch": 2, "step": 4}, run.checkpoint)
+    assert run.verdict().state == "partial" and not marker.exists()
+
+    done = _light([["status", str(results.results)], ["status", str(crafted)]])
+
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists(), "the checkpoint's code ran"
+
+
+# --- a worker that exits with a code ---------------------------------------------------------
+
+
+EXITS_IN_A_WORKER = """
+import multiprocessing
+import os
+
+from torch import nn
+
+
+class ExitsWhileTraining(nn.Module):
+    \"\"\"Exits with code 3 at its first training step in a sweep's worker process (what a
+    library calling exit() does); the sweep's own probe of it runs in the parent.\"\"\"
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.net = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, num_classes))
+
+    def forward(self, x):
+        if self.training and multiprocessing.parent_process() is not None:
+            os._exit(3)
+        return self.net(x)
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_exiting_with_a_code_fails_its_run_and_the_others_finish(user_code, tmp_path):
+    (user_code / "exits.py").write_text(EXITS_IN_A_WORKER)
+    config = user_code / "sweep.yaml"
+    crasher = {"import": "exits:ExitsWhileTraining", "label": "exits"}
+    config.write_text(yaml.safe_dump({**CONFIG, "seeds": 1, "models": ["resnet8", crasher]}))
+
+    sweep = lrbench("sweep", config, "--results", tmp_path / "r", "--device", "cpu",
+                    "--jobs", "2", "--threads", "1", "--pack", "1")  # fmt: skip
+    _, err = sweep.communicate(timeout=300)
+
+    assert sweep.returncode == 1, err
+    assert "1 done, 0 diverged, 1 failed" in err and "Traceback" not in err, err
+    runs = {r.path.name.split("-")[0]: r for r in run_dirs(tmp_path / "r" / "h")}
+    assert runs["resnet8"].status() == "done"
+    failed = runs["exits"].verdict()
+    assert failed.state == "failed" and re.fullmatch(r"worker \d exited with code 3", failed.reason)
+
+
+def test_a_checkpoint_is_read_for_its_run_within_a_bound(results, trained, monkeypatch):
+    import lrbench.checkpoint_identity as ci
+
+    a, b = swap_checkpoints(results, trained)
+    assert ci.read_header(a.checkpoint)["run_id"] == b.path.name
+    monkeypatch.setattr(ci, "MAX_READ_BYTES", 64)  # below its zip directory and data.pkl
+    assert ci.read_header(a.checkpoint) is None
+    assert a.verdict().state == "partial"  # unread, not judged: resuming says what it finds

@@ -31,6 +31,7 @@ class PlannedRun:
     run: RunDir
     state: str  # new | partial | done | diverged | failed | damaged
     foreign: bool = False  # a link, FIFO or device in its place: left alone, never trained
+    restart: str | None = None  # why an unfinished run is damaged: trained again from the start
 
     @property
     def epochs_done(self) -> int:
@@ -46,6 +47,8 @@ class PlannedRun:
     def to_train(self, retry_failed: bool) -> bool:
         if self.foreign:
             return False
+        if self.restart:  # unfinished: a plain sweep trains it, as it would have resumed it
+            return True
         return self.state in TRAIN_STATES or (retry_failed and self.state in RETRY_STATES)
 
     def shown_state(self, retry_failed: bool) -> str:
@@ -54,7 +57,9 @@ class PlannedRun:
         state = {"new": "to run", "partial": "to resume"}.get(self.state, self.state)
         if self.state == "partial":
             state += f" (epoch {self.epochs_done}/{self.spec.epochs})"
-        if self.state in RETRY_STATES and retry_failed:
+        if self.restart:
+            state += " (to run from the start)"
+        elif self.state in RETRY_STATES and retry_failed:
             state += " (retry)"
         return state
 
@@ -90,7 +95,8 @@ def plan(config: SweepConfig, results: Path, only: str | None = None) -> list[Pl
         run = RunDir(runs / run_id)
         if run_id in started:
             verdict = run.verdict()
-            planned.append(PlannedRun(spec, run, verdict.state, verdict.foreign))
+            restart = verdict.reason if verdict.restart else None
+            planned.append(PlannedRun(spec, run, verdict.state, verdict.foreign, restart))
         else:
             planned.append(PlannedRun(spec, run, "new"))
     return planned

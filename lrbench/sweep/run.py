@@ -178,6 +178,14 @@ class Sweep:
             f"{self.where} names them"
         )
 
+    def restart_lines(self) -> list[str]:
+        """One line per unfinished run to train again from the start, and why (its verdict)."""
+        return [
+            f"damaged {p.run.path}: {p.restart}; training it again from the start"
+            for p in self.todo
+            if p.restart
+        ]
+
     def epochs_left(self, runs: list[PlannedRun] | None = None) -> int:
         return sum(p.spec.epochs - p.epochs_done for p in (self.todo if runs is None else runs))
 
@@ -275,6 +283,8 @@ class Sweep:
         splits = load_splits(self.config.dataset, self.options.data_dir)  # exit 2 before workers
         for note in self.check_with_data(splits):
             say(note)
+        for line in self.restart_lines():
+            say(line)
         workers = min(len(devices), len(self.todo))
         runtime = self.runtime(devices[0], workers)
         skipped = len(self.planned) - len(self.todo)

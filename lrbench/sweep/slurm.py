@@ -57,6 +57,8 @@ def submit_to_slurm(
         say(f"all {len(sweep.planned)} runs of {sweep.config.name} are finished; nothing to submit")
         return outcome
     sweep.check_data()  # missing data is exit 2 before anything is submitted
+    for line in sweep.restart_lines():
+        say(line)
     data_dir = str(Path(options.data_dir).resolve()) if options.data_dir else None
     runtime = replace(sweep.runtime(options.device, 1), data_dir=data_dir)
 

@@ -4,7 +4,8 @@ Format (one file, `checkpoint.pt`, the same whether the run trained alone or in 
 path resumes the other's): the model's state_dict, the optimizer's state (torch.optim's
 state_dict; for schedule-free optimizers lrbench's own layout, see lrbench.train.optim), `epoch` and
 `step` done, the run it belongs to (`run_id`, `spec_sha256`, `seed`: a checkpoint is never
-resumed in another run's folder), the RNG states, `wall_time_s`, and the reactive state (plateau, early stopping) and
+resumed in another run's folder, and `status` reads them without torch, see
+lrbench.checkpoint_identity), the RNG states, `wall_time_s`, and the reactive state (plateau, early stopping) and
 snapshot ensemble of lrbench.train.member.
 
 Results folders are shared between people and clusters, so a checkpoint is loaded with
@@ -13,9 +14,7 @@ Results folders are shared between people and clusters, so a checkpoint is loade
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import pickle
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import torch
 
+from lrbench.checkpoint_identity import identity, identity_fault
 from lrbench.errors import UserError
 from lrbench.plainfiles import kind_of
 from lrbench.results import atomic_write_bytes
@@ -84,31 +84,10 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def identity(spec: RunSpec) -> dict[str, Any]:
-    """What ties a checkpoint to its run: written into it, checked before it is resumed."""
-    blob = json.dumps(spec.identity(), sort_keys=True, separators=(",", ":"))
-    return {
-        "run_id": spec.run_id,
-        "spec_sha256": hashlib.sha256(blob.encode()).hexdigest(),
-        "seed": spec.seed,
-    }
-
-
 def checkpoint_fault(state: dict[str, Any], spec: RunSpec, steps_per_epoch: int) -> str | None:
     """Why a checkpoint cannot resume this run (another run's, or an epoch no run reaches), or
-    None. Checkpoints of older versions record no identity and are judged by epoch alone."""
-    epoch, step = state.get("epoch"), state.get("step")
-    whole = all(isinstance(v, int) and not isinstance(v, bool) for v in (epoch, step))
-    if not whole or not 0 <= epoch <= spec.epochs or step != epoch * steps_per_epoch:
-        return (
-            f"checkpoint.pt records epoch {epoch!r} and step {step!r}, which this run never reaches"
-        )
-    for key, value in identity(spec).items():
-        if key in state and state[key] != value:
-            return (
-                f"checkpoint.pt belongs to another run (its {key} is {state[key]!r}, not {value!r})"
-            )
-    return None
+    None: the words `status` and `report` give too (lrbench.checkpoint_identity)."""
+    return identity_fault(state, identity(spec), spec.epochs, steps_per_epoch)
 
 
 class CheckpointWriter:
