@@ -121,7 +121,7 @@ def test_a_sweep_on_slurm_equals_the_same_sweep_run_locally(tmp_path):
     assert [r.path.name for r in a] == [r.path.name for r in b] and len(a) == 4
     for x, y in zip(a, b, strict=True):
         assert sorted(p.name for p in x.path.iterdir()) == sorted(p.name for p in y.path.iterdir())
-        assert x.status() == "done" and rows(x) == rows(y) and len(rows(x)) == 2
+        assert x.state() == "done" and rows(x) == rows(y) and len(rows(x)) == 2
     for task in (0, 1):
         log = (on_slurm / "smoke-slurm" / "slurm" / f"{job}_{task}_0_log.out").read_text()
         assert log.count(": done") == 2 and "1 CPU thread(s)" in log
@@ -163,7 +163,7 @@ def test_a_requeued_or_cancelled_job_resumes_from_its_checkpoint(tmp_path):
     #    is gone, and the same command submits the run again.
     subprocess.run(["scancel", job], check=True)
     wait_for(lambda: squeue(job) == "", timeout=60, what="the cancelled job to leave")
-    assert run.status() == "partial", "the run finished before it could be cancelled"
+    assert run.state() == "partial", "the run finished before it could be cancelled"
     before_rerun = rows(run, keep_time=True)
     assert k1 < len(before_rerun) < 16
     again = lrbench("sweep", config, "--results", results, *JOB_FLAGS)
@@ -200,7 +200,7 @@ def test_a_requeued_or_cancelled_job_resumes_from_its_checkpoint(tmp_path):
     after2 = text2.split("resume after epoch")[1]
     assert re.search(rf"epoch {k2 + 1}/16 ", after2) and not re.search(rf"epoch {k2}/16 ", after2)
     final = rows(run, keep_time=True)
-    assert len(final) == 16 and run.status() == "done"
+    assert len(final) == 16 and run.state() == "done"
     assert final[:k1] == before_requeue[:k1]  # rows before each interruption, timings included,
     assert final[:k2] == before_rerun[:k2]  # were not trained again
 

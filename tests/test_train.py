@@ -165,7 +165,7 @@ def test_kill_minus_nine_in_epoch_two_then_resume_equals_an_uninterrupted_run(tm
         time.sleep(0.002)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
-    assert RunDir(tmp_path / "killed").status() == "partial"
+    assert RunDir(tmp_path / "killed").state() == "partial"
     assert len(metrics(tmp_path / "killed")) < 4
 
     resumed = run_cli(tmp_path / "killed")
