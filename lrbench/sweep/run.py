@@ -297,18 +297,15 @@ class Sweep:
         outcome.causes = result.causes
         return outcome
 
-    def slurm_pack_size(self, settings: SlurmSettings) -> int:
-        """`--pack N` packs N runs; auto packs what an array task holds on a GPU job
-        (`runs_per_job` runs: size it to what one GPU fits) and nothing on CPU jobs."""
-        size = parse_pack(self.options.pack)
-        if size is not None:
-            return size
-        return settings.runs_per_job if settings.gpus_per_job else 1
-
     def slurm_work(self, runs: list[PlannedRun], settings: SlurmSettings) -> list[Pack]:
         """Packs for array tasks, planned over the whole sweep as locally, so a GPU array task
-        trains the packs a local GPU worker would."""
-        return plan_work(self.planned, runs, self.slurm_pack_size(settings))
+        trains the packs a local GPU worker would. `--pack N` packs N runs; auto packs what an
+        array task holds on a GPU job (`runs_per_job`: size it to what one GPU fits) and
+        nothing on CPU jobs."""
+        size = parse_pack(self.options.pack)
+        if size is None:
+            size = settings.runs_per_job if settings.gpus_per_job else 1
+        return plan_work(self.planned, runs, size)
 
     def slurm_preview(self, settings: SlurmSettings) -> str:
         """What --dry-run says the submission would be."""
