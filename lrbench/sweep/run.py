@@ -39,7 +39,7 @@ from lrbench.train.runtime import (
 )
 
 if TYPE_CHECKING:
-    from lrbench.executors.slurm_submit import SlurmSettings
+    from lrbench.executors.slurm_submit import SlurmSettings, Submission
 
 Say = Callable[[str], Any]
 
@@ -327,8 +327,8 @@ class Sweep:
         """Submit the unfinished runs as one job array (leaving out runs still queued in an
         earlier one, and runs another process trains); with `wait`, follow them and the queued
         ones like a local sweep."""
-        from lrbench.executors.slurm_submit import ArrayTask, SlurmExecutor
-        from lrbench.executors.slurm_watch import queued_runs, watch
+        from lrbench.executors.slurm_submit import SlurmExecutor
+        from lrbench.executors.slurm_watch import queued_runs
 
         options = self.options
         executor = SlurmExecutor(settings, options.device)
@@ -391,8 +391,22 @@ class Sweep:
                     + (f"cancel: scancel {sub.job_id}" if sub.cluster == "slurm" else "")
                 )
             return outcome
+        return self._follow_slurm(sub, waiting, queued, display, say, outcome)
 
-        # --wait: the runs just submitted and those already queued, followed through their folders.
+    def _follow_slurm(
+        self,
+        sub: Submission,
+        waiting: list[PlannedRun],
+        queued: dict[str, str],
+        display: DisplayFactory,
+        say: Say,
+        outcome: SweepOutcome,
+    ) -> SweepOutcome:
+        """--wait: the runs just submitted and those already queued, followed through their
+        folders with a local sweep's display, until each ended or no task is left."""
+        from lrbench.executors.slurm_submit import ArrayTask
+        from lrbench.executors.slurm_watch import watch
+
         specs = {p.run_id: p for p in waiting}
         for task_id in sorted({queued[r] for r in specs}):
             runs = [(specs[r].spec, specs[r].run.path) for r, t in queued.items()
@@ -418,7 +432,7 @@ class Sweep:
             result = watch(sub, on_msg)
         outcome.states, outcome.interrupted = result.states, result.interrupted
         if outcome.interrupted:
-            say(f"stopped waiting; the jobs go on (lrbench status {where})")
+            say(f"stopped waiting; the jobs go on (lrbench status {sub.log_dir.parent})")
         return outcome
 
 
