@@ -102,12 +102,12 @@ def watch(
     """Follow the run folders until every run ended or no task is left."""
     outcome = Outcome()
     watched = [_Watched(spec, RunDir(path), t.task_id) for t in sub.tasks for spec, path in t.items]
-    slots: list[str | None] = []
+    lines: list[str | None] = []
     checked, alive = 0.0, True
     try:
         while True:
             for w in watched:
-                for msg in w.poll(slots):
+                for msg in w.poll(lines):
                     if msg.kind == "end":
                         outcome.states[msg.run_id] = msg.state or "failed"
                     on_msg(msg)
@@ -142,7 +142,7 @@ class _Watched:
     task_id: str
     started: bool = False
     ended: bool = False
-    slot: int = -1
+    line: int = -1  # its line of the display (Msg.worker)
     total_steps: int = 0
 
     def __post_init__(self) -> None:
@@ -154,7 +154,7 @@ class _Watched:
         now = _mtime(getattr(self.run, name))
         return now is not None and now != self.before[name]
 
-    def poll(self, slots: list[str | None]) -> list[Msg]:
+    def poll(self, lines: list[str | None]) -> list[Msg]:
         from lrbench.train.runtime import Event
 
         if self.ended:
@@ -170,8 +170,8 @@ class _Watched:
         finished = self._changed("summary")
         if not self.started and (finished or new_rows or self._changed("spec")):
             self.started = True
-            self.slot = _take_slot(slots, self.task_id)
-            out.append(Msg("start", self.slot, self.spec.run_id, epochs=self.spec.epochs))
+            self.line = _take_line(lines, self.task_id)
+            out.append(Msg("start", self.line, self.spec.run_id, epochs=self.spec.epochs))
         if not self.started:
             return out
         if not self.total_steps and self.run.spec.exists():
@@ -180,7 +180,7 @@ class _Watched:
         for row in new_rows:
             epoch, step = int(row.get("epoch", 0)), int(row.get("step", 0))
             event = Event("epoch", epoch, self.spec.epochs, step, self.total_steps, row)
-            out.append(Msg("event", self.slot, self.spec.run_id, event=event))
+            out.append(Msg("event", self.line, self.spec.run_id, event=event))
         if finished:
             state = self.run.state()
             detail = None
@@ -188,8 +188,8 @@ class _Watched:
                 with contextlib.suppress(OSError, ValueError, AttributeError):
                     detail = read_json(self.run.summary).get("error")
             self.ended = True
-            slots[self.slot] = None
-            out.append(Msg("end", self.slot, self.spec.run_id, state=state, detail=detail))
+            lines[self.line] = None
+            out.append(Msg("end", self.line, self.spec.run_id, state=state, detail=detail))
         return out
 
 
@@ -207,10 +207,11 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _take_slot(slots: list[str | None], label: str) -> int:
-    for i, s in enumerate(slots):
+def _take_line(lines: list[str | None], label: str) -> int:
+    """The first free line of the display (a run that ended frees its line), else a new one."""
+    for i, s in enumerate(lines):
         if s is None:
-            slots[i] = label
+            lines[i] = label
             return i
-    slots.append(label)
-    return len(slots) - 1
+    lines.append(label)
+    return len(lines) - 1
