@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lrbench.durations import fmt_duration
-from lrbench.executors.local import Msg
+from lrbench.executors.base import Msg
 from lrbench.train import Event
 
 console = Console(stderr=True, soft_wrap=True)
@@ -146,11 +146,11 @@ class SweepDisplay:
                         f"[worker {msg.worker}] {msg.run_id} epoch {e.epoch}/{e.epochs} {w.metrics}"
                     )
         elif msg.kind == "end":
-            if msg.status != "interrupted":
+            if msg.state != "interrupted":
                 self.done_runs += 1
             tail = f": {msg.detail}" if msg.detail else ""
-            colour = {"done": "green", "diverged": "yellow"}.get(msg.status or "", "red")
-            text = f"{msg.run_id} {msg.status}{tail}"
+            colour = {"done": "green", "diverged": "yellow"}.get(msg.state or "", "red")
+            text = f"{msg.run_id} {msg.state}{tail}"
             self._log(
                 f"[{colour}]{escape(text)}[/]" if self.live else f"[worker {msg.worker}] {text}"
             )

@@ -21,14 +21,16 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lrbench.plainfiles import kind_of
-
-if TYPE_CHECKING:
-    from lrbench.results import MetricsFile, RunDir
+from lrbench.runfiles import MetricsFile, RunFiles, read_json_object
 
 FINISHED = ("done", "diverged", "failed")
+# What a sweep does with a run in each state (lrbench.sweep plans by them, executors train by them)
+TRAIN_STATES = ("new", "partial")  # trained; a partial run resumes
+SKIP_STATES = ("done", "diverged")  # ended for good: never trained again
+RETRY_STATES = ("failed", "damaged")  # trained again from the start with --retry-failed
 RUN_FILES = ("spec.json", "metrics.csv", "summary.json", "checkpoint.pt", "run.log")
 MAX_EPOCHS = 1_000_000
 MAX_STEPS_PER_EPOCH = 1_000_000_000
@@ -53,10 +55,8 @@ class Verdict:
         return self.metrics.rows if self.metrics is not None else []
 
 
-def judge(run: RunDir) -> Verdict:
+def judge(run: RunFiles) -> Verdict:
     """The verdict on one run folder; each of its files is read at most once."""
-    from lrbench.results import read_json_object
-
     foreign = _foreign(run.path)
     if foreign:
         return Verdict("damaged", foreign, foreign=True)
@@ -85,7 +85,7 @@ def judge(run: RunDir) -> Verdict:
     return Verdict(status, None, spec, summary, metrics)
 
 
-def _checkpoint_fault(run: RunDir, spec: dict[str, Any] | None) -> str | None:
+def _checkpoint_fault(run: RunFiles, spec: dict[str, Any] | None) -> str | None:
     """Why an unfinished run's checkpoint.pt is not its own (another run's, an epoch it never
     reaches): what resuming refuses, in the same words, read without torch."""
     if spec is None or not _exists(run.checkpoint):

@@ -149,8 +149,8 @@ def test_a_crafted_checkpoint_is_never_unpickled(cli, results, trained, tmp_path
     assert result.code == 1 and "Traceback" not in result.output
     lines = [x for x in result.output.splitlines() if "holds more than tensors" in x]
     assert lines and all(str(run.checkpoint) in line for line in lines)
-    assert run.checkpoint.read_bytes() == crafted and run.status() == "partial"
-    assert results.runs[1].status() == "done"
+    assert run.checkpoint.read_bytes() == crafted and run.state() == "partial"
+    assert results.runs[1].state() == "done"
 
 
 # --- damaged runs are found, and trained again to the same end -------------------------------
@@ -169,7 +169,7 @@ def test_a_torn_last_line_of_an_unfinished_run_is_dropped_and_the_run_resumes(
     assert "to resume (epoch 2/3)" in dry.out
     result = results.sweep(cli)
     assert result.code == 0, result.output
-    assert run.status() == "done"
+    assert run.state() == "done"
     assert metrics_rows(run) == trained.rows(run.path.name)
 
 
@@ -229,7 +229,7 @@ def test_a_damaged_finished_run_is_shown_and_retrained_by_retry_failed(
 ):
     run = results.runs[0]
     damage(run)
-    assert run.status() == "damaged" and why in run.damage()
+    assert run.state() == "damaged" and why in run.damage()
 
     status = cli("status", results.results)
     assert status.code == 0, status.output
@@ -238,12 +238,12 @@ def test_a_damaged_finished_run_is_shown_and_retrained_by_retry_failed(
                               "--dry-run").out  # fmt: skip
     untouched = run.metrics.read_bytes() if run.metrics.exists() else None
     assert results.sweep(cli).code == 0  # without --retry-failed: left as it is
-    assert run.status() == "damaged"
+    assert run.state() == "damaged"
     assert (run.metrics.read_bytes() if run.metrics.exists() else None) == untouched
 
     result = results.sweep(cli, "--retry-failed")
     assert result.code == 0, result.output
-    assert run.status() == "done"
+    assert run.state() == "done"
     assert metrics_rows(run) == trained.rows(run.path.name)
 
 
@@ -289,7 +289,7 @@ def test_a_lock_that_is_a_folder_is_no_traceback(cli, results, trained):
     assert cli("status", results.results).code == 0
     assert cli("sweep", results.config, "--results", results.results, "--dry-run").code == 0
     assert results.sweep(cli).code == 0
-    assert run.status() == "done" and run.lock_path.is_file()
+    assert run.state() == "done" and run.lock_path.is_file()
 
 
 def test_a_sweep_named_runs_does_not_hide_the_others(cli, results, tmp_path):

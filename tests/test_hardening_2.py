@@ -112,7 +112,7 @@ def test_retry_failed_trains_a_damaged_run_again_to_the_untouched_end(
     again = results.sweep(cli)
     assert again.code == 0 and "--retry-failed trains" in again.err, again.output
     assert results.sweep(cli, "--retry-failed").code == 0
-    assert run.status() == "done" and metrics_rows(run) == trained.rows(run.path.name)
+    assert run.state() == "done" and metrics_rows(run) == trained.rows(run.path.name)
 
 
 def test_a_custom_column_is_not_judged_and_a_missing_test_acc_is_no_damage(tmp_path):
@@ -140,9 +140,9 @@ def test_status_reads_each_file_of_a_run_once(results, monkeypatch):
         return real(path, limit)
 
     monkeypatch.setattr(lrbench.plainfiles, "read_bounded", counted)
-    import lrbench.results
+    import lrbench.runfiles
 
-    monkeypatch.setattr(lrbench.results, "read_bounded", counted)
+    monkeypatch.setattr(lrbench.runfiles, "read_bounded", counted)
     sweep_status(results.results)
     per_file = {p: reads.count(p) for p in reads}
     assert per_file and max(per_file.values()) == 1, per_file
@@ -163,7 +163,7 @@ def test_checkpoints_swapped_between_two_runs_are_refused_and_both_end_untouched
     b.checkpoint.write_bytes(trained.epoch2[a.path.name])
     assert results.sweep(cli).code == 0
     for run in (a, b):
-        assert run.status() == "done" and metrics_rows(run) == trained.rows(run.path.name)
+        assert run.state() == "done" and metrics_rows(run) == trained.rows(run.path.name)
 
 
 @pytest.mark.parametrize("epoch", [-2, "x"])
@@ -176,7 +176,7 @@ def test_a_checkpoint_with_an_impossible_epoch_retrains_its_run(cli, results, tr
     torch.save({**state, "epoch": epoch}, run.checkpoint)
     result = results.sweep(cli)
     assert result.code == 0, result.output
-    assert run.status() == "done" and metrics_rows(run) == trained.rows(run.path.name)
+    assert run.state() == "done" and metrics_rows(run) == trained.rows(run.path.name)
 
 
 def test_a_finished_run_keeps_no_checkpoint_unless_asked(cli, results, trained, tmp_path):
@@ -193,7 +193,7 @@ def test_a_finished_run_keeps_no_checkpoint_unless_asked(cli, results, trained, 
         killed_in_epoch_3(run, trained)
     assert cli("sweep", config, "--results", results.results, "--device", "cpu").code == 0
     assert {r.path.name for r in results.runs} == ids  # the key changes no run id
-    assert all(r.checkpoint.exists() and r.status() == "done" for r in results.runs)
+    assert all(r.checkpoint.exists() and r.state() == "done" for r in results.runs)
 
 
 # --- a results folder is a tree of plain files of its own ---------------------------------------
@@ -505,7 +505,7 @@ def test_a_lock_a_stopped_orphan_worker_holds_is_taken_over(cli, tmp_path, one_t
 
     again = cli("sweep", config, "--results", results, "--device", "cpu")
     assert again.code == 0 and "held by another sweep" not in again.err, again.output
-    assert all(r.status() == "done" for r in run_dirs(results / "h"))
+    assert all(r.state() == "done" for r in run_dirs(results / "h"))
     wait_for(
         lambda: (
             not Path(f"/proc/{stopped}").exists()
@@ -538,7 +538,7 @@ def test_an_interrupt_after_a_packs_last_epoch_counts_its_runs_done(results, mon
         0,
         "cpu",
         [pack, None],
-        lambda m: ended.update({m.run_id: m.status}) if m.kind == "end" else None,
+        lambda m: ended.update({m.run_id: m.state}) if m.kind == "end" else None,
         Runtime(),
     )
     assert ended == {s.run_id: "done" for s in specs}
@@ -588,7 +588,7 @@ def test_swapped_checkpoints_are_damaged_in_the_same_words_for_status_report_and
     assert swept.code == 0, swept.output
     for run, why in reasons.items():
         assert f"damaged {run.path}: {why}; training it again from the start" in swept.err
-        assert run.status() == "done" and rows(run) == trained.rows(run.path.name)
+        assert run.state() == "done" and metrics_rows(run) == trained.rows(run.path.name)
 
 
 @pytest.mark.parametrize("epoch", [-2, "x"])
@@ -623,7 +623,7 @@ def test_a_checkpoint_of_an_older_version_without_its_run_still_resumes(cli, res
     assert results.sweep(cli).code == 0
 
     assert run.metrics.read_text().splitlines()[:3] == kept  # resumed, not trained again
-    assert run.status() == "done" and rows(run) == trained.rows(run.path.name)
+    assert run.state() == "done" and metrics_rows(run) == trained.rows(run.path.name)
 
 
 def test_status_judges_checkpoints_without_torch_and_runs_none_of_their_code(
@@ -686,7 +686,7 @@ def test_a_worker_exiting_with_a_code_fails_its_run_and_the_others_finish(user_c
     assert sweep.returncode == 1, err
     assert "1 done, 0 diverged, 1 failed" in err and "Traceback" not in err, err
     runs = {r.path.name.split("-")[0]: r for r in run_dirs(tmp_path / "r" / "h")}
-    assert runs["resnet8"].status() == "done"
+    assert runs["resnet8"].state() == "done"
     failed = runs["exits"].verdict()
     assert failed.state == "failed" and re.fullmatch(r"worker \d exited with code 3", failed.reason)
 

@@ -310,7 +310,7 @@ def test_a_failed_checkpoint_write_fails_the_pack_and_says_so(tmp_path, monkeypa
     with pytest.raises(RunFailed, match="No space left on device"):
         train_runs(pack_of("sgd", epochs=2, full_epochs=2), paths, CPU)
     for p in paths:
-        assert RunDir(p).status() == "failed"
+        assert RunDir(p).state() == "failed"
         assert "No space left" in (p / "run.log").read_text()
 
 
@@ -325,7 +325,7 @@ def test_a_packed_runs_checkpoint_resumes_unpacked(tmp_path):
     dirs = [tmp_path / f"p{i}" for i in range(3)]
     with pytest.raises(KeyboardInterrupt):
         train_runs(specs, dirs, CPU, on_event=stop_after_first_epoch)
-    assert checkpoint(dirs[0])["epoch"] == 1 and RunDir(dirs[0]).status() == "partial"
+    assert checkpoint(dirs[0])["epoch"] == 1 and RunDir(dirs[0]).state() == "partial"
     train_run(specs[0], dirs[0], CPU)  # resumed alone from the pack's checkpoint
     train_run(specs[0], tmp_path / "alone", CPU)
     assert metrics_rows(dirs[0]) == metrics_rows(tmp_path / "alone")
@@ -361,7 +361,7 @@ def test_kill_minus_nine_of_a_pack_then_resume_equals_uninterrupted(tmp_path):
     # epoch one saved for every run: the pack is in epoch two
     assert kill_when(victim, lambda: all(p.exists() for p in saved), "checkpoints of epoch one")
     assert victim.returncode == -signal.SIGKILL  # killed, not finished
-    assert RunDir(tmp_path / "killed" / "r0").status() == "partial"
+    assert RunDir(tmp_path / "killed" / "r0").state() == "partial"
     resumed = start(tmp_path / "killed")
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
     for i in range(3):

@@ -350,7 +350,7 @@ def test_a_checkpoint_written_packed_resumes_alone_and_the_other_way_round(
     lone = [tmp_path / f"alone{i}" for i in range(len(specs))]
     for i, (s, path) in enumerate(zip(specs, lone, strict=True)):
         interrupted(train_run, s, path, CPU, on_event=stop_in(2 + i), data=data)
-    assert [RunDir(p).status() for p in lone] != ["done"] * len(lone)
+    assert [RunDir(p).state() for p in lone] != ["done"] * len(lone)
     train_runs(specs, lone, CPU, data=data)
 
     for s, p, a in zip(specs, packed, lone, strict=True):

@@ -27,7 +27,7 @@ from lrbench.results import RunDir, run_dirs
 
 submitit = pytest.importorskip("submitit")
 
-from lrbench.executors import slurm  # noqa: E402
+from lrbench.executors import slurm_submit, slurm_watch  # noqa: E402
 from lrbench.executors.base import executor_name  # noqa: E402
 from lrbench.train import Runtime  # noqa: E402
 
@@ -84,7 +84,7 @@ def fake_slurm(tmp_path, monkeypatch):
         path.write_text(text)
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.delenv(slurm.CLUSTER_ENV, raising=False)
+    monkeypatch.delenv(slurm_submit.CLUSTER_ENV, raising=False)
     return bin_dir
 
 
@@ -130,9 +130,9 @@ def test_flags_win_over_the_config_block_key_by_key():
         runs_per_job=3,
         max_requeues=2,
     )
-    flags = dict.fromkeys(slurm.FLAGS)
+    flags = dict.fromkeys(slurm_submit.FLAGS)
     flags.update(partition="flag-part", time="30", sbatch=["exclude=node9", "exclusive"])
-    s = slurm.resolve_settings(block, flags, device="auto")
+    s = slurm_submit.resolve_settings(block, flags, device="auto")
     assert (s.partition, s.time_min, s.cpus_per_job, s.mem_gb) == ("flag-part", 30, 4, 16)
     assert (s.account, s.runs_per_job, s.max_requeues, s.gpus_per_job) == ("cfg-acct", 3, 2, 1)
     assert s.sbatch == {"constraint": "a100", "exclude": "node9", "exclusive": True}
@@ -141,30 +141,34 @@ def test_flags_win_over_the_config_block_key_by_key():
     assert params["slurm_partition"] == "flag-part" and params["timeout_min"] == 30
     assert params["slurm_additional_parameters"]["exclude"] == "node9"
     # nothing given: the defaults
-    d = slurm.resolve_settings(None, dict.fromkeys(slurm.FLAGS), device="auto")
+    d = slurm_submit.resolve_settings(None, dict.fromkeys(slurm_submit.FLAGS), device="auto")
     assert (d.partition, d.time_min, d.runs_per_job, d.gpus_per_job) == (None, 120, 1, 1)
 
 
 def test_gpus_per_job_follow_the_device():
-    none = dict.fromkeys(slurm.FLAGS)
-    assert slurm.resolve_settings(None, none, device="cpu").gpus_per_job == 0
-    assert slurm.resolve_settings(None, {**none, "gpus_per_job": 2}, "cuda").gpus_per_job == 2
+    none = dict.fromkeys(slurm_submit.FLAGS)
+    assert slurm_submit.resolve_settings(None, none, device="cpu").gpus_per_job == 0
+    assert (
+        slurm_submit.resolve_settings(None, {**none, "gpus_per_job": 2}, "cuda").gpus_per_job == 2
+    )
     with pytest.raises(UserError, match="needs GPUs"):
-        slurm.resolve_settings(None, {**none, "gpus_per_job": 0}, "cuda")
+        slurm_submit.resolve_settings(None, {**none, "gpus_per_job": 0}, "cuda")
     with pytest.raises(UserError, match="idle"):
-        slurm.resolve_settings(None, {**none, "gpus_per_job": 1}, "cpu")
+        slurm_submit.resolve_settings(None, {**none, "gpus_per_job": 1}, "cpu")
     with pytest.raises(UserError, match="--time"):
-        slurm.resolve_settings(None, {**none, "time": "soon"}, "cpu")
+        slurm_submit.resolve_settings(None, {**none, "time": "soon"}, "cpu")
 
 
 def test_sbatch_options_and_executor_choice():
-    assert slurm.parse_sbatch_options(["--constraint=a100", "exclusive", "mail-type = END"]) == {
+    assert slurm_submit.parse_sbatch_options(
+        ["--constraint=a100", "exclusive", "mail-type = END"]
+    ) == {
         "constraint": "a100",
         "exclusive": True,
         "mail-type": "END",
     }
     with pytest.raises(UserError):
-        slurm.parse_sbatch_options(["constraint="])
+        slurm_submit.parse_sbatch_options(["constraint="])
     block = ExecutorConfig(name="slurm")
     assert executor_name(None, None) == "local"
     assert executor_name(None, block) == "slurm"
@@ -175,12 +179,12 @@ def test_sbatch_options_and_executor_choice():
 
 def test_packs_are_chunked_in_order_and_never_split():
     alone = [[(i, Path(f"r{i}"))] for i in range(7)]
-    chunks = slurm.chunk(alone, 3)
+    chunks = slurm_submit.chunk(alone, 3)
     assert [[p[0][0] for p in c] for c in chunks] == [[0, 1, 2], [3, 4, 5], [6]]
-    assert slurm.chunk(alone, 1) == [[p] for p in alone]
-    assert slurm.chunk([], 4) == []
+    assert slurm_submit.chunk(alone, 1) == [[p] for p in alone]
+    assert slurm_submit.chunk([], 4) == []
     packs = [[(i, Path(f"r{i}")) for i in range(n)] for n in (2, 2, 5, 1)]
-    assert [[len(p) for p in c] for c in slurm.chunk(packs, 4)] == [[2, 2], [5], [1]]
+    assert [[len(p) for p in c] for c in slurm_submit.chunk(packs, 4)] == [[2, 2], [5], [1]]
 
 
 # --- the command line -----------------------------------------------------------------------------
@@ -205,7 +209,7 @@ def test_missing_submitit_names_the_install_command(cli, tmp_path, monkeypatch):
 
 def test_no_sbatch_is_a_clear_error(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.delenv(slurm.CLUSTER_ENV, raising=False)
+    monkeypatch.delenv(slurm_submit.CLUSTER_ENV, raising=False)
     config = write_config(tmp_path)
     result = cli(
         "sweep", config, "--results", tmp_path / "r", "--executor", "slurm", "--device", "cpu"
@@ -274,7 +278,7 @@ def test_the_sbatch_script_carries_config_and_flags(cli, tmp_path, fake_slurm):
         results / "tiny" / "slurm" / "4242_0_submitted.pkl"
     )
     packs, runtime, device = delayed.args
-    assert isinstance(delayed.function, slurm.SweepTask) and device == "auto"
+    assert isinstance(delayed.function, slurm_submit.SweepTask) and device == "auto"
     assert [len(pack) for pack in packs] == [2]
     items = [item for pack in packs for item in pack]
     assert [Path(p).name for _, p in items] == entry["tasks"]["4242_0"]
@@ -291,7 +295,7 @@ def test_a_second_submission_leaves_out_runs_still_queued(cli, tmp_path, fake_sl
     tasks = json.loads((results / "tiny" / "slurm" / "jobs.jsonl").read_text())["tasks"]
     # task 0 still runs, task 1 was cancelled (completing): only task 1's runs go again
     (fake_slurm / "squeue.txt").write_text("4242_0 R\n4242_1 CG\n999_3 PD\n")
-    assert slurm.queued_runs(results / "tiny") == dict.fromkeys(tasks["4242_0"], "4242_0")
+    assert slurm_watch.queued_runs(results / "tiny") == dict.fromkeys(tasks["4242_0"], "4242_0")
     again = cli("sweep", config, "--results", results, "--executor", "slurm", "--device", "cpu",
                 "--runs-per-job", "2")  # fmt: skip
     assert again.code == 0, again.output
@@ -324,11 +328,11 @@ def test_a_job_skips_a_run_another_process_holds(tmp_path, capsys):
     lock = run.lock()
     lock.acquire()
     try:
-        job = slurm.to_job_packs([[(spec, run.path)]])
-        statuses = slurm.SweepTask()(job, Runtime("cpu"), "cpu")
+        job = slurm_submit.to_job_packs([[(spec, run.path)]])
+        states = slurm_submit.SweepTask()(job, Runtime("cpu"), "cpu")
     finally:
         lock.release()
-    assert statuses == {spec.run_id: "held"}
+    assert states == {spec.run_id: "held"}
     assert not run.metrics.exists() and not run.spec.exists()
     assert "held by another process" in capsys.readouterr().out
 
@@ -344,26 +348,26 @@ def test_checkpoint_hands_back_only_the_packs_with_unfinished_runs(tmp_path):
     atomic_write_json(failed_here.summary, {"status": "failed", "error": "boom"})
     partial.path.mkdir(parents=True)
     partial.checkpoint.write_bytes(b"epoch 1")
-    task = slurm.SweepTask()
+    task = slurm_submit.SweepTask()
     task.ended = {specs[1].run_id}  # it failed in this very job: not retried by a requeue
     runtime = Runtime(device="cpu", precision="fp32")
     packs = [[item] for item in items]
-    delayed = task.checkpoint(slurm.to_job_packs(packs), runtime, "cpu")
+    delayed = task.checkpoint(slurm_submit.to_job_packs(packs), runtime, "cpu")
     assert isinstance(delayed, submitit.helpers.DelayedSubmission)
-    assert isinstance(delayed.function, slurm.SweepTask) and delayed.function.ended == set()
+    assert isinstance(delayed.function, slurm_submit.SweepTask) and delayed.function.ended == set()
     left, rt, device = delayed.args
     assert [Path(p).name for ((_, p),) in left] == [specs[2].run_id, specs[3].run_id]
     assert (rt, device) == (runtime, "cpu")
-    assert left == slurm.to_job_packs(packs[2:])  # specs survive the JSON round trip
-    assert slurm.from_job_packs(left)[0][0][0] == specs[2]
+    assert left == slurm_submit.to_job_packs(packs[2:])  # specs survive the JSON round trip
+    assert slurm_submit.from_job_packs(left)[0][0][0] == specs[2]
     # a pack with one unfinished run goes back whole: its finished members ride along
-    (whole,) = task.checkpoint(slurm.to_job_packs([items[:3]]), runtime, "cpu").args[0]
+    (whole,) = task.checkpoint(slurm_submit.to_job_packs([items[:3]]), runtime, "cpu").args[0]
     assert [Path(p).name for _, p in whole] == [s.run_id for s in specs[:3]]
 
 
 @pytest.mark.slow
 def test_local_submitit_sweep_equals_a_local_sweep(cli, tmp_path, monkeypatch):
-    monkeypatch.setenv(slurm.CLUSTER_ENV, "local")
+    monkeypatch.setenv(slurm_submit.CLUSTER_ENV, "local")
     config = write_config(tmp_path)
     via_jobs, local = tmp_path / "jobs", tmp_path / "local"
     result = cli("sweep", config, "--results", via_jobs, "--executor", "slurm", "--wait",
@@ -378,7 +382,7 @@ def test_local_submitit_sweep_equals_a_local_sweep(cli, tmp_path, monkeypatch):
     for a, b in zip(jobs_runs, local_runs, strict=True):
         assert sorted(p.name for p in a.path.iterdir()) == sorted(p.name for p in b.path.iterdir())
         assert metrics_rows(a) == metrics_rows(b)
-        assert a.status() == "done"
+        assert a.state() == "done"
     logs = sorted((via_jobs / "tiny" / "slurm").glob("*_log.out"))
     assert len(logs) == 2 and all("done" in p.read_text() for p in logs)
     status = cli("status", via_jobs)
@@ -393,7 +397,7 @@ def test_local_submitit_sweep_equals_a_local_sweep(cli, tmp_path, monkeypatch):
 def test_submit_returns_at_once_and_status_sees_the_run_training(cli, tmp_path, monkeypatch):
     from lrbench.config import expand, load_config
 
-    monkeypatch.setenv(slurm.CLUSTER_ENV, "local")
+    monkeypatch.setenv(slurm_submit.CLUSTER_ENV, "local")
     config = write_config(tmp_path, full_epochs=4, schedules=["cosine"])
     results = tmp_path / "r"
     result = cli("sweep", config, "--results", results, "--executor", "slurm", "--device", "cpu")
@@ -406,7 +410,7 @@ def test_submit_returns_at_once_and_status_sees_the_run_training(cli, tmp_path, 
     status = cli("status", results)
     # done, diverged, failed, damaged: 0; running: 1
     assert re.search(r"tiny\s*│\s*0\s*│\s*0\s*│\s*0\s*│\s*0\s*│\s*1\s*│", status.out), status.out
-    wait_for(lambda: run.status() == "done" and not run.is_locked())
+    wait_for(lambda: run.state() == "done" and not run.is_locked())
     assert len(metrics_rows(run)) == 4
 
 
@@ -421,8 +425,8 @@ def test_a_preempted_task_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
     (spec,) = expand(cfg)
     sweep = tmp_path / "r" / "tiny"
     run = RunDir(sweep / "runs" / spec.run_id)
-    settings = slurm.SlurmSettings(gpus_per_job=0)
-    executor = slurm.SlurmExecutor(settings, device="cpu", cluster="local")
+    settings = slurm_submit.SlurmSettings(gpus_per_job=0)
+    executor = slurm_submit.SlurmExecutor(settings, device="cpu", cluster="local")
     sub = executor.submit("tiny", sweep, [[(spec, run.path)]], Runtime("cpu", "fp32"))
     job = sub.tasks[0].job
     wait_for(lambda: run.metrics.exists() and len(metrics_rows(run)) >= 2, every=0.05)

@@ -103,7 +103,7 @@ def test_a_sweep_on_slurm_equals_the_same_sweep_run_locally(tmp_path):
     for x, y in zip(a, b, strict=True):
         assert sorted(p.name for p in x.path.iterdir()) == sorted(p.name for p in y.path.iterdir())
         assert (
-            x.status() == "done"
+            x.state() == "done"
             and metrics_rows(x) == metrics_rows(y)
             and len(metrics_rows(x)) == 2
         )
@@ -151,7 +151,7 @@ def test_a_requeued_or_cancelled_job_resumes_from_its_checkpoint(tmp_path):
     #    is gone, and the same command submits the run again.
     subprocess.run(["scancel", job], check=True)
     wait_for(lambda: squeue(job) == "", timeout=60, what="the cancelled job to leave")
-    assert run.status() == "partial", "the run finished before it could be cancelled"
+    assert run.state() == "partial", "the run finished before it could be cancelled"
     before_rerun = metrics_rows(run, keep_time=True)
     assert k1 < len(before_rerun) < 16
     again = lrbench("sweep", config, "--results", results, *JOB_FLAGS)
@@ -188,7 +188,7 @@ def test_a_requeued_or_cancelled_job_resumes_from_its_checkpoint(tmp_path):
     after2 = text2.split("resume after epoch")[1]
     assert re.search(rf"epoch {k2 + 1}/16 ", after2) and not re.search(rf"epoch {k2}/16 ", after2)
     final = metrics_rows(run, keep_time=True)
-    assert len(final) == 16 and run.status() == "done"
+    assert len(final) == 16 and run.state() == "done"
     assert final[:k1] == before_requeue[:k1]  # rows before each interruption, timings included,
     assert final[:k2] == before_rerun[:k2]  # were not trained again
 

@@ -40,7 +40,7 @@ def test_a_sweep_trains_every_run_then_skips_them(cli, tmp_path):
     first = cli("sweep", config, "--results", results, "--device", "cpu")
     assert first.code == 0, first.output
     runs = run_dirs(results / "tiny")
-    assert len(runs) == 4 and all(r.status() == "done" for r in runs)
+    assert len(runs) == 4 and all(r.state() == "done" for r in runs)
     assert yaml.safe_load((results / "tiny" / "sweep.yaml").read_text())["name"] == "tiny"
     stamps = {r.path.name: r.metrics.stat().st_mtime_ns for r in runs}
 
@@ -81,17 +81,17 @@ def test_a_failed_run_is_recorded_and_the_sweep_goes_on(cli, tmp_path, monkeypat
     result = cli("sweep", config, "--results", results, "--device", "cpu")
     assert result.code == 1
     assert "1 run(s) failed" in result.err and "run.log" in result.err
-    states = sorted(r.status() for r in run_dirs(results / "tiny"))
+    states = sorted(r.state() for r in run_dirs(results / "tiny"))
     assert states == ["done", "done", "done", "failed"]
-    failed = next(r for r in run_dirs(results / "tiny") if r.status() == "failed")
+    failed = next(r for r in run_dirs(results / "tiny") if r.state() == "failed")
     assert "simulated" in json.loads(failed.summary.read_text())["error"]
     assert "Traceback" in failed.log.read_text()
     assert "simulated" in cli("status", results).out
 
     assert cli("sweep", config, "--results", results, "--device", "cpu").code == 0
-    assert failed.status() == "failed"
+    assert failed.state() == "failed"
     assert cli("sweep", config, "--results", results, "--device", "cpu", "--retry-failed").code == 0
-    assert failed.status() == "done"
+    assert failed.state() == "done"
 
 
 def test_kill_minus_nine_in_training_then_resume_equals_an_uninterrupted_sweep(tmp_path):
@@ -131,7 +131,7 @@ def test_two_sweeps_at_once_train_each_run_once(tmp_path):
     starts = [line for _, err in logs for line in err.splitlines() if "] start " in line]
     started = sorted(line.split("] start ")[1] for line in starts)
     assert len(started) == len(set(started)) == 4
-    assert all(RunDir(p).status() == "done" for p in (results / "tiny" / "runs").iterdir())
+    assert all(RunDir(p).state() == "done" for p in (results / "tiny" / "runs").iterdir())
 
 
 def test_a_packed_sweep_writes_the_same_runs_as_an_unpacked_one(cli, tmp_path):

@@ -21,7 +21,7 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 
 from lrbench.config import expand, parse_config
 from lrbench.errors import UserError
-from lrbench.results import read_metrics
+from lrbench.runfiles import read_metrics
 from lrbench.schedules import build_schedule
 from lrbench.specs import DatasetSpec, RunSpec
 from lrbench.train import Runtime, train_run, train_runs

@@ -148,7 +148,7 @@ def test_kill_minus_nine_in_epoch_two_then_resume_equals_an_uninterrupted_run(tm
     victim = run_cli(tmp_path / "killed")
     checkpoint = tmp_path / "killed" / "checkpoint.pt"
     assert kill_when(victim, checkpoint.exists, "checkpoint of epoch one")  # in epoch two
-    assert RunDir(tmp_path / "killed").status() == "partial"
+    assert RunDir(tmp_path / "killed").state() == "partial"
     assert len(metrics_rows(tmp_path / "killed")) < 4
 
     resumed = run_cli(tmp_path / "killed")

@@ -146,15 +146,11 @@ def sweep_command(
     if dry_run:
         _show_plan(sweep, jobs)
         if slurm:
-            from lrbench.sweep.slurm import preview
-
-            out.print(preview(sweep, slurm), soft_wrap=True)
+            out.print(sweep.slurm_preview(slurm), soft_wrap=True)
         return
     signal.signal(signal.SIGTERM, _interrupt)  # a kill stops the sweep as Ctrl-C does
     if slurm:
-        from lrbench.sweep.slurm import submit_to_slurm
-
-        outcome = submit_to_slurm(sweep, slurm, wait, SweepDisplay, console.print)
+        outcome = sweep.submit_to_slurm(slurm, wait, SweepDisplay, console.print)
         if not wait:
             return
     else:
@@ -168,7 +164,7 @@ def _interrupt(*_) -> None:
 
 def _finish(outcome: SweepOutcome, console: Console) -> None:
     """The closing line, and the exit code: 130 interrupted, 1 when a run failed."""
-    if not outcome.statuses and not outcome.interrupted:
+    if not outcome.states and not outcome.interrupted:
         return
     console.print(outcome.closing())
     if outcome.interrupted:
@@ -181,7 +177,7 @@ def _finish(outcome: SweepOutcome, console: Console) -> None:
 
 @dataclass(frozen=True)
 class SlurmFlags:
-    """The sweep's Slurm options as typed (None: not given); executors.slurm.FLAGS names each
+    """The sweep's Slurm options as typed (None: not given); executors.slurm_submit.FLAGS names each
     one's option."""
 
     partition: str | None
@@ -199,7 +195,7 @@ class SlurmFlags:
 def _slurm_settings(cfg, executor: str | None, device: str, wait: bool, typed: SlurmFlags):
     """Resolved Slurm settings (config's executor block, then flags), or None for local."""
     from lrbench.executors.base import executor_name
-    from lrbench.executors.slurm import resolve_settings, slurm_flags_given
+    from lrbench.executors.slurm_submit import resolve_settings, slurm_flags_given
 
     flags = asdict(typed)
     if executor_name(executor, cfg.executor) == "local":

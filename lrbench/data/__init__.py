@@ -17,12 +17,10 @@ from lrbench.data.device import (
     crop_flip,
     crop_pad,
     epoch_draws,
-    epoch_generator,
-    epoch_seed,
     normalize,
     on_device,
-    permutation,
 )
+from lrbench.data.epochs import epoch_generator, epoch_seed, permutation
 from lrbench.data.splits import Splits, load_splits
 
 __all__ = [

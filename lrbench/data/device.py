@@ -2,14 +2,13 @@
 (pad 4 at 32 pixels, scaled with the image: `crop_pad`), horizontal flip and normalisation run
 there too, with no host sync and no worker processes.
 
-All randomness of an epoch comes from one device generator seeded from (seed, epoch) alone, so an
-epoch's batches are a pure function of (seed, epoch) on a given device type: resuming at an epoch
-boundary needs no RNG state. (CPU and CUDA generators give different streams.)
+All randomness of an epoch comes from one device generator seeded from (seed, epoch) alone
+(lrbench.data.epochs), so an epoch's batches are a pure function of (seed, epoch) on a given
+device type: resuming at an epoch boundary needs no RNG state.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,27 +16,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lrbench.data.epochs import EVAL_BATCH, epoch_generator, permutation
 from lrbench.data.splits import Splits
+from lrbench.data.tensors import TensorData, TensorSplits
+from lrbench.data.text import TextData, TextSplits
 
 PAD = 4  # the random crop's padding at 32 pixels (He et al.'s CIFAR recipe); see crop_pad
-EVAL_BATCH = 1000  # evaluation keeps no activations for backward: big batches, few launches
 _MIN_STD = 1e-6
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit seed that changes entirely with either argument (no seed+epoch collisions)."""
-    digest = hashlib.sha256(f"lrbench-epoch:{seed}:{epoch}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-def epoch_generator(seed: int, epoch: int, device: torch.device | str) -> torch.Generator:
-    gen = torch.Generator(device=torch.device(device))
-    gen.manual_seed(epoch_seed(seed, epoch))
-    return gen
-
-
-def permutation(n: int, generator: torch.Generator) -> torch.Tensor:
-    return torch.randperm(n, generator=generator, device=generator.device)
 
 
 def channel_tensor(
@@ -175,9 +160,6 @@ class DeviceData:
 def on_device(splits, device: torch.device | str, channels_last: bool = True):
     """The loaded splits (lrbench.data.splits.load_splits) served from `device`: DeviceData for
     images, TextData for text, TensorData for your own tensors."""
-    from lrbench.data.tensors import TensorData, TensorSplits
-    from lrbench.data.text import TextData, TextSplits
-
     if isinstance(splits, TextSplits):
         return TextData(splits, device)
     if isinstance(splits, TensorSplits):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrbench.data.device import EVAL_BATCH, epoch_generator, permutation
+from lrbench.data.epochs import EVAL_BATCH, epoch_generator, permutation
 from lrbench.data.imported import call_dataset
 from lrbench.errors import UserError
 from lrbench.specs import DatasetSpec

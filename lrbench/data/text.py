@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lrbench.data.device import epoch_generator
+from lrbench.data.epochs import epoch_generator
 from lrbench.errors import UserError
 from lrbench.specs import DatasetSpec
 

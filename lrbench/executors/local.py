@@ -30,44 +30,18 @@ from filelock import Timeout
 
 from lrbench.data import DeviceData, load_splits, on_device
 from lrbench.errors import RunFailed, UserError, one_line
+from lrbench.executors.base import Msg, Outcome, Pack
 from lrbench.imports import add_search_path
 from lrbench.locks import wake_orphan
 from lrbench.results import RunDir, atomic_write_json
-from lrbench.specs import RunSpec
-from lrbench.sweep.plan import SKIP_STATES
 from lrbench.train import Event, Runtime, resolve_device, train_runs
+from lrbench.verdict import SKIP_STATES, TRAIN_STATES
 
 STEP_EVENT_INTERVAL_S = 0.5
 PARENT_POLL_S = 1.0
 STOP_GRACE_S = 10.0  # how long Ctrl-C waits for workers to keep their epochs before killing
 TAKEOVER_WAIT_S = 30.0  # how long a woken orphan worker may take to end its runs
 LOG_LINES = 3  # lines of a crashed worker's traceback that its runs' cause quotes
-
-Pack = list[tuple[RunSpec, Path]]
-
-
-@dataclass
-class Msg:
-    """What a worker tells the sweep: take (a run it trains), start, event, end (with
-    status), held, crash (its traceback, before it exits)."""
-
-    kind: str
-    worker: int
-    run_id: str
-    status: str | None = None
-    event: Event | None = None
-    detail: str | None = None
-    epochs: int = 0
-
-
-@dataclass
-class Outcome:
-    statuses: dict[str, str] = field(default_factory=dict)
-    interrupted: bool = False
-    causes: dict[str, str] = field(default_factory=dict)  # why a run failed or did not finish
-
-    def count(self, status: str) -> int:
-        return sum(1 for s in self.statuses.values() if s == status)
 
 
 DEVICES = re.compile(r"auto|cpu|cuda(:\d+( *, *\d+)*)?")
@@ -128,12 +102,12 @@ def work(
                 continue
             locks.append(lock)
             todo.append((spec, path))
-            if run.status() in SKIP_STATES:
+            if run.state() in SKIP_STATES:
                 finished.add(spec.run_id)
         if len(todo) == 1 and finished:
             spec, path = todo[0]
-            status = RunDir(path).status()
-            emit(Msg("end", worker, spec.run_id, status=status, detail="already finished"))
+            state = RunDir(path).state()
+            emit(Msg("end", worker, spec.run_id, state=state, detail="already finished"))
             todo = []
         for spec, _ in todo:
             if spec.run_id not in finished:
@@ -144,9 +118,9 @@ def work(
         except KeyboardInterrupt:
             for spec, path in todo:  # a run that ended just before the signal says so
                 if spec.run_id not in finished:
-                    status = RunDir(path).status()
-                    ended = status if status in SKIP_STATES else "interrupted"
-                    emit(Msg("end", worker, spec.run_id, status=ended))
+                    state = RunDir(path).state()
+                    ended = state if state in SKIP_STATES else "interrupted"
+                    emit(Msg("end", worker, spec.run_id, state=ended))
             return
         finally:
             for lock in locks:
@@ -183,16 +157,16 @@ def _train_pack(worker, todo, finished, emit, runtime, datasets) -> None:
         summaries = train_runs(specs, paths, runtime, _throttled(worker, name, emit), datasets[key])
         for spec, summary in zip(specs, summaries, strict=True):
             if spec.run_id not in finished:
-                emit(Msg("end", worker, spec.run_id, status=summary["status"]))
+                emit(Msg("end", worker, spec.run_id, state=summary["status"]))
     except (RunFailed, UserError) as err:
         for spec in specs:
             if spec.run_id not in finished:
-                emit(Msg("end", worker, spec.run_id, status="failed", detail=str(err)))
+                emit(Msg("end", worker, spec.run_id, state="failed", detail=str(err)))
     except (Exception, SystemExit) as err:  # a full disk, say: the runs fail, the worker goes on
         _record_failure(todo, finished, err)
         for spec in specs:
             if spec.run_id not in finished:
-                emit(Msg("end", worker, spec.run_id, status="failed", detail=one_line(err)))
+                emit(Msg("end", worker, spec.run_id, state="failed", detail=one_line(err)))
 
 
 def _record_failure(todo: Pack, finished: set[str], err: BaseException) -> None:
@@ -200,7 +174,7 @@ def _record_failure(todo: Pack, finished: set[str], err: BaseException) -> None:
     records its own failures), so status, report and --retry-failed see them."""
     for spec, path in todo:
         run = RunDir(path)
-        if spec.run_id in finished or run.status() in ("failed", *SKIP_STATES):
+        if spec.run_id in finished or run.state() in ("failed", *SKIP_STATES):
             continue
         with contextlib.suppress(OSError):
             run.log.write_text("".join(traceback.format_exception(err)))
@@ -271,13 +245,13 @@ def run_local(
     outcome = Outcome()
 
     def record(msg: Msg) -> None:
-        if msg.kind == "end" and msg.status:
-            outcome.statuses[msg.run_id] = msg.status
-            outcome.interrupted |= msg.status == "interrupted"
-            if msg.status in ("failed", "unfinished") and msg.detail:
+        if msg.kind == "end" and msg.state:
+            outcome.states[msg.run_id] = msg.state
+            outcome.interrupted |= msg.state == "interrupted"
+            if msg.state in ("failed", "unfinished") and msg.detail:
                 outcome.causes[msg.run_id] = msg.detail
         if msg.kind == "held":
-            outcome.statuses[msg.run_id] = "held"
+            outcome.states[msg.run_id] = "held"
         on_msg(msg)
 
     if len(devices) == 1 or len(todo) <= 1:
@@ -316,8 +290,8 @@ def _unstarted(todo: list[Pack], outcome: Outcome) -> None:
         return
     for pack in todo:
         for spec, _ in pack:
-            if spec.run_id not in outcome.statuses:
-                outcome.statuses[spec.run_id] = "unfinished"
+            if spec.run_id not in outcome.states:
+                outcome.states[spec.run_id] = "unfinished"
                 outcome.causes.setdefault(spec.run_id, "no worker was left to train it")
 
 
@@ -366,9 +340,9 @@ class _Watch:
             for run_id in sorted(lost):
                 if state == "failed":
                     _record_crash(RunDir(self.paths[run_id]), cause)
-                self.outcome.statuses[run_id] = state
+                self.outcome.states[run_id] = state
                 self.outcome.causes[run_id] = cause
-                self.record(Msg("end", worker, run_id, status=state, detail=cause))
+                self.record(Msg("end", worker, run_id, state=state, detail=cause))
 
     def stop(self, events: Any) -> None:
         """Ctrl-C: SIGTERM every worker (each keeps its finished epochs and ends its runs
@@ -391,7 +365,7 @@ class _Watch:
         self.drain(events)
         for lost in self.taken.values():
             for run_id in lost:
-                self.outcome.statuses.setdefault(run_id, "interrupted")
+                self.outcome.states.setdefault(run_id, "interrupted")
 
 
 def _record_crash(run: RunDir, cause: str) -> None:
@@ -403,7 +377,7 @@ def _record_crash(run: RunDir, cause: str) -> None:
     except (Timeout, OSError):
         return
     try:
-        if run.status() in ("new", "partial"):
+        if run.state() in TRAIN_STATES:
             atomic_write_json(run.summary, {"status": "failed", "error": cause})
     finally:
         lock.release()

@@ -15,9 +15,6 @@ from typing import Any
 # what each name is imported from, on first use: `lrbench status` reads lrbench.sweep.status
 # and must not import the training stack (torch) that running a sweep needs
 _WHERE = {
-    "RETRY_STATES": "plan",
-    "SKIP_STATES": "plan",
-    "TRAIN_STATES": "plan",
     "PlannedRun": "plan",
     "sweep_dir": "plan",
     "write_sweep_files": "plan",

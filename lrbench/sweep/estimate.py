@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from lrbench.errors import UserError
 from lrbench.results import atomic_write_json, read_json
-from lrbench.sweep.plan import SKIP_STATES, PlannedRun, estimate_seconds
+from lrbench.sweep.plan import PlannedRun, estimate_seconds
+from lrbench.verdict import SKIP_STATES
 
 if TYPE_CHECKING:
     from lrbench.data import Splits

@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from lrbench.errors import UserError
-from lrbench.specs import RunSpec
+from lrbench.executors.base import Pack
 from lrbench.sweep.packing import plan_packs
-from lrbench.sweep.plan import SKIP_STATES, PlannedRun
+from lrbench.sweep.plan import PlannedRun
 from lrbench.train.runtime import Runtime, resolve_device, resolve_precision
-
-Pack = list[tuple[RunSpec, Path]]
+from lrbench.verdict import SKIP_STATES
 
 
 def pack_number(text: str) -> int:
@@ -48,8 +47,8 @@ def pack_size(
     say: Callable[[str], Any],
 ) -> int:
     """A number is used as given; auto is 1 on the CPU (packing does not pay there), and on
-    CUDA measured once per sweep (lrbench.sweep.autosize) for the sweep's largest group of
-    compatible runs: one size serves every group, and the choice is kept in the sweep's
+    CUDA measured once per sweep (lrbench.sweep.autosize) for the sweep's largest cohort of
+    compatible runs: one size serves every cohort, and the choice is kept in the sweep's
     pack-auto.json so that a resumed sweep forms the same packs."""
     size = parse_pack(pack)
     if size is not None:

@@ -13,15 +13,12 @@ import yaml
 
 from lrbench.errors import UserError
 from lrbench.results import RunDir, atomic_write_json, atomic_write_text, read_json, run_dirs
+from lrbench.verdict import RETRY_STATES, SKIP_STATES, TRAIN_STATES
 
 if TYPE_CHECKING:  # the config imports the data and models (torch); status needs neither
     from lrbench.config import SweepConfig
     from lrbench.specs import RunSpec
 
-# What a sweep does with a run in each state (RunDir.status).
-TRAIN_STATES = ("new", "partial")
-SKIP_STATES = ("done", "diverged")
-RETRY_STATES = ("failed", "damaged")
 PLAN_FILE = "plan.json"
 
 

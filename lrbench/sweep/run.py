@@ -1,7 +1,7 @@
 """A sweep, run by the library for every executor: plan, check, pack, train, sum up.
 
     sweep = Sweep(load_config("configs/rex.yaml"), SweepOptions(device="cuda"))
-    outcome = sweep.run_local(display, say)      # or submit_to_slurm(sweep, ...)
+    outcome = sweep.run_local(display, say)      # or sweep.submit_to_slurm(settings, ...)
 
 `lrbench sweep` only parses options into SweepOptions, calls one of these and prints.
 """
@@ -12,17 +12,18 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lrbench.config import SweepConfig
 from lrbench.data import load_splits
 from lrbench.data.splits import Splits
 from lrbench.errors import RunFailed, UserError
+from lrbench.executors.base import Msg, Pack
 from lrbench.imports import search_paths
 from lrbench.specs import RunSpec
-from lrbench.sweep.packs import Pack, pack_size, parse_pack, plan_work
+from lrbench.sweep.packs import pack_size, parse_pack, plan_work
 from lrbench.sweep.plan import (
     PlannedRun,
     plan,
@@ -36,6 +37,9 @@ from lrbench.train.runtime import (
     resolve_device,
     resolve_precision,
 )
+
+if TYPE_CHECKING:
+    from lrbench.executors.slurm_submit import SlurmSettings, Submission
 
 Say = Callable[[str], Any]
 
@@ -87,13 +91,13 @@ class SweepOutcome:
 
     name: str
     where: Path
-    statuses: dict[str, str] = field(default_factory=dict)
+    states: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
     causes: dict[str, str] = field(default_factory=dict)  # why a run failed or did not finish
 
     @property
     def counts(self) -> Counter[str]:
-        return Counter(self.statuses.values())
+        return Counter(self.states.values())
 
     def closing(self) -> str:
         c = self.counts
@@ -106,7 +110,7 @@ class SweepOutcome:
 
     def failure(self) -> RunFailed | None:
         """Exit 1 when a run failed or did not finish: the first one named with its cause."""
-        bad = [r for r, s in self.statuses.items() if s in ("failed", "unfinished")]
+        bad = [r for r, s in self.states.items() if s in ("failed", "unfinished")]
         if not bad:
             return None
         c, first = self.counts, bad[0]
@@ -299,13 +303,149 @@ class Sweep:
             say(f"packing up to {size} runs per network: {len(work)} pack(s)")
         with display(len(self.todo), self.epochs_left(), devices) as show:
             result = run_local(work, devices, runtime, show)
-        outcome.statuses, outcome.interrupted = result.statuses, result.interrupted
+        outcome.states, outcome.interrupted = result.states, result.interrupted
         outcome.causes = result.causes
         return outcome
 
-    def slurm_work(self, runs: list[PlannedRun], size: int) -> list[Pack]:
-        """Packs for array tasks: of `size` runs, over the whole sweep, as locally."""
+    def slurm_work(self, runs: list[PlannedRun], settings: SlurmSettings) -> list[Pack]:
+        """Packs for array tasks, planned over the whole sweep as locally, so a GPU array task
+        trains the packs a local GPU worker would. `--pack N` packs N runs; auto packs what an
+        array task holds on a GPU job (`runs_per_job`: size it to what one GPU fits) and
+        nothing on CPU jobs."""
+        size = parse_pack(self.options.pack)
+        if size is None:
+            size = settings.runs_per_job if settings.gpus_per_job else 1
         return plan_work(self.planned, runs, size)
+
+    def slurm_preview(self, settings: SlurmSettings) -> str:
+        """What --dry-run says the submission would be."""
+        from lrbench.executors.slurm_submit import chunk
+
+        packs = self.slurm_work(self.todo, settings)
+        tasks = len(chunk(packs, settings.runs_per_job))
+        n_runs = len(self.todo)
+        cap = f", at most {settings.max_concurrent} at once" if settings.max_concurrent else ""
+        packed = f" in {len(packs)} pack(s)" if len(packs) < n_runs else ""
+        return (
+            f"slurm: would submit {n_runs} run(s){packed} as a job array of {tasks} task(s) "
+            f"({settings.runs_per_job} run(s) each{cap}); each task: {settings.describe()}"
+        )
+
+    def submit_to_slurm(
+        self, settings: SlurmSettings, wait: bool, display: DisplayFactory, say: Say
+    ) -> SweepOutcome:
+        """Submit the unfinished runs as one job array (leaving out runs still queued in an
+        earlier one, and runs another process trains); with `wait`, follow them and the queued
+        ones like a local sweep."""
+        from lrbench.executors.slurm_submit import SlurmExecutor
+        from lrbench.executors.slurm_watch import queued_runs
+
+        options = self.options
+        executor = SlurmExecutor(settings, options.device)
+        where = write_sweep_files(self.config, options.results).resolve()
+        outcome = SweepOutcome(self.config.name, where)
+        if not self.todo:
+            say(
+                f"all {len(self.planned)} runs of {self.config.name} are finished; nothing to submit"
+            )
+            return outcome
+        self.check_data()  # missing data is exit 2 before anything is submitted
+        for line in self.restart_lines():
+            say(line)
+        data_dir = str(Path(options.data_dir).resolve()) if options.data_dir else None
+        runtime = replace(self.runtime(options.device, 1), data_dir=data_dir)
+
+        queued = queued_runs(where)
+        items, held, waiting = [], [], []
+        for p in self.todo:
+            if p.run_id in queued:
+                waiting.append(p)
+            elif p.run.is_locked():
+                held.append(p)
+            else:
+                items.append(p)
+        if waiting:
+            jobs = sorted({queued[p.run_id].split("_")[0] for p in waiting})
+            say(
+                f"{len(waiting)} run(s) are still queued or running in job {', '.join(jobs)}; "
+                "not submitted again"
+            )
+        if held:
+            say(f"{len(held)} run(s) are being trained by another process; not submitted")
+        packs = [
+            [(spec, path.resolve()) for spec, path in pack]
+            for pack in self.slurm_work(items, settings)
+        ]
+        sub = executor.submit(self.config.name, where, packs, runtime)
+        if sub.job_id is None:
+            say("nothing new to submit")
+        else:
+            ids = [t.task_id for t in sub.tasks]
+            kind = "job array" if len(ids) > 1 else "job"
+            print(
+                f"submitted {len(items)} run(s) of {self.config.name} as {kind} {sub.job_id} "
+                f"({len(ids)} task(s): {ids[0]}{' … ' + ids[-1] if len(ids) > 1 else ''})",
+                flush=True,
+            )
+            say(
+                f"each task: {settings.describe()}; {settings.runs_per_job} run(s) per task"
+                + (
+                    f", at most {settings.max_concurrent} at once"
+                    if settings.max_concurrent
+                    else ""
+                )
+            )
+            say(f"logs: {sub.log_dir}/<task>_0_log.out (e.g. {sub.log_path(ids[0]).name})")
+        if not wait:
+            if sub.job_id is not None:
+                say(
+                    f"follow: lrbench status {where}; wait: add --wait; "
+                    + (f"cancel: scancel {sub.job_id}" if sub.cluster == "slurm" else "")
+                )
+            return outcome
+        return self._follow_slurm(sub, waiting, queued, display, say, outcome)
+
+    def _follow_slurm(
+        self,
+        sub: Submission,
+        waiting: list[PlannedRun],
+        queued: dict[str, str],
+        display: DisplayFactory,
+        say: Say,
+        outcome: SweepOutcome,
+    ) -> SweepOutcome:
+        """--wait: the runs just submitted and those already queued, followed through their
+        folders with a local sweep's display, until each ended or no task is left."""
+        from lrbench.executors.slurm_submit import ArrayTask
+        from lrbench.executors.slurm_watch import watch
+
+        specs = {p.run_id: p for p in waiting}
+        for task_id in sorted({queued[r] for r in specs}):
+            runs = [(specs[r].spec, specs[r].run.path) for r, t in queued.items()
+                    if t == task_id and r in specs]  # fmt: skip
+            sub.tasks.append(ArrayTask(task_id, runs))
+        if not sub.tasks:
+            return outcome
+        followed = {s.run_id for t in sub.tasks for s, _ in t.items}
+        epochs = self.epochs_left([p for p in self.todo if p.run_id in followed])
+        say(f"waiting for {len(followed)} run(s); Ctrl-C stops waiting, not the jobs")
+        labels: list[str] = []
+        task_of = {s.run_id: t.task_id for t in sub.tasks for s, _ in t.items}
+
+        with display(len(followed), epochs, labels) as show:
+
+            def on_msg(msg: Msg) -> None:
+                while len(labels) <= msg.worker:
+                    labels.append("")
+                if msg.kind == "start":
+                    labels[msg.worker] = f"task {task_of.get(msg.run_id, '')}"
+                show(msg)
+
+            result = watch(sub, on_msg)
+        outcome.states, outcome.interrupted = result.states, result.interrupted
+        if outcome.interrupted:
+            say(f"stopped waiting; the jobs go on (lrbench status {sub.log_dir.parent})")
+        return outcome
 
 
 def _steps_per_epoch(splits: Any, batch_size: int) -> int:

@@ -87,7 +87,7 @@ class Member:
         """Claim the folder; a finished run comes back with its summary."""
         claim_run_dir(spec, run)
         member = cls(slot, spec, run)
-        if run.summary.exists() and run.status() in ("done", "diverged"):
+        if run.summary.exists() and run.state() in ("done", "diverged"):
             member.summary = read_json(run.summary)
         return member
 

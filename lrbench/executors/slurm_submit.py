@@ -1,4 +1,6 @@
-"""The slurm executor: a sweep's unfinished runs as one submitit job array.
+"""What a Slurm sweep submits: its unfinished runs' packs as one submitit job array, the
+settings each array task asks for, and what a task runs (lrbench.executors.slurm_watch follows
+the array).
 
 Each array task trains a chunk of the sweep's packs (`runs_per_job` runs; a pack of one is a run
 trained alone) with the same `work` loop as a local sweep (under each run's file lock, through
@@ -20,14 +22,10 @@ the "jobs" as local processes through submitit's local executor (tests; trying i
 
 from __future__ import annotations
 
-import contextlib
-import getpass
 import json
 import os
 import shutil
 import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -35,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from lrbench.errors import UserError
-from lrbench.results import RunDir, read_json
+from lrbench.executors.base import Item, Pack
+from lrbench.results import RunDir
 from lrbench.specs import RunSpec
+from lrbench.verdict import TRAIN_STATES
 
 INSTALL_HINT = "pip install 'lrbench[slurm]'"
 CLUSTER_ENV = "LRBENCH_SUBMITIT_CLUSTER"
@@ -44,13 +44,7 @@ LOG_DIR = "slurm"
 JOBS_FILE = "jobs.jsonl"
 DEFAULT_TIME_MIN = 120
 DEFAULT_MAX_REQUEUES = 10
-POLL_S = 2.0  # how often --wait reads the run folders
-SQUEUE_S = 10.0  # how often --wait asks squeue whether the jobs are still there
-# squeue states of a task that will not train any more.
-DEAD_STATES = {"CG", "CD", "CA", "F", "TO", "NF", "PR", "OOM", "BF", "DL", "RV"}
 
-Item = tuple[RunSpec, Path]
-Pack = list[Item]
 # What a job's pickle holds: each pack's runs as their specs' JSON and their folders, so that a
 # job (or a requeue) depends on no class layout, only on what spec.json would say.
 JobPack = list[tuple[dict[str, Any], str]]
@@ -268,18 +262,16 @@ class SweepTask:
             print(f"[{_stamp()}] nothing left to train", flush=True)
             return {}
         outcome = run_local(packs, parse_devices(device, None), runtime, self._log())
-        print(f"[{_stamp()}] task finished: {dict(outcome.statuses)}", flush=True)
-        return dict(outcome.statuses)
+        print(f"[{_stamp()}] task finished: {dict(outcome.states)}", flush=True)
+        return dict(outcome.states)
 
     def checkpoint(self, job_packs: list[JobPack], runtime: Any, device: str) -> Any:
         """The same task with only the packs that still hold an unfinished run."""
-        from lrbench.sweep.plan import TRAIN_STATES
-
         submitit = import_submitit()
         packs = from_job_packs(job_packs)
 
         def unfinished(spec: RunSpec, path: Path) -> bool:
-            return spec.run_id not in self.ended and RunDir(path).status() in TRAIN_STATES
+            return spec.run_id not in self.ended and RunDir(path).state() in TRAIN_STATES
 
         left = [pack for pack in packs if any(unfinished(s, p) for s, p in pack)]
         runs, kept = sum(map(len, packs)), sum(unfinished(s, p) for pack in left for s, p in pack)
@@ -308,9 +300,9 @@ class SweepTask:
                     + (f" test_acc {acc:.4f}" if isinstance(acc, float) else "")
                 )
             elif msg.kind == "end":
-                if msg.status != "interrupted":
+                if msg.state != "interrupted":
                     self.ended.add(msg.run_id)
-                text = f"{msg.run_id}: {msg.status}" + (f" ({msg.detail})" if msg.detail else "")
+                text = f"{msg.run_id}: {msg.state}" + (f" ({msg.detail})" if msg.detail else "")
             elif msg.kind == "held":
                 text = f"{msg.run_id}: held by another process (its lock); skipped"
             if text:
@@ -326,7 +318,7 @@ def _task_id() -> str:
     return os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID", "?")
 
 
-# --- submitting and watching ----------------------------------------------------------------------
+# --- submitting ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -351,7 +343,7 @@ class Submission:
 
 
 class SlurmExecutor:
-    """Submits a sweep's packs as one job array, and follows it (`watch`)."""
+    """Submits a sweep's packs as one job array."""
 
     name = "slurm"
 
@@ -400,153 +392,6 @@ class SlurmExecutor:
         _record(log_dir / JOBS_FILE, sub)
         return sub
 
-    def alive(self, sub: Submission) -> bool:
-        """Whether any task of the submission is still queued or running: submitit's job state
-        for the tasks this process submitted (its result file, or sacct), squeue for the others
-        and where sacct cannot say."""
-        asked: list[ArrayTask] = []
-        for task in sub.tasks:
-            if task.job is not None:
-                if task.job.done():
-                    continue
-                if self.cluster != "slurm" or task.job.state.upper() != "UNKNOWN":
-                    return True
-            asked.append(task)
-        if not asked:
-            return False
-        states = squeue_states()
-        if states is None:
-            return True  # squeue failed this once: assume the jobs are still there
-        return any(states.get(t.task_id, "CD") not in DEAD_STATES for t in asked)
-
-    def watch(
-        self,
-        sub: Submission,
-        on_msg: Callable[[Any], None],
-        poll_s: float = POLL_S,
-        squeue_s: float = SQUEUE_S,
-    ) -> Any:
-        """Follow the run folders until every run ended or no task is left; an Outcome."""
-        from lrbench.executors.local import Outcome
-
-        outcome = Outcome()
-        watched = [
-            _Watched(spec, RunDir(path), t.task_id) for t in sub.tasks for spec, path in t.items
-        ]
-        slots: list[str | None] = []
-        checked, alive = 0.0, True
-        try:
-            while True:
-                for w in watched:
-                    for msg in w.poll(slots):
-                        if msg.kind == "end":
-                            outcome.statuses[msg.run_id] = msg.status or "failed"
-                        on_msg(msg)
-                if all(w.ended for w in watched):
-                    break
-                if not alive:
-                    break  # one last read of the folders after the last task left
-                if time.monotonic() - checked >= (squeue_s if self.cluster == "slurm" else poll_s):
-                    checked = time.monotonic()
-                    alive = self.alive(sub)
-                    if not alive:
-                        continue
-                time.sleep(poll_s)
-        except KeyboardInterrupt:
-            outcome.interrupted = True
-        for w in watched:
-            if not w.ended and not outcome.interrupted:
-                outcome.statuses[w.spec.run_id] = "unfinished"
-        return outcome
-
-
-@dataclass
-class _Watched:
-    """One run as `--wait` sees it through its folder: start, each new epoch row, the end.
-
-    What was on disk before (a resumed run's rows and spec.json, a failed run's summary.json
-    when it is retried) is not news: only files that change after the watch began count.
-    """
-
-    spec: RunSpec
-    run: RunDir
-    task_id: str
-    started: bool = False
-    ended: bool = False
-    slot: int = -1
-    total_steps: int = 0
-
-    def __post_init__(self) -> None:
-        self.before = {name: _mtime(getattr(self.run, name)) for name in ("spec", "summary")}
-        self.size = _size(self.run.metrics)
-        self.rows = self.run.complete_epochs()
-
-    def _changed(self, name: str) -> bool:
-        now = _mtime(getattr(self.run, name))
-        return now is not None and now != self.before[name]
-
-    def poll(self, slots: list[str | None]) -> list[Any]:
-        from lrbench.executors.local import Msg
-        from lrbench.train import Event
-
-        if self.ended:
-            return []
-        out: list[Msg] = []
-        new_rows: list[dict[str, Any]] = []
-        size = _size(self.run.metrics)
-        if size != self.size:
-            self.size = size
-            rows = self.run.read_metrics().rows
-            new_rows = rows[self.rows :]
-            self.rows = max(self.rows, len(rows))
-        finished = self._changed("summary")
-        if not self.started and (finished or new_rows or self._changed("spec")):
-            self.started = True
-            self.slot = _take_slot(slots, self.task_id)
-            out.append(Msg("start", self.slot, self.spec.run_id, epochs=self.spec.epochs))
-        if not self.started:
-            return out
-        if not self.total_steps and self.run.spec.exists():
-            with contextlib.suppress(OSError, ValueError):
-                self.total_steps = int(read_json(self.run.spec).get("total_steps", 0))
-        for row in new_rows:
-            epoch, step = int(row.get("epoch", 0)), int(row.get("step", 0))
-            event = Event("epoch", epoch, self.spec.epochs, step, self.total_steps, row)
-            out.append(Msg("event", self.slot, self.spec.run_id, event=event))
-        if finished:
-            status = self.run.status()
-            detail = None
-            if status == "failed":
-                with contextlib.suppress(OSError, ValueError, AttributeError):
-                    detail = read_json(self.run.summary).get("error")
-            self.ended = True
-            slots[self.slot] = None
-            out.append(Msg("end", self.slot, self.spec.run_id, status=status, detail=detail))
-        return out
-
-
-def _mtime(path: Path) -> int | None:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return None
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _take_slot(slots: list[str | None], label: str) -> int:
-    for i, s in enumerate(slots):
-        if s is None:
-            slots[i] = label
-            return i
-    slots.append(label)
-    return len(slots) - 1
-
 
 def _record(path: Path, sub: Submission) -> None:
     entry = {
@@ -559,48 +404,3 @@ def _record(path: Path, sub: Submission) -> None:
         fh.write(json.dumps(entry) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def squeue_states() -> dict[str, str] | None:
-    """This user's jobs in squeue, one entry per array task: {`123_4`: `R`, `124`: `PD`}.
-
-    None when squeue fails.
-    """
-    if not shutil.which("squeue"):
-        return None
-    cmd = ["squeue", "-h", "--array", "-u", getpass.getuser(), "-o", "%i %t"]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    states = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            states[parts[0]] = parts[1]
-    return states
-
-
-def queued_runs(sweep_dir: Path) -> dict[str, str]:
-    """Runs of this sweep in array tasks still queued or running: {run id: task id}."""
-    path = sweep_dir / LOG_DIR / JOBS_FILE
-    if not path.exists():
-        return {}
-    entries = []
-    for line in path.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and entry.get("cluster") == "slurm":
-            entries.append(entry)
-    if not entries:
-        return {}
-    states = squeue_states() or {}
-    out = {}
-    for entry in entries:
-        for task_id, run_ids in (entry.get("tasks") or {}).items():
-            state = states.get(task_id)
-            if state and state not in DEAD_STATES:
-                out.update({r: task_id for r in run_ids})
-    return out
