@@ -103,9 +103,7 @@ def test_a_sweep_on_slurm_equals_the_same_sweep_run_locally(tmp_path):
     for x, y in zip(a, b, strict=True):
         assert sorted(p.name for p in x.path.iterdir()) == sorted(p.name for p in y.path.iterdir())
         assert (
-            x.state() == "done"
-            and metrics_rows(x) == metrics_rows(y)
-            and len(metrics_rows(x)) == 2
+            x.state() == "done" and metrics_rows(x) == metrics_rows(y) and len(metrics_rows(x)) == 2
         )
     for task in (0, 1):
         log = (on_slurm / "smoke-slurm" / "slurm" / f"{job}_{task}_0_log.out").read_text()
