@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lrbench.results import RunDir, read_metrics
+from lrbench.results import RunDir
+from lrbench.runfiles import read_metrics
 from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
 from lrbench.train import Runtime, train_run, train_runs
 
@@ -43,7 +44,7 @@ def metrics_rows(run: Path | RunDir, keep_time: bool = False) -> list[dict[str, 
     """A run's metrics rows as written (text, so equal rows are equal to the bit), timings left
     out unless `keep_time`: what must not depend on how or when the run trained. Every whole
     line counts (a resume that wrote an epoch twice shows); a last line still being written
-    does not. lrbench.results.read_metrics would stop at the first damaged line."""
+    does not. lrbench.runfiles.read_metrics would stop at the first damaged line."""
     path = run.metrics if isinstance(run, RunDir) else Path(run) / "metrics.csv"
     lines = [line for line in path.read_text().splitlines(keepends=True) if line.endswith("\n")]
     return [

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1] / "lrbench"
 LAYERS = [
     {"lrbench", "errors", "defaults", "durations", "plainfiles", "locks", "imagedecode"}
     | {"yamlio", "imports"},
-    {"specs", "runfiles", "verdict", "results"},
+    {"specs", "runfiles", "checkpoint_identity", "verdict", "results"},
     {"schedules", "tasks", "models", "data"},
     {"train"},
     {"config"},
