@@ -185,7 +185,7 @@ def test_a_gpt_packs_through_vmap_too(text_file, tmp_path, one_thread):
     for spec, path in zip(specs, alone, strict=True):
         train_run(spec, path, Runtime(device="cpu"))
     packed = [tmp_path / "vmap" / s.run_id for s in specs]
-    train_runs(specs, packed, Runtime(device="cpu"), impl="vmap")
+    train_runs(specs, packed, Runtime(device="cpu", impl="vmap"))
     for a, p in zip(alone, packed, strict=True):
         for ra, rp in zip(metrics(a), metrics(p), strict=True):
             assert float(rp["test_loss"]) == pytest.approx(float(ra["test_loss"]), rel=1e-4)
