@@ -146,9 +146,12 @@ class PackedOptimizer:
         buffers = {n: t.detach().to("cpu", copy=True) for n, t in self.state.items()}
         return {"buffers": buffers, "moved": self.moved.copy()}
 
-    def member_state(self, views, steps_done: int, g: int, snapshot: dict[str, Any]) -> list[dict]:
-        """Per-parameter torch.optim state of model g from a `snapshot()`: `views(tensor)`
-        returns its parameter-shaped views of a flat tensor."""
+    def member_state(
+        self, views, steps_done: int, g: int, snapshot: dict[str, Any] | None = None
+    ) -> list[dict]:
+        """Per-parameter torch.optim state of model g from a `snapshot()` (default: now):
+        `views(tensor)` returns its parameter-shaped views of a flat tensor."""
+        snapshot = snapshot or self.snapshot()
         if not self._has_state(g, steps_done, snapshot["moved"]):
             return []
         per_name = {n: views(t) for n, t in snapshot["buffers"].items()}
@@ -274,10 +277,11 @@ class PackedScheduleFree:
         }  # fmt: skip
 
     def member_state(
-        self, views, steps_done: int, g: int, snapshot: dict[str, Any]
+        self, views, steps_done: int, g: int, snapshot: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """Model g's state in lrbench's schedule-free layout (lrbench.train.optim.optimizer_state)."""
-        state = snapshot
+        """Model g's state in lrbench's schedule-free layout (lrbench.train.optim.optimizer_state),
+        from a `snapshot()` (default: now)."""
+        state = snapshot or self.snapshot()
         out: dict[str, Any] = {"k": state["k"], "lr_max": state["lr_max"][g],
                                "weight_sum": state["weight_sum"][g]}  # fmt: skip
         if state["k"] > 0:
