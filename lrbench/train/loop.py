@@ -108,16 +108,7 @@ def train_runs(
     except (KeyboardInterrupt, UserError):
         raise
     except (Exception, SystemExit) as err:  # user code's sys.exit fails its run, not the sweep
-        unfinished = [m for m in pending if m.summary is None]
-        for m in unfinished:
-            m.fail(err)
-        where = unfinished[0].run.log if unfinished else "the run folders"
-        what = (
-            f"run {specs[0].run_id}"
-            if len(specs) == 1
-            else f"pack of {len(specs)} runs ({specs[0].run_id}, ...)"
-        )
-        raise RunFailed(f"{what} failed: {err} (traceback in {where})") from err
+        raise _failed(specs, pending, err) from err
     finally:
         for m in pending:
             if m.log is not None:
@@ -127,6 +118,20 @@ def train_runs(
             if m.summary is not None and m.summary["status"] in ("done", "diverged"):
                 m.run.checkpoint.unlink(missing_ok=True)
     return [m.summary for m in members]  # type: ignore[misc]
+
+
+def _failed(specs: list[RunSpec], pending: list[Member], err: BaseException) -> RunFailed:
+    """Every unfinished run failed (summary.json and run.log say why): the error to raise."""
+    unfinished = [m for m in pending if m.summary is None]
+    for m in unfinished:
+        m.fail(err)
+    where = unfinished[0].run.log if unfinished else "the run folders"
+    what = (
+        f"run {specs[0].run_id}"
+        if len(specs) == 1
+        else f"pack of {len(specs)} runs ({specs[0].run_id}, ...)"
+    )
+    return RunFailed(f"{what} failed: {err} (traceback in {where})")
 
 
 @dataclass
@@ -190,45 +195,18 @@ class Loop:
 
     def train_epochs(self, stepper, writer, live, start, stop, t_run) -> list[Member]:
         """Epochs `start`..`stop`; returns the members still training (not ended)."""
-        data, on_event, epochs = self.data, self.on_event, self.epochs
-        g, steps_per_epoch = len(self.members), self.steps_per_epoch
-        total = steps_per_epoch * epochs
-        active = torch.zeros(g, dtype=torch.bool, device=self.device)
+        active = torch.zeros(len(self.members), dtype=torch.bool, device=self.device)
         active[[m.index for m in live]] = True
-        step = start * steps_per_epoch
+        step = start * self.steps_per_epoch
         for epoch in range(start, stop):
             t0 = time.perf_counter()
-            rates, momenta = self.epoch_tables(live, step, steps_per_epoch)
+            rates, momenta = self.epoch_tables(live, step, self.steps_per_epoch)
             stepper.begin_epoch(step, rates, momenta)
-            stepper.for_training()
-            loss_sum = torch.zeros(g, device=self.device, dtype=torch.float64)
-            correct = torch.zeros(g, device=self.device, dtype=torch.int64)
-            seen, ensembles = 0, {m.index: m.ensemble.count for m in live}
-            for i, (x, y) in enumerate(stepper.batches(epoch)):
-                losses, right = stepper.step(i, x, y, active)
-                units = stepper.units(y)
-                loss_sum += losses * units
-                correct += right
-                seen += units
-                step += 1
-                self.take_snapshots(stepper, live, step)
-                if on_event:
-                    on_event(Event("step", epoch + 1, epochs, step, total))
-
-            sums, rights = loss_sum.tolist(), correct.tolist()  # the epoch's one sync
-            rows = {m.index: m.new_row(epoch + 1, step, sums[m.index] / seen, rights[m.index] / seen)
-                    for m in live}  # fmt: skip
+            ensembles = {m.index: m.ensemble.count for m in live}
+            rows, seen, step = self.train_epoch(stepper, live, active, epoch, step)
             finite = [m for m in live if math.isfinite(rows[m.index]["train_loss"])]
             if finite:
-                stepper.for_evaluation(bn_epoch=epoch)
-                for split in ("test", "val") if data.has_val else ("test",):
-                    losses_e, accs = stepper.evaluate(split)
-                    for m in finite:
-                        rows[m.index][f"{split}_loss"] = losses_e[m.index]
-                        if m.task.accuracy:
-                            rows[m.index][f"{split}_acc"] = accs[m.index]
-                for m in finite:
-                    m.add_ensemble_columns(rows[m.index], ensembles[m.index], data)
+                self.evaluate(stepper, finite, rows, epoch, ensembles)
             epoch_time = time.perf_counter() - t0
             for m in live:
                 row = rows[m.index]
@@ -238,11 +216,11 @@ class Loop:
                     )
                 row["epoch_time_s"] = epoch_time
                 m.record(row, rates[:, m.index], momenta[:, m.index])
-                if on_event:
+                if self.on_event:
                     event_row = {**row, "run_id": m.spec.run_id}
-                    on_event(
-                        Event("epoch", epoch + 1, epochs, step, total, event_row, seen / epoch_time)
-                    )
+                    total = self.steps_per_epoch * self.epochs
+                    self.on_event(Event("epoch", epoch + 1, self.epochs, step, total, event_row,
+                                        seen / epoch_time))  # fmt: skip
             live = self.end_runs(live, active, t_run)
             if not live:
                 break
@@ -251,6 +229,51 @@ class Loop:
             saves = [(m.run.checkpoint, m.index, m.checkpoint_extra(walls[m.index])) for m in live]
             writer.submit(_write_checkpoints, stepper, captured, saves, epoch + 1, step)
         return live
+
+    def train_epoch(
+        self, stepper: Stepper, live: list[Member], active: torch.Tensor, epoch: int, step: int
+    ) -> tuple[dict[int, dict], int, int]:
+        """The epoch's steps from step `step` on (snapshots taken where due): each live
+        member's new row by its index, the units (images, characters) each model saw, and the
+        step reached."""
+        g, total = len(self.members), self.steps_per_epoch * self.epochs
+        stepper.for_training()
+        loss_sum = torch.zeros(g, device=self.device, dtype=torch.float64)
+        correct = torch.zeros(g, device=self.device, dtype=torch.int64)
+        seen = 0
+        for i, (x, y) in enumerate(stepper.batches(epoch)):
+            losses, right = stepper.step(i, x, y, active)
+            units = stepper.units(y)
+            loss_sum += losses * units
+            correct += right
+            seen += units
+            step += 1
+            self.take_snapshots(stepper, live, step)
+            if self.on_event:
+                self.on_event(Event("step", epoch + 1, self.epochs, step, total))
+        sums, rights = loss_sum.tolist(), correct.tolist()  # the epoch's one sync
+        rows = {m.index: m.new_row(epoch + 1, step, sums[m.index] / seen, rights[m.index] / seen)
+                for m in live}  # fmt: skip
+        return rows, seen, step
+
+    def evaluate(
+        self,
+        stepper: Stepper,
+        finite: list[Member],
+        rows: dict[int, dict],
+        epoch: int,
+        ensembles: dict[int, int],
+    ) -> None:
+        """The evaluation columns of the rows of members whose training loss is finite."""
+        stepper.for_evaluation(bn_epoch=epoch)
+        for split in ("test", "val") if self.data.has_val else ("test",):
+            losses, accs = stepper.evaluate(split)
+            for m in finite:
+                rows[m.index][f"{split}_loss"] = losses[m.index]
+                if m.task.accuracy:
+                    rows[m.index][f"{split}_acc"] = accs[m.index]
+        for m in finite:
+            m.add_ensemble_columns(rows[m.index], ensembles[m.index], self.data)
 
     def epoch_tables(
         self, live: list[Member], first: int, count: int
