@@ -22,7 +22,7 @@ import time
 import torch
 
 from lrbench.train import autocast_for
-from lrbench.train.packed.models import init_packed
+from lrbench.train.build import build_packed_model
 from lrbench.train.packed.stepper import per_model_loss
 
 
@@ -65,7 +65,7 @@ def measure(g: int, args, device: torch.device, autocast) -> dict[str, float]:
     x = x.contiguous(memory_format=torch.channels_last)
     results = {}
     for impl in ("grouped", "vmap", "loop"):
-        net = init_packed(args.model, 10, list(range(g)), torch.float32, device, True, impl)
+        net = build_packed_model(args.model, 10, list(range(g)), device, "fp32", True, impl)
 
         def step(net=net):
             with autocast():

@@ -18,12 +18,12 @@ def data_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def timed(monkeypatch):
     """How many calibrations built a training step."""
-    import lrbench.tools.bench
+    import lrbench.train.probe
 
     built = []
-    single = lrbench.tools.bench.single_step
+    real = lrbench.train.probe.probe_step
     monkeypatch.setattr(
-        lrbench.tools.bench, "single_step", lambda *a, **k: built.append(a) or single(*a, **k)
+        lrbench.train.probe, "probe_step", lambda *a, **k: built.append(a) or real(*a, **k)
     )
     return built
 

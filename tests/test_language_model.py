@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import helpers
@@ -169,7 +170,7 @@ def test_a_gpt_packs_through_vmap_too(text_file, tmp_path, one_thread):
     for spec, path in zip(specs, alone, strict=True):
         train_run(spec, path, CPU)
     packed = [tmp_path / "vmap" / s.run_id for s in specs]
-    train_runs(specs, packed, CPU, impl="vmap")
+    train_runs(specs, packed, replace(CPU, impl="vmap"))
     for a, p in zip(alone, packed, strict=True):
         for ra, rp in zip(metrics_rows(a), metrics_rows(p), strict=True):
             assert float(rp["test_loss"]) == pytest.approx(float(ra["test_loss"]), rel=1e-4)

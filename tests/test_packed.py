@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +30,11 @@ from lrbench.models import build_model
 from lrbench.results import RunDir
 from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
 from lrbench.sweep.packing import plan_packs
-from lrbench.train import Runtime, train_run, train_runs
+from lrbench.train import Runtime, build_stepper, train_run, train_runs
 from lrbench.train import loop as train_loop
+from lrbench.train.build import build_packed_model
 from lrbench.train.packed import stepper as pack_stepper
 from lrbench.train.packed.data import PackEpoch
-from lrbench.train.packed.models import init_packed
 from lrbench.train.packed.stepper import per_model_loss
 
 SCHEDULES = [
@@ -124,7 +125,7 @@ def test_each_model_gets_exactly_its_single_runs_batches(channels_last):
 def test_a_packed_model_computes_what_each_plain_model_computes(impl):
     """Outputs and every parameter's gradient, in float64: exactly equal."""
     seeds = [0, 1, 2]
-    packed = init_packed("resnet8", 10, seeds, torch.float64, torch.device("cpu"), True, impl)
+    packed = build_packed_model("resnet8", 10, seeds, torch.device("cpu"), "fp64", True, impl)
     torch.manual_seed(9)
     xs = [torch.randn(8, 3, 32, 32, dtype=torch.float64) for _ in seeds]
     ys = torch.randint(0, 10, (3, 8))
@@ -192,7 +193,8 @@ def test_a_float32_pack_on_the_cpu_equals_its_runs_trained_alone(tmp_path, optim
 
 @pytest.mark.parametrize("impl", ["loop", "grouped"])
 def test_a_float64_pack_equals_its_runs_trained_alone(tmp_path, impl):
-    assert_twins(tmp_path, pack_of("nesterov", epochs=1, full_epochs=1), FP64, tol=1e-9, impl=impl)
+    specs = pack_of("nesterov", epochs=1, full_epochs=1)
+    assert_twins(tmp_path, specs, replace(FP64, impl=impl), tol=1e-9)
 
 
 @pytest.mark.slow
@@ -202,13 +204,13 @@ def test_a_float64_grouped_pack_equals_its_runs_after_hundreds_of_steps(tmp_path
     through the grouped layers CUDA uses."""
     dataset = DatasetSpec(name="synthetic", limit_train=160, limit_test=100)
     specs = pack_of(optimizer, dataset=dataset, batch_size=8, epochs=10, full_epochs=10)
-    assert_twins(tmp_path, specs, FP64, tol=1e-9, impl="grouped")
+    assert_twins(tmp_path, specs, replace(FP64, impl="grouped"), tol=1e-9)
 
 
 def grouped_fp32_drift(tmp_path: Path, specs: list[RunSpec]) -> tuple[list[float], list[float]]:
     """(max relative metric difference, max weight difference) of each run, grouped pack vs
     train_run, in float32 on the CPU."""
-    pairs = train_twins(tmp_path, specs, CPU, impl="grouped")
+    pairs = train_twins(tmp_path, specs, replace(CPU, impl="grouped"))
     metric = [max_metric_diff(packed, alone) for packed, alone in pairs]
     weight = [max_state_diff(checkpoint(packed), checkpoint(alone)) for packed, alone in pairs]
     print(f"float32 grouped-pack drift: metrics {metric}, weights {weight}")
@@ -383,27 +385,23 @@ def test_the_compiled_packed_step_follows_the_eager_one(optimizer, monkeypatch):
     kernels round in another order), the short last batch included."""
     import torch._dynamo
 
-    from lrbench.train.packed.models import owner_index
-    from lrbench.train.packed.optim import PackedOptimizer
-
     torch._dynamo.reset()
     monkeypatch.setattr(pack_stepper, "_COMPILED", {})
     g, steps = 2, 4
     torch.manual_seed(0)
     batches = [(torch.randn(n, 3 * g, 16, 16).contiguous(memory_format=torch.channels_last),
                 torch.randint(0, 10, (g, n))) for n in (8, 8, 8, 5)]  # fmt: skip
-    lrs, moms = np.linspace([0.05, 0.02], [0.01, 0.002], steps), np.full((steps, g), 0.85)
+    rates, momenta = np.linspace([0.05, 0.02], [0.01, 0.002], steps), np.full((steps, g), 0.85)
+    specs = [spec(optimizer=OPTIMIZERS[optimizer], seed=seed) for seed in range(g)]
+    data = DeviceData(load_splits(specs[0].dataset), "cpu")
 
-    def trainer(compile):
-        model = init_packed("resnet8", 10, list(range(g)), torch.float32, torch.device("cpu"),
-                            True, impl="grouped")  # fmt: skip
-        opt = PackedOptimizer(OPTIMIZERS[optimizer], model.flat,
-                              owner_index(model.layout, "cpu"), moms)  # fmt: skip
-        stepper = pack_stepper.PackedStepper(model, opt, torch.device("cpu"), "fp32", compile)
-        stepper.begin_epoch(0, lrs)
-        return stepper
+    def stepper(compile: str):
+        runtime = Runtime(device="cpu", impl="grouped", compile=compile)
+        built = build_stepper(specs, data, torch.device("cpu"), "fp32", runtime)
+        built.begin_epoch(0, rates, momenta)
+        return built
 
-    eager, compiled = trainer(None), trainer("default")
+    eager, compiled = stepper("off"), stepper("default")
     torch._dynamo.utils.counters.clear()
     active = [torch.ones(g, dtype=torch.bool), torch.ones(g, dtype=torch.bool)]
     for t, (x, y) in enumerate(batches):
@@ -422,20 +420,18 @@ def test_the_compiled_packed_step_follows_the_eager_one(optimizer, monkeypatch):
 
 def test_cudas_default_path_rehearsed_on_the_cpu(tmp_path, monkeypatch):
     """A pack as it trains on CUDA by default — grouped layers, bf16 autocast, torch.compile —
-    with $LRBENCH_COMPILE set so that the CPU compiles too: an epoch's short last batch, the
+    asked to compile on the CPU too: an epoch's short last batch, the
     evaluation and the checkpoints included, it trains every run to the end without falling
     back to eager."""
     import warnings
 
-    monkeypatch.setenv(pack_stepper.COMPILE_ENV, "default")
     monkeypatch.setattr(pack_stepper, "_COMPILED", {})
     specs = pack_of("nesterov", batch_size=40, epochs=2, full_epochs=2)  # 96 images: 40, 40, 16
     paths = [tmp_path / f"p{i}" for i in range(3)]
+    runtime = Runtime(device="cpu", precision="bf16", impl="grouped", compile="default")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summaries = train_runs(
-            specs, paths, Runtime(device="cpu", precision="bf16"), impl="grouped"
-        )
+        summaries = train_runs(specs, paths, runtime)
     assert not [w for w in caught if "torch.compile" in str(w.message)]
     assert [s["status"] for s in summaries] == ["done"] * 3
     for p in paths:
@@ -448,7 +444,7 @@ def test_cudas_default_path_rehearsed_on_the_cpu(tmp_path, monkeypatch):
 # --- CUDA (run by benchmarks/gpu_check.sh on a GPU machine) ------------------------------------
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-CUDA32 = Runtime(device="cuda", precision="fp32")
+CUDA32 = Runtime(device="cuda", precision="fp32", compile="off")
 
 
 @pytest.mark.cuda
@@ -457,7 +453,6 @@ def test_cuda_fp32_pack_matches_its_runs_alone(tmp_path, monkeypatch):
     """On CUDA (cuDNN picks its own algorithms; grouped vs single convolutions, TF32 off) a
     float32 pack follows its twins to float32 rounding, amplified over 2 epochs: within 1e-3
     relative on every metric. Eager, so that this checks the packing, not the compiler."""
-    monkeypatch.setenv(pack_stepper.COMPILE_ENV, "off")
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     specs = pack_of("nesterov")
@@ -471,11 +466,11 @@ def test_cuda_fp32_pack_matches_its_runs_alone(tmp_path, monkeypatch):
 
 @pytest.mark.cuda
 @cuda
-def test_cuda_compiled_bf16_pack_trains(tmp_path, monkeypatch):
+def test_cuda_compiled_bf16_pack_trains(tmp_path):
     """The default CUDA path: bf16 autocast, channels_last, torch.compile, grouped layers."""
-    monkeypatch.setenv(pack_stepper.COMPILE_ENV, "default")
     specs = pack_of("sgd", epochs=2, full_epochs=2)
-    summaries = train_runs(specs, [tmp_path / f"p{i}" for i in range(3)], Runtime(device="cuda"))
+    runtime = Runtime(device="cuda", compile="auto")  # auto compiles on CUDA
+    summaries = train_runs(specs, [tmp_path / f"p{i}" for i in range(3)], runtime)
     assert [s["status"] for s in summaries] == ["done"] * 3
     for i in range(3):
         last = metrics_rows(tmp_path / f"p{i}")[-1]
@@ -484,26 +479,64 @@ def test_cuda_compiled_bf16_pack_trains(tmp_path, monkeypatch):
 
 @pytest.mark.cuda
 @cuda
-def test_cuda_packed_step_has_no_host_sync(monkeypatch):
+def test_cuda_packed_step_has_no_host_sync():
     """The packed step never waits for the GPU (sync_debug_mode raises on a synchronising op)."""
-    from lrbench.train.packed.models import owner_index
-    from lrbench.train.packed.optim import PackedOptimizer
-
     device = torch.device("cuda")
     g = 4
-    model = init_packed("resnet8", 10, list(range(g)), torch.float32, device, True)
-    opt = PackedOptimizer(OPTIMIZERS["sgd"], model.flat, owner_index(model.layout, device),
-                          np.full((10, g), 0.9))  # fmt: skip
-    monkeypatch.setenv(pack_stepper.COMPILE_ENV, "off")
-    trainer = pack_stepper.PackedStepper(model, opt, device, "bf16")
-    trainer.begin_epoch(0, np.full((10, g), 0.1))
+    specs = [spec(seed=seed) for seed in range(g)]
+    data = DeviceData(load_splits(specs[0].dataset), device)
+    runtime = Runtime(device="cuda", impl="grouped", compile="off")
+    stepper = build_stepper(specs, data, device, "bf16", runtime)
+    stepper.begin_epoch(0, np.full((10, g), 0.1), np.full((10, g), 0.9))
     x = torch.randn(32, 3 * g, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (g, 32), device=device)
     active = torch.ones(g, dtype=torch.bool, device=device)
-    trainer.step(0, x, y, active)
+    stepper.step(0, x, y, active)
     torch.cuda.set_sync_debug_mode("error")
     try:
         for t in range(1, 5):
-            trainer.step(t, x, y, active)
+            stepper.step(t, x, y, active)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+# --- resuming a pack whose members stand apart -------------------------------------------------
+
+
+def stop_in_epoch_two(event) -> None:
+    """A kill once epoch 1's checkpoints are written."""
+    if event.kind == "step" and event.epoch == 2:
+        raise KeyboardInterrupt
+
+
+def test_a_pack_whose_first_run_has_ended_resumes_the_others_as_alone(tmp_path):
+    """Run 0 diverges in epoch 1 and the pack is killed in epoch 2: on resume run 0 rides along
+    as a passenger (its summary stands) and the others end exactly as trained alone, momentum
+    included (each epoch's momenta come with its rates, from the runs that train)."""
+    specs = pack_of("sgd", lrs=(1e12, 1.0, 0.5), epochs=3, full_epochs=3)
+    paths = [tmp_path / f"p{i}" for i in range(3)]
+    with pytest.raises(KeyboardInterrupt):
+        train_runs(specs, paths, CPU, on_event=stop_in_epoch_two)
+    assert RunDir(paths[0]).state() == "diverged" and len(metrics_rows(paths[0])) == 1
+    assert [checkpoint(p)["epoch"] for p in paths[1:]] == [1, 1]
+    summaries = train_runs(specs, paths, CPU)
+    assert [s["status"] for s in summaries] == ["diverged", "done", "done"]
+    for i in (1, 2):
+        train_run(specs[i], tmp_path / f"a{i}", CPU)
+        assert metrics_rows(paths[i]) == metrics_rows(tmp_path / f"a{i}")
+        assert max_state_diff(checkpoint(paths[i]), checkpoint(tmp_path / f"a{i}")) == 0.0
+
+
+def test_a_float64_pack_resumes_bit_for_bit(tmp_path):
+    """A float64 checkpoint loads into the pack unrounded (the pack is filled in its dtype)."""
+    specs = pack_of("adam", epochs=2, full_epochs=2)
+    clean = [tmp_path / f"clean{i}" for i in range(3)]
+    train_runs(specs, clean, FP64)
+    killed = [tmp_path / f"killed{i}" for i in range(3)]
+    with pytest.raises(KeyboardInterrupt):
+        train_runs(specs, killed, FP64, on_event=stop_in_epoch_two)
+    assert checkpoint(killed[0])["epoch"] == 1
+    train_runs(specs, killed, FP64)
+    for a, b in zip(killed, clean, strict=True):
+        assert metrics_rows(a) == metrics_rows(b)
+        assert max_state_diff(checkpoint(a), checkpoint(b)) == 0.0

@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -169,11 +170,11 @@ def alone(tmp_path_factory):
     return train
 
 
-def twins(tmp_path: Path, alone, specs: list[RunSpec], runtime: Runtime = CPU, **kw) -> list[float]:
+def twins(tmp_path: Path, alone, specs: list[RunSpec], runtime: Runtime = CPU) -> list[float]:
     """Train `specs` as one pack; the relative difference of each run's record from its twin's
     trained alone."""
     data = device_data(specs[0].dataset)
-    pairs = train_twins(tmp_path, specs, runtime, alone, data=data, **kw)
+    pairs = train_twins(tmp_path, specs, runtime, alone, data=data)
     return [difference(record(p), record(a)) for p, a in pairs]
 
 
@@ -288,7 +289,7 @@ FEATURES = {
 def test_in_float64_the_grouped_layers_pack_every_feature_to_rounding(tmp_path, alone, feature):
     if "schedulefree" in feature:
         pytest.importorskip("schedulefree")
-    diffs = twins(tmp_path, alone, FEATURES[feature](), FP64, impl="grouped")
+    diffs = twins(tmp_path, alone, FEATURES[feature](), replace(FP64, impl="grouped"))
     print(f"float64 grouped pack, {feature}: largest relative difference {max(diffs):.1e}")
     assert max(diffs) < 1e-9
 
@@ -381,7 +382,7 @@ def test_vgg_and_wide_resnet_packs_equal_their_runs_alone(tmp_path, alone, reque
         request.getfixturevalue("vgg2")
     specs = members([schedule("cosine"), schedule("rex")], model=model, epochs=1, full_epochs=1)
     assert twins(tmp_path / "fp32", alone, specs) == [0.0, 0.0]
-    diffs = twins(tmp_path / "fp64", alone, specs, FP64, impl="grouped")
+    diffs = twins(tmp_path / "fp64", alone, specs, replace(FP64, impl="grouped"))
     print(f"float64 grouped pack of {model}: largest relative difference {max(diffs):.1e}")
     assert max(diffs) < 1e-9
 
@@ -395,7 +396,7 @@ def test_the_papers_vgg16_and_wrn16_8_pack_as_alone(tmp_path, alone, model):
     specs = members([schedule("cosine"), schedule("rex")], model=model, dataset=dataset,
                     batch_size=5, epochs=1, full_epochs=1)  # fmt: skip
     assert twins(tmp_path / "fp32", alone, specs) == [0.0, 0.0]
-    diffs = twins(tmp_path / "fp64", alone, specs, FP64, impl="grouped")
+    diffs = twins(tmp_path / "fp64", alone, specs, replace(FP64, impl="grouped"))
     print(f"float64 grouped pack of {model}: largest relative difference {max(diffs):.1e}")
     assert max(diffs) < 1e-9
 
@@ -477,12 +478,12 @@ def test_your_own_model_packs_exactly_with_the_loop_and_to_rounding_with_vmap(
     specs = members([schedule("cosine"), schedule("rex")], model=small_net(), epochs=2,
                     full_epochs=2)  # fmt: skip
     assert unpackable_reason(specs[0]) is None
-    assert twins(tmp_path / "loop", alone, specs, impl="loop") == [0.0, 0.0]
-    diffs = twins(tmp_path / "vmap", alone, specs, FP64, impl="vmap")
+    assert twins(tmp_path / "loop", alone, specs, replace(CPU, impl="loop")) == [0.0, 0.0]
+    diffs = twins(tmp_path / "vmap", alone, specs, replace(FP64, impl="vmap"))
     print(f"float64 vmap pack of a user's model: largest relative difference {max(diffs):.1e}")
     assert max(diffs) < 1e-9
     with pytest.raises(UserError, match="no grouped form"):
-        train_runs(specs, [tmp_path / "g0", tmp_path / "g1"], CPU, impl="grouped")
+        train_runs(specs, [tmp_path / "g0", tmp_path / "g1"], replace(CPU, impl="grouped"))
 
 
 def test_your_own_model_with_dropout_trains_alone_and_says_why(tmp_path, small_net):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -216,7 +217,7 @@ def test_the_packed_step_equals_the_package_after_a_hundred_steps(name, dtype) -
     )
     for epoch in range(epochs):
         table = rates[epoch * steps : (epoch + 1) * steps].numpy()
-        fused.set_rates(epoch * steps, table)
+        fused.set_rates(epoch * steps, table, np.full_like(table, fused.beta))
         fused.train()
         for opt in alone:
             for_training(opt)

@@ -7,9 +7,10 @@ first smaller gain or at an out-of-memory error, and the smallest G within 5% of
 measured throughput wins. The cap is what the free memory holds (~1.5 GiB per model, up to 64)
 and the size of the group the pack is for: a bigger pack could never fill.
 
-The measurement is eager (torch.compile of every G would take minutes) on synthetic batches of
-the dataset's image size (32 px where it is not known before loading: your own data, image
-folders) that are already on the device: it ranks pack sizes, it is not a training-speed figure.
+The measurement steps the pack a sweep would build (lrbench.train.probe: G = 1 is a run alone),
+eager (torch.compile of every G would take minutes), on one batch of random images of the
+dataset's image size (32 px where it is not known before loading: your own data, image folders)
+drawn once on the device: it ranks pack sizes, it is not a training-speed figure.
 
 A sweep keeps its decision in `<results>/<sweep>/pack-auto.json`: a resumed sweep is bit-exact
 only when the same packs form, and timings vary from one measurement to the next. The file is
@@ -27,12 +28,13 @@ from typing import Any
 
 import torch
 
+from lrbench.data import DeviceData
 from lrbench.data.sources import dataset_shape
 from lrbench.results import atomic_write_json, read_json
 from lrbench.specs import RunSpec
-from lrbench.tools.bench import Timer, pack_trainer
 from lrbench.train.packed.sharing import pack_key, unpackable_reason
-from lrbench.train.packed.stepper import PackedStepper
+from lrbench.train.probe import Timer, probe_stepper, random_images, repeated_step
+from lrbench.train.runtime import Runtime
 
 CACHE_NAME = "pack-auto.json"
 MIN_GAIN = 1.10  # keep doubling while a step up is at least 10% faster
@@ -121,42 +123,34 @@ def measure_throughput(
     warmup: int = 3,
     steps: int = 10,
 ) -> float:
-    """Model-images per second of `groups` models trained as one pack: the bench's pack
-    (lrbench.tools.bench.pack_trainer), eager, on one synthetic batch of `image_size` images already
-    on `device`."""
+    """Model-images per second of `groups` models trained as one pack, eager, on one batch of
+    random `image_size` images already on `device` (lrbench.train.probe)."""
     device = torch.device(device)
-    timer = Timer(device, steps, warmup)
     try:
-        trainer = pack_trainer(model, num_classes, groups, device, precision, channels_last,
-                               warmup + steps, compile=None)  # fmt: skip
-        step = _synthetic_step(trainer, num_classes, batch_size, channels_last, image_size)
-        timer.warm(step)
-        return timer.images_per_s(step)
+        return _time_pack(model, num_classes, batch_size, groups, device, precision,
+                          channels_last, image_size, Timer(device, steps, warmup))  # fmt: skip
     finally:
-        _release_memory()  # the sweep trains in this process next
+        _release_memory()  # the sweep trains in this process next (the pack is gone by now)
 
 
-def _synthetic_step(
-    trainer: PackedStepper,
+def _time_pack(
+    model: str,
     num_classes: int,
     batch_size: int,
+    groups: int,
+    device: torch.device,
+    precision: str,
     channels_last: bool,
     image_size: tuple[int, int],
-) -> Callable[[], int]:
-    """One packed training step on a fixed random batch; returns the model-images it trained."""
-    g, device = trainer.model.groups, trainer.device
-    x = torch.randn(batch_size, 3 * g, *image_size, device=device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(num_classes, (g, batch_size), device=device)
-    active = torch.ones(g, dtype=torch.bool, device=device)
-    t = itertools.count()
-
-    def step() -> int:
-        trainer.step(next(t), x, y, active)
-        return g * batch_size
-
-    return step
+    timer: Timer,
+) -> float:
+    runtime = Runtime(channels_last=channels_last, compile="off")
+    data = DeviceData(random_images(image_size, batch_size, num_classes), device, channels_last)
+    stepper = probe_stepper(model, data, batch_size, groups, device, precision, runtime,
+                            timer.warmup + timer.steps)  # fmt: skip
+    step = repeated_step(stepper, device)
+    timer.warm(step)
+    return timer.images_per_s(step)
 
 
 def memory_cap(device: torch.device) -> int:

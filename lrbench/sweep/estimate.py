@@ -2,7 +2,7 @@
 before that from a short calibration on the device it will use.
 
 The calibration times a few training steps of each (model, batch size) of the runs left, with
-the loop a sweep trains (lrbench.tools.bench's single-run step, or its packed step for packs of G),
+the steppers a sweep trains with (lrbench.train.probe: a run alone, or a pack of G),
 on the sweep's own data, and counts an evaluation pass over the test (and validation) split at
 a third of a training step per batch. The seconds per step are kept in the data cache folder
 (`calibration.json`), keyed by device, model, batch size, precision, image size and pack size,
@@ -121,7 +121,7 @@ def _step_seconds(
     """Seconds of one model's training step, measured once per setting and kept in `cache`."""
     import torch
 
-    from lrbench.tools.bench import Timer, packed_step, single_step
+    from lrbench.train.probe import Timer, probe_step
 
     cuda = dev.type == "cuda"
     name = torch.cuda.get_device_name(dev) if cuda else f"cpu x{torch.get_num_threads()}"
@@ -136,11 +136,7 @@ def _step_seconds(
         known = {}
     if isinstance(known.get(key), float):
         return known[key]
-    if pack > 1:
-        total = WARMUP_STEPS + TIMED_STEPS
-        step = packed_step(model, splits, dev, batch_size, pack, precision, True, total)
-    else:
-        step = single_step(model, splits, dev, batch_size, precision, True)
+    step = probe_step(model, splits, dev, batch_size, pack, precision, WARMUP_STEPS + TIMED_STEPS)
     timer = Timer(dev, TIMED_STEPS, WARMUP_STEPS)
     timer.warm(step)
     # a (packed) step trains `pack` models on a batch each: one model's share of its time

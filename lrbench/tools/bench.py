@@ -6,11 +6,12 @@ something on a shared or noisy machine:
 - baseline: the loop every tutorial writes. A torchvision DataLoader over the decoded images
   (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize; worker processes),
   the same model and batch size, fp32, NCHW, torch.optim.SGD.
-- single: lrbench's single-run loop: DeviceData's device-side batches and train.py's step
-  (set_hparams, autocast when train.py would use it, channels_last as train.py defaults to,
+- single: lrbench's loop for a run alone: the stepper a sweep's run trains with
+  (lrbench.train.steppers.PlainStepper, built by lrbench.train.build), stepped on DeviceData's
+  device-side batches as the loop steps it (autocast and channels_last as a run's defaults,
   loss and accuracy accumulated on the device).
 - packed: G models trained as one (lrbench.train.packed), each on its own batches, one fused
-  optimizer step, exactly the step a packed sweep runs (lrbench.train.packed.stepper).
+  optimizer step: the stepper a packed sweep builds and the step it runs (lrbench.train.probe).
 
 A model-epoch is one model seeing 50,000 training images (CIFAR's train split), whatever the
 dataset: a pack of G processes G model-epochs per 50,000 images per model. Every row is set up
@@ -26,37 +27,24 @@ import contextlib
 import itertools
 import os
 import statistics
-import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from lrbench.data import DeviceData, Splits, load_splits
 from lrbench.errors import UserError, one_line
 from lrbench.models import build_model
-from lrbench.specs import DEFAULT_BATCH_SIZE, DatasetSpec, OptimizerSpec
-from lrbench.train import (
-    Runtime,
-    autocast_for,
-    build_run_model,
-    param_dtype,
-    resolve_device,
-    resolve_precision,
-    train_step,
-)
-from lrbench.train.optim import build_optimizer
-from lrbench.train.packed.data import PackEpoch
-from lrbench.train.packed.models import init_packed, owner_index, resolve_impl
-from lrbench.train.packed.optim import build_packed_optimizer
-from lrbench.train.packed.stepper import PackedStepper, compile_mode
+from lrbench.specs import DEFAULT_BATCH_SIZE, DatasetSpec
+from lrbench.train import Runtime, resolve_device, resolve_precision
+from lrbench.train.packed.stepper import PackedStepper
+from lrbench.train.probe import PROBE_OPTIMIZER, Step, Timer, probe_stepper, training_step
+from lrbench.train.steppers import Stepper
 
 MODEL_EPOCH_IMAGES = 50_000
 DATASET_NAMES = ("synthetic", "cifar10", "cifar100")
-OPTIMIZER = OptimizerSpec(name="sgd", lr=0.1)  # momentum, weight decay: the runs' defaults
 JSON_KEYS = ("mode", "pack", "images_per_s", "model_epochs_per_s", "ratio_to_baseline")
 
 
@@ -155,61 +143,98 @@ def run_bench(
     report = Report(device_label(dev), model, batch_size, data, steps, warmup, rounds)
     if cuda:
         torch.backends.cudnn.benchmark = True  # every row: the usual setting for fixed shapes
-
-    runners: list[tuple[Row, Callable[[], int]]] = []
     nw = default_workers(dev) if workers is None else workers
     say(f"baseline: DataLoader with {nw} workers, fp32 NCHW")
-    step = _baseline(model, splits, dev, batch_size, nw)
-    runners.append((Row("baseline", 1, 0.0, config=f"fp32 NCHW, DataLoader({nw} workers)"), step))
-
-    rt = Runtime()
-    precision = resolve_precision(rt.precision, dev)
-    combos = [(precision, rt.channels_last, False)]
-    if variants:
-        combos += [
-            (p, cl, True)
-            for p in ("fp32", "bf16")
-            for cl in (True, False)
-            if (p, cl) != (precision, rt.channels_last)
-        ]
-    for prec, cl, is_variant in combos:
-        layout = "channels_last" if cl else "NCHW"
-        say(f"single: {prec}, {layout}")
-        step = single_step(model, splits, dev, batch_size, prec, cl)
-        config = f"{prec} {layout} ({'variant' if is_variant else 'as train.py runs'})"
-        runners.append((Row("single", 1, 0.0, config=config, variant=is_variant), step))
-
-    impl = resolve_impl(init_packed(model, 10, [0], torch.float32, dev, True).layout, dev)
-    compiled = compile_mode() if cuda else None
-    for g in packs:
-        config = f"{precision} channels_last, {impl}" + (
-            f", compile {compiled}" if compiled else ""
-        )
-        say(f"packed: G={g}, {config}")
-        with _fits(f"--pack {g}"):
-            step = packed_step(model, splits, dev, batch_size, g, precision, rt.channels_last,
-                           warmup + steps * rounds)  # fmt: skip
-        runners.append((Row("packed", g, 0.0, config=config), step))
-
-    timer = Timer(dev, steps, warmup)
-    for row, step in runners:  # warm-up (and on CUDA compilation), untimed
-        say(f"warming up {row.mode} {row.pack} ({row.config})")
-        with _fits(f"--pack {row.pack}" if row.mode == "packed" else f"--batch-size {batch_size}"):
-            timer.warm(step)
-    for r in range(rounds):  # interleaved rounds: a burst of load hits every row alike
-        for i, (row, step) in enumerate(runners):
-            say(f"round {r + 1} of {rounds}, row {i + 1} of {len(runners)}: {row.mode} {row.pack}")
-            row.per_round.append(timer.images_per_s(step))
+    baseline = Row("baseline", 1, 0.0, config=f"fp32 NCHW, DataLoader({nw} workers)")
+    runners = [(baseline, _baseline(model, splits, dev, batch_size, nw))]
+    probe = Probe(model, splits, dev, batch_size, warmup + steps * rounds, say)
+    runners += probe.single_rows(variants) + probe.packed_rows(packs)
+    _time(runners, Timer(dev, steps, warmup), rounds, batch_size, say)
     report.rows = [row for row, _ in runners]
-    base = report.rows[0]
     for row in report.rows:
         row.images_per_s = max(row.per_round)
         row.model_epochs_per_s = row.images_per_s / MODEL_EPOCH_IMAGES
-        row.ratio_to_baseline = row.images_per_s / base.images_per_s
+        row.ratio_to_baseline = row.images_per_s / baseline.images_per_s
         # each round's ratio to the baseline's time in the same round
-        ratios = [a / b for a, b in zip(row.per_round, base.per_round, strict=True)]
+        ratios = [a / b for a, b in zip(row.per_round, baseline.per_round, strict=True)]
         row.ratio_spread = (min(ratios), statistics.median(ratios), max(ratios))
     return report
+
+
+Runner = tuple[Row, Step]
+
+
+@dataclass
+class Probe:
+    """lrbench's rows: steppers built as a sweep builds them (lrbench.train.probe)."""
+
+    model: str
+    splits: Splits
+    device: torch.device
+    batch_size: int
+    steps: int  # every step the row takes: warm-up and rounds
+    say: Callable[[str], None]
+    runtime: Runtime = field(default_factory=Runtime)
+
+    def single_rows(self, variants: bool) -> list[Runner]:
+        """A run alone as it trains here; with `variants`, in fp32/bf16 x channels_last/NCHW."""
+        rt = self.runtime
+        precision = resolve_precision(rt.precision, self.device)
+        combos = [(precision, rt.channels_last, False)]
+        if variants:
+            combos += [
+                (p, cl, True)
+                for p in ("fp32", "bf16")
+                for cl in (True, False)
+                if (p, cl) != (precision, rt.channels_last)
+            ]
+        rows = []
+        for prec, cl, is_variant in combos:
+            layout = "channels_last" if cl else "NCHW"
+            self.say(f"single: {prec}, {layout}")
+            step = self.step(1, prec, replace(rt, channels_last=cl))[1]
+            config = f"{prec} {layout} ({'variant' if is_variant else 'as a run trains'})"
+            rows.append((Row("single", 1, 0.0, config=config, variant=is_variant), step))
+        return rows
+
+    def packed_rows(self, packs: Sequence[int]) -> list[Runner]:
+        precision = resolve_precision(self.runtime.precision, self.device)
+        rows = []
+        for g in packs:
+            with _fits(f"--pack {g}"):
+                stepper, step = self.step(g, precision, self.runtime)
+            config = f"{precision} channels_last, {_how_packed(stepper)}"
+            self.say(f"packed: G={g}, {config}")
+            rows.append((Row("packed", g, 0.0, config=config), step))
+        return rows
+
+    def step(self, models: int, precision: str, runtime: Runtime) -> tuple[Stepper, Step]:
+        data = DeviceData(self.splits, self.device, channels_last=runtime.channels_last)
+        stepper = probe_stepper(self.model, data, self.batch_size, models, self.device,
+                                precision, runtime, self.steps)  # fmt: skip
+        return stepper, training_step(stepper, self.device)
+
+
+def _time(
+    runners: list[Runner], timer: Timer, rounds: int, batch_size: int, say: Callable[[str], None]
+) -> None:
+    """Warm every row up (on CUDA: compile), then time interleaved rounds: a burst of load
+    hits every row alike."""
+    for row, step in runners:
+        say(f"warming up {row.mode} {row.pack} ({row.config})")
+        with _fits(f"--pack {row.pack}" if row.mode == "packed" else f"--batch-size {batch_size}"):
+            timer.warm(step)
+    for r in range(rounds):
+        for i, (row, step) in enumerate(runners):
+            say(f"round {r + 1} of {rounds}, row {i + 1} of {len(runners)}: {row.mode} {row.pack}")
+            row.per_round.append(timer.images_per_s(step))
+
+
+def _how_packed(stepper: Any) -> str:
+    """How a pack's models run and compile (a pack of 1 trains as a run alone)."""
+    if not isinstance(stepper, PackedStepper):
+        return "alone"
+    return stepper.impl + (f", compile {stepper.compiled}" if stepper.compiled else "")
 
 
 @contextlib.contextmanager
@@ -222,38 +247,6 @@ def _fits(what: str) -> Iterator[None]:
         if not lacking:
             raise
         raise UserError(f"{what}: does not fit in memory ({one_line(err)[:200]})") from None
-
-
-# --- timing ------------------------------------------------------------------------------------
-
-
-class Timer:
-    """Warm-up steps, then `steps` timed ones; on CUDA the clock is read after a sync."""
-
-    def __init__(self, device: torch.device, steps: int, warmup: int) -> None:
-        self.device, self.steps, self.warmup = device, steps, warmup
-
-    def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def warm(self, step: Callable[[], int]) -> None:
-        for _ in range(self.warmup):
-            step()
-        self.sync()
-
-    def images_per_s(self, step: Callable[[], int]) -> float:
-        """`step()` runs one training step and returns how many images it trained on."""
-        self.sync()
-        t0 = time.perf_counter()
-        images = sum(step() for _ in range(self.steps))
-        self.sync()
-        return images / (time.perf_counter() - t0)
-
-
-def _forever(epoch_batches: Callable[[int], Iterator]) -> Iterator:
-    for epoch in itertools.count():
-        yield from epoch_batches(epoch)
 
 
 # --- (a) the textbook loop ---------------------------------------------------------------------
@@ -277,7 +270,7 @@ class _Images(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.x[i])), self.y[i]
 
 
-def _baseline(model, splits, device, batch_size, workers) -> Callable[[], int]:
+def _baseline(model, splits, device, batch_size, workers) -> Step:
     from torchvision import transforms as T
 
     transform = T.Compose(
@@ -299,9 +292,10 @@ def _baseline(model, splits, device, batch_size, workers) -> Callable[[], int]:
     )
     torch.manual_seed(0)
     net = build_model(model, splits.num_classes).to(device)
-    opt = torch.optim.SGD(net.parameters(), lr=OPTIMIZER.lr, momentum=OPTIMIZER.momentum,
-                          weight_decay=OPTIMIZER.weight_decay)  # fmt: skip
-    batches = _forever(lambda _epoch: iter(loader))
+    opt = torch.optim.SGD(net.parameters(), lr=PROBE_OPTIMIZER.lr,
+                          momentum=PROBE_OPTIMIZER.momentum,
+                          weight_decay=PROBE_OPTIMIZER.weight_decay)  # fmt: skip
+    batches = (batch for _ in itertools.count() for batch in loader)
 
     def step() -> int:
         x, y = next(batches)
@@ -314,82 +308,3 @@ def _baseline(model, splits, device, batch_size, workers) -> Callable[[], int]:
 
     net.train()
     return step
-
-
-# --- (b) lrbench's single-run loop ---------------------------------------------------------------
-
-
-def single_step(model, splits, device, batch_size, precision, channels_last) -> Callable[[], int]:
-    """train.py's own step (lrbench.train.train_step) on lrbench's device-resident batches."""
-    data = DeviceData(splits, device, channels_last=channels_last)
-    dtype = param_dtype(precision)
-    net = build_run_model(model, data.num_classes, 0, device, precision, channels_last)
-    opt = build_optimizer(OPTIMIZER, net.parameters())
-    autocast = autocast_for(precision, device)
-
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    batches = _forever(lambda epoch: data.train_batches(0, epoch, batch_size))
-
-    def step() -> int:
-        nonlocal loss_sum, correct
-        x, y = next(batches)
-        loss, out = train_step(net, opt, x, y, OPTIMIZER.lr, None, autocast, dtype)
-        loss_sum += loss.detach() * len(y)
-        correct += (out.argmax(1) == y).sum()
-        return len(y)
-
-    net.train()
-    return step
-
-
-# --- (c) packs -----------------------------------------------------------------------------------
-
-
-def packed_step(
-    model, splits, device, batch_size, groups, precision, channels_last, total
-) -> Callable[[], int]:
-    """A packed sweep's step on G models (seeds 0..G-1, each its own rate)."""
-    data = DeviceData(splits, device, channels_last=channels_last)
-    seeds = list(range(groups))
-    trainer = pack_trainer(model, data.num_classes, groups, device, precision, channels_last, total)
-    active = torch.ones(groups, dtype=torch.bool, device=device)
-    loss_sum = torch.zeros(groups, device=device, dtype=torch.float64)
-    correct = torch.zeros(groups, device=device, dtype=torch.int64)
-    batches = _forever(lambda epoch: iter(PackEpoch(data, seeds, epoch, batch_size)))
-    t = 0
-
-    def step() -> int:
-        nonlocal t, loss_sum, correct
-        x, y = next(batches)
-        losses, right = trainer.step(t, x, y, active)
-        loss_sum += losses * y.shape[1]
-        correct += right
-        t += 1
-        return y.numel()
-
-    return step
-
-
-def pack_trainer(
-    model: str,
-    num_classes: int,
-    groups: int,
-    device: torch.device,
-    precision: str,
-    channels_last: bool,
-    total: int,
-    compile: str | None = "auto",
-) -> PackedStepper:
-    """G models (seeds 0..G-1, rates from OPTIMIZER's down to half of it, `total` steps of them)
-    and their fused optimizer, built as a packed sweep builds them: what the bench times and
-    `--pack auto` measures."""
-    dtype = param_dtype(precision)
-    net = init_packed(model, num_classes, list(range(groups)), dtype, device, channels_last)
-    lrs = np.tile(OPTIMIZER.lr * np.linspace(1.0, 0.5, groups), (total, 1))
-    momenta = np.full((total, groups), OPTIMIZER.momentum)
-    opt = build_packed_optimizer(OPTIMIZER, net.flat, owner_index(net.layout, device), momenta)
-    net.train()
-    stepper = PackedStepper(net, opt, device, precision, compile)
-    stepper.begin_epoch(0, lrs)
-    return stepper

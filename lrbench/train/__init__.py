@@ -4,6 +4,7 @@ summary = train_run(spec, "results/x/runs/<id>", Runtime(device="cuda"))
 summaries = train_runs(pack_specs, folders, Runtime(device="cuda"))
 """
 
+from lrbench.train.build import build_run_model, build_stepper
 from lrbench.train.loop import train_run, train_runs
 from lrbench.train.runtime import (
     PRECISIONS,
@@ -15,7 +16,7 @@ from lrbench.train.runtime import (
     resolve_device,
     resolve_precision,
 )
-from lrbench.train.steppers import build_run_model, evaluate, train_step
+from lrbench.train.steppers import evaluate, train_step
 
 __all__ = [
     "PRECISIONS",
@@ -24,6 +25,7 @@ __all__ = [
     "Runtime",
     "autocast_for",
     "build_run_model",
+    "build_stepper",
     "evaluate",
     "param_dtype",
     "resolve_device",

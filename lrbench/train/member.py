@@ -2,8 +2,8 @@
 
 Its folder (claimed, never overwritten when it holds another run), spec.json, the metrics rows,
 the checkpoint's content, the summary, divergence, plateau and early-stopping state, and its
-snapshot ensemble are all here, once; whether the run trains alone or as one slot of a pack is
-the stepper's business (lrbench.train.steppers, lrbench.train.packed.stepper).
+snapshot ensemble are all here, once; whether the run trains alone or as one member of a pack
+is the stepper's business (lrbench.train.steppers, lrbench.train.packed.stepper).
 """
 
 from __future__ import annotations
@@ -63,19 +63,19 @@ def claim_run_dir(spec: RunSpec, run: RunDir) -> None:
 
 @dataclass
 class Member:
-    """One run in the loop, in slot `slot` of its stepper (0 when it trains alone)."""
+    """One run in the loop, model `index` of its stepper (0 when it trains alone)."""
 
-    slot: int
+    index: int
     spec: RunSpec
     run: RunDir
     summary: dict[str, Any] | None = None  # set once the run has ended
-    lrs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [T], before plateau
-    moms: np.ndarray | None = None  # [T] when the schedule moves momentum
+    schedule_rates: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [T], before plateau
+    schedule_momenta: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [T] (Adam: beta1)
     reactions: Reactions | None = None
     snapshot_steps: frozenset[int] = frozenset()
     ensemble: SnapshotEnsemble = field(default_factory=SnapshotEnsemble)
     state: dict[str, Any] | None = None  # the checkpoint it resumes from
-    start: int = 0  # epochs done
+    epochs_done: int = 0
     wall_before: float = 0.0
     row: dict[str, Any] = field(default_factory=dict)
     columns: list[str] = field(default_factory=list)
@@ -83,10 +83,10 @@ class Member:
     task: Task = field(default_factory=CrossEntropy)  # its loss and metrics (lrbench.tasks)
 
     @classmethod
-    def open(cls, slot: int, spec: RunSpec, run: RunDir) -> Member:
+    def open(cls, index: int, spec: RunSpec, run: RunDir) -> Member:
         """Claim the folder; a finished run comes back with its summary."""
         claim_run_dir(spec, run)
-        member = cls(slot, spec, run)
+        member = cls(index, spec, run)
         if run.summary.exists() and run.state() in ("done", "diverged"):
             member.summary = read_json(run.summary)
         return member
@@ -99,13 +99,16 @@ class Member:
         """Tables, reactive state and snapshots; resume from the checkpoint when its metrics
         rows agree with it, else start over (spec.json records how the run trains)."""
         self.task = task_for(self.spec)
-        spe = data.steps_per_epoch(self.spec.batch_size)
-        total = spe * self.epochs
+        steps_per_epoch = data.steps_per_epoch(self.spec.batch_size)
+        total = steps_per_epoch * self.epochs
         schedule = build_schedule(self.spec.schedule)
-        self.lrs = self.spec.optimizer.lr * schedule.multipliers(total, spe)
-        self.moms = schedule.momenta(total, spe)
-        self.reactions = Reactions(self.spec, schedule, spe)
-        steps = snapshot_steps(schedule, total, spe) if self.spec.snapshots else []
+        self.schedule_rates = self.spec.optimizer.lr * schedule.multipliers(total, steps_per_epoch)
+        momenta = schedule.momenta(total, steps_per_epoch)  # None: it leaves momentum alone
+        self.schedule_momenta = (
+            momenta if momenta is not None else np.full(total, base_momentum(self.spec.optimizer))
+        )
+        self.reactions = Reactions(self.spec, schedule, steps_per_epoch)
+        steps = snapshot_steps(schedule, total, steps_per_epoch) if self.spec.snapshots else []
         self.snapshot_steps = frozenset(steps)
         self.columns = [
             c for c in metric_columns(data.has_val) if self.task.accuracy or not c.endswith("_acc")
@@ -117,7 +120,7 @@ class Member:
         run.summary.unlink(missing_ok=True)
         if run.checkpoint.exists() and not damaged:
             state = read_checkpoint(run.checkpoint)
-            own = checkpoint_fault(state, self.spec, spe) is None
+            own = checkpoint_fault(state, self.spec, steps_per_epoch) is None
             if own and run.complete_epochs() >= state["epoch"]:
                 self._resume(state)
                 return
@@ -126,29 +129,27 @@ class Member:
             # trains again from the start and ends equal to an untouched run
         run.checkpoint.unlink(missing_ok=True)
         run.truncate_metrics(0)
-        record = spec_record(self.spec, spe, device, precision, pack, self.slot)
+        record = spec_record(self.spec, steps_per_epoch, device, precision, pack, self.index)
         atomic_write_json(run.spec, record)
 
     def _resume(self, state: dict[str, Any]) -> None:
         assert self.reactions is not None
         self.state = state
-        self.start = int(state["epoch"])
+        self.epochs_done = int(state["epoch"])
         self.wall_before = float(state.get("wall_time_s", 0.0))
         self.reactions.restore(state)
         self.ensemble.load_state_dict(state.get("ensemble", {}))
-        self.run.truncate_metrics(self.start)
+        self.run.truncate_metrics(self.epochs_done)
         self.row = self.run.last_metrics_row()
 
     def rates(self, first: int, count: int) -> np.ndarray:
         """This member's rate at steps first .. first+count-1, plateau's decay applied."""
         assert self.reactions is not None
-        return self.lrs[first : first + count] * self.reactions.lr_scale
+        return self.schedule_rates[first : first + count] * self.reactions.lr_scale
 
     def momenta(self, first: int, count: int) -> np.ndarray:
         """This member's momentum (Adam: beta1) at steps first .. first+count-1."""
-        if self.moms is not None:
-            return self.moms[first : first + count]
-        return np.full(count, base_momentum(self.spec.optimizer))
+        return self.schedule_momenta[first : first + count]
 
     def new_row(self, epoch: int, step: int, train_loss: float, train_acc: float) -> dict:
         return {
@@ -165,12 +166,13 @@ class Member:
             row["ensemble_size"] = self.ensemble.count
             row["ensemble_test_acc"] = self.ensemble.accuracy(split_labels(data, "test"))
 
-    def record(self, row: dict[str, Any], rates: np.ndarray) -> None:
-        """The epoch's row into metrics.csv, and with the rates its steps used into the log."""
+    def record(self, row: dict[str, Any], rates: np.ndarray, momenta: np.ndarray) -> None:
+        """The epoch's row into metrics.csv, and with the rates and momenta its steps used into
+        the log."""
         self.run.append_metrics(row, self.columns)
         self.row = row
         if self.log is not None:
-            self.log.epoch(row, rates, self.momenta(row["step"] - len(rates), len(rates)))
+            self.log.epoch(row, rates, momenta)
 
     @property
     def diverged(self) -> bool:
@@ -215,7 +217,7 @@ def spec_record(
     device: torch.device,
     precision: str,
     pack_size: int = 1,
-    slot: int = 0,
+    index: int = 0,
 ) -> dict[str, Any]:
     """spec.json: the resolved spec, the run's step counts, and how it trained (provenance)."""
     return {
@@ -226,7 +228,7 @@ def spec_record(
         "total_steps": steps_per_epoch * spec.epochs,
         "provenance": {
             **provenance(device, precision),
-            "pack": {"size": pack_size, "slot": slot},
+            "pack": {"size": pack_size, "slot": index},  # the stored key stays "slot"
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
     }

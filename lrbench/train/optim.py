@@ -1,9 +1,9 @@
-"""Optimizers by name, and the one way the trainer sets their rate and momentum each step.
+"""Optimizers by name, and the one way a stepper sets their rate and momentum each step.
 
 Schedule-free SGD and AdamW (Defazio et al. 2024, "The Road Less Scheduled"; PyPI
 `schedulefree`) keep two points: y, where gradients are taken, and x, an average of the
 iterates that is the model to evaluate. The parameters hold y in train mode and x in eval mode,
-so the trainer switches with `for_training` before its steps and `for_evaluation` before any
+so the stepper switches with `for_training` before its steps and `for_evaluation` before any
 evaluation or checkpoint. Both are no-ops for the other optimizers.
 
 "No schedule" for a schedule-free optimizer means the schedule `constant`, optionally with

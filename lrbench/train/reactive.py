@@ -99,8 +99,8 @@ def check_epochs(
 class Reactions:
     """A run's reactive parts (plateau decay, early stopping), advanced once per epoch.
 
-    The trainer multiplies its precomputed rate by `lr_scale`, calls `after_epoch` with each
-    metrics row, stores `state()` in the checkpoint and hands it back to `restore`.
+    The loop's member multiplies its precomputed rates by `lr_scale`, calls `after_epoch` with
+    each metrics row, stores `state()` in the checkpoint and hands it back to `restore`.
     """
 
     def __init__(self, spec: Any, schedule: Any, steps_per_epoch: int) -> None:

@@ -1,6 +1,6 @@
-"""How a run executes on this machine: device, precision, memory format, threads, and whether it
-logs live curves. None of it changes which run it is (nothing here is hashed into the run id);
-how it computes is recorded in the run's provenance."""
+"""How a run executes on this machine: device, precision, memory format, threads, how a pack's
+models run and compile, and whether it logs live curves. None of it changes which run it is
+(nothing here is hashed into the run id); how it computes is recorded in the run's provenance."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import platform
 import subprocess
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,15 @@ from lrbench.errors import UserError
 from lrbench.specs import Log
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp64")
+COMPILE_ENV = "LRBENCH_COMPILE"  # the default of Runtime.compile, for the commands
+NOT_COMPILED = ("", "0", "off", "none", "false", "no")
+
+
+def compile_from_environment() -> str:
+    """Runtime.compile's default: $LRBENCH_COMPILE (off | default | reduce-overhead |
+    max-autotune-no-cudagraphs), else auto. Read where a Runtime is built, so that it travels
+    with the runtime to the workers and Slurm jobs."""
+    return os.environ.get(COMPILE_ENV, "auto").strip().lower() or "off"
 
 
 @dataclass(frozen=True)
@@ -27,7 +36,10 @@ class Runtime:
     """Where and how runs train. `threads`: torch's CPU threads (None: leave torch's choice);
     `import_paths`: folders user modules named in the config are imported from; `log`:
     "tensorboard" writes each run's live curves (lrbench.train.tblog), None writes none;
-    `keep_checkpoints`: False deletes a run's checkpoint.pt once it is done or diverged."""
+    `keep_checkpoints`: False deletes a run's checkpoint.pt once it is done or diverged;
+    `impl`: how a pack's models run (lrbench.train.packed.models.IMPLS; auto: `loop` on the CPU,
+    `grouped` on CUDA where the architecture has it, else `vmap`); `compile`: torch.compile's mode
+    for a pack's step (auto: `default` on CUDA, off on the CPU; see resolve_compile)."""
 
     device: str = "auto"
     precision: str = "auto"
@@ -37,6 +49,8 @@ class Runtime:
     import_paths: tuple[str, ...] = ()
     log: Log | None = None
     keep_checkpoints: bool = True  # a sweep keeps a finished run's checkpoint only when asked
+    impl: str = "auto"
+    compile: str = field(default_factory=compile_from_environment)
 
 
 @dataclass
@@ -74,6 +88,15 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     return precision
+
+
+def resolve_compile(mode: str, device: torch.device) -> str | None:
+    """torch.compile's mode for a pack's step on `device`, None for eager: `auto` compiles on
+    CUDA (mode `default`) and not on the CPU."""
+    mode = mode.strip().lower()
+    if mode == "auto":
+        return "default" if device.type == "cuda" else None
+    return None if mode in NOT_COMPILED else mode
 
 
 def param_dtype(precision: str) -> torch.dtype:

@@ -1,18 +1,20 @@
 """Steppers: what differs between training one plain model and G packed ones.
 
 The loop (lrbench.train.loop) owns everything a run is; a stepper owns the model(s) and the
-optimizer and answers a few questions, for every slot at once:
+optimizer and answers a few questions, for every member (model) at once:
 
-    batches(epoch)                  this epoch's (x, y) for every slot
-    begin_epoch(first_step, lrs)    the epoch's rates, [steps, G] (plateau's decay applied)
+    batches(epoch)                  this epoch's (x, y) for every member
+    begin_epoch(first_step, rates, momenta)   the epoch's rates (plateau's decay applied) and
+                                    momenta (Adam: beta1), [steps, G] each
     step(i, x, y, active)           one optimizer step; ([G] losses, [G] correct) on the device
-    units(y)                        how many units (images, characters) each slot's loss averages
+    units(y)                        how many units (images, characters) each member's loss averages
     for_training() / for_evaluation(bn_epoch)   schedule-free optimizers move between y and x
-    evaluate(split) / predict_probs(split)      per slot
-    capture() / member_state(captured, slot, step)   a slot's checkpoint, off the training thread
+    evaluate(split) / predict_probs(split)      per member
+    capture() / member_state(captured, index, step)   a member's checkpoint, off the training thread
 
 `PlainStepper` is a run trained alone: an nn.Module and its torch.optim (or schedulefree)
-optimizer. `lrbench.train.packed.stepper.PackedStepper` is G runs as one packed network.
+optimizer. `lrbench.train.packed.stepper.PackedStepper` is G runs as one packed network. Both
+are built, their models seeded or resumed, in one place: lrbench.train.build.
 """
 
 from __future__ import annotations
@@ -25,17 +27,14 @@ import numpy as np
 import torch
 
 from lrbench.data import DeviceData
-from lrbench.models import build_model
+from lrbench.specs import RunSpec
 from lrbench.tasks import CrossEntropy, Task
-from lrbench.train.checkpoint import cpu_copy, restore_rng, rng_state
+from lrbench.train.checkpoint import cpu_copy, rng_state
 from lrbench.train.optim import (
-    build_optimizer,
     clip_global_norm,
     for_evaluation,
     for_training,
-    load_optimizer_state,
     optimizer_state,
-    param_groups,
     set_hparams,
 )
 from lrbench.train.runtime import autocast_for, param_dtype
@@ -48,10 +47,10 @@ CROSS_ENTROPY = CrossEntropy()
 
 
 class Stepper(Protocol):
-    groups: int
+    models: int  # 1, or a pack's G
 
     def batches(self, epoch: int) -> Iterator[Batch]: ...
-    def begin_epoch(self, first_step: int, lrs: np.ndarray) -> None: ...
+    def begin_epoch(self, first_step: int, rates: np.ndarray, momenta: np.ndarray) -> None: ...
     def step(self, i: int, x: torch.Tensor, y: torch.Tensor, active: torch.Tensor): ...
     def units(self, y: torch.Tensor) -> int: ...
     def for_training(self) -> None: ...
@@ -59,24 +58,7 @@ class Stepper(Protocol):
     def evaluate(self, split: str) -> tuple[list[float], list[float]]: ...
     def predict_probs(self, split: str) -> torch.Tensor: ...
     def capture(self) -> Any: ...
-    def member_state(self, captured: Any, slot: int, step: int) -> dict[str, Any]: ...
-
-
-def build_run_model(
-    model: str | dict,
-    num_classes: int | None,
-    seed: int,
-    device: torch.device,
-    precision: str,
-    channels_last: bool,
-    context: int | None = None,
-) -> torch.nn.Module:
-    """The model a run trains: initialised from `seed`, on `device` in the run's dtype and memory
-    format. The one place that decides it, so a run, a pack's member and a probe start alike."""
-    torch.manual_seed(seed)
-    net = build_model(model, num_classes, context=context)
-    net = net.to(device=device, dtype=param_dtype(precision))
-    return net.to(memory_format=torch.channels_last) if channels_last else net
+    def member_state(self, captured: Any, index: int, step: int) -> dict[str, Any]: ...
 
 
 def inputs(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -137,41 +119,34 @@ def evaluate(
 class PlainStepper:
     """One run's plain model and its optimizer: the stepper of a run trained alone."""
 
-    groups = 1
+    models = 1
 
     def __init__(
         self,
-        member: Any,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        spec: RunSpec,
         data: DeviceData,
+        task: Task,
         device: torch.device,
         precision: str,
-        channels_last: bool,
     ) -> None:
-        spec = member.spec
+        self.model, self.optimizer = model, optimizer
         self.seed, self.batch_size, self.data = spec.seed, spec.batch_size, data
-        self.task, self.clip_norm = member.task, spec.optimizer.clip_norm
-        self.model = build_run_model(
-            spec.model, data.num_classes, spec.seed, device, precision, channels_last, data.context
-        )
-        self.optimizer = build_optimizer(spec.optimizer, param_groups(self.model))
+        self.task, self.clip_norm = task, spec.optimizer.clip_norm
         self.autocast: Callable[[], Any] = autocast_for(precision, device)
         self.dtype = param_dtype(precision)
-        self.moms = member.moms
-        self.first, self.lrs = 0, []
-        if member.state is not None:
-            self.model.load_state_dict(member.state["model"])
-            load_optimizer_state(self.optimizer, member.state["optimizer"])
-            restore_rng(member.state)
+        self.rates: list[float] = []
+        self.momenta: list[float] = []
 
     def batches(self, epoch: int) -> Iterator[Batch]:
         return self.data.train_batches(self.seed, epoch, self.batch_size)
 
-    def begin_epoch(self, first_step: int, lrs: np.ndarray) -> None:
-        self.first, self.lrs = first_step, lrs[:, 0].tolist()
+    def begin_epoch(self, first_step: int, rates: np.ndarray, momenta: np.ndarray) -> None:
+        self.rates, self.momenta = rates[:, 0].tolist(), momenta[:, 0].tolist()
 
     def step(self, i: int, x: torch.Tensor, y: torch.Tensor, active: torch.Tensor):
-        momentum = float(self.moms[self.first + i]) if self.moms is not None else None
-        loss, out = train_step(self.model, self.optimizer, x, y, self.lrs[i], momentum,
+        loss, out = train_step(self.model, self.optimizer, x, y, self.rates[i], self.momenta[i],
                                self.autocast, self.dtype, self.task, self.clip_norm)  # fmt: skip
         return loss.detach().reshape(1), self.task.correct(out, y).reshape(1)
 
@@ -200,5 +175,5 @@ class PlainStepper:
         state = {"model": self.model.state_dict(), "optimizer": optimizer_state(self.optimizer)}
         return cpu_copy({**state, **rng_state()})
 
-    def member_state(self, captured: Any, slot: int, step: int) -> dict[str, Any]:
+    def member_state(self, captured: Any, index: int, step: int) -> dict[str, Any]:
         return captured

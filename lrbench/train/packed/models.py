@@ -73,7 +73,7 @@ class PackLayout:
     channels_last: bool
     params: tuple[ParamSlot, ...]
     buffers: tuple[BufferSlot, ...]
-    impl: str = "auto"
+    impl: str = "loop"  # grouped | vmap | loop, resolved (resolve_impl)
     stacked: bool = False  # inputs [G, B, ...] (text, your own tensors), not [B, G*C, H, W]
 
     @property
@@ -106,11 +106,11 @@ def make_layout(
     arch: tuple,
     groups: int,
     channels_last: bool,
-    impl: str = "auto",
+    impl: str = "loop",
     stacked: bool = False,
 ) -> PackLayout:
-    if impl not in IMPLS:
-        raise UserError(f"pack implementation must be one of {', '.join(IMPLS)}, got {impl!r}")
+    if impl not in IMPLS[1:]:  # auto is resolved before (resolve_impl)
+        raise UserError(f"pack implementation must be one of {', '.join(IMPLS[1:])}, got {impl!r}")
     if groups < 1:
         raise UserError(f"a pack needs at least one model, got {groups}")
     if impl == "grouped" and not arch:
@@ -124,12 +124,16 @@ def make_layout(
     return PackLayout(arch, groups, channels_last, tuple(slots), buffers, impl, stacked)
 
 
-def resolve_impl(layout: PackLayout, device: torch.device) -> str:
-    if layout.impl != "auto":
-        return layout.impl
+def resolve_impl(impl: str, device: torch.device, model: str | dict, stacked: bool) -> str:
+    """The implementation a pack of `model` runs on `device` (`auto` resolved: see the module
+    docstring); done once, when the pack is built: its layout holds the answer."""
+    if impl not in IMPLS:
+        raise UserError(f"pack implementation must be one of {', '.join(IMPLS)}, got {impl!r}")
+    if impl != "auto":
+        return impl
     if device.type != "cuda":
         return "loop"
-    return "grouped" if layout.arch else "vmap"
+    return "grouped" if not stacked and _grouped_arch(model) else "vmap"
 
 
 def stacked_views(layout: PackLayout, flat: torch.Tensor) -> list[torch.Tensor]:
@@ -188,7 +192,7 @@ def packed_forward(
     cumulatively, as nn.BatchNorm does with momentum None. `template` (the plain model) is
     needed by the loop and vmap implementations.
     """
-    impl = resolve_impl(layout, x.device)
+    impl = layout.impl
     g = layout.groups
     stacked = stacked_views(layout, flat)
     if impl == "grouped":
@@ -270,7 +274,7 @@ class PackedModel(nn.Module):
         num_classes: int | None,
         groups: int,
         channels_last: bool = True,
-        impl: str = "auto",
+        impl: str = "loop",
         context: int | None = None,
         stacked: bool = False,
     ) -> None:
@@ -364,20 +368,3 @@ def _grouped_arch(model: str | dict) -> tuple:
     from lrbench.train.packed.grouped import grouped_arch
 
     return grouped_arch(model)
-
-
-def init_packed(
-    model: str | dict,
-    num_classes: int,
-    seeds: list[int],
-    dtype: torch.dtype,
-    device: torch.device,
-    channels_last: bool,
-    impl: str = "auto",
-) -> PackedModel:
-    """A pack whose model g is initialised exactly as a run of seed g initialises its model."""
-    packed = PackedModel(model, num_classes, len(seeds), channels_last, impl)
-    for g, seed in enumerate(seeds):
-        torch.manual_seed(seed)
-        packed.load_member(g, build_model(model, num_classes).state_dict())
-    return packed.to(device=device, dtype=dtype)

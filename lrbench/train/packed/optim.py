@@ -5,14 +5,15 @@ lrbench.train.packed.models), so a step is a handful of whole-buffer ops whateve
 the step's per-model values (rate, momentum, Adam's bias-corrected step size) are rows of
 [steps, G] tables that live on the device, spread to the elements with one `index_select` over
 `owner` (which model each element belongs to), and applied with plain tensor ops. No host sync.
-The rate tables come one epoch at a time (`set_rates`): a reactive schedule (plateau) may change
-a model's rates between epochs.
+The rates and momenta come together, one epoch at a time (`set_rates`): a reactive schedule
+(plateau) may change a model's rates between epochs.
 
 The arithmetic is the reference's, op for op, so a packed model follows its unpacked twin:
 
 - SGD (torch.optim.SGD, dampening 0): d = g + wd*p; buf = mu*buf + d (the first step's
   clone(d) equals mu*0 + d, so buffers start at zero); d = d + mu*buf (Nesterov) or buf;
-  p = p - lr*d. A model whose momentum is 0 at a step skips its buffer, as PyTorch does.
+  p = p - lr*d. A model whose momentum is 0 at a step skips its buffer, as PyTorch does, and
+  PyTorch keeps a buffer only once momentum has been nonzero (`moved`: checkpoints say so).
 - Adam / AdamW (torch.optim.Adam / AdamW, amsgrad off): Adam adds wd*p to the gradient, AdamW
   scales p by 1 - lr*wd; m = lerp(m, g, 1 - beta1); v = beta2*v + (1 - beta2)*g*g;
   p = p - (lr / (1 - beta1^k)) * m / (sqrt(v) / sqrt(1 - beta2^k) + eps), k the 1-based step.
@@ -46,18 +47,13 @@ def build_packed_optimizer(
     spec: OptimizerSpec,
     flat: torch.Tensor,
     owner: torch.Tensor,
-    momenta: np.ndarray,
+    models: int,
     decay_mask: torch.Tensor | None = None,
 ) -> PackedOptimizer | PackedScheduleFree:
-    """The fused optimizer for `spec`; `momenta` [T, G] is every model's momentum (Adam: beta1)
-    at every step (the configured value where a schedule does not move it); `decay_mask`
-    (bool, shaped like `flat`) the elements weight decay applies to, None for all of them."""
-    if spec.name in SCHEDULE_FREE:
-        optimizer: PackedOptimizer | PackedScheduleFree = PackedScheduleFree(
-            spec, flat, owner, momenta.shape[1]
-        )
-    else:
-        optimizer = PackedOptimizer(spec, flat, owner, momenta)
+    """The fused optimizer for `spec` over the `models` models of a pack; `decay_mask` (bool,
+    shaped like `flat`) the elements weight decay applies to, None for all of them."""
+    kind = PackedScheduleFree if spec.name in SCHEDULE_FREE else PackedOptimizer
+    optimizer = kind(spec, flat, owner, models)
     optimizer.decay_mask = decay_mask
     return optimizer
 
@@ -68,30 +64,17 @@ class PackedOptimizer:
     decay_mask: torch.Tensor | None = None  # elements weight decay applies to (None: all)
 
     def __init__(
-        self, spec: OptimizerSpec, flat: torch.Tensor, owner: torch.Tensor, momenta: np.ndarray
+        self, spec: OptimizerSpec, flat: torch.Tensor, owner: torch.Tensor, models: int
     ) -> None:
         self.spec = spec
         self.flat = flat
         self.owner = owner
-        self.momenta = momenta
         self.update_fn = sgd_update if spec.name == "sgd" else adam_update
-        self.state: dict[str, torch.Tensor] = {}
+        self.state: dict[str, torch.Tensor] = {}  # SGD's momentum buffer comes once needed
         self.tables: dict[str, torch.Tensor] = {}
-        if spec.name == "sgd":
-            # PyTorch keeps a buffer only once momentum has been nonzero, and leaves it alone
-            # at a step whose momentum is 0: the general path is needed only when some model's
-            # momentum is 0 at some step.
-            self.use_momentum = bool((momenta != 0).any())
-            self.skips = bool((momenta == 0).any()) and self.use_momentum
-            if self.use_momentum:
-                self.state["momentum_buffer"] = torch.zeros_like(flat)
-        else:
-            steps = len(momenta)
-            beta2 = float(spec.betas[1])
-            self.bc1 = np.stack([_bias_correction(col) for col in momenta.T], 1)
-            self.bc2_sqrt = np.array(
-                [b**0.5 for b in _bias_correction(np.full(steps, beta2)).tolist()]
-            )
+        self.sgd_paths = {"use_momentum": False, "skips": False}  # this epoch's (set_rates)
+        self.moved = np.zeros(models, dtype=bool)  # SGD: momentum has been nonzero (a buffer)
+        if spec.name != "sgd":
             self.state["exp_avg"] = torch.zeros_like(flat)
             self.state["exp_avg_sq"] = torch.zeros_like(flat)
 
@@ -100,20 +83,33 @@ class PackedOptimizer:
             np.ascontiguousarray(a), dtype=self.flat.dtype, device=self.flat.device
         )
 
-    def set_rates(self, first: int, lrs: np.ndarray) -> None:
-        """Every model's rate for steps first, first+1, ... ([n, G], float64, already scaled)."""
-        at = slice(first, first + len(lrs))
-        mom = self.momenta[at]
+    def set_rates(self, first: int, rates: np.ndarray, momenta: np.ndarray) -> None:
+        """Every model's rate and momentum (Adam: beta1) for steps first, first+1, ... ([n, G]
+        each, float64; the rates already scaled)."""
         if self.spec.name == "sgd":
-            self.tables = {"lr": self._table(lrs), "momentum": self._table(mom)}
+            # PyTorch leaves a model's buffer alone at a step whose momentum is 0: the general
+            # path is needed only in an epoch where some model's momentum is 0 and some not
+            moving = momenta != 0
+            self.moved |= moving.any(0)
+            self.sgd_paths = {"use_momentum": bool(moving.any()),
+                              "skips": bool(moving.any() and not moving.all())}  # fmt: skip
+            if moving.any():
+                self._momentum_buffer()
+            self.tables = {"lr": self._table(rates), "momentum": self._table(momenta)}
             return
+        steps = range(first + 1, first + len(rates) + 1)  # 1-based, as torch.optim counts
+        beta2 = float(self.spec.betas[1])
         self.tables = {
-            "neg_step_size": self._table(-(lrs / self.bc1[at])),
-            "bc2_sqrt": self._table(self.bc2_sqrt[at]),
-            "lerp_weight": self._table(1.0 - mom),
+            "neg_step_size": self._table(-(rates / _bias_correction(momenta, first))),
+            "bc2_sqrt": self._table(np.array([(1.0 - beta2 ** float(k)) ** 0.5 for k in steps])),
+            "lerp_weight": self._table(1.0 - momenta),
         }
         if self.spec.name == "adamw":
-            self.tables["decay"] = self._table(1.0 - lrs * float(self.spec.weight_decay))
+            self.tables["decay"] = self._table(1.0 - rates * float(self.spec.weight_decay))
+
+    def _momentum_buffer(self) -> None:
+        if "momentum_buffer" not in self.state:
+            self.state["momentum_buffer"] = torch.zeros_like(self.flat)
 
     @torch.no_grad()
     def step(self, grad: torch.Tensor, i: int, active: torch.Tensor) -> None:
@@ -130,8 +126,7 @@ class PackedOptimizer:
             args["decay_mask"] = self.decay_mask
         row = {name: table[i] for name, table in self.tables.items()}
         if self.spec.name == "sgd":
-            args.update(row, nesterov=self.spec.nesterov, use_momentum=self.use_momentum,
-                        skips=self.skips)  # fmt: skip
+            args.update(row, nesterov=self.spec.nesterov, **self.sgd_paths)
         else:
             args.update(row, beta2=float(self.spec.betas[1]), eps=float(self.spec.eps))
             args.setdefault("decay", None)
@@ -145,17 +140,21 @@ class PackedOptimizer:
 
     # --- per-model state, in torch.optim's own state_dict format (for checkpoints) ----------
 
-    def snapshot(self) -> dict[str, torch.Tensor]:
-        """A copy of the state buffers on the CPU (also on the CPU), for `member_state`."""
-        return {n: t.detach().to("cpu", copy=True) for n, t in self.state.items()}
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the state buffers on the CPU (also on the CPU), and of which models hold
+        state, for `member_state` (while the pack trains on)."""
+        buffers = {n: t.detach().to("cpu", copy=True) for n, t in self.state.items()}
+        return {"buffers": buffers, "moved": self.moved.copy()}
 
-    def member_state(self, views, steps_done: int, g: int, source=None) -> list[dict]:
-        """Per-parameter torch.optim state of model g: `views(tensor)` returns its parameter-
-        shaped views of a flat tensor; `source` is a `snapshot()` (default: live)."""
-        if not self._has_state(g, steps_done):
+    def member_state(
+        self, views, steps_done: int, g: int, snapshot: dict[str, Any] | None = None
+    ) -> list[dict]:
+        """Per-parameter torch.optim state of model g from a `snapshot()` (default: now):
+        `views(tensor)` returns its parameter-shaped views of a flat tensor."""
+        snapshot = snapshot or self.snapshot()
+        if not self._has_state(g, steps_done, snapshot["moved"]):
             return []
-        state = self.state if source is None else source
-        per_name = {n: views(t) for n, t in state.items()}
+        per_name = {n: views(t) for n, t in snapshot["buffers"].items()}
         count = len(next(iter(per_name.values())))
         out = []
         for i in range(count):
@@ -165,20 +164,23 @@ class PackedOptimizer:
             out.append(entry)
         return out
 
-    def load_member_state(self, views, per_param: list[dict[str, torch.Tensor]]) -> None:
-        """torch.optim's per-parameter state of one model (its checkpoint) into the buffers."""
+    def load_member_state(self, views, g: int, per_param: list[dict[str, torch.Tensor]]) -> None:
+        """torch.optim's per-parameter state of model g (its checkpoint) into the buffers."""
+        if any("momentum_buffer" in entry for entry in per_param):
+            self._momentum_buffer()
+            self.moved[g] = True
         with torch.no_grad():
             for name, buffer in self.state.items():
                 for view, entry in zip(views(buffer), per_param, strict=False):
                     if name in entry:
                         view.copy_(entry[name])
 
-    def _has_state(self, g: int, steps_done: int) -> bool:
+    def _has_state(self, g: int, steps_done: int, moved: np.ndarray) -> bool:
         """Would torch.optim hold state for model g after `steps_done` steps? (SGD keeps a
         momentum buffer only once momentum has been nonzero.)"""
         if self.spec.name != "sgd":
             return steps_done > 0
-        return steps_done > 0 and bool((self.momenta[:steps_done, g] != 0).any())
+        return steps_done > 0 and bool(moved[g])
 
 
 class PackedScheduleFree:
@@ -192,7 +194,7 @@ class PackedScheduleFree:
     decay_mask: torch.Tensor | None = None
 
     def __init__(
-        self, spec: OptimizerSpec, flat: torch.Tensor, owner: torch.Tensor, groups: int
+        self, spec: OptimizerSpec, flat: torch.Tensor, owner: torch.Tensor, models: int
     ) -> None:
         self.spec = spec
         self.flat = flat
@@ -201,8 +203,8 @@ class PackedScheduleFree:
         self.beta = float(spec.betas[0] if self.adam else spec.momentum)
         self.k = 0  # steps the averaging state has been advanced over (set_rates)
         self.done = 0  # steps taken
-        self.lr_max = [-1.0] * groups
-        self.weight_sum = [0.0] * groups
+        self.lr_max = [-1.0] * models
+        self.weight_sum = [0.0] * models
         self.train_mode = False
         self.state: dict[str, torch.Tensor] = {"z": torch.zeros_like(flat)}
         if self.adam:
@@ -210,13 +212,14 @@ class PackedScheduleFree:
         self.tables: dict[str, torch.Tensor] = {}
         self.update_fn = schedule_free_update
 
-    def set_rates(self, first: int, lrs: np.ndarray) -> None:
-        """The epoch's rates [n, G]; advances the host-side averaging state over them."""
-        n, groups = lrs.shape
-        ckp1 = np.zeros((n, groups))
-        for g in range(groups):
+    def set_rates(self, first: int, rates: np.ndarray, momenta: np.ndarray) -> None:
+        """The epoch's rates [n, G]; advances the host-side averaging state over them. The
+        momenta hold still (lrbench.train.optim.check_schedule)."""
+        n, models = rates.shape
+        ckp1 = np.zeros((n, models))
+        for g in range(models):
             for i in range(n):
-                lr = float(lrs[i, g])
+                lr = float(rates[i, g])
                 self.lr_max[g] = max(lr, self.lr_max[g])
                 weight = ((self.k + i + 1) ** 0.0) * (self.lr_max[g] ** 2.0)
                 self.weight_sum[g] = self.weight_sum[g] + weight
@@ -232,8 +235,8 @@ class PackedScheduleFree:
         )
         self.tables = {
             "ckp1": table(ckp1),
-            "y_step": table(lrs * (self.beta * (1.0 - ckp1) - 1.0)),
-            "neg_lr": table(-lrs),
+            "y_step": table(rates * (self.beta * (1.0 - ckp1) - 1.0)),
+            "neg_lr": table(-rates),
             "bc2": table(np.array(bc2)),
         }
 
@@ -273,9 +276,12 @@ class PackedScheduleFree:
             "k": self.done, "lr_max": list(self.lr_max), "weight_sum": list(self.weight_sum),
         }  # fmt: skip
 
-    def member_state(self, views, steps_done: int, g: int, source=None) -> dict[str, Any]:
-        """Model g's state in lrbench's schedule-free layout (lrbench.train.optim.schedule_free_state)."""
-        state = self.snapshot() if source is None else source
+    def member_state(
+        self, views, steps_done: int, g: int, snapshot: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Model g's state in lrbench's schedule-free layout (lrbench.train.optim.optimizer_state),
+        from a `snapshot()` (default: now)."""
+        state = snapshot or self.snapshot()
         out: dict[str, Any] = {"k": state["k"], "lr_max": state["lr_max"][g],
                                "weight_sum": state["weight_sum"][g]}  # fmt: skip
         if state["k"] > 0:
@@ -397,11 +403,9 @@ def _l2(grad: torch.Tensor, p: torch.Tensor, weight_decay: float, mask: torch.Te
     return d if mask is None else torch.where(mask, d, grad)
 
 
-def _bias_correction(beta: np.ndarray) -> np.ndarray:
-    """1 - beta_t ** k for k = 1..T, with Python's float pow, as torch.optim computes it
-    (NumPy's vectorised pow may differ from libm's in the last bit)."""
-    values = beta.tolist()
-    if len(set(values)) == 1:
-        b = values[0]
-        return np.array([1.0 - b ** float(k) for k in range(1, len(values) + 1)])
-    return np.array([1.0 - b ** float(k) for k, b in enumerate(values, 1)])
+def _bias_correction(betas: np.ndarray, first: int) -> np.ndarray:
+    """1 - beta ** k for each [n, G] entry, k = first+1 .. first+n the 1-based step: with
+    Python's float pow, as torch.optim computes it (NumPy's vectorised pow may differ from
+    libm's in the last bit)."""
+    rows = [[1.0 - b ** float(k) for b in row] for k, row in enumerate(betas.tolist(), first + 1)]
+    return np.array(rows).reshape(betas.shape)

@@ -4,20 +4,20 @@ One step of every model, whatever G is: ~10 ops to draw the G batches (lrbench.t
 packed forward/backward (lrbench.train.packed.models), ~10 whole-buffer ops for the fused optimizer
 (lrbench.train.packed.optim). Losses and accuracies stay on the device; the loop syncs once an epoch.
 
-Slots keep their place for the pack's whole life: a finished, diverged or stopped model rides
+Members keep their index for the pack's whole life: a finished, diverged or stopped model rides
 along as a passenger at rate 0 (in float32 the grouped kernels' blocking depends on G, and a
-fixed G is what makes resume bit-exact). Each slot's checkpoint is written in a plain run's
-format, so a run trained packed resumes alone and the other way round.
+fixed G is what makes resume bit-exact). Each member's checkpoint is written in a plain run's
+format, so a run trained packed resumes alone and the other way round. The pack is built, its
+models seeded or resumed, in lrbench.train.build.
 
 The forward+loss (grouped layers) and the optimizer update go through torch.compile in mode
-`compile` ("auto": $LRBENCH_COMPILE, default 'default' on CUDA and off on the CPU; None:
-eager); a compiler failure falls back to eager with a warning.
+`compile` (Runtime.compile, resolved; None: eager); a compiler failure falls back to eager
+with a warning.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -26,26 +26,15 @@ import numpy as np
 import torch
 
 from lrbench.data import DeviceData
+from lrbench.specs import RunSpec
 from lrbench.tasks import Task
 from lrbench.train.checkpoint import rng_state
-from lrbench.train.optim import (
-    base_momentum,
-    build_optimizer,
-    check_schedule_free,
-    clip_global_norm,
-    decayed,
-    param_groups,
-    set_hparams,
-    state_order,
-)
+from lrbench.train.optim import build_optimizer, clip_global_norm, param_groups, set_hparams
 from lrbench.train.packed.data import PackEpoch, pack_eval_input
-from lrbench.train.packed.models import PackedModel, owner_index, packed_forward, resolve_impl
-from lrbench.train.packed.optim import PackedOptimizer, PackedScheduleFree, build_packed_optimizer
+from lrbench.train.packed.models import PackedModel, packed_forward
+from lrbench.train.packed.optim import PackedOptimizer, PackedScheduleFree
 from lrbench.train.runtime import autocast_for, param_dtype
 from lrbench.train.steppers import BN_RECOMPUTE_BATCHES, CROSS_ENTROPY, inputs
-
-COMPILE_ENV = "LRBENCH_COMPILE"  # off | default | reduce-overhead | max-autotune-no-cudagraphs
-COMPILE_DEFAULT = "default"
 
 
 def per_model_loss(
@@ -76,11 +65,6 @@ def _grouped_forward_loss(layout, flat, buffers, x, y):
 _COMPILED: dict[str, Any] = {}
 
 
-def compile_mode() -> str | None:
-    mode = os.environ.get(COMPILE_ENV, COMPILE_DEFAULT).strip().lower()
-    return None if mode in ("", "0", "off", "none", "false", "no") else mode
-
-
 def _compiled(name: str, fn, mode: str):
     """torch.compile'd `fn`, once per process (not per run or pack): packs of the same layout
     reuse the compiled code; a new layout (another G or model) is one more guarded variant."""
@@ -98,19 +82,19 @@ def _compiled(name: str, fn, mode: str):
 
 
 class PackedStepper:
-    """One packed model and its fused optimizer (see the module docstring)."""
+    """One packed model and its fused optimizer (see the module docstring): model g trains
+    run `specs[g]` (its seed's batches; everything else the runs share)."""
 
     def __init__(
         self,
         model: PackedModel,
         optimizer: PackedOptimizer | PackedScheduleFree,
+        specs: Sequence[RunSpec],
+        data: DeviceData,
+        task: Task,
         device: torch.device,
         precision: str,
-        compile: str | None = "auto",
-        data: DeviceData | None = None,
-        seeds: Sequence[int] = (),
-        batch_size: int = 0,
-        task: Task = CROSS_ENTROPY,
+        compile: str | None,
     ) -> None:
         self.model = model
         self.task = task
@@ -120,18 +104,16 @@ class PackedStepper:
         self.precision = precision
         self.dtype = param_dtype(precision)
         self.autocast = autocast_for(precision, device)
-        self.data, self.seeds, self.batch_size = data, list(seeds), batch_size
-        self.impl = resolve_impl(model.layout, device)
+        self.data, self.seeds, self.batch_size = data, [s.seed for s in specs], specs[0].batch_size
+        self.impl = model.layout.impl
         self.eager_update = optimizer.update_fn
         self.compiled: str | None = None
         self.proven = False
         self.template_optimizer: torch.optim.Optimizer | None = None
         self.last_rates = np.zeros(model.groups)
+        self.last_momenta = np.zeros(model.groups)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # picks the fastest grouped-conv algorithms
-        if compile == "auto":  # the CPU compiles only when asked to ($LRBENCH_COMPILE set)
-            asked = COMPILE_ENV in os.environ
-            compile = compile_mode() if device.type == "cuda" or asked else None
         self.forward_loss = self._eager_forward_loss
         if compile:
             if self.impl == "grouped":
@@ -141,7 +123,7 @@ class PackedStepper:
             self.compiled = compile
 
     @property
-    def groups(self) -> int:
+    def models(self) -> int:
         return self.model.groups
 
     def _eager_forward_loss(self, layout, flat, buffers, x, y):
@@ -151,7 +133,6 @@ class PackedStepper:
     # --- training -----------------------------------------------------------------------
 
     def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        assert self.data is not None
         if self.data.stacked:  # each model's own batch, exactly as its run alone draws it
             each = [self.data.train_batches(s, epoch, self.batch_size) for s in self.seeds]
             return (
@@ -169,9 +150,9 @@ class PackedStepper:
             return torch.zeros(y.shape[0], dtype=torch.int64, device=y.device)
         return (out.argmax(-1) == y).flatten(1).sum(1)
 
-    def begin_epoch(self, first_step: int, lrs: np.ndarray) -> None:
-        self.optimizer.set_rates(first_step, lrs)
-        self.last_rates = lrs[-1].copy()
+    def begin_epoch(self, first_step: int, rates: np.ndarray, momenta: np.ndarray) -> None:
+        self.optimizer.set_rates(first_step, rates, momenta)
+        self.last_rates, self.last_momenta = rates[-1].copy(), momenta[-1].copy()
 
     def step(
         self, i: int, x: torch.Tensor, y: torch.Tensor, active: torch.Tensor
@@ -234,7 +215,6 @@ class PackedStepper:
     @torch.no_grad()
     def evaluate(self, split: str) -> tuple[list[float], list[float]]:
         """Per-model mean loss and accuracy over a split, as a plain run's evaluate takes them."""
-        assert self.data is not None
         m, g = self.model, self.model.groups
         m.eval()
         loss_sum = torch.zeros(g, device=self.device, dtype=torch.float64)
@@ -254,7 +234,6 @@ class PackedStepper:
     @torch.no_grad()
     def predict_probs(self, split: str) -> torch.Tensor:
         """[G, N, C] softmax outputs, as lrbench.train.snapshots.predict_probs gives each model's."""
-        assert self.data is not None
         m, g = self.model, self.model.groups
         was = m.training
         m.eval()
@@ -269,87 +248,30 @@ class PackedStepper:
     # --- checkpoints ----------------------------------------------------------------------
 
     def capture(self) -> Any:
-        rates = self.last_rates.copy()
-        return self.model.snapshot(), self.optimizer.snapshot(), rng_state(), rates
+        hparams = self.last_rates.copy(), self.last_momenta.copy()  # the last step's
+        return self.model.snapshot(), self.optimizer.snapshot(), rng_state(), hparams
 
-    def member_state(self, captured: Any, slot: int, step: int) -> dict[str, Any]:
-        """Slot `slot`'s checkpoint content in a plain run's format, from `capture()`."""
-        model_snap, opt_snap, rng, rates = captured
-        model_state = {k: v.clone() for k, v in self.model.member_state(slot, model_snap).items()}
-        views = lambda t: self.model.member_views(t, slot)  # noqa: E731
-        per_param = self.optimizer.member_state(views, step, slot, opt_snap)
+    def member_state(self, captured: Any, index: int, step: int) -> dict[str, Any]:
+        """Member `index`'s checkpoint content in a plain run's format, from `capture()`."""
+        model_snap, opt_snap, rng, (rates, momenta) = captured
+        model_state = {k: v.clone() for k, v in self.model.member_state(index, model_snap).items()}
+        views = lambda t: self.model.member_views(t, index)  # noqa: E731
+        per_param = self.optimizer.member_state(views, step, index, opt_snap)
         if isinstance(self.optimizer, PackedScheduleFree):
             opt_state = per_param
         else:
-            opt_state = self._torch_format(per_param, float(rates[slot]), slot, step)
+            opt_state = self._torch_format(per_param, float(rates[index]), float(momenta[index]))
         return {"model": model_state, "optimizer": opt_state, **rng}
 
-    def _torch_format(self, per_param, lr: float, slot: int, step: int) -> dict[str, Any]:
+    def _torch_format(self, per_param, lr: float, momentum: float) -> dict[str, Any]:
         """torch.optim's state_dict for one model, through a plain optimizer of the same kind."""
         if self.template_optimizer is None:
             template = self.model.build_plain()
             self.template_params = list(template.parameters())
             self.template_optimizer = build_optimizer(self.optimizer.spec, param_groups(template))
         opt = self.template_optimizer
-        set_hparams(opt, lr, float(self.optimizer.momenta[step - 1, slot]))
+        set_hparams(opt, lr, momentum)
         opt.state.clear()
         for p, entry in zip(self.template_params, per_param, strict=False):
             opt.state[p] = {k: v.clone() for k, v in entry.items()}
         return opt.state_dict()
-
-
-def packed_stepper(
-    members: Sequence[Any],
-    trainees: set[int],
-    data: DeviceData,
-    device: torch.device,
-    precision: str,
-    channels_last: bool,
-    impl: str = "auto",
-) -> PackedStepper:
-    """The pack of `members` (every slot, in order): trainees from their checkpoints (or fresh
-    from their seeds), passengers (finished, or ahead of the others) fresh from their seeds."""
-    spec0 = members[0].spec
-    check_schedule_free(spec0.optimizer)
-    model = PackedModel(spec0.model, data.num_classes, len(members), channels_last, impl,
-                        data.context, data.stacked)  # fmt: skip
-    for m in members:
-        if m.slot in trainees and m.state is not None:
-            model.load_member(m.slot, m.state["model"])
-        else:
-            torch.manual_seed(m.spec.seed)
-            model.load_member(m.slot, model.build_plain().state_dict())
-    model = model.to(device=device, dtype=param_dtype(precision))
-    base = base_momentum(spec0.optimizer)
-    steps = len(members[0].lrs)
-    momenta = np.stack([m.moms if m.moms is not None else np.full(steps, base) for m in members], 1)
-    owner = owner_index(model.layout, device)
-    mask = decay_mask(model, device)
-    optimizer = build_packed_optimizer(spec0.optimizer, model.flat, owner, momenta, mask)
-    for m in members:
-        if m.slot in trainees and m.state is not None:
-            views = lambda t, g=m.slot: model.member_views(t, g)  # noqa: E731
-            saved = m.state["optimizer"]
-            if isinstance(optimizer, PackedScheduleFree):
-                optimizer.load_member_state(views, m.slot, saved)
-            else:
-                per_param: list[dict] = [{} for _ in model.layout.params]
-                for k, named in enumerate(state_order(model.template)):
-                    per_param[named] = saved.get("state", {}).get(k, {})
-                optimizer.load_member_state(views, per_param)
-    seeds = [m.spec.seed for m in members]
-    return PackedStepper(model, optimizer, device, precision, "auto", data, seeds,
-                         spec0.batch_size, next(m for m in members if m.slot in trainees).task)  # fmt: skip
-
-
-def decay_mask(model: PackedModel, device: torch.device) -> torch.Tensor | None:
-    """Which elements of `flat` weight decay applies to (lrbench.train.optim.decayed); None: all."""
-    flags = decayed(model.template)
-    if all(flags):
-        return None
-    g = model.groups
-    parts = [
-        torch.full((s.numel * g,), f, dtype=torch.bool)
-        for s, f in zip(model.layout.params, flags, strict=True)
-    ]
-    return torch.cat(parts).to(device)
