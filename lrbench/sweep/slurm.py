@@ -58,7 +58,7 @@ def submit_to_slurm(
         return outcome
     sweep.check_data()  # missing data is exit 2 before anything is submitted
     data_dir = str(Path(options.data_dir).resolve()) if options.data_dir else None
-    runtime = replace(sweep.runtime(options.device, 1), data_dir=data_dir)
+    runtime = replace(sweep.runtime(options.device, 1, slurm=True), data_dir=data_dir)
 
     queued = queued_runs(where)
     items, held, waiting = [], [], []
