@@ -117,7 +117,11 @@ def _lines(text: str) -> list[str]:
 
 
 def _fields(line: str) -> list[str] | None:
-    """A line's CSV fields, or None when it is not one CSV record."""
+    """A line's CSV fields, or None when it is not one CSV record. A line without quotes,
+    carriage returns or NULs (every line the trainer writes) is split as the csv module would."""
+    if not ('"' in line or "\r" in line or "\0" in line):
+        bare = line.removesuffix("\n")
+        return bare.split(",") if bare else []
     try:
         return next(csv.reader([line]), [])
     except csv.Error:
@@ -125,6 +129,8 @@ def _fields(line: str) -> list[str] | None:
 
 
 def _parse(value: str) -> Any:
+    if value.isdigit() and value.isascii():  # epochs and steps: the common whole numbers
+        return int(value)
     try:
         number = float(value)
     except ValueError:

@@ -24,8 +24,6 @@ LAYERS = [
     {"cli", "console", "__main__"},
 ]
 # Arrows that still run upward, until the work that removes them lands.
-KNOWN_UPWARD = {("sweep", "tools")}  # the dry run's estimate and --pack auto time bench's steps
-KNOWN_CIRCLES = ("lrbench.report",)  # report/anytime, plots, tables and html: issue 27's work
 
 
 def _modules() -> dict[str, Path]:
@@ -81,7 +79,7 @@ def test_no_import_runs_upward():
         for b in targets
         if _layer(_package(b)) > _layer(_package(a))
     }
-    assert upward - KNOWN_UPWARD == set()
+    assert upward == set()
 
 
 def test_no_packages_import_each_other():
@@ -94,9 +92,4 @@ def test_no_packages_import_each_other():
 
 
 def test_no_modules_import_each_other():
-    graph = {
-        m: {t for t in targets if not t.startswith(KNOWN_CIRCLES)}
-        for m, targets in _imports().items()
-        if not m.startswith(KNOWN_CIRCLES)
-    }
-    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the circle
+    graphlib.TopologicalSorter(_imports()).prepare()  # raises CycleError naming the circle

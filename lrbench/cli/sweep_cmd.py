@@ -33,13 +33,14 @@ def sweep_command(
     jobs: int | None = typer.Option(
         None,
         min=1,
-        help="Worker processes (default: one per GPU, or 1 on the CPU); on GPUs they are spread round-robin.",
+        help="Worker processes (default: one per GPU; on the CPU one per core, at most one per run to train); on GPUs they are spread round-robin.",
     ),
     threads: int | None = typer.Option(
         None,
         min=1,
-        help="CPU threads per worker (default: the cores shared out among the workers). Recorded "
-        "in each run's provenance; on the CPU the numbers may depend on it.",
+        help="CPU threads per worker (default: 1 on the CPU, whatever the load or the cores; on GPUs "
+        "the cores shared out among the workers). Recorded in each run's provenance; on the CPU "
+        "the numbers may depend on it.",
     ),
     precision: Precision = "auto",
     data_dir: DataDir = None,

@@ -5,7 +5,7 @@ Nothing here imports torch: a report is read on laptops that only hold results.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +13,7 @@ import pandas as pd
 from lrbench.errors import UserError, did_you_mean
 from lrbench.report.anytime import Anytime, analyse_anytime
 from lrbench.report.anytime import markdown as anytime_markdown
+from lrbench.report.contents import Report
 from lrbench.report.curves import Curves
 from lrbench.report.load import Loaded, load_runs
 from lrbench.report.metric import metric_named
@@ -24,10 +25,8 @@ from lrbench.report.rank import (
     finishes,
     notes,
     summarize,
-    summary_csv_table,
 )
 from lrbench.report.reference import (
-    Reference,
     compare,
     differences,
     load_reference,
@@ -39,46 +38,6 @@ from lrbench.report.variants import assign_variants, named_rows
 from lrbench.report.verdict import against_baseline, verdicts
 
 __all__ = ["Analysis", "Anytime", "Problem", "Report", "analyse", "build_report"]
-
-
-@dataclass
-class Report:
-    """Everything the report computed and the files it wrote."""
-
-    runs: pd.DataFrame
-    summary: pd.DataFrame
-    finishes: pd.DataFrame
-    problems: list[Problem]
-    metric: str
-    out_dir: Path
-    markdown: str
-    latex: str
-    uncertainty: pd.DataFrame
-    files: list[Path] = field(default_factory=list)
-    anytime: Anytime | None = None
-    reference: Reference | None = None
-    compared: pd.DataFrame | None = None  # our rows beside the reference's numbers
-    verdict: pd.DataFrame | None = None  # verdict.VERDICT_CSV_COLUMNS
-    baseline: pd.DataFrame | None = None  # verdict.BASELINE_CSV_COLUMNS, with --baseline
-
-    @property
-    def summary_csv(self) -> str:
-        return summary_csv_table(self.summary).to_csv(index=False)
-
-    def rich_tables(self) -> list:
-        """Every table for the terminal: finishes, settings, reference, ensembles, anytime."""
-        from lrbench.report.tables import rich_tables
-
-        return rich_tables(
-            self.summary,
-            self.finishes,
-            self.metric,
-            anytime=self.anytime,
-            compared=self.compared,
-            reference=self.reference.name if self.reference else "",
-            verdict=self.verdict,
-            baseline=self.baseline,
-        )
 
 
 @dataclass

@@ -36,7 +36,7 @@ import json
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,9 +47,6 @@ from lrbench.report.metric import Metric, metric_named
 from lrbench.report.problems import NOTE, Problem
 from lrbench.report.rank import CELL, SETTING
 from lrbench.report.rebuild import rebuild_schedule
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
 NOMINAL_SPE = 1000  # steps per epoch assumed when spec.json does not record it
@@ -508,73 +505,3 @@ def _md(text: str) -> str:
     for ch in "\\|*_<`":
         text = text.replace(ch, "\\" + ch)
     return text
-
-
-def rich_tables(anytime: Anytime, metric: str | Metric = "") -> list:
-    from rich.table import Table
-    from rich.text import Text
-
-    from lrbench.report.tables import label_column
-
-    tables = []
-    head = headers(anytime.metric)
-    for setting, rows in display_rows(anytime.table).items():
-        table = Table(
-            title=f"{' · '.join(setting)} — anytime: {what(anytime.metric)} by fraction of the "
-            "budget; time to target",
-            caption="@f: mean over seeds · time to target: median over seeds, inf = not reached",
-        )
-        for i, h in enumerate(head):
-            if i == 1:
-                label_column(table, h, [r[1] for r in rows])
-            else:
-                last = i == len(head) - 1
-                table.add_column(h, justify="left" if last else "right", overflow="fold")
-        for row in rows:
-            table.add_row(*(Text(c, style="dim" if c in (DASH, "inf") else "") for c in row))
-        tables.append(table)
-    return tables
-
-
-def figure(anytime: Anytime, colour: dict) -> Figure:
-    """anytime.png: the best metric so far against the fraction of the budget, a panel per
-    cell, mean over seeds (a point only where every seed has a judged epoch by then)."""
-    from lrbench.report.plots import _grid, _legend
-
-    m = anytime.metric
-    runs = anytime.runs[anytime.runs["status"] == "done"]
-    curves = anytime.best_so_far.merge(runs[["path", *CELL, "schedule"]], on="path")
-    seeds = runs.groupby([*CELL, "schedule"]).size().rename("seeds")
-    points = curves.groupby([*CELL, "schedule", "x"], sort=True)["best"].agg(["mean", "count"])
-    points = points.join(seeds, on=[*CELL, "schedule"])
-    points = points[points["count"] == points["seeds"]]["mean"]
-    cells = list(runs.groupby(CELL, sort=True))
-    fig, axes = _grid(max(1, len(cells)))
-    for ax, (cell, group) in zip(axes, cells, strict=False):
-        for schedule in sorted(group["schedule"].unique()):
-            try:
-                mean = points.loc[(*cell, schedule)]
-            except KeyError:
-                continue
-            ax.plot(
-                mean.index,
-                mean.to_numpy(),
-                drawstyle="steps-post",
-                marker="." if len(mean) < 40 else None,
-                color=colour.get(schedule),
-                label=str(schedule),
-            )
-        tgt = group["target"].iloc[0]
-        if math.isfinite(tgt):
-            ax.axhline(tgt, color="grey", ls="--", lw=1, label="target")
-        dataset, model, optimizer, budget = cell
-        ax.set_title(f"{dataset} · {model} · {optimizer}, budget {100 * budget:g}%")
-        ax.set_xlim(0, 1.02)
-        ax.set_xlabel("fraction of the budget")
-        ax.set_ylabel(f"{'lowest' if m.lower_is_better else 'best'} {m.label} so far")
-        ax.grid(alpha=0.3)
-    if not cells:
-        axes[0].set_title("(no finished runs)")
-    fig.suptitle(f"Anytime: best {m.title} so far (mean over seeds; cyclical: at cycle ends)")
-    _legend(fig, axes)
-    return fig

@@ -85,7 +85,7 @@ class CurveBuilder:
         self._values = {c: array("d") for c in COLUMNS[1:]}
 
     def add(self, path: str, rows: Sequence[dict[str, Any]], metric: Metric) -> None:
-        """A run's whole metrics.csv rows (lrbench.results.read_metrics); fields that are not
+        """A run's whole metrics.csv rows (lrbench.runfiles.read_metrics); fields that are not
         numbers become NaN. A run without rows adds nothing."""
         if not rows:
             return
@@ -124,7 +124,7 @@ class CurveBuilder:
 
 
 def number(value: Any) -> float:
-    """A metrics.csv field as lrbench.results.read_metrics parsed it: a number, else NaN."""
+    """A metrics.csv field as lrbench.runfiles.read_metrics parsed it: a number, else NaN."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return NAN

@@ -40,7 +40,7 @@ from lrbench.report.variants import shown
 from lrbench.report.verdict import lines as verdict_lines
 
 if TYPE_CHECKING:
-    from lrbench.report import Report
+    from lrbench.report.contents import Report
 
 UNCERTAINTY_HEADERS = {
     "dataset": "dataset",

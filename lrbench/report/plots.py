@@ -11,7 +11,7 @@ import io
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +21,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from lrbench.report.anytime import Anytime
-from lrbench.report.anytime import figure as anytime_figure
 from lrbench.report.curves import Curves
 from lrbench.report.metric import Metric, metric_named
-from lrbench.report.rank import COMPARED
+from lrbench.report.rank import CELL, COMPARED
 from lrbench.report.rebuild import rebuild_schedule
 from lrbench.report.variants import SETTING, named_rows
 
@@ -37,19 +36,22 @@ SVG_ID = re.compile(r'\bid="|url\(#|xlink:href="#')  # where matplotlib's SVG na
 class Plot:
     """One figure of the report and the name of its PNG file (without .png).
 
-    The figure is laid out once, here, and then fixed: each save (PNG, SVG) draws it once
-    instead of laying it out again."""
+    The figure is laid out and drawn as PNG once, here, in one draw, and then fixed: the SVG
+    draws it once more without laying it out again."""
 
     name: str
     figure: Figure
+    png: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.figure.draw_without_rendering()
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png")
         self.figure.set_layout_engine("none")
+        object.__setattr__(self, "png", buffer.getvalue())
 
     def save_png(self, out: Path) -> Path:
         path = out / f"{self.name}.png"
-        self.figure.savefig(path)
+        path.write_bytes(self.png)
         return path
 
     def svg(self) -> str:
@@ -385,6 +387,48 @@ def rank_vs_budget(summary: pd.DataFrame, colour: dict) -> Plot:
     if len(summary):
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), title="schedule")
     return Plot("rank_vs_budget", fig)
+
+
+def anytime_figure(anytime: Anytime, colour: dict) -> Figure:
+    """anytime.png: the best metric so far against the fraction of the budget, a panel per
+    cell, mean over seeds (a point only where every seed has a judged epoch by then)."""
+    m = anytime.metric
+    runs = anytime.runs[anytime.runs["status"] == "done"]
+    curves = anytime.best_so_far.merge(runs[["path", *CELL, "schedule"]], on="path")
+    seeds = runs.groupby([*CELL, "schedule"]).size().rename("seeds")
+    points = curves.groupby([*CELL, "schedule", "x"], sort=True)["best"].agg(["mean", "count"])
+    points = points.join(seeds, on=[*CELL, "schedule"])
+    points = points[points["count"] == points["seeds"]]["mean"]
+    cells = list(runs.groupby(CELL, sort=True))
+    fig, axes = _grid(max(1, len(cells)))
+    for ax, (cell, group) in zip(axes, cells, strict=False):
+        for schedule in sorted(group["schedule"].unique()):
+            try:
+                mean = points.loc[(*cell, schedule)]
+            except KeyError:
+                continue
+            ax.plot(
+                mean.index,
+                mean.to_numpy(),
+                drawstyle="steps-post",
+                marker="." if len(mean) < 40 else None,
+                color=colour.get(schedule),
+                label=str(schedule),
+            )
+        tgt = group["target"].iloc[0]
+        if math.isfinite(tgt):
+            ax.axhline(tgt, color="grey", ls="--", lw=1, label="target")
+        dataset, model, optimizer, budget = cell
+        ax.set_title(f"{dataset} · {model} · {optimizer}, budget {100 * budget:g}%")
+        ax.set_xlim(0, 1.02)
+        ax.set_xlabel("fraction of the budget")
+        ax.set_ylabel(f"{'lowest' if m.lower_is_better else 'best'} {m.label} so far")
+        ax.grid(alpha=0.3)
+    if not cells:
+        axes[0].set_title("(no finished runs)")
+    fig.suptitle(f"Anytime: best {m.title} so far (mean over seeds; cyclical: at cycle ends)")
+    _legend(fig, axes)
+    return fig
 
 
 @dataclass(frozen=True)

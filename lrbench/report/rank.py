@@ -345,7 +345,13 @@ def _stopped_early(chosen: pd.DataFrame) -> list[Problem]:
 def _mixed_provenance(chosen: pd.DataFrame) -> list[Problem]:
     """Rows whose seeds ran with different threads, devices or precisions: said, not hidden."""
     out = []
-    for key, group in chosen.groupby(ROW, sort=True):
+    given = chosen[list(NUMERIC_PROVENANCE)]
+    given = given.where(given.map(lambda v: isinstance(v, str) and v != ""))
+    many = (given.groupby([chosen[c] for c in ROW], sort=True).nunique() > 1).any(axis=1)
+    if not many.any():  # the common case, found without a frame per row
+        return out
+    mixed = pd.MultiIndex.from_frame(chosen[ROW]).isin(many[many].index)
+    for key, group in chosen[mixed].groupby(ROW, sort=True):
         differ = []
         for name in NUMERIC_PROVENANCE:
             values = sorted({v for v in group[name] if isinstance(v, str) and v})
@@ -367,7 +373,12 @@ def _missing_seeds(runs: pd.DataFrame, chosen: pd.DataFrame) -> list[Problem]:
     """A row with fewer seeds than its cell ran (skipped runs included)."""
     out = []
     expected = runs.groupby(COMPARED)["seed"].agg(lambda s: sorted(set(s)))
-    for key, group in chosen.groupby(ROW, sort=True):
+    have = chosen.groupby(ROW, sort=True)["seed"].nunique()  # chosen's seeds are runs' seeds
+    want = expected.map(len).reindex(have.index.droplevel(ROW[len(COMPARED) :])).to_numpy()
+    short = have.index[have.to_numpy() < want]
+    if short.empty:
+        return out
+    for key, group in chosen[pd.MultiIndex.from_frame(chosen[ROW]).isin(short)].groupby(ROW):
         want = expected[key[: len(COMPARED)]]
         have = sorted(set(group["seed"]))
         missing = [s for s in want if s not in have]

@@ -17,6 +17,10 @@ import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
+from lrbench.report.anytime import Anytime
+from lrbench.report.anytime import display_rows as anytime_rows
+from lrbench.report.anytime import headers as anytime_headers
+from lrbench.report.anytime import what as anytime_what
 from lrbench.report.metric import BUILT_IN, METRICS, Metric, metric_named
 from lrbench.report.rank import LOW_HIGH_SPLIT, SETTING
 from lrbench.report.variants import shown
@@ -686,7 +690,7 @@ def rich_tables(
     summary: pd.DataFrame,
     fin: pd.DataFrame,
     metric: str,
-    anytime: Any = None,
+    anytime: Anytime | None = None,
     compared: pd.DataFrame | None = None,
     reference: str = "",
     verdict: pd.DataFrame | None = None,
@@ -745,7 +749,26 @@ def rich_tables(
             table.add_row(*(Text(c) for c in r))
         tables.append(table)
     if anytime is not None and not anytime.empty:
-        from lrbench.report.anytime import rich_tables as anytime_tables
+        tables += _rich_anytime(anytime)
+    return tables
 
-        tables += anytime_tables(anytime, metric)
+
+def _rich_anytime(anytime: Anytime) -> list:
+    tables = []
+    head = anytime_headers(anytime.metric)
+    for setting, rows in anytime_rows(anytime.table).items():
+        table = Table(
+            title=f"{' · '.join(setting)} — anytime: {anytime_what(anytime.metric)} by fraction of the "
+            "budget; time to target",
+            caption="@f: mean over seeds · time to target: median over seeds, inf = not reached",
+        )
+        for i, h in enumerate(head):
+            if i == 1:
+                label_column(table, h, [r[1] for r in rows])
+            else:
+                last = i == len(head) - 1
+                table.add_column(h, justify="left" if last else "right", overflow="fold")
+        for row in rows:
+            table.add_row(*(Text(c, style="dim" if c in (DASH, "inf") else "") for c in row))
+        tables.append(table)
     return tables

@@ -95,10 +95,9 @@ class Paired:
             return math.nan
         if self.mean <= 0 or self.n < 2:
             return math.inf
-        for n in range(max(self.n, 2), MAX_SEEDS_NEEDED + 1):
-            if float(t.ppf(0.5 + (1 - ALPHA) / 2, n - 1)) * self.std / math.sqrt(n) < self.mean:
-                return float(n)
-        return math.inf
+        n = np.arange(max(self.n, 2), MAX_SEEDS_NEEDED + 1)  # every count at once: one ppf call
+        clears = t.ppf(0.5 + (1 - ALPHA) / 2, n - 1) * self.std / np.sqrt(n) < self.mean
+        return float(n[clears.argmax()]) if clears.any() else math.inf
 
 
 def paired(better: pd.DataFrame, worse: pd.DataFrame) -> Paired:

@@ -33,6 +33,7 @@ from lrbench.sweep.plan import (
 from lrbench.train.runtime import (
     PRECISIONS,
     Runtime,
+    cpu_cores,
     default_threads,
     resolve_device,
     resolve_precision,
@@ -259,10 +260,12 @@ class Sweep:
                 )
         return list(notes.values())
 
-    def runtime(self, device: str, workers: int) -> Runtime:
+    def runtime(self, device: str, workers: int, slurm: bool = False) -> Runtime:
+        """How the runs train: on local CPU workers one thread each unless --threads says
+        otherwise (runtime.default_threads); a Slurm task takes the CPUs Slurm gave it."""
         threads = self.options.threads
-        if threads is None and workers > 1:
-            threads = default_threads(workers)
+        if threads is None and not slurm and (workers > 1 or device == "cpu"):
+            threads = default_threads(device, workers)
         return Runtime(
             device=device,
             precision=self.options.precision,
@@ -278,6 +281,8 @@ class Sweep:
         from lrbench.executors.local import parse_devices, run_local
 
         devices = parse_devices(self.options.device, self.options.jobs)
+        if self.options.jobs is None and devices == ["cpu"]:  # one one-thread worker a core
+            devices = ["cpu"] * min(cpu_cores(), max(1, len(self.todo)))
         resolve_precision(self.options.precision, resolve_device(devices[0]))
         write_sweep_files(self.config, self.options.results)
         outcome = SweepOutcome(self.config.name, self.where)
@@ -353,7 +358,7 @@ class Sweep:
         for line in self.restart_lines():
             say(line)
         data_dir = str(Path(options.data_dir).resolve()) if options.data_dir else None
-        runtime = replace(self.runtime(options.device, 1), data_dir=data_dir)
+        runtime = replace(self.runtime(options.device, 1, slurm=True), data_dir=data_dir)
 
         queued = queued_runs(where)
         items, held, waiting = [], [], []

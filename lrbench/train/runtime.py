@@ -182,7 +182,24 @@ def apply_threads(runtime: Runtime) -> None:
         torch.set_num_threads(runtime.threads)
 
 
-def default_threads(workers: int) -> int:
-    """CPU threads per worker when nothing says otherwise: the cores shared out."""
+CPU_THREADS = 1  # threads of a worker training on the CPU, unless --threads says otherwise
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(1, workers))
+    return max(1, cores or 1)
+
+
+def default_threads(device: str, workers: int) -> int:
+    """CPU threads per worker when nothing says otherwise.
+
+    On the CPU one, whatever the cores and the load: the parallelism is in the workers (a sweep
+    starts one per core, lrbench.sweep.run), a run's numbers do not depend on the machine's core
+    count or on --jobs (thread count changes how reductions round), and a worker the system
+    pauses stalls only itself (two threads of one worker wait for each other at every operation:
+    on a loaded 2-core machine that made runs 2-3x slower). On GPUs the cores shared out among
+    the workers: there the CPU only feeds the GPU."""
+    if device == "cpu":
+        return CPU_THREADS
+    return max(1, cpu_cores() // max(1, workers))
