@@ -22,11 +22,13 @@ the "jobs" as local processes through submitit's local executor (tests; trying i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -229,6 +231,41 @@ def _stamp() -> str:
     return datetime.now().strftime("%H:%M:%S")
 
 
+class _Preempted(KeyboardInterrupt):
+    """submitit's exit after a preemption signal, raised inside training: it stops training as
+    Ctrl-C does (finished epochs kept, nothing marked failed) instead of failing the runs as a
+    user's sys.exit does."""
+
+
+@contextlib.contextmanager
+def _preemption_stops_training() -> Iterator[list[SystemExit]]:
+    """While training, the SystemExit submitit's signal handler raises (after it checkpointed
+    and requeued the task) arrives as `_Preempted`; the yielded list holds it, to re-raise once
+    the runs have stopped."""
+    exits: list[SystemExit] = []
+    handlers = {}
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):
+        handler = signal.getsignal(sig)
+        if callable(handler):
+            handlers[sig] = handler
+
+            def stop(signum: int, frame: Any, handler: Callable[..., Any] = handler) -> None:
+                try:
+                    handler(signum, frame)
+                except SystemExit as requeued:
+                    exits.append(requeued)
+                    raise _Preempted from requeued
+
+            signal.signal(sig, stop)
+    try:
+        yield exits
+    except _Preempted:
+        pass
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
 class SweepTask:
     """The function an array task runs: train a chunk of packs; requeue-safe.
 
@@ -261,7 +298,10 @@ class SweepTask:
         if not packs:
             print(f"[{_stamp()}] nothing left to train", flush=True)
             return {}
-        outcome = run_local(packs, parse_devices(device, None), runtime, self._log())
+        with _preemption_stops_training() as exits:
+            outcome = run_local(packs, parse_devices(device, None), runtime, self._log())
+        if exits:  # requeued by submitit: exit as it asked, the runs resumable
+            raise exits[0]
         print(f"[{_stamp()}] task finished: {dict(outcome.states)}", flush=True)
         return dict(outcome.states)
 
