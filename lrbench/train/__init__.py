@@ -15,7 +15,7 @@ from lrbench.train.runtime import (
     resolve_device,
     resolve_precision,
 )
-from lrbench.train.steppers import build_run_model, evaluate, train_step
+from lrbench.train.steppers import build_run_model, train_step
 
 __all__ = [
     "PRECISIONS",
@@ -24,7 +24,6 @@ __all__ = [
     "Runtime",
     "autocast_for",
     "build_run_model",
-    "evaluate",
     "param_dtype",
     "resolve_device",
     "resolve_precision",

@@ -217,7 +217,7 @@ class Loop:
                     for m in live}  # fmt: skip
             finite = [m for m in live if math.isfinite(rows[m.slot]["train_loss"])]
             if finite:
-                stepper.for_evaluation(bn_epoch=epoch)
+                stepper.for_evaluation(batchnorm_from=epoch)
                 for split in ("test", "val") if data.has_val else ("test",):
                     losses_e, accs = stepper.evaluate(split)
                     for m in finite:
