@@ -54,9 +54,10 @@ def correct_per_model(task: Task, out: torch.Tensor, y: torch.Tensor) -> torch.T
 
 
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def in_mode(model: nn.Module, training: bool) -> Iterator[None]:
+    """`model` in train (or eval) mode inside, in its own mode again after."""
     was = model.training
-    model.eval()
+    model.train(training)
     try:
         yield
     finally:
@@ -70,20 +71,16 @@ def evaluate(
     """Each model's mean loss and accuracy over `split` (a DeviceData's), one host sync at the
     end. `exact`: each model's loss in its own call (Task.per_model), bit-identical to its run
     alone's; a plain model needs it."""
-    loss_sum: torch.Tensor | None = None
-    correct: torch.Tensor | None = None
+    loss_sum: Any = 0  # [G] float64 sums once the first batch is in; correct [G] int64
+    correct: Any = 0
     n = 0
-    with _eval_mode(model):
+    with in_mode(model, False):
         for x, y in data.eval_batches(split):
             out = forward(x)
             ys = y.expand(out.shape[0], *y.shape)
-            if loss_sum is None or correct is None:
-                loss_sum = torch.zeros(out.shape[0], device=out.device, dtype=torch.float64)
-                correct = torch.zeros(out.shape[0], device=out.device, dtype=torch.int64)
-            loss_sum += task.per_model(out, ys, "sum", exact)
-            correct += correct_per_model(task, out, ys)
+            loss_sum = loss_sum + task.per_model(out, ys, "sum", exact).double()
+            correct = correct + correct_per_model(task, out, ys)
             n += task.units(y)
-    assert loss_sum is not None and correct is not None, f"the {split} split is empty"
     return [v / n for v in loss_sum.tolist()], [c / n for c in correct.tolist()]
 
 
@@ -91,7 +88,7 @@ def evaluate(
 def predict_probs(model: nn.Module, forward: Forward, data: Any, split: str = "test"):
     """Each model's softmax probabilities on `split`, in the split's order: [G, N, C] float32
     on the data's device, no host sync (a snapshot of lrbench.train.snapshots)."""
-    with _eval_mode(model):
+    with in_mode(model, False):
         parts = [torch.softmax(forward(x).float(), dim=-1) for x, _ in data.eval_batches(split)]
     return torch.cat(parts, 1)
 
@@ -127,17 +124,11 @@ def reestimate_batchnorm(
     evaluated is x (schedulefree's README). Returns the batches used; 0, with nothing run, for a
     model without BatchNorm."""
     dtype = next(model.parameters()).dtype
-    was = model.training
     used = 0
-    with averaging as has_batchnorm:
+    with averaging as has_batchnorm, in_mode(model, True):
         if not has_batchnorm:
             return 0
-        model.train()
-        try:
-            for batch in itertools.islice(batches, limit):
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                model(inputs(x, dtype))
-                used += 1
-        finally:
-            model.train(was)
+        for batch in itertools.islice(batches, limit):
+            model(inputs(batch[0] if isinstance(batch, (tuple, list)) else batch, dtype))
+            used += 1
     return used

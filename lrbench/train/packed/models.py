@@ -41,6 +41,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from lrbench.errors import UserError
 from lrbench.models import build_model
 from lrbench.models.grouped import BN_MOMENTUM, has_grouped_form, run_grouped
+from lrbench.train.evaluation import in_mode
 
 IMPLS = ("auto", "grouped", "vmap", "loop")
 
@@ -212,7 +213,7 @@ def packed_forward(
     assert template is not None, "the loop and vmap implementations need the plain model"
     names = [p.name for p in layout.params]
     buffer_names = [b.name for b in layout.buffers]
-    with _bn_momentum(template, bn_momentum), _mode(template, training):
+    with _bn_momentum(template, bn_momentum), in_mode(template, training):
         if impl == "vmap":
             xs = x if layout.stacked else x.unflatten(1, (g, x.shape[1] // g))
 
@@ -251,16 +252,6 @@ def _bn_momentum(template: nn.Module, momentum: float | None) -> Iterator[None]:
     finally:
         for m, value in zip(norms, saved, strict=True):
             m.momentum = value
-
-
-@contextlib.contextmanager
-def _mode(template: nn.Module, training: bool) -> Iterator[None]:
-    was = template.training
-    template.train(training)
-    try:
-        yield
-    finally:
-        template.train(was)
 
 
 class PackedModel(nn.Module):
