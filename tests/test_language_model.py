@@ -22,7 +22,7 @@ from lrbench.models import build_model, count_parameters
 from lrbench.specs import DatasetSpec, OptimizerSpec, RunSpec
 from lrbench.tasks import CrossEntropy
 from lrbench.train import train_run, train_runs
-from lrbench.train.steppers import evaluate
+from lrbench.train.evaluation import evaluate, plain_forward
 
 TEXT = "".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(60))
 
@@ -61,7 +61,7 @@ def test_a_uniform_model_scores_ln_of_the_vocabulary(text_file):
     model = build_model("gpt1-32", data.num_classes, context=data.context)
     with torch.no_grad():
         model.tok.weight.zero_()  # tied output: every logit 0, every character equally likely
-    loss, _ = evaluate(model, data, "test", contextlib.nullcontext)
+    [loss], _ = evaluate(model, plain_forward(model), data, "test", CrossEntropy())
     assert loss == pytest.approx(math.log(data.num_classes), rel=1e-6)
 
 
@@ -291,3 +291,16 @@ def test_pack_auto_says_it_does_not_measure_language_models(text_file, monkeypat
     size = autosize.sweep_pack_size(specs, 65, torch.device("cpu"), "fp32", False, Path("x"),
                                     said.append)  # fmt: skip
     assert size == 8 and "measures packs of image models only" in said[0]
+
+
+def test_a_schedule_free_lm_pack_equals_its_runs_alone(text_file, tmp_path, one_thread):
+    """Token ids go into the model as they are, and a model without BatchNorm re-estimates
+    nothing at the averaged weights: packed as alone, to the bit."""
+    sf = OptimizerSpec(name="adamw_schedulefree", lr=3e-3)
+    constant = {"name": "constant", "label": "constant"}
+    specs = [lm_spec(text_file, seed=s, epochs=1, optimizer=sf, schedule=constant) for s in (0, 1)]
+    packed = [tmp_path / "packed" / s.run_id for s in specs]
+    train_runs(specs, packed, CPU)
+    for spec, path in zip(specs, packed, strict=True):
+        train_run(spec, tmp_path / "alone" / spec.run_id, CPU)
+        assert metrics_rows(path) == metrics_rows(tmp_path / "alone" / spec.run_id)

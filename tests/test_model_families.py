@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lrbench.models import build_model, count_parameters, vgg
+from lrbench.models.grouped import run_grouped
 from lrbench.models.wrn import WideResNet
 
 G = 3
@@ -78,12 +79,12 @@ def test_wrn16_8_trains_a_step_on_stl10_shaped_images(one_thread):
 # --- grouped forwards ------------------------------------------------------------------------
 
 
-def plain_models(name: str) -> list[torch.nn.Module]:
+def plain_models(name: str, shortcut: str = "A") -> list[torch.nn.Module]:
     """G float64 models, each initialised from its own seed."""
     models = []
     for seed in range(G):
         torch.manual_seed(seed)
-        models.append(build_model(name, 10).double())
+        models.append(build_model(name, 10, shortcut).double())
     return models
 
 
@@ -113,13 +114,13 @@ def images(size: int) -> list[torch.Tensor]:
     return [torch.randn(2, 3, size, size, generator=gen, dtype=torch.float64) for _ in range(G)]
 
 
-def check_grouped_equals_plain(name: str, size: int, backward: bool) -> None:
-    models = plain_models(name)
+def check_grouped_equals_plain(name: str, size: int, backward: bool, shortcut: str = "A") -> None:
+    models = plain_models(name, shortcut)
     weights, stats = packed_weights(models), packed_stats(models)
     xs = images(size)
     packed_x = torch.cat(xs, dim=1)  # model g in channels [3g, 3g + 3)
 
-    out = models[0].grouped_forward(weights, stats, packed_x, True, G)
+    out = run_grouped(models[0], weights, stats, packed_x, True, G)
     ref = torch.stack([m.train()(x) for m, x in zip(models, xs, strict=True)])
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
     torch.testing.assert_close(stats, packed_stats(models), rtol=0, atol=1e-10)
@@ -135,7 +136,7 @@ def check_grouped_equals_plain(name: str, size: int, backward: bool) -> None:
         torch.testing.assert_close([w.grad for w in weights], grads, rtol=0, atol=1e-10)
 
     with torch.no_grad():
-        out = models[0].grouped_forward(weights, stats, packed_x, False, G)
+        out = run_grouped(models[0], weights, stats, packed_x, False, G)
         ref = torch.stack([m.eval()(x) for m, x in zip(models, xs, strict=True)])
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
     torch.testing.assert_close(stats, packed_stats(models), rtol=0, atol=1e-10)
@@ -156,3 +157,10 @@ def test_grouped_gradients_equal_the_plain_models_gradients(one_thread, monkeypa
     (vgg2: a two-stage VGG, to keep float64 backward passes quick.)"""
     monkeypatch.setitem(vgg.CONFIGS, 2, (8, 8, vgg.M, 16, vgg.M))
     check_grouped_equals_plain(name, 8, backward=True)
+
+
+@pytest.mark.parametrize("shortcut", ["A", "B"])
+def test_grouped_resnets_equal_their_plain_models(one_thread, shortcut):
+    """The CIFAR ResNet's grouped form, with either shortcut (A: per-model zero padding; B: a
+    1x1 convolution and BatchNorm), forward and backward."""
+    check_grouped_equals_plain("resnet8", 8, backward=True, shortcut=shortcut)

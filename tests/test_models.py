@@ -12,7 +12,6 @@ from lrbench.models import (
     check_model_name,
     count_parameters,
     model_names,
-    parse_model_name,
 )
 
 # Option A counts are the paper's table (0.27M, 0.46M, 0.66M, 0.85M, 1.7M); option B adds the two
@@ -99,7 +98,6 @@ def test_registry_lists_the_standard_depths_and_the_other_families():
 def test_any_6n_plus_2_depth_builds(name, blocks):
     model = build_model(name, 10)
     assert len(model.layers) == 3 * blocks
-    assert parse_model_name(name) == 6 * blocks + 2
 
 
 @pytest.mark.parametrize("name", ["resnet21", "resnet2", "resnet0"])
@@ -141,12 +139,6 @@ def test_absurd_sizes_are_refused_at_once_naming_the_value(name, says):
     with pytest.raises(UserError) as info:
         check_model_name(name)
     assert says in str(info.value) and "\n" not in str(info.value)
-
-
-def test_parse_model_name_is_a_resnets_depth():
-    assert parse_model_name("resnet56") == 56
-    with pytest.raises(UserError, match="not a CIFAR ResNet"):
-        parse_model_name("vgg16")
 
 
 def test_bad_shortcut_and_class_count():

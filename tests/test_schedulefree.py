@@ -13,13 +13,13 @@ from torch import nn
 from lrbench.errors import UserError
 from lrbench.schedules import build_schedule
 from lrbench.specs import OptimizerSpec
+from lrbench.train.evaluation import averaging_batchnorm, reestimate_batchnorm
 from lrbench.train.optim import (
     build_optimizer,
     check_schedule,
     for_evaluation,
     for_training,
     is_schedule_free,
-    recompute_batchnorm,
     set_hparams,
 )
 
@@ -84,11 +84,9 @@ def test_switching_is_a_no_op_for_ordinary_optimizers() -> None:
     assert not is_schedule_free(opt)
     _train(model, opt, 2)
     before = _flat(model)
-    bn = model[1].running_mean.clone()
-    for_evaluation(opt, model, [_data()[0]])
+    assert not for_evaluation(opt)  # nothing to re-estimate either
     for_training(opt)
     torch.testing.assert_close(_flat(model), before, rtol=0, atol=0)
-    torch.testing.assert_close(model[1].running_mean, bn, rtol=0, atol=0)
 
 
 def test_rate_set_each_step_equals_the_configured_rate() -> None:
@@ -146,7 +144,8 @@ def test_batchnorm_statistics_are_recomputed_at_x() -> None:
     for_training(opt)
     _train(model, opt, 5)
     batches = [torch.randn(16, 4, generator=torch.Generator().manual_seed(s)) for s in range(3)]
-    for_evaluation(opt, model, batches)
+    assert for_evaluation(opt)
+    assert reestimate_batchnorm(model, averaging_batchnorm(model), batches) == 3
     # expected: the mean over all 48 inputs of the BN layer's input, computed with x's weights
     with torch.no_grad():
         feats = torch.cat([model[0](b) for b in batches])
@@ -158,9 +157,9 @@ def test_batchnorm_statistics_are_recomputed_at_x() -> None:
     assert model.training  # mode restored
 
 
-def test_recompute_batchnorm_without_batchnorm_runs_nothing() -> None:
+def test_reestimating_batchnorm_without_batchnorm_runs_nothing() -> None:
     model = nn.Linear(4, 2)
-    assert recompute_batchnorm(model, [torch.zeros(2, 4)]) == 0
+    assert reestimate_batchnorm(model, averaging_batchnorm(model), [torch.zeros(2, 4)]) == 0
 
 
 def test_momentum_cycling_schedules_are_refused() -> None:

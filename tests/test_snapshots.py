@@ -13,10 +13,10 @@ from lrbench.data import DeviceData, load_splits
 from lrbench.models import build_model
 from lrbench.schedules import build_schedule
 from lrbench.specs import DatasetSpec
-from lrbench.train import evaluate
+from lrbench.tasks import CrossEntropy
+from lrbench.train.evaluation import evaluate, plain_forward, predict_probs
 from lrbench.train.snapshots import (
     SnapshotEnsemble,
-    predict_probs,
     snapshot_epochs,
     snapshot_steps,
     split_labels,
@@ -120,7 +120,7 @@ def test_predict_probs_matches_evaluate(synthetic: DeviceData) -> None:
     torch.manual_seed(0)
     model = build_model("resnet8", synthetic.num_classes)
     model.train()
-    probs = predict_probs(model, synthetic, "test", nullcontext)
+    probs = predict_probs(model, plain_forward(model, nullcontext), synthetic, "test")[0]
     assert model.training  # mode restored
     assert probs.shape == (synthetic.size("test"), synthetic.num_classes)
     assert probs.dtype == torch.float32
@@ -128,7 +128,7 @@ def test_predict_probs_matches_evaluate(synthetic: DeviceData) -> None:
     labels = split_labels(synthetic, "test")
     ens = SnapshotEnsemble()
     ens.add(probs)
-    _, acc = evaluate(model, synthetic, "test", nullcontext)
+    _, [acc] = evaluate(model, plain_forward(model), synthetic, "test", CrossEntropy())
     assert ens.accuracy(labels) == pytest.approx(acc)  # an ensemble of one = the model
 
 
@@ -142,6 +142,6 @@ def test_ensemble_of_two_models_averages_their_softmax(synthetic: DeviceData) ->
         expected = (sum(nn.functional.softmax(m(x), 1) for m in models) / 2).argmax(1)
     ens = SnapshotEnsemble()
     for m in models:
-        ens.add(predict_probs(m, synthetic, "test"))
+        ens.add(predict_probs(m, plain_forward(m), synthetic, "test")[0])
     labels = split_labels(synthetic, "test")
     assert ens.accuracy(labels) == pytest.approx((expected == labels).float().mean().item())

@@ -82,14 +82,6 @@ def check_model_name(name: str) -> None:
     _parse(name)
 
 
-def parse_model_name(name: str) -> int:
-    """The depth of a CIFAR ResNet name (what the packed ResNet is built from)."""
-    family, numbers = _parse(name)
-    if family != "resnet":
-        raise UserError(f"{name!r} is not a CIFAR ResNet (resnet{{6n+2}})")
-    return numbers[0]
-
-
 def build_model(
     model: str | ImportedModel | Mapping[str, Any],
     num_classes: int | None,

@@ -1,12 +1,16 @@
-"""The layers of G models side by side, for a model's `grouped_forward`.
+"""The layers of G models side by side: how a model says what it computes as a pack.
 
 A [B, G*C, H, W] activation carries model g in channels [g*C, (g+1)*C). A convolution with
 groups=G sees only each model's own channels, BatchNorm over G*C channels is per model for free
-(its statistics are per channel), and the linear head is one batched matmul. The packed weights
-and BatchNorm statistics are consumed in the plain model's named_parameters() and
-named_buffers() order, so a grouped forward reads like the model's own forward.
+(its statistics are per channel), and the linear head is one batched matmul. This is the GPU's
+way to pack (lrbench.train.packed.models, implementation `grouped`).
 
-Here rather than in lrbench.train.packed, which imports the models: both packages use these layers.
+A model has a grouped form when it (and each block it delegates to) defines
+`grouped_forward(self, layers: GroupedLayers, x) -> outputs`: its own forward, written with
+`layers.conv`, `layers.bn`, `layers.linear` (and `layers.pad_channels`) in place of its
+modules, in the order its modules' parameters come (named_parameters()), since each call takes
+the next packed weights and BatchNorm statistics. `run_grouped` builds the layers and calls it.
+Here rather than in lrbench.train.packed, which imports the models: both packages use these.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 BN_MOMENTUM = 0.1  # nn.BatchNorm2d's defaults, which every built-in model keeps
 BN_EPS = 1e-5
@@ -82,3 +87,42 @@ class GroupedLayers:
         weight, bias = next(self._weights), next(self._weights)
         feats = feats.view(feats.shape[0], self.groups, -1).transpose(0, 1)
         return PackedLinear.apply(feats, weight, bias)
+
+    def pad_channels(self, x: torch.Tensor, before: int, after: int) -> torch.Tensor:
+        """Each model's channels zero-padded (`before` ahead, `after` behind); no parameters.
+
+        Keeps x's memory format (a channels_last activation stays channels_last, so the layers
+        after it keep their channels_last kernels). One model: exactly the plain F.pad.
+        """
+        g = self.groups
+        if g == 1:
+            return F.pad(x, (0, 0, 0, 0, before, after))
+        c = x.shape[1] // g
+        if x.stride(1) == 1:  # channels_last: pad inside [B, H, W, G, C]
+            nhwc = x.permute(0, 2, 3, 1).unflatten(3, (g, c))
+            return F.pad(nhwc, (before, after)).flatten(3).permute(0, 3, 1, 2)
+        return F.pad(x.unflatten(1, (g, c)), (0, 0, 0, 0, before, after)).flatten(1, 2)
+
+
+def has_grouped_form(model: nn.Module) -> bool:
+    return callable(getattr(model, "grouped_forward", None))
+
+
+def run_grouped(
+    model: nn.Module,
+    weights: Sequence[torch.Tensor],
+    stats: Sequence[torch.Tensor],
+    x: torch.Tensor,
+    training: bool,
+    groups: int,
+    momentum: float = BN_MOMENTUM,
+) -> torch.Tensor:
+    """`model`'s forward for G models side by side: x [B, G*Cin, H, W] -> outputs [G, B, ...].
+
+    `weights` are the G models' parameters packed per parameter in named_parameters() order
+    (convolutions' weights [G*O, I, kh, kw] and biases [G*O], BatchNorm weights and biases
+    [G*C], linear weights [G, out, in] and biases [G, out]); `stats` their BatchNorm running
+    means and variances [G*C] in named_buffers() order, updated in place when training with
+    BatchNorm's `momentum`. `model` itself lends only its structure (its weights are unused).
+    """
+    return model.grouped_forward(GroupedLayers(weights, stats, training, groups, momentum), x)

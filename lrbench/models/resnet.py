@@ -2,7 +2,8 @@
 
 Option A shortcuts (stride-2 subsample + zero-padded channels, no parameters) are the paper's
 CIFAR choice and the default; option B (1x1 conv + BN where the shape changes) is available
-because much public code uses it and its parameter count differs.
+because much public code uses it and its parameter count differs. Each module's
+`grouped_forward` is its forward for G models side by side (lrbench.models.grouped).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrbench.errors import UserError
+from lrbench.models.grouped import GroupedLayers
 
 STANDARD_DEPTHS = (20, 32, 38, 44, 56, 110)
 MAX_DEPTH = 1202
@@ -30,6 +32,11 @@ class _ZeroPadShortcut(nn.Module):
         x = x[:, :, :: self.stride, :: self.stride]
         half = self.extra // 2
         return F.pad(x, (0, 0, 0, 0, half, self.extra - half))
+
+    def grouped_forward(self, layers: GroupedLayers, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        half = self.extra // 2
+        return layers.pad_channels(x, half, self.extra - half)
 
 
 class BasicBlock(nn.Module):
@@ -52,6 +59,17 @@ class BasicBlock(nn.Module):
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
+
+    def grouped_forward(self, layers: GroupedLayers, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(layers.bn(layers.conv(x, self.conv1.stride[0])))
+        out = layers.bn(layers.conv(out))
+        if isinstance(self.shortcut, nn.Identity):
+            short = x
+        elif isinstance(self.shortcut, _ZeroPadShortcut):
+            short = self.shortcut.grouped_forward(layers, x)
+        else:  # option B: 1x1 convolution and BatchNorm
+            short = layers.bn(layers.conv(x, self.conv1.stride[0], padding=0))
+        return F.relu(out + short)
 
 
 class CifarResNet(nn.Module):
@@ -84,6 +102,12 @@ class CifarResNet(nn.Module):
         x = self.layers(x)
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)
         return self.fc(x)
+
+    def grouped_forward(self, layers: GroupedLayers, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(layers.bn(layers.conv(x)))
+        for block in self.layers:
+            x = block.grouped_forward(layers, x)
+        return layers.linear(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
 def blocks_per_stage(depth: int) -> int:

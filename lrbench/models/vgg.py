@@ -4,18 +4,17 @@ The common CIFAR form (as in most public CIFAR code): 3x3 convolutions with Batc
 2x2 max pooling after each of the five stages, and one linear head on the 512 pooled features
 instead of ImageNet's three-layer classifier. The features are average-pooled to 1x1, which is
 the identity on 32-pixel images and lets larger images (STL-10's 96) through unchanged.
-Initialisation is torchvision's VGG's.
+Initialisation is torchvision's VGG's. `grouped_forward`: G VGGs side by side
+(lrbench.models.grouped).
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrbench.models.grouped import BN_MOMENTUM, GroupedLayers
+from lrbench.models.grouped import GroupedLayers
 
 M = "M"  # a 2x2 max pool between stages
 CONFIGS: dict[int, tuple[int | str, ...]] = {
@@ -62,24 +61,7 @@ class VGG(nn.Module):
         x = F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
         return self.classifier(x)
 
-    def grouped_forward(
-        self,
-        weights: Sequence[torch.Tensor],
-        stats: Sequence[torch.Tensor],
-        x: torch.Tensor,
-        training: bool,
-        groups: int,
-        momentum: float = BN_MOMENTUM,
-    ) -> torch.Tensor:
-        """`forward` for G models side by side: x [B, G*3, H, W] -> logits [G, B, classes].
-
-        `weights` are the G models' parameters packed per parameter in named_parameters()
-        order (conv weight [G*O, I, 3, 3] and bias [G*O], BatchNorm weight and bias [G*C],
-        linear weight [G, classes, 512] and bias [G, classes]); `stats` their BatchNorm running
-        means and variances [G*C] in named_buffers() order, updated in place when training
-        with BatchNorm's `momentum`.
-        """
-        layer = GroupedLayers(weights, stats, training, groups, momentum)
+    def grouped_forward(self, layers: GroupedLayers, x: torch.Tensor) -> torch.Tensor:
         for item in self.config:
-            x = F.max_pool2d(x, 2) if item == M else F.relu(layer.bn(layer.conv(x, bias=True)))
-        return layer.linear(F.adaptive_avg_pool2d(x, 1).flatten(1))
+            x = F.max_pool2d(x, 2) if item == M else F.relu(layers.bn(layers.conv(x, bias=True)))
+        return layers.linear(F.adaptive_avg_pool2d(x, 1).flatten(1))

@@ -6,18 +6,17 @@ on the pre-activated input where a block changes the shape, then BN-ReLU, global
 and a linear head. Dropout between a block's convolutions is off unless asked for: a dropout
 mask is drawn per model, so packed models would no longer equal their single runs.
 Initialisation is the authors' PyTorch code's (Kaiming-normal convolutions, zero biases).
+`grouped_forward`: G of them side by side (lrbench.models.grouped).
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lrbench.errors import UserError
-from lrbench.models.grouped import BN_MOMENTUM, GroupedLayers
+from lrbench.models.grouped import GroupedLayers
 
 MAX_DEPTH = 100
 MAX_WIDTH = 16
@@ -41,6 +40,12 @@ class WideBlock(nn.Module):
         y = F.relu(self.bn2(self.conv1(o)))
         y = self.conv2(F.dropout(y, self.dropout, self.training) if self.dropout else y)
         return y + (x if self.shortcut is None else self.shortcut(o))
+
+    def grouped_forward(self, layers: GroupedLayers, x: torch.Tensor) -> torch.Tensor:
+        o = F.relu(layers.bn(x))
+        y = F.relu(layers.bn(layers.conv(o, self.stride)))
+        y = layers.conv(F.dropout(y, self.dropout, layers.training) if self.dropout else y)
+        return y + (x if self.shortcut is None else layers.conv(o, self.stride, padding=0))
 
 
 class WideResNet(nn.Module):
@@ -75,32 +80,12 @@ class WideResNet(nn.Module):
         x = F.relu(self.bn(x))
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
-    def grouped_forward(
-        self,
-        weights: Sequence[torch.Tensor],
-        stats: Sequence[torch.Tensor],
-        x: torch.Tensor,
-        training: bool,
-        groups: int,
-        momentum: float = BN_MOMENTUM,
-    ) -> torch.Tensor:
-        """`forward` for G models side by side: x [B, G*3, H, W] -> logits [G, B, classes].
-
-        `weights` are the G models' parameters packed per parameter in named_parameters()
-        order (conv weight [G*O, I, kh, kw], BatchNorm weight and bias [G*C], linear weight
-        [G, classes, 64k] and bias [G, classes]); `stats` their BatchNorm running means and
-        variances [G*C] in named_buffers() order, updated in place when training with
-        BatchNorm's `momentum`.
-        """
-        layer = GroupedLayers(weights, stats, training, groups, momentum)
-        x = layer.conv(x)
+    def grouped_forward(self, layers: GroupedLayers, x: torch.Tensor) -> torch.Tensor:
+        x = layers.conv(x)
         for block in self.blocks:
-            o = F.relu(layer.bn(x))
-            y = F.relu(layer.bn(layer.conv(o, block.stride)))
-            y = layer.conv(F.dropout(y, block.dropout, training) if block.dropout else y)
-            x = y + (x if block.shortcut is None else layer.conv(o, block.stride, padding=0))
-        x = F.relu(layer.bn(x))
-        return layer.linear(F.adaptive_avg_pool2d(x, 1).flatten(1))
+            x = block.grouped_forward(layers, x)
+        x = F.relu(layers.bn(x))
+        return layers.linear(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
 def blocks_per_stage(depth: int, width: int) -> int:

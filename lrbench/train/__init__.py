@@ -16,7 +16,7 @@ from lrbench.train.runtime import (
     resolve_device,
     resolve_precision,
 )
-from lrbench.train.steppers import evaluate, train_step
+from lrbench.train.steppers import train_step
 
 __all__ = [
     "PRECISIONS",
@@ -26,7 +26,6 @@ __all__ = [
     "autocast_for",
     "build_run_model",
     "build_stepper",
-    "evaluate",
     "param_dtype",
     "resolve_device",
     "resolve_precision",

@@ -265,7 +265,7 @@ class Loop:
         ensembles: dict[int, int],
     ) -> None:
         """The evaluation columns of the rows of members whose training loss is finite."""
-        stepper.for_evaluation(bn_epoch=epoch)
+        stepper.for_evaluation(batchnorm_from=epoch)
         for split in ("test", "val") if self.data.has_val else ("test",):
             losses, accs = stepper.evaluate(split)
             for m in finite:

@@ -139,55 +139,15 @@ def for_training(optimizer: torch.optim.Optimizer) -> None:
         optimizer.train()
 
 
-def for_evaluation(
-    optimizer: torch.optim.Optimizer,
-    model: torch.nn.Module | None = None,
-    batches: Iterable[torch.Tensor | tuple[torch.Tensor, ...]] | None = None,
-) -> None:
-    """Call before evaluating or checkpointing: parameters hold x, the averaged model.
-
-    BatchNorm's running statistics were gathered at y, not at x, so schedulefree's README
-    recomputes them at x before evaluating. Pass `model` and a few training `batches` (inputs,
-    or (inputs, labels) pairs) to do that here: the statistics are reset and re-estimated as an
-    exact average over those batches, in train mode without gradients. Without them, or for the
-    other optimizers, only the mode switch happens (and for the others, nothing at all).
-    """
+def for_evaluation(optimizer: torch.optim.Optimizer) -> bool:
+    """Call before evaluating or checkpointing: parameters hold x, the averaged model. True for
+    a schedule-free optimizer (the weights moved: BatchNorm's running statistics, gathered at
+    y, want re-estimating at x, lrbench.train.evaluation.reestimate_batchnorm); False, and
+    nothing done, for the others."""
     if not is_schedule_free(optimizer):
-        return
+        return False
     optimizer.eval()
-    if model is not None and batches is not None:
-        recompute_batchnorm(model, batches)
-
-
-@torch.no_grad()
-def recompute_batchnorm(
-    model: torch.nn.Module, batches: Iterable[torch.Tensor | tuple[torch.Tensor, ...]]
-) -> int:
-    """Re-estimate every BatchNorm's running mean/var as the average over `batches`.
-
-    Returns the number of batches used (0 when the model has no BatchNorm: nothing is run).
-    """
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return 0
-    saved = [(m, m.momentum) for m in norms]
-    was_training = model.training
-    dtype = next(model.parameters()).dtype
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: the exact mean over the batches
-    model.train()
-    used = 0
-    try:
-        for batch in batches:
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            model(x.to(dtype))
-            used += 1
-    finally:
-        for m, momentum in saved:
-            m.momentum = momentum
-        model.train(was_training)
-    return used
+    return True
 
 
 def check_schedule(spec: OptimizerSpec, sets_momentum: bool, momenta=None) -> None:

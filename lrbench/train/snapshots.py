@@ -5,8 +5,8 @@ The pieces the trainer calls, each cheap and testable on its own:
 - `snapshot_steps(schedule, T, spe)`: the step counts after which a snapshot is taken, i.e.
   `Schedule.cycle_end_steps` (sgdr, triangular*; warmup shifts them; [T] without cycles, so
   an ensemble of one, the final model).
-- `predict_probs(model, data, split, autocast)`: softmax outputs on a split, N x C float32 on
-  the data's device, one forward pass and no host sync.
+- `lrbench.train.evaluation.predict_probs`: each model's softmax outputs on a split, [G, N, C]
+  float32 on the data's device, one forward pass and no host sync (a run alone: G = 1).
 - `SnapshotEnsemble`: the running sum of those probabilities and the snapshot count;
   `accuracy(labels)` is the accuracy of their average (argmax of the sum: the same), one host
   sync. `state_dict`/`load_state_dict` put it in the run's checkpoint for exact resume.
@@ -18,7 +18,6 @@ epoch-end evaluation of a cyclical schedule may already be past a restart.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -33,28 +32,6 @@ def snapshot_epochs(steps: list[int], steps_per_epoch: int) -> list[int]:
     """The 1-based epochs whose metrics row reports a new snapshot (step k lies in epoch
     ceil(k / spe)); an epoch holding several snapshots is listed once."""
     return sorted({math.ceil(k / steps_per_epoch) for k in steps})
-
-
-@torch.no_grad()
-def predict_probs(model: torch.nn.Module, data: Any, split: str = "test", autocast=None):
-    """Softmax probabilities of `model` on `split`, in the split's order: [N, C] float32.
-
-    `data` is a DeviceData (anything with eval_batches(split, batch_size)); `autocast` is the
-    trainer's context factory (None: full precision). The model's train/eval mode is restored.
-    """
-    was_training = model.training
-    model.eval()
-    dtype = next(model.parameters()).dtype
-    ctx = autocast or nullcontext
-    try:
-        parts = []
-        for x, _ in data.eval_batches(split):
-            with ctx():
-                out = model(x.to(dtype))
-            parts.append(torch.softmax(out.float(), dim=1))
-        return torch.cat(parts)
-    finally:
-        model.train(was_training)
 
 
 def split_labels(data: Any, split: str = "test") -> torch.Tensor:

@@ -8,8 +8,10 @@ optimizer and answers a few questions, for every member (model) at once:
                                     momenta (Adam: beta1), [steps, G] each
     step(i, x, y, active)           one optimizer step; ([G] losses, [G] correct) on the device
     units(y)                        how many units (images, characters) each member's loss averages
-    for_training() / for_evaluation(bn_epoch)   schedule-free optimizers move between y and x
-    evaluate(split) / predict_probs(split)      per member
+    for_training() / for_evaluation(batchnorm_from)   schedule-free optimizers move between
+                                    y and x (and BatchNorm statistics are re-estimated at x on
+                                    epoch `batchnorm_from`'s first training batches)
+    evaluate(split) / predict_probs(split)      per member (lrbench.train.evaluation, for both)
     capture() / member_state(captured, index, step)   a member's checkpoint, off the training thread
 
 `PlainStepper` is a run trained alone: an nn.Module and its torch.optim (or schedulefree)
@@ -19,7 +21,6 @@ are built, their models seeded or resumed, in one place: lrbench.train.build.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -30,6 +31,15 @@ from lrbench.data import DeviceData
 from lrbench.specs import RunSpec
 from lrbench.tasks import CrossEntropy, Task
 from lrbench.train.checkpoint import cpu_copy, rng_state
+from lrbench.train.evaluation import (
+    Forward,
+    averaging_batchnorm,
+    evaluate,
+    inputs,
+    plain_forward,
+    predict_probs,
+    reestimate_batchnorm,
+)
 from lrbench.train.optim import (
     clip_global_norm,
     for_evaluation,
@@ -38,9 +48,6 @@ from lrbench.train.optim import (
     set_hparams,
 )
 from lrbench.train.runtime import autocast_for, param_dtype
-from lrbench.train.snapshots import predict_probs
-
-BN_RECOMPUTE_BATCHES = 16  # schedule-free: BatchNorm statistics re-estimated at the averaged x
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 CROSS_ENTROPY = CrossEntropy()
@@ -54,17 +61,11 @@ class Stepper(Protocol):
     def step(self, i: int, x: torch.Tensor, y: torch.Tensor, active: torch.Tensor): ...
     def units(self, y: torch.Tensor) -> int: ...
     def for_training(self) -> None: ...
-    def for_evaluation(self, bn_epoch: int | None = None) -> None: ...
+    def for_evaluation(self, batchnorm_from: int | None = None) -> None: ...
     def evaluate(self, split: str) -> tuple[list[float], list[float]]: ...
     def predict_probs(self, split: str) -> torch.Tensor: ...
     def capture(self) -> Any: ...
     def member_state(self, captured: Any, index: int, step: int) -> dict[str, Any]: ...
-
-
-def inputs(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A batch's inputs as the model takes them: floats in the parameters' dtype, token ids
-    (integers, a language model's) as they are."""
-    return x.to(dtype) if x.is_floating_point() or x.dtype == torch.uint8 else x
 
 
 def train_step(
@@ -93,27 +94,6 @@ def train_step(
         clip_global_norm([p.grad for p in model.parameters() if p.grad is not None], clip_norm)
     optimizer.step()
     return loss, out
-
-
-@torch.no_grad()
-def evaluate(
-    model, data: DeviceData, split: str, autocast, task: Task = CROSS_ENTROPY
-) -> tuple[float, float]:
-    """Mean loss and accuracy over a split: one host sync at the end, not per batch. The loss
-    is taken in the parameters' dtype (float32 under bf16 autocast), as in training."""
-    model.eval()
-    loss_sum = torch.zeros((), device=data.device, dtype=torch.float64)
-    correct = torch.zeros((), device=data.device, dtype=torch.int64)
-    n = 0
-    dtype = next(model.parameters()).dtype
-    for x, y in data.eval_batches(split):
-        with autocast():
-            out = model(inputs(x, dtype))
-        loss_sum += task.loss(out.to(dtype), y, reduction="sum")
-        correct += task.correct(out, y)
-        n += task.units(y)
-    model.train()
-    return loss_sum.item() / n, correct.item() / n
 
 
 class PlainStepper:
@@ -158,18 +138,23 @@ class PlainStepper:
         self.model.train()
         for_training(self.optimizer)
 
-    def for_evaluation(self, bn_epoch: int | None = None) -> None:
-        batches = None
-        if bn_epoch is not None:
-            batches = itertools.islice(self.batches(bn_epoch), BN_RECOMPUTE_BATCHES)
-        for_evaluation(self.optimizer, self.model, batches)
+    def for_evaluation(self, batchnorm_from: int | None = None) -> None:
+        """Schedule-free: the weights to x, and with `batchnorm_from` (an epoch) BatchNorm's
+        statistics re-estimated there on that epoch's first training batches."""
+        if for_evaluation(self.optimizer) and batchnorm_from is not None:
+            averaging = averaging_batchnorm(self.model)
+            reestimate_batchnorm(self.model, averaging, self.batches(batchnorm_from))
+
+    @property
+    def eval_forward(self) -> Forward:
+        """Its model's outputs on an evaluation batch, as [1, B, ...]."""
+        return plain_forward(self.model, self.autocast)
 
     def evaluate(self, split: str) -> tuple[list[float], list[float]]:
-        loss, acc = evaluate(self.model, self.data, split, self.autocast, self.task)
-        return [loss], [acc]
+        return evaluate(self.model, self.eval_forward, self.data, split, self.task)
 
     def predict_probs(self, split: str) -> torch.Tensor:
-        return predict_probs(self.model, self.data, split, self.autocast)[None]
+        return predict_probs(self.model, self.eval_forward, self.data, split)
 
     def capture(self) -> Any:
         state = {"model": self.model.state_dict(), "optimizer": optimizer_state(self.optimizer)}

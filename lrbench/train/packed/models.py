@@ -14,9 +14,10 @@ How the G models run (`impl`):
   convolutions cost ~2x per model what the plain ones cost.
 - `grouped`: every layer holds all G models (a [B, G*C, H, W] activation carries model g in
   channels [g*C, (g+1)*C); grouped convolutions, BatchNorm over G*C channels, batched-matmul
-  heads): few, big kernels, the GPU's way. Written per architecture (lrbench.train.packed.grouped:
-  the ResNets, VGG, Wide ResNets); rounding differs from the plain model's (another summation
-  order), exact in float64.
+  heads): few, big kernels, the GPU's way. For the built-in models that define a
+  `grouped_forward` (lrbench.models.grouped: the ResNets, VGG, Wide ResNets), called on one
+  weightless template per architecture (`grouped_template`); rounding differs from the plain
+  model's (another summation order), exact in float64.
 - `vmap`: torch.func.vmap over functional_call: grouped kernels for any architecture, slower
   than `grouped` (the model dimension moves in and out of the channels at every layer).
 `auto` is `loop` on the CPU, and `grouped` where the architecture has it (else `vmap`) on CUDA.
@@ -28,16 +29,19 @@ are channels_last weights and no layout conversion happens per step.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from lrbench.errors import UserError
 from lrbench.models import build_model
-from lrbench.models.grouped import BN_MOMENTUM
+from lrbench.models.grouped import BN_MOMENTUM, has_grouped_form, run_grouped
+from lrbench.train.evaluation import in_mode
 
 IMPLS = ("auto", "grouped", "vmap", "loop")
 
@@ -133,7 +137,7 @@ def resolve_impl(impl: str, device: torch.device, model: str | dict, stacked: bo
         return impl
     if device.type != "cuda":
         return "loop"
-    return "grouped" if not stacked and _grouped_arch(model) else "vmap"
+    return "grouped" if not stacked and grouped_arch(model) else "vmap"
 
 
 def stacked_views(layout: PackLayout, flat: torch.Tensor) -> list[torch.Tensor]:
@@ -207,14 +211,13 @@ def packed_forward(
             for i, b in enumerate(layout.buffers)
             if b.name.endswith(("running_mean", "running_var"))
         ]
-        from lrbench.train.packed.grouped import grouped_forward
-
-        grouped = grouped_forward(layout.arch)
-        return grouped(grouped_views(layout, stacked), stats, x, training, g, momentum)
+        weightless = grouped_template(layout.arch)
+        views = grouped_views(layout, stacked)
+        return run_grouped(weightless, views, stats, x, training, g, momentum)
     assert template is not None, "the loop and vmap implementations need the plain model"
     names = [p.name for p in layout.params]
     buffer_names = [b.name for b in layout.buffers]
-    with _bn_momentum(template, bn_momentum), _mode(template, training):
+    with _bn_momentum(template, bn_momentum), in_mode(template, training):
         if impl == "vmap":
             xs = x if layout.stacked else x.unflatten(1, (g, x.shape[1] // g))
 
@@ -244,7 +247,7 @@ def _bn_momentum(template: nn.Module, momentum: float | None) -> Iterator[None]:
     if momentum == BN_MOMENTUM:
         yield
         return
-    norms = [m for m in template.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in template.modules() if isinstance(m, _BatchNorm)]
     saved = [m.momentum for m in norms]
     for m in norms:
         m.momentum = momentum
@@ -253,16 +256,6 @@ def _bn_momentum(template: nn.Module, momentum: float | None) -> Iterator[None]:
     finally:
         for m, value in zip(norms, saved, strict=True):
             m.momentum = value
-
-
-@contextlib.contextmanager
-def _mode(template: nn.Module, training: bool) -> Iterator[None]:
-    was = template.training
-    template.train(training)
-    try:
-        yield
-    finally:
-        template.train(was)
 
 
 class PackedModel(nn.Module):
@@ -281,7 +274,7 @@ class PackedModel(nn.Module):
         super().__init__()
         template = build_model(model, num_classes, context=context)
         self.model_spec, self.num_classes, self.context = model, num_classes, context
-        arch = () if stacked else _grouped_arch(model)
+        arch = () if stacked else grouped_arch(model)
         self.layout = make_layout(template, arch, groups, channels_last, impl, stacked)
         object.__setattr__(self, "template", template)  # its own weights are never used
         self.flat = nn.Parameter(torch.zeros(self.layout.total))
@@ -313,16 +306,22 @@ class PackedModel(nn.Module):
         )
 
     @contextlib.contextmanager
-    def cumulative_bn(self) -> Iterator[None]:
-        """Re-estimate BatchNorm statistics: reset, then average over the batches run inside
-        (as nn.BatchNorm with momentum None, and lrbench.train.optim.recompute_batchnorm)."""
-        for i, b in enumerate(self.layout.buffers):
-            buf = getattr(self, f"buf{i}")
-            with torch.no_grad():
-                buf.fill_(1 if b.name.endswith("running_var") else 0)
+    def averaging_batchnorm(self) -> Iterator[bool]:
+        """Every BatchNorm's statistics reset, then averaging the batches run inside exactly
+        (momentum None), as lrbench.train.evaluation.averaging_batchnorm does for a plain model;
+        yields whether the models have any BatchNorm."""
+        norms = {n for n, m in self.template.named_modules() if isinstance(m, _BatchNorm)}
+        stats = [
+            (b.name, buf)
+            for b, buf in zip(self.layout.buffers, self.buffer_list(), strict=True)
+            if b.name.rpartition(".")[0] in norms
+        ]
+        with torch.no_grad():
+            for name, buf in stats:
+                buf.fill_(1 if name.endswith("running_var") else 0)
         self.bn_momentum = None
         try:
-            yield
+            yield bool(stats)
         finally:
             self.bn_momentum = BN_MOMENTUM
 
@@ -364,7 +363,26 @@ class PackedModel(nn.Module):
         return [member_view(self.layout, tensor, s, g) for s in self.layout.params]
 
 
-def _grouped_arch(model: str | dict) -> tuple:
-    from lrbench.train.packed.grouped import grouped_arch
+_TEMPLATES: dict[tuple, nn.Module] = {}  # arch -> a weightless model with a grouped_forward
 
-    return grouped_arch(model)
+
+def grouped_arch(model: str | dict) -> tuple:
+    """The key of `model`'s grouped form (its name and a digest of its parameters' names and
+    shapes), () when it has none: the user's own models, and built-in ones without a
+    `grouped_forward`, pack with the vmap or loop implementation."""
+    if not isinstance(model, str):
+        return ()
+    with torch.device("meta"), torch.random.fork_rng(devices=[]):
+        template = build_model(model, 1)
+    if not has_grouped_form(template):
+        return ()
+    shapes = repr([(n, tuple(p.shape)) for n, p in template.named_parameters()])
+    arch = (model, hashlib.sha256(shapes.encode()).hexdigest()[:16])
+    _TEMPLATES.setdefault(arch, template)
+    return arch
+
+
+def grouped_template(arch: tuple) -> nn.Module:
+    """The one weightless model (meta device, kept for the process) whose grouped_forward
+    packs of `arch` run: torch.compile sees the same object in every such pack."""
+    return _TEMPLATES[arch]

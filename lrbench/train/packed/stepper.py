@@ -17,7 +17,6 @@ with a warning.
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -29,12 +28,19 @@ from lrbench.data import DeviceData
 from lrbench.specs import RunSpec
 from lrbench.tasks import Task
 from lrbench.train.checkpoint import rng_state
+from lrbench.train.evaluation import (
+    correct_per_model,
+    evaluate,
+    inputs,
+    predict_probs,
+    reestimate_batchnorm,
+)
 from lrbench.train.optim import build_optimizer, clip_global_norm, param_groups, set_hparams
 from lrbench.train.packed.data import PackEpoch, pack_eval_input
 from lrbench.train.packed.models import PackedModel, packed_forward
 from lrbench.train.packed.optim import PackedOptimizer, PackedScheduleFree
 from lrbench.train.runtime import autocast_for, param_dtype
-from lrbench.train.steppers import BN_RECOMPUTE_BATCHES, CROSS_ENTROPY, inputs
+from lrbench.train.steppers import CROSS_ENTROPY
 
 
 def per_model_loss(
@@ -144,12 +150,6 @@ class PackedStepper:
     def units(self, y: torch.Tensor) -> int:
         return self.task.units(y[0])
 
-    def _correct(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """[G] counts of right predictions (zeros for a task without an accuracy)."""
-        if not self.task.accuracy:
-            return torch.zeros(y.shape[0], dtype=torch.int64, device=y.device)
-        return (out.argmax(-1) == y).flatten(1).sum(1)
-
     def begin_epoch(self, first_step: int, rates: np.ndarray, momenta: np.ndarray) -> None:
         self.optimizer.set_rates(first_step, rates, momenta)
         self.last_rates, self.last_momenta = rates[-1].copy(), momenta[-1].copy()
@@ -192,58 +192,35 @@ class PackedStepper:
             for g in range(m.groups):
                 clip_global_norm(m.member_views(m.flat.grad, g), self.clip_norm)
         self.optimizer.step(m.flat.grad, i, active)
-        return losses.detach(), self._correct(out, y)
+        return losses.detach(), correct_per_model(self.task, out, y)
 
     def for_training(self) -> None:
         self.model.train()
         self.optimizer.train()
 
-    @torch.no_grad()
-    def for_evaluation(self, bn_epoch: int | None = None) -> None:
-        """Schedule-free: the weights to x, and with `bn_epoch` the BatchNorm statistics
-        re-estimated there on each model's first batches of that epoch (as a plain run does)."""
+    def for_evaluation(self, batchnorm_from: int | None = None) -> None:
+        """Schedule-free: the weights to x, and with `batchnorm_from` (an epoch) BatchNorm's
+        statistics re-estimated there on each model's first batches of it (as a plain run)."""
         if not isinstance(self.optimizer, PackedScheduleFree):
             return
         self.optimizer.eval()
-        if bn_epoch is None:
-            return
-        self.model.train()
-        with self.model.cumulative_bn():
-            for x, _ in itertools.islice(self.batches(bn_epoch), BN_RECOMPUTE_BATCHES):
-                self.model(x.to(self.dtype))
+        if batchnorm_from is not None:
+            averaging = self.model.averaging_batchnorm()
+            reestimate_batchnorm(self.model, averaging, self.batches(batchnorm_from))
 
-    @torch.no_grad()
+    def eval_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """An evaluation batch through the G models: outputs [G, B, ...] (lrbench.train.
+        evaluation's Forward)."""
+        with self.autocast():
+            out = self.model(inputs(pack_eval_input(x, self.models, self.data), self.dtype))
+        return out.to(self.dtype)
+
     def evaluate(self, split: str) -> tuple[list[float], list[float]]:
-        """Per-model mean loss and accuracy over a split, as a plain run's evaluate takes them."""
-        m, g = self.model, self.model.groups
-        m.eval()
-        loss_sum = torch.zeros(g, device=self.device, dtype=torch.float64)
-        correct = torch.zeros(g, device=self.device, dtype=torch.int64)
-        n = 0
-        for x, y in self.data.eval_batches(split):
-            xp = inputs(pack_eval_input(x, g, self.data), self.dtype)
-            yp = y.expand(g, *y.shape)
-            with self.autocast():
-                out = m(xp)
-            loss_sum += per_model_loss(out, yp, self.dtype, "sum", self.impl == "loop", self.task)
-            correct += self._correct(out, yp)
-            n += self.task.units(y)
-        m.train()
-        return [v / n for v in loss_sum.tolist()], [c / n for c in correct.tolist()]
+        exact = self.impl == "loop"
+        return evaluate(self.model, self.eval_forward, self.data, split, self.task, exact)
 
-    @torch.no_grad()
     def predict_probs(self, split: str) -> torch.Tensor:
-        """[G, N, C] softmax outputs, as lrbench.train.snapshots.predict_probs gives each model's."""
-        m, g = self.model, self.model.groups
-        was = m.training
-        m.eval()
-        parts = []
-        for x, _ in self.data.eval_batches(split):
-            with self.autocast():
-                out = m(inputs(pack_eval_input(x, g, self.data), self.dtype))
-            parts.append(torch.softmax(out.float(), dim=-1))
-        m.train(was)
-        return torch.cat(parts, 1)
+        return predict_probs(self.model, self.eval_forward, self.data, split)
 
     # --- checkpoints ----------------------------------------------------------------------
 
