@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize(
-    ("schedule", "total", "spe", "expected"),
+    ("schedule", "total", "steps_per_epoch", "expected"),
     [
         # sgdr, 3 cycles growing x2: 1/7, 2/7, 4/7 of 70 steps -> ends after 10, 30, 70
         ({"name": "sgdr", "cycles": 3, "t_mult": 2}, 70, 10, [10, 30, 70]),
@@ -42,8 +42,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
         ({"name": "cosine", "warmup": 0.1}, 50, 10, [50]),
     ],
 )
-def test_snapshot_steps_are_the_cycle_ends(schedule, total, spe, expected) -> None:
-    steps = snapshot_steps(build_schedule(schedule), total, spe)
+def test_snapshot_steps_are_the_cycle_ends(schedule, total, steps_per_epoch, expected) -> None:
+    steps = snapshot_steps(build_schedule(schedule), total, steps_per_epoch)
     assert steps == expected
 
 

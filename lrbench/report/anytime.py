@@ -49,7 +49,7 @@ from lrbench.report.rank import CELL, SETTING
 from lrbench.report.rebuild import rebuild_schedule
 
 FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
-NOMINAL_SPE = 1000  # steps per epoch assumed when spec.json does not record it
+NOMINAL_STEPS_PER_EPOCH = 1000  # steps per epoch assumed when spec.json does not record it
 EVERY = "every epoch"
 CYCLE_ENDS = "cycle ends"
 UNKNOWN = "every epoch (schedule unknown here)"
@@ -101,13 +101,13 @@ def judged_epochs(
     if sched is None:
         return every, UNKNOWN
     try:
-        spe = int(steps_per_epoch) if steps_per_epoch else NOMINAL_SPE
-        ends = sched.cycle_end_steps(epochs * spe, spe)
+        per_epoch = int(steps_per_epoch) if steps_per_epoch else NOMINAL_STEPS_PER_EPOCH
+        ends = sched.cycle_end_steps(epochs * per_epoch, per_epoch)
     except Exception:
         return every, UNKNOWN
     if len(ends) <= 1:
         return every, EVERY
-    judged = {k // spe for k in ends if k // spe >= 1} | {epochs}
+    judged = {k // per_epoch for k in ends if k // per_epoch >= 1} | {epochs}
     return sorted(judged), CYCLE_ENDS
 
 
@@ -329,9 +329,11 @@ def _judged(runs: pd.DataFrame) -> pd.DataFrame:
     )  # fmt: skip
     found: dict[tuple, tuple[list[int], str]] = {}
     for key in dict.fromkeys(keys):
-        params, epochs, spe = key
-        spe = int(spe) if spe is not None and math.isfinite(float(spe)) else None
-        found[key] = judged_epochs(json.loads(params), epochs, spe)
+        params, epochs, per_epoch = key
+        per_epoch = (
+            int(per_epoch) if per_epoch is not None and math.isfinite(float(per_epoch)) else None
+        )
+        found[key] = judged_epochs(json.loads(params), epochs, per_epoch)
     ids = {k: i for i, k in enumerate(found)}
     return pd.DataFrame(
         {

@@ -126,17 +126,17 @@ def step_rates(run: pd.Series) -> pd.Series | None:
     a schedule this version does not know (rebuild.py), one that reacts to metrics (its rates are
     in metrics.csv), or no steps_per_epoch in spec.json."""
     try:
-        spe = float(run["steps_per_epoch"])
+        steps_per_epoch = float(run["steps_per_epoch"])
         schedule = rebuild_schedule(json.loads(run["schedule_params"]))
     except (ValueError, TypeError):
         return None
-    if schedule is None or not spe > 0:  # NaN too
+    if schedule is None or not steps_per_epoch > 0:  # NaN too
         return None
     if schedule.reactive or schedule.user_code:
         return None
-    spe, total = int(spe), int(run["epochs"] * spe)
-    rates = run["lr"] * schedule.multipliers(total, spe)
-    return pd.Series(rates, index=np.arange(1, total + 1) / spe)
+    steps_per_epoch, total = int(steps_per_epoch), int(run["epochs"] * steps_per_epoch)
+    rates = run["lr"] * schedule.multipliers(total, steps_per_epoch)
+    return pd.Series(rates, index=np.arange(1, total + 1) / steps_per_epoch)
 
 
 def lr_curves(chosen: pd.DataFrame, curves: Curves, colour: dict) -> Plot:
@@ -158,7 +158,9 @@ def lr_curves(chosen: pd.DataFrame, curves: Curves, colour: dict) -> Plot:
             )
             curve = step_rates(top)
             label = f"{schedule} (b={top['budget']:g}, lr {top['lr']:g})"
-            if curve is not None:  # step t's rate holds from epoch t/spe to (t+1)/spe
+            if (
+                curve is not None
+            ):  # step t's rate holds from epoch t/steps_per_epoch to (t+1)/steps_per_epoch
                 x, y = np.r_[0.0, curve.index], np.r_[curve.iloc[0], curve.to_numpy()]
                 ax.plot(x, y, drawstyle="steps-pre", color=colour[schedule], label=label)
                 continue

@@ -1,7 +1,7 @@
 """Learning-rate schedules as pure functions of progress p = t/T (docs/design.md, "Schedules").
 
 build_schedule turns a name or a mapping into a validated Schedule; Schedule.multipliers gives
-the whole run's multipliers at once, so the trainer indexes a precomputed table per step.
+the whole run's multipliers at once, so the loop indexes a precomputed table per step.
 """
 
 from lrbench.schedules.core import (

@@ -97,7 +97,7 @@ class Schedule:
         return sorted(ends)
 
     def multipliers(self, total_steps: int, steps_per_epoch: int) -> np.ndarray:
-        """m for steps 0..T-1 (float64, shape [T]): the trainer's lr table is lr times this."""
+        """m for steps 0..T-1 (float64, shape [T]): the loop's rate table is lr times this."""
         p = self._modifiers.progress(*_budget(total_steps, steps_per_epoch))
         return self._modifiers.warm(self._profile.multiplier, p, rising=True).astype(np.float64)
 

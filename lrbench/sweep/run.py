@@ -239,7 +239,7 @@ class Sweep:
         checked: set[tuple[str, int]] = set()
         notes: dict[tuple[str, int], str] = {}
         for p in self.todo:
-            spe = _steps_per_epoch(splits, p.spec.batch_size)
+            steps_per_epoch = _steps_per_epoch(splits, p.spec.batch_size)
             key = (json.dumps(p.spec.schedule, sort_keys=True), p.spec.epochs)
             if key in checked:
                 continue
@@ -247,12 +247,12 @@ class Sweep:
             schedule = build_schedule(p.spec.schedule)
             if schedule.user_code:
                 try:
-                    schedule.multipliers(spe * p.spec.epochs, spe)
+                    schedule.multipliers(steps_per_epoch * p.spec.epochs, steps_per_epoch)
                 except UserError as err:
                     raise UserError(
                         f"schedule {schedule.label!r} for {p.spec.run_id}: {err}"
                     ) from None
-            idle = early_stop_idle(p.spec, schedule, spe)
+            idle = early_stop_idle(p.spec, schedule, steps_per_epoch)
             if idle:
                 notes[(schedule.label, p.spec.epochs)] = (
                     f"early stopping cannot stop the {p.spec.epochs}-epoch runs of "

@@ -1,8 +1,8 @@
 """Snapshot ensembles (Huang et al., ICLR 2017): a snapshot at every cycle end, softmax averaged.
 
-The pieces the trainer calls, each cheap and testable on its own:
+The pieces the loop calls, each cheap and testable on its own:
 
-- `snapshot_steps(schedule, T, spe)`: the step counts after which a snapshot is taken, i.e.
+- `snapshot_steps(schedule, T, steps_per_epoch)`: the step counts after which a snapshot is taken, i.e.
   `Schedule.cycle_end_steps` (sgdr, triangular*; warmup shifts them; [T] without cycles, so
   an ensemble of one, the final model).
 - `lrbench.train.evaluation.predict_probs`: each model's softmax outputs on a split, [G, N, C]
@@ -30,7 +30,7 @@ def snapshot_steps(schedule: Any, total_steps: int, steps_per_epoch: int) -> lis
 
 def snapshot_epochs(steps: list[int], steps_per_epoch: int) -> list[int]:
     """The 1-based epochs whose metrics row reports a new snapshot (step k lies in epoch
-    ceil(k / spe)); an epoch holding several snapshots is listed once."""
+    ceil(k / steps_per_epoch)); an epoch holding several snapshots is listed once."""
     return sorted({math.ceil(k / steps_per_epoch) for k in steps})
 
 

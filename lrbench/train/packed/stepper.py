@@ -115,7 +115,7 @@ class PackedStepper:
         self.eager_update = optimizer.update_fn
         self.compiled: str | None = None
         self.proven = False
-        self.template_optimizer: torch.optim.Optimizer | None = None
+        self.plain_optimizer: torch.optim.Optimizer | None = None
         self.last_rates = np.zeros(model.groups)
         self.last_momenta = np.zeros(model.groups)
         if device.type == "cuda":
@@ -242,13 +242,13 @@ class PackedStepper:
 
     def _torch_format(self, per_param, lr: float, momentum: float) -> dict[str, Any]:
         """torch.optim's state_dict for one model, through a plain optimizer of the same kind."""
-        if self.template_optimizer is None:
-            template = self.model.build_plain()
-            self.template_params = list(template.parameters())
-            self.template_optimizer = build_optimizer(self.optimizer.spec, param_groups(template))
-        opt = self.template_optimizer
+        if self.plain_optimizer is None:
+            plain = self.model.build_plain()
+            self.plain_params = list(plain.parameters())
+            self.plain_optimizer = build_optimizer(self.optimizer.spec, param_groups(plain))
+        opt = self.plain_optimizer
         set_hparams(opt, lr, momentum)
         opt.state.clear()
-        for p, entry in zip(self.template_params, per_param, strict=False):
+        for p, entry in zip(self.plain_params, per_param, strict=False):
             opt.state[p] = {k: v.clone() for k, v in entry.items()}
         return opt.state_dict()
