@@ -81,7 +81,9 @@ def trained(tmp_path_factory) -> Trained:
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(lrbench.train.loop, "write_checkpoint", keep)
-            code = exit_code("sweep", config, "--results", where / "results", "--device", "cpu")
+            code = exit_code(  # one worker, in this process: where the patch is
+                "sweep", config, "--results", where / "results", "--device", "cpu", "--jobs", "1"
+            )
     finally:
         torch.set_num_threads(threads)
     assert code == 0

@@ -65,7 +65,7 @@ def test_only_selects_runs_by_pattern(cli, tmp_path):
 
 
 def test_a_failed_run_is_recorded_and_the_sweep_goes_on(cli, tmp_path, monkeypatch):
-    import lrbench.train.steppers as train
+    import lrbench.train.build as train
 
     real = train.build_model
 
@@ -78,7 +78,7 @@ def test_a_failed_run_is_recorded_and_the_sweep_goes_on(cli, tmp_path, monkeypat
     flaky.calls = 0
     monkeypatch.setattr(train, "build_model", flaky)
     config, results = write_config(tmp_path), tmp_path / "results"
-    result = cli("sweep", config, "--results", results, "--device", "cpu")
+    result = cli("sweep", config, "--results", results, "--device", "cpu", "--jobs", "1")
     assert result.code == 1
     assert "1 run(s) failed" in result.err and "run.log" in result.err
     states = sorted(r.state() for r in run_dirs(results / "tiny"))
