@@ -223,7 +223,11 @@ def _show_plan(sweep: Sweep, jobs: int | None) -> None:
         why = next(iter(alone.values()))
         out.print(f"{len(alone)} run(s) train alone, never packed: {why}", soft_wrap=True)
     counts = sweep.counts()
-    est = estimate(sweep, jobs or 1)
+    try:
+        workers = len(sweep.local_devices())
+    except UserError:  # a device this machine lacks: the plan still shows
+        workers = jobs or 1
+    est = estimate(sweep, workers)
     hours = "unknown" if est.seconds is None else fmt_hours(est.seconds)
     out.print(
         f"done {counts['done']}, diverged {counts['diverged']}, failed {counts['failed']}, "

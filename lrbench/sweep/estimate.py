@@ -11,9 +11,11 @@ so a second dry run measures nothing. It is an estimate: the first timed epochs 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,12 +98,27 @@ def calibrate(todo: list[PlannedRun], splits: Splits, sweep: Sweep, workers: int
             epochs[(_model_json(p), p.spec.batch_size)] += p.spec.epochs - p.epochs_done
     n_eval = len(splits.test_y) + (len(splits.val_y) if splits.val_y is not None else 0)
     total = 0.0
+    threads = sweep.runtime(dev.type, workers).threads  # timed as a worker trains
     for (model, batch_size), left in epochs.items():
-        step = _step_seconds(json.loads(model), batch_size, splits, dev, precision, pack, cache)
+        with _torch_threads(threads):
+            step = _step_seconds(json.loads(model), batch_size, splits, dev, precision, pack, cache)
         train_steps = math.ceil(len(splits.train_y) / batch_size)
         eval_steps = math.ceil(n_eval / batch_size) * EVAL_COST
         total += left * (train_steps + eval_steps) * step
     return total / max(1, workers)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _model_json(p: PlannedRun) -> str:

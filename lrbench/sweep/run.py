@@ -276,13 +276,21 @@ class Sweep:
             keep_checkpoints=self.options.keep_checkpoints or self.config.keep_checkpoints,
         )
 
-    def run_local(self, display: DisplayFactory, say: Say) -> SweepOutcome:
-        """Train what is left on this machine's GPUs (or CPU workers)."""
-        from lrbench.executors.local import parse_devices, run_local
+    def local_devices(self) -> list[str]:
+        """The device of each local worker: --jobs, else one per GPU, else on the CPU one
+        one-thread worker per core (at most one per run to train)."""
+        from lrbench.executors.local import parse_devices
 
         devices = parse_devices(self.options.device, self.options.jobs)
-        if self.options.jobs is None and devices == ["cpu"]:  # one one-thread worker a core
+        if self.options.jobs is None and devices == ["cpu"]:
             devices = ["cpu"] * min(cpu_cores(), max(1, len(self.todo)))
+        return devices
+
+    def run_local(self, display: DisplayFactory, say: Say) -> SweepOutcome:
+        """Train what is left on this machine's GPUs (or CPU workers)."""
+        from lrbench.executors.local import run_local
+
+        devices = self.local_devices()
         resolve_precision(self.options.precision, resolve_device(devices[0]))
         write_sweep_files(self.config, self.options.results)
         outcome = SweepOutcome(self.config.name, self.where)
