@@ -17,6 +17,8 @@ import stat
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from lrbench.errors import UserError
+
 MAX_JSON_BYTES = 1 << 20  # spec.json, summary.json, plan.json: a few KB each
 MAX_METRICS_BYTES = 16 << 20  # metrics.csv: about 150 bytes an epoch
 MAX_JSON_DEPTH = 32  # lrbench writes 4 levels
@@ -102,3 +104,16 @@ def read_json_bounded(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
     if opening > MAX_JSON_DEPTH and json_depth(text) > MAX_JSON_DEPTH:
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     return json.loads(text)
+
+
+def make_folder(path: Path, what: str, name: str | None = None) -> Path:
+    """A folder to write into, made if missing; a file in its place, or a folder that cannot be
+    made, is one line naming `name` (the option that gave it, else the path)."""
+    name = name or str(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{name}: is a file, not a {what}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{name}: cannot create the {what} ({err.strerror})") from None
+    return path

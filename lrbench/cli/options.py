@@ -126,13 +126,9 @@ def schedule_spec(name: str, sets: list[str] | None) -> dict[str, Any]:
 
 def out_folder(out: Path, what: str) -> Path:
     """`--out`: a folder, made if missing (a file there, or one that cannot be made, is refused)."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: is a file, not a {what}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"--out {out}: cannot create the {what} ({err.strerror})") from None
-    return out
+    from lrbench.plainfiles import make_folder
+
+    return make_folder(out, what, f"--out {out}")
 
 
 def model_name(text: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from lrbench.errors import UserError, did_you_mean
+from lrbench.plainfiles import make_folder
 from lrbench.report.anytime import Anytime, analyse_anytime
 from lrbench.report.anytime import markdown as anytime_markdown
 from lrbench.report.contents import Report
@@ -186,13 +187,7 @@ def _write(report: Report, chosen: pd.DataFrame, curves: Curves) -> None:
     from lrbench.report.html import render, run_list
     from lrbench.report.plots import all_figures
 
-    out = report.out_dir
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: is a file, not a folder for the report")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create the output folder {out}: {err.strerror}") from err
+    out = make_folder(report.out_dir, "folder for the report")
     texts = {
         "summary.csv": report.summary_csv,
         "finishes.csv": report.finishes.to_csv(index=False),
