@@ -23,6 +23,10 @@ MAX_JSON_BYTES = 1 << 20  # spec.json, summary.json, plan.json: a few KB each
 MAX_METRICS_BYTES = 16 << 20  # metrics.csv: about 150 bytes an epoch
 MAX_JSON_DEPTH = 32  # lrbench writes 4 levels
 
+# never follow a link, never block on a FIFO
+_READ_FLAGS = (
+    os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+)
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
 
@@ -42,6 +46,30 @@ def kind_of(path: Path) -> str | None:
     return _kind(mode)
 
 
+def kinds_in(folder: Path) -> dict[str, str | None]:
+    """What each entry of a folder is, by name (kind_of's words; None for a plain file), from
+    one listing of the folder rather than a stat per file. Empty when the folder cannot be
+    listed."""
+    try:
+        with os.scandir(folder) as entries:
+            return {entry.name: _entry_kind(entry) for entry in entries}
+    except OSError:
+        return {}
+
+
+def _entry_kind(entry: os.DirEntry) -> str | None:
+    try:
+        if entry.is_file(follow_symlinks=False):
+            return None
+        if entry.is_symlink():
+            return "a symbolic link"
+        if entry.is_dir(follow_symlinks=False):
+            return "a folder"
+        return _kind(entry.stat(follow_symlinks=False).st_mode)
+    except OSError:  # gone since the listing
+        return None
+
+
 def _kind(mode: int) -> str | None:
     if stat.S_ISREG(mode):
         return None
@@ -59,9 +87,8 @@ def _kind(mode: int) -> str | None:
 def open_plain(path: Path) -> BinaryIO:
     """A plain file of its own, open for reading; FileNotFoundError when missing, NotPlainFile
     for a link, FIFO, device or folder. Opening never follows a link and never blocks."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, _READ_FLAGS)
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise NotPlainFile(f"{path.name} is a symbolic link, not a file of its own") from None
@@ -76,15 +103,36 @@ def open_plain(path: Path) -> BinaryIO:
 
 def read_bounded(path: Path, limit: int) -> bytes:
     """A plain file's bytes, at most `limit` of them; FileNotFoundError when missing,
-    NotPlainFile for a link, FIFO, device, folder or a larger file."""
-    with open_plain(path) as fh:
-        size = os.fstat(fh.fileno()).st_size
-        data = fh.read(limit + 1)
-    if size > limit or len(data) > limit:
+    NotPlainFile for a link, FIFO, device, folder or a larger file. Unbuffered: the run folders
+    of a large report are many small files, read whole."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise NotPlainFile(f"{path.name} is a symbolic link, not a file of its own") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        what = _kind(info.st_mode)
+        if what is not None:
+            raise NotPlainFile(f"{path.name} is {what}, not a plain file")
+        chunks: list[bytes] = []
+        size = 0
+        # the size read, not the bound: a read of `limit` bytes would allocate them all
+        want = min(info.st_size, limit) + 1
+        while size <= limit and (chunk := os.read(fd, want)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size <= info.st_size:
+                break  # the whole file, as it was sized
+            want = limit + 1 - size  # it grew since: read on, up to the bound
+    finally:
+        os.close(fd)
+    if info.st_size > limit or size > limit:
         raise NotPlainFile(
             f"{path.name} holds more than {limit:,} bytes, more than lrbench ever writes there"
         )
-    return data
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def json_depth(text: str) -> int:

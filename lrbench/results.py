@@ -170,11 +170,11 @@ def run_dirs(sweep_dir: Path) -> list[RunDir]:
     runs = sweep_dir / "runs"
     if not runs.is_dir():
         return []
-    return [
-        RunDir(p)
-        for p in sorted(runs.iterdir())
-        if not p.name.startswith(".") and (p.is_symlink() or p.is_dir())
-    ]
+    with os.scandir(runs) as entries:  # kinds from the listing: no stat per run
+        names = sorted(
+            e.name for e in entries if not e.name.startswith(".") and (e.is_symlink() or e.is_dir())
+        )
+    return [RunDir(runs / name) for name in names]
 
 
 SWEEP_FILES = ("sweep.yaml", "plan.json")

@@ -17,13 +17,12 @@ A diverged run is judged by its summary and spec alone (its rows may end in any 
 
 from __future__ import annotations
 
+import json
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from lrbench.plainfiles import kind_of
+from lrbench.plainfiles import kind_of, kinds_in
 from lrbench.runfiles import MetricsFile, RunFiles, read_json_object
 
 FINISHED = ("done", "diverged", "failed")
@@ -56,17 +55,23 @@ class Verdict:
 
 
 def judge(run: RunFiles) -> Verdict:
-    """The verdict on one run folder; each of its files is read at most once."""
-    foreign = _foreign(run.path)
+    """The verdict on one run folder; each of its files is read at most once, and the folder
+    listed once (no stat per file)."""
+    what = kind_of(run.path)
+    if what is not None and what != "a folder":
+        why = f"the run folder is {what}, not a folder of its own; lrbench leaves it alone"
+        return Verdict("damaged", why, foreign=True)
+    present = kinds_in(run.path) if what == "a folder" else {}
+    foreign = _foreign(present)
     if foreign:
         return Verdict("damaged", foreign, foreign=True)
-    metrics = run.read_metrics()
-    if not _exists(run.summary):
+    metrics = run.read_metrics() if run.metrics.name in present else MetricsFile([], [], [], [])
+    if run.summary.name not in present:
         spec, _ = read_json_object(run.spec)
-        why = _checkpoint_fault(run, spec)
+        why = _checkpoint_fault(run, spec) if run.checkpoint.name in present else None
         if why:
             return Verdict("damaged", why, spec=spec, metrics=metrics, restart=True)
-        started = _exists(run.checkpoint) or _exists(run.metrics)
+        started = run.checkpoint.name in present or run.metrics.name in present
         return Verdict("partial" if started else "new", spec=spec, metrics=metrics)
     summary, why = read_json_object(run.summary)
     if summary is None:
@@ -79,7 +84,7 @@ def judge(run: RunFiles) -> Verdict:
         return Verdict("failed", _error_line(summary), spec, summary, metrics)
     why = why or spec_fault(spec)  # type: ignore[arg-type]
     if why is None and status == "done":
-        why = metrics_fault(run.metrics, metrics, summary)
+        why = metrics_fault(run.metrics.name, metrics, summary, run.metrics.name in present)
     if why:
         return Verdict("damaged", why, spec, summary, metrics)
     return Verdict(status, None, spec, summary, metrics)
@@ -88,25 +93,18 @@ def judge(run: RunFiles) -> Verdict:
 def _checkpoint_fault(run: RunFiles, spec: dict[str, Any] | None) -> str | None:
     """Why an unfinished run's checkpoint.pt is not its own (another run's, an epoch it never
     reaches): what resuming refuses, in the same words, read without torch."""
-    if spec is None or not _exists(run.checkpoint):
+    if spec is None:
         return None
     from lrbench.checkpoint_identity import recorded_fault
 
     return recorded_fault(run.checkpoint, spec)
 
 
-def _exists(path: Path) -> bool:
-    return os.path.lexists(path)
-
-
-def _foreign(path: Path) -> str | None:
-    """Why a run folder is not lrbench's to touch: it, or one of its files, is a link, FIFO,
-    device or folder where a file goes."""
-    what = kind_of(path)
-    if what is not None and what != "a folder":
-        return f"the run folder is {what}, not a folder of its own; lrbench leaves it alone"
+def _foreign(present: dict[str, str | None]) -> str | None:
+    """Why a run folder is not lrbench's to touch: one of its files is a link, FIFO, device or
+    folder where a file goes (`present`: the folder's entries, plainfiles.kinds_in)."""
     for name in (*RUN_FILES, ".lock"):
-        what = kind_of(path / name)
+        what = present.get(name)
         if what is not None and not (name == ".lock" and what == "a folder"):
             return f"{name} is {what}, not a plain file; lrbench leaves this run alone"
     return None
@@ -138,6 +136,15 @@ def spec_fault(spec: dict[str, Any]) -> str | None:
 
 
 def _non_finite(value: Any, where: str = "") -> tuple[str, str] | None:
+    """Where a JSON value holds NaN or an infinity, and which; None when it holds none (asked
+    of the C encoder first: a search only when there is something to find)."""
+    if not where:
+        try:
+            json.dumps(value, allow_nan=False)
+        except (ValueError, TypeError):
+            pass
+        else:
+            return None
     if isinstance(value, float) and not math.isfinite(value):
         return where or "the top", repr(value)
     items = (
@@ -162,10 +169,11 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def metrics_fault(path: Path, found: MetricsFile, summary: dict[str, Any]) -> str | None:
+def metrics_fault(
+    name: str, found: MetricsFile, summary: dict[str, Any], exists: bool = True
+) -> str | None:
     """Why a run that ended done has a metrics.csv that is not its whole, sane record."""
-    name = path.name
-    if not _exists(path):
+    if not exists:
         return f"{name} is missing"
     if found.damage:
         return f"{name} {found.damage}"
@@ -179,35 +187,45 @@ def metrics_fault(path: Path, found: MetricsFile, summary: dict[str, Any]) -> st
     expected = summary.get("epochs_completed")
     if _whole(expected) and len(found.rows) != expected:
         return f"{name} ends at epoch {len(found.rows)} but summary.json counts {expected} epochs"
-    for row in found.rows:
-        why = _row_fault(row)
-        if why:
-            return f"{name}, epoch {row['epoch']}: {why}"
-    return _final_fault(found.rows[-1], summary.get("final"))
+    checks = [(column, *_column_check(column)) for column in found.header]
+    checks = [(column, ok, kind, empty) for column, ok, kind, empty in checks if ok is not None]
+    for column, ok, _, empty_ok in checks:  # column by column: one pass over each column
+        values = [row[column] for row in found.rows]
+        if not all(ok(v) or (empty_ok and v == "") for v in values):
+            break
+    else:
+        return _final_fault(found.rows[-1], summary.get("final"))
+    for row in found.rows:  # the first bad value, in the order of the file
+        for column, ok, kind, empty_ok in checks:
+            value = row[column]
+            if not (ok(value) or (empty_ok and value == "")):
+                return f"{name}, epoch {row['epoch']}: {column} is {value!r}, not {kind}"
+    raise AssertionError("a bad value was found and then not found")
 
 
-def _row_fault(row: dict[str, Any]) -> str | None:
-    """A value outside its column's range: accuracies are fractions in [0, 1], losses are
-    finite (a run whose loss is not finite is diverged, not done), steps whole, rates numbers.
-    Columns of other kinds (a custom task's) are not judged."""
-    for column, value in row.items():
-        empty_ok = column.startswith(OPTIONAL_PREFIX) or column == "momentum"
-        if value == "" and empty_ok:
-            continue
-        if column.endswith("_acc"):
-            ok = _number(value) and 0.0 <= value <= 1.0
-            kind = "a fraction in [0, 1]"
-        elif column.endswith("_loss"):
-            ok, kind = _number(value), "a finite number (the run is done, not diverged)"
-        elif column in ("step", "ensemble_size"):
-            ok, kind = _whole(value) and value >= 1, "a whole number from 1"
-        elif column in NUMBER_COLUMNS:
-            ok, kind = _number(value), "a finite number"
-        else:
-            continue
-        if not ok:
-            return f"{column} is {value!r}, not {kind}"
-    return None
+def _column_check(column: str) -> tuple[Any, str, bool]:
+    """How a column's values are judged: a test, what it asks for, whether a value may be empty
+    (a test of None: not judged). Accuracies are fractions in [0, 1], losses finite (a run whose
+    loss is not finite is diverged, not done), steps whole, rates numbers; columns of other
+    kinds (a custom task's) are not judged."""
+    empty_ok = column.startswith(OPTIONAL_PREFIX) or column == "momentum"
+    if column.endswith("_acc"):
+        return _fraction, "a fraction in [0, 1]", empty_ok
+    if column.endswith("_loss"):
+        return _number, "a finite number (the run is done, not diverged)", empty_ok
+    if column in ("step", "ensemble_size"):
+        return _count, "a whole number from 1", empty_ok
+    if column in NUMBER_COLUMNS:
+        return _number, "a finite number", empty_ok
+    return None, "", empty_ok
+
+
+def _fraction(value: Any) -> bool:
+    return _number(value) and 0.0 <= value <= 1.0
+
+
+def _count(value: Any) -> bool:
+    return _whole(value) and value >= 1
 
 
 def _final_fault(last: dict[str, Any], final: Any) -> str | None:

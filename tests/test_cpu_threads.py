@@ -11,9 +11,10 @@ import pytest
 from sweepconfigs import write_config
 
 from lrbench.config import load_config
+from lrbench.forked import usable_cores
 from lrbench.results import run_dirs
 from lrbench.sweep import Sweep, SweepOptions
-from lrbench.train.runtime import cpu_cores, default_threads
+from lrbench.train.runtime import default_threads
 
 
 def _sweep(tmp_path: Path, **options) -> Sweep:
@@ -32,8 +33,8 @@ def test_threads_given_are_kept(tmp_path: Path) -> None:
 
 
 def test_gpu_workers_share_the_cores_out() -> None:
-    assert default_threads("cuda:0", 1) == cpu_cores()
-    assert default_threads("cuda:0", 2 * cpu_cores()) == 1
+    assert default_threads("cuda:0", 1) == usable_cores()
+    assert default_threads("cuda:0", 2 * usable_cores()) == 1
 
 
 def test_a_slurm_task_takes_the_cpus_slurm_gave_it(tmp_path: Path) -> None:
@@ -46,6 +47,6 @@ def test_a_cpu_sweep_starts_a_one_thread_worker_per_core_up_to_the_runs(cli, tmp
     config = write_config(tmp_path, budgets=[0.5])  # two runs to train
     result = cli("sweep", config, "--results", tmp_path / "r", "--device", "cpu")
     assert result.code == 0, result.err
-    assert f"on {min(cpu_cores(), 2)} worker(s): cpu" in result.err
+    assert f"on {min(usable_cores(), 2)} worker(s): cpu" in result.err
     runs = run_dirs(tmp_path / "r" / "tiny")
     assert [json.loads(r.spec.read_text())["provenance"]["threads"] for r in runs] == [1, 1]

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1] / "lrbench"
 # docs/design.md's layers, bottom first: a package imports from its own layer and those below.
 LAYERS = [
     {"lrbench", "errors", "defaults", "durations", "plainfiles", "locks", "imagedecode"}
-    | {"yamlio", "imports"},
+    | {"yamlio", "imports", "forked"},
     {"specs", "runfiles", "checkpoint_identity", "verdict", "results"},
     {"schedules", "tasks", "models", "data"},
     {"train"},

@@ -38,15 +38,24 @@ def report(tmp_path_factory: pytest.TempPathFactory):
     return build_report([root / "sweep"], root / "out")
 
 
-def _axes(plot) -> list:
-    return [ax for ax in plot.figure.axes if ax.get_visible()]
+def _figure(report, name: str):
+    """The report's figure of that name (its PNG file's, without .png), built, not drawn."""
+    from lrbench.report.plots import curve_figures, summary_figures
+
+    chosen = report_chosen(report)
+    builds = {
+        **curve_figures(chosen, report_curves(report)),
+        **summary_figures(chosen, report.summary),
+    }
+    return builds[next(b for b in builds if b.startswith(name))]()
+
+
+def _axes(figure) -> list:
+    return [ax for ax in figure.axes if ax.get_visible()]
 
 
 def test_epoch_axes_tick_whole_epochs_even_for_a_one_epoch_budget(report) -> None:
-    from lrbench.report.plots import all_figures
-
-    figures = all_figures(report_chosen(report), report.summary, report_curves(report))
-    one_epoch = _axes(figures.test_acc[0])[0]
+    one_epoch = _axes(_figure(report, "test_acc_"))[0]
     assert "1 epoch)" in one_epoch.get_title()
     low, high = one_epoch.get_xlim()
     ticks = [t for t in one_epoch.get_xticks() if low <= t <= high]
@@ -54,22 +63,17 @@ def test_epoch_axes_tick_whole_epochs_even_for_a_one_epoch_budget(report) -> Non
 
 
 def test_the_rates_legend_sits_beside_the_curves(report) -> None:
-    from lrbench.report.plots import all_figures
-
-    figures = all_figures(report_chosen(report), report.summary, report_curves(report))
-    ax = _axes(figures.lr_curves)[0]
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    renderer = FigureCanvasAgg(figures.lr_curves.figure).get_renderer()
+    figure = _figure(report, "lr_curves")
+    ax = _axes(figure)[0]
+    renderer = FigureCanvasAgg(figure).get_renderer()
     legend = ax.get_legend().get_window_extent(renderer)
     assert legend.x0 >= ax.get_window_extent(renderer).x1  # right of the panel, not over it
 
 
 def test_profile_curves_that_coincide_differ_in_dash_and_width(report) -> None:
-    from lrbench.report.plots import all_figures
-
-    figures = all_figures(report_chosen(report), report.summary, report_curves(report))
-    ax = _axes(figures.performance_profile)[0]
+    ax = _axes(_figure(report, "performance_profile"))[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     rex, linear = lines["rex"], lines["linear"]
     assert list(rex.get_ydata()) == list(linear.get_ydata())  # they coincide...

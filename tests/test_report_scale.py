@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from runfolders import write_cell, write_run
 
-from lrbench.report import analyse, build_report, html
+from lrbench.report import analyse, build_report, html, load
 from lrbench.report.anytime import analyse_anytime
 from lrbench.report.load import load_runs
 from lrbench.report.variants import named_rows
@@ -139,3 +139,43 @@ def test_below_the_limit_the_page_lists_every_run(tmp_path: Path) -> None:
     build_report([tmp_path / "sweep"], tmp_path / "out")
     page = (tmp_path / "out" / "report.html").read_text()
     assert page.count('<tr class="state-') == 6 and "run-summary-table" not in page
+
+
+def test_judging_a_run_lists_its_folder_and_stats_none_of_its_files(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """One listing of the folder says which files are there and what they are (a link, a
+    FIFO): at 10^5 runs a stat per file would be half a million calls."""
+    sweep = _results(tmp_path, seeds=3)
+    stats: Counter = Counter()
+    original = os.lstat
+
+    def counted(path, *args, **kwargs):
+        stats[Path(path).name] += 1
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", counted)
+    assert len(load_runs([sweep]).runs) == 3 * len(SCHEDULES)
+    assert not {"spec.json", "metrics.csv", "summary.json", "checkpoint.pt", ".lock"} & set(stats)
+
+
+def test_a_report_read_and_drawn_by_several_workers_is_the_report_of_one(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Twins: the same runs reported with one worker and with three (each reading shares of
+    two runs) give the same files, byte for byte (figures included), the same problems and the
+    same run list."""
+    monkeypatch.setattr(load, "SMALLEST_SHARE", 2)
+    for budget in (0.1, 0.5):
+        for schedule in SCHEDULES:
+            for seed in (1, 2, 3):
+                acc = 0.8 + 0.01 * seed + 0.02 * SCHEDULES.index(schedule) * budget
+                write_run(tmp_path, schedule=schedule, seed=seed, test_acc=acc, budget=budget)
+    write_run(tmp_path, schedule="rex", seed=9, status="failed")
+    one = build_report([tmp_path / "sweep"], tmp_path / "one", workers=1)
+    three = build_report([tmp_path / "sweep"], tmp_path / "three", workers=3)
+    assert [f.name for f in one.files] == [f.name for f in three.files]
+    for mine, theirs in zip(one.files, three.files, strict=True):
+        assert mine.read_bytes() == theirs.read_bytes(), mine.name
+    assert one.problems == three.problems
+    pd.testing.assert_frame_equal(one.runs, three.runs)

@@ -113,6 +113,14 @@ def report_command(
         help="Compare every schedule with this one, per cell: the paired mean difference over "
         "seeds with Holm-adjusted intervals (baseline.csv, and a table after the verdict).",
     ),
+    jobs: int | None = typer.Option(
+        None,
+        "--jobs",
+        "-j",
+        min=1,
+        help="Processes that read the runs and draw the figures (default: one per core; 1 on a "
+        "busy machine; the files are the same for any number).",
+    ),
     include_stale: bool = typer.Option(
         False,
         "--include-stale",
@@ -124,6 +132,7 @@ def report_command(
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not valid; --format accepts {' | '.join(FORMATS)}")
+    from lrbench.forked import usable_cores
     from lrbench.report import build_report  # pandas and matplotlib: only when reporting
 
     out_dir = out if out is not None else results[0] / "report"
@@ -135,6 +144,7 @@ def report_command(
         include_stale=include_stale,
         reference=reference,
         baseline=baseline,
+        workers=jobs or usable_cores(),
     )
     _print(report, fmt)
     _print_problems(report)

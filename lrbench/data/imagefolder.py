@@ -21,6 +21,7 @@ import numpy as np
 from lrbench.data import cache
 from lrbench.data.raw import RawData
 from lrbench.errors import UserError
+from lrbench.forked import usable_cores
 from lrbench.imagedecode import decode_chunk, decode_parallel, one_line
 
 SPLITS = ("train", "test")
@@ -242,8 +243,4 @@ def _assemble(path: Path, images: dict[_Entry, np.ndarray]) -> RawData:
 
 
 def _workers() -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 8))
+    return min(usable_cores(), 8)

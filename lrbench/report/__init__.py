@@ -7,15 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from lrbench.errors import UserError, did_you_mean
+from lrbench.forked import Forked
 from lrbench.plainfiles import make_folder
 from lrbench.report.anytime import Anytime, analyse_anytime
 from lrbench.report.anytime import markdown as anytime_markdown
 from lrbench.report.contents import Report
-from lrbench.report.curves import Curves
 from lrbench.report.load import Loaded, load_runs
 from lrbench.report.metric import metric_named
 from lrbench.report.problems import NOTE, Problem, problems_text
@@ -28,6 +29,7 @@ from lrbench.report.rank import (
     summarize,
 )
 from lrbench.report.reference import (
+    Reference,
     compare,
     differences,
     load_reference,
@@ -37,6 +39,9 @@ from lrbench.report.tables import latex, markdown
 from lrbench.report.uncertainty import paired_bootstrap, uncertainty_table
 from lrbench.report.variants import assign_variants, named_rows
 from lrbench.report.verdict import against_baseline, verdicts
+
+if TYPE_CHECKING:
+    from lrbench.report.plots import Plot
 
 __all__ = ["Analysis", "Anytime", "Problem", "Report", "analyse", "build_report"]
 
@@ -54,11 +59,61 @@ class Analysis:
     verdict: pd.DataFrame  # verdict.VERDICT_CSV_COLUMNS, one row per cell
 
 
+@dataclass
+class Chosen:
+    """The first half of an analysis: the runs read, and per row the learning rate chosen."""
+
+    loaded: Loaded
+    chosen: pd.DataFrame
+    problems: list[Problem]
+
+
+def choose(
+    paths: list[Path], include_stale: bool = False, metric: str | None = None, workers: int = 1
+) -> Chosen:
+    """Read, split settings, choose learning rates (analyse's first half: the per-epoch figures
+    need no more)."""
+    if metric is not None:
+        metric_named(metric)  # an unknown name is the user's error, before anything is read
+    loaded = load_runs([Path(p) for p in paths], include_stale, metric, workers)
+    runs, variant_notes = assign_variants(loaded.runs)
+    loaded.runs = runs
+    chosen, lr_problems = choose_lr(runs)
+    return Chosen(loaded, chosen, [*loaded.problems, *lr_problems, *variant_notes])
+
+
+def rank(found: Chosen, target: float | None = None, metric: str | None = None) -> Analysis:
+    """Rank, bootstrap, count finishes, anytime (analyse's second half)."""
+    chosen, runs = found.chosen, found.loaded.runs
+    summary = summarize(chosen)
+    sure = paired_bootstrap(chosen, summary)
+    summary = summary.join(sure.intervals)
+    finished = finishes(summary).merge(sure.expected, on=FINISH_ROW, how="left")
+    anytime = analyse_anytime(
+        named_rows(chosen),
+        found.loaded.curves,
+        named_rows(summary),
+        target,
+        metric or report_metric(summary),
+    )
+    problems = [*found.problems, *notes(runs, chosen), *sure.problems, *anytime.problems]
+    return Analysis(
+        found.loaded,
+        chosen,
+        summary,
+        finished[FINISH_CSV_COLUMNS],
+        problems,
+        anytime,
+        verdicts(chosen, summary),
+    )
+
+
 def analyse(
     paths: list[Path],
     target: float | None = None,
     include_stale: bool = False,
     metric: str | None = None,
+    workers: int = 1,
 ) -> Analysis:
     """Read, split settings, choose learning rates, rank, bootstrap, count finishes, anytime;
     writes nothing.
@@ -67,42 +122,10 @@ def analyse(
     time-to-target aims at in every cell (None: per cell, the median over schedules of their
     mean final score). `metric`: what every run is scored by (None: each run's spec.json
     `metric`), and the one anytime shows every value in (None: report_metric). `include_stale`:
-    report runs a sweep's plan.json no longer lists, as settings of their own.
+    report runs a sweep's plan.json no longer lists, as settings of their own. `workers`:
+    forked processes that read the run folders (lrbench.forked; the same numbers for any).
     """
-    if metric is not None:
-        metric_named(metric)  # an unknown name is the user's error, before anything is read
-    loaded = load_runs([Path(p) for p in paths], include_stale, metric)
-    runs, variant_notes = assign_variants(loaded.runs)
-    loaded.runs = runs
-    chosen, lr_problems = choose_lr(runs)
-    summary = summarize(chosen)
-    sure = paired_bootstrap(chosen, summary)
-    summary = summary.join(sure.intervals)
-    finished = finishes(summary).merge(sure.expected, on=FINISH_ROW, how="left")
-    anytime = analyse_anytime(
-        named_rows(chosen),
-        loaded.curves,
-        named_rows(summary),
-        target,
-        metric or report_metric(summary),
-    )
-    problems = [
-        *loaded.problems,
-        *lr_problems,
-        *variant_notes,
-        *notes(runs, chosen),
-        *sure.problems,
-        *anytime.problems,
-    ]
-    return Analysis(
-        loaded,
-        chosen,
-        summary,
-        finished[FINISH_CSV_COLUMNS],
-        problems,
-        anytime,
-        verdicts(chosen, summary),
-    )
+    return rank(choose(paths, include_stale, metric, workers), target, metric)
 
 
 def build_report(
@@ -113,16 +136,44 @@ def build_report(
     include_stale: bool = False,
     reference: str | Path | None = None,
     baseline: str | None = None,
+    workers: int = 1,
 ) -> Report:
     """Read every run under `paths`, rank, and write tables, CSVs, plots and problems.txt.
 
     `metric`: what every setting is ranked and shown by (None: each run's spec.json `metric`,
     absent = error, so each setting in its own). `reference`: a CSV of published numbers (or
     a shipped one's name) to put beside ours. `baseline`: a schedule label every other
-    schedule is compared with, paired and Holm-adjusted (baseline.csv).
+    schedule is compared with, paired and Holm-adjusted (baseline.csv). `workers`: forked
+    processes that read the runs and draw the figures (the same files for any number).
     """
     ref = load_reference(reference) if reference is not None else None
-    found = analyse(paths, target, include_stale, metric)
+    from lrbench.report.plots import curve_figures, draw_figures, summary_figures
+
+    first = choose(paths, include_stale, metric, workers)
+    # Figures are drawn while the rest goes on: the per-epoch ones while the runs are ranked,
+    # on every worker's core but the one that ranks, the others while the tables are written
+    # (lrbench.forked; with one worker, everything is done here, in turn).
+    early = curve_figures(first.chosen, first.loaded.curves)
+    with draw_figures(early, workers - 1) as drawing_early:
+        found = rank(first, target, metric)
+        shown_in = metric or report_metric(found.summary)
+        late = summary_figures(found.chosen, found.summary, shown_in, found.anytime)
+        with draw_figures(late, workers if workers > 1 else 0) as drawing_late:
+            report = _assemble(found, Path(out_dir), metric, ref, baseline, paths[0])
+            _write(report, found.chosen, [drawing_early, drawing_late])
+    return report
+
+
+def _assemble(
+    found: Analysis,
+    out_dir: Path,
+    metric: str | None,
+    ref: Reference | None,
+    baseline: str | None,
+    first_path: Path,
+) -> Report:
+    """The report's contents: the analysis, compared with a baseline schedule and with
+    published numbers where asked, as tables."""
     metric = metric or report_metric(found.summary)
     against = None
     if baseline is not None:
@@ -137,11 +188,11 @@ def build_report(
     problems = list(found.problems)
     differ = differences(found.summary, ref) if ref is not None else None
     if differ:
-        problems.append(Problem(str(paths[0]), differ, NOTE))
+        problems.append(Problem(str(first_path), differ, NOTE))
     elif ref is not None and compared is not None and compared.empty:
         problems.append(
             Problem(
-                str(paths[0]),
+                str(first_path),
                 f"reference {ref.name}: none of its rows matches a row of this report "
                 "(matched by dataset, model, optimizer, budget, schedule, full length and data)",
                 NOTE,
@@ -154,7 +205,7 @@ def build_report(
         finishes=found.finishes,
         problems=problems,
         metric=metric,
-        out_dir=Path(out_dir),
+        out_dir=out_dir,
         markdown=markdown(
             found.summary,
             found.finishes,
@@ -172,7 +223,6 @@ def build_report(
         verdict=found.verdict,
         baseline=against,
     )
-    _write(report, found.chosen, found.loaded.curves)
     return report
 
 
@@ -183,9 +233,10 @@ def report_metric(summary: pd.DataFrame) -> str:
     return names[0] if len(names) == 1 else (summary["metric"].iloc[0] if names else "error")
 
 
-def _write(report: Report, chosen: pd.DataFrame, curves: Curves) -> None:
+def _write(report: Report, chosen: pd.DataFrame, drawings: list[Forked[Plot]]) -> None:
+    """Write every file of the report, the figures once `drawings` have drawn them."""
     from lrbench.report.html import render, run_list
-    from lrbench.report.plots import all_figures
+    from lrbench.report.plots import Figures
 
     out = make_folder(report.out_dir, "folder for the report")
     texts = {
@@ -209,7 +260,7 @@ def _write(report: Report, chosen: pd.DataFrame, curves: Curves) -> None:
         texts["problems.txt"] = problems_text(report.problems)
     runs = run_list(report, chosen)
     texts["runs.csv"] = runs.to_csv(index=False)
-    figures = all_figures(chosen, report.summary, curves, report.metric, report.anytime)
+    figures = Figures.of([plot for drawing in drawings for plot in drawing.results()])
     texts["report.html"] = render(report, chosen, figures, runs)
     try:
         if "problems.txt" not in texts and (out / "problems.txt").is_file():

@@ -100,6 +100,20 @@ class CurveBuilder:
             score.append(metric.score(value))
             seconds.append(number(row.get("epoch_time_s")))
 
+    @classmethod
+    def joined(cls, parts: Sequence[CurveBuilder]) -> CurveBuilder:
+        """The rows of several builders, one after another (runs read in shares)."""
+        if len(parts) == 1:
+            return parts[0]
+        whole = cls()
+        for part in parts:
+            whole._paths += part._paths
+            whole._lengths += part._lengths
+            whole._epoch += part._epoch
+            for column, values in whole._values.items():
+                values += part._values[column]
+        return whole
+
     def build(self) -> Curves:
         lengths = np.asarray(self._lengths, dtype=np.int64)
         ends = np.cumsum(lengths)

@@ -164,7 +164,7 @@ def _profile_what(metric: str) -> str:
 
 def _inline(plot: Plot) -> Markup:
     """matplotlib's own SVG: it escapes every text it draws, so it goes into the page as is."""
-    return Markup(plot.svg())
+    return Markup(plot.svg)
 
 
 def _version() -> str:

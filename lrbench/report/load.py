@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from lrbench.errors import UserError
+from lrbench.forked import fork_map
 from lrbench.plainfiles import NotPlainFile, read_json_bounded
 from lrbench.report.curves import CurveBuilder, Curves, number
 from lrbench.report.duplicates import one_result_per_run_id
@@ -74,6 +75,7 @@ DEFAULT_METRIC = "error"  # a spec.json without a top-level "metric"
 NAN = math.nan
 RANKED = ("done", "diverged")
 PLAN = "plan.json"
+SMALLEST_SHARE = 256  # run folders a reading worker is given at a time, at least
 
 
 class BadRun(Exception):
@@ -143,20 +145,67 @@ def _children(path: Path) -> list[Path]:
         raise UserError(f"{path} cannot be read ({err.strerror})") from None
 
 
-def load_runs(paths: list[Path], include_stale: bool = False, metric: str | None = None) -> Loaded:
+def load_runs(
+    paths: list[Path], include_stale: bool = False, metric: str | None = None, workers: int = 1
+) -> Loaded:
     """Read every run folder; unreadable, failed, unfinished and stale runs become problems.
 
     A run is scored by `metric` when given, else by its spec.json's `metric` (absent: error).
+    `workers`: forked processes that read the folders, a share each (lrbench.forked); the
+    result is the same for any number.
     """
-    rows: list[dict[str, Any]] = []
-    stale: dict[Path, list[dict[str, Any]]] = {}
+    run_dirs = find_run_dirs(paths)
     plans: dict[Path, frozenset[str] | None] = {}
     problems: list[Problem] = []
-    curves = CurveBuilder()
-    for run_dir in find_run_dirs(paths):
+    for run_dir in run_dirs:
         sweep = _sweep_dir(run_dir)
         if sweep is not None and sweep not in plans:
             plans[sweep] = _read_plan(sweep, problems)
+    shares = _shares(run_dirs, workers)
+    read = fork_map(lambda share: _read_share(share, plans, include_stale, metric), shares, workers)
+    rows = [row for share in read for row in share.rows]
+    stale: dict[Path, list[dict[str, Any]]] = {}
+    for share in read:
+        problems += share.problems
+        for sweep, row in share.stale:
+            stale.setdefault(sweep, []).append(row)
+    runs, copies = one_result_per_run_id(pd.DataFrame(rows, columns=RUN_COLUMNS), RANKED)
+    dropped = {row["path"] for row in rows} - set(runs["path"])
+    curves = CurveBuilder.joined([share.curves for share in read]).build().without(dropped)
+    loaded = Loaded(runs=runs, curves=curves, problems=problems + copies)
+    for sweep, runs_of in stale.items():
+        loaded.problems.append(_stale_problem(sweep, runs_of, loaded.runs))
+    return loaded
+
+
+@dataclass
+class _Share:
+    """What one worker read of its share of the run folders, in their order."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    stale: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    curves: CurveBuilder = field(default_factory=CurveBuilder)
+
+
+def _shares(run_dirs: list[Path], workers: int) -> list[list[Path]]:
+    """Contiguous slices of the run folders, a few per worker (so that one slow share does not
+    keep the others waiting); one slice for one worker."""
+    if workers <= 1:
+        return [run_dirs]
+    size = max(SMALLEST_SHARE, -(-len(run_dirs) // (4 * workers)))
+    return [run_dirs[i : i + size] for i in range(0, len(run_dirs), size)]
+
+
+def _read_share(
+    run_dirs: list[Path],
+    plans: dict[Path, frozenset[str] | None],
+    include_stale: bool,
+    metric: str | None,
+) -> _Share:
+    read = _Share()
+    for run_dir in run_dirs:
+        sweep = _sweep_dir(run_dir)
         plan = plans.get(sweep) if sweep is not None else None
         verdict = RunDir(run_dir).verdict()  # the one verdict status and sweep give too
         try:
@@ -165,24 +214,19 @@ def load_runs(paths: list[Path], include_stale: bool = False, metric: str | None
             row = _spec_row(run_dir, _spec(run_dir, verdict))
             row["metric"] = metric or row["metric"]
             if plan is not None and not include_stale and row["run_id"] not in plan:
-                stale.setdefault(sweep, []).append(row)
+                read.stale.append((sweep, row))  # type: ignore[arg-type]
                 continue
-            why = _read_results(verdict, row, curves)
+            why = _read_results(verdict, row, read.curves)
         except Damaged as err:
-            problems.append(Problem(str(run_dir), f"damaged: {err}"))
+            read.problems.append(Problem(str(run_dir), f"damaged: {err}"))
             continue
         except BadRun as err:
-            problems.append(Problem(str(run_dir), f"unreadable: {err}"))
+            read.problems.append(Problem(str(run_dir), f"unreadable: {err}"))
             continue
-        rows.append(row)
+        read.rows.append(row)
         if why:
-            problems.append(Problem(row["path"], why))
-    runs, copies = one_result_per_run_id(pd.DataFrame(rows, columns=RUN_COLUMNS), RANKED)
-    dropped = {row["path"] for row in rows} - set(runs["path"])
-    loaded = Loaded(runs=runs, curves=curves.build().without(dropped), problems=problems + copies)
-    for sweep, runs_of in stale.items():
-        loaded.problems.append(_stale_problem(sweep, runs_of, loaded.runs))
-    return loaded
+            read.problems.append(Problem(row["path"], why))
+    return read
 
 
 def _sweep_dir(run_dir: Path) -> Path | None:

@@ -1,5 +1,6 @@
-"""The report's figures, each drawn once and saved twice: as a PNG file and as SVG inline in
-report.html.
+"""The report's figures, each laid out once and drawn twice: as a PNG file and as SVG inline in
+report.html. Each is built by a function of the analysis that returns a matplotlib Figure, so
+that figures can be drawn in parallel, each in its own process, and tested as figures.
 
 Figures are built with matplotlib.figure.Figure rather than pyplot: no global backend or
 figure registry, so the report runs headless and leaves the caller's matplotlib state alone.
@@ -11,7 +12,9 @@ import io
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from lrbench.forked import Forked, fork_start
 from lrbench.report.anytime import Anytime
 from lrbench.report.curves import Curves
 from lrbench.report.metric import Metric, metric_named
@@ -34,35 +38,32 @@ SVG_ID = re.compile(r'\bid="|url\(#|xlink:href="#')  # where matplotlib's SVG na
 
 @dataclass(frozen=True)
 class Plot:
-    """One figure of the report and the name of its PNG file (without .png).
-
-    The figure is laid out and drawn as PNG once, here, in one draw, and then fixed: the SVG
-    draws it once more without laying it out again."""
+    """One figure of the report, drawn: its PNG file (named `name`.png) and its SVG for
+    report.html."""
 
     name: str
-    figure: Figure
-    png: bytes = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png")
-        self.figure.set_layout_engine("none")
-        object.__setattr__(self, "png", buffer.getvalue())
+    png: bytes = field(repr=False)
+    svg: str = field(repr=False)
 
     def save_png(self, out: Path) -> Path:
         path = out / f"{self.name}.png"
         path.write_bytes(self.png)
         return path
 
-    def svg(self) -> str:
-        """The figure as an <svg> element for a page holding several: text stays text (small,
-        searchable, in the reader's own sans-serif font), no metadata (the same results give the
-        same page, and nothing in it names a URL), every id prefixed with the figure's name."""
-        buffer = io.StringIO()
-        with rc_context({"svg.fonttype": "none", "svg.hashsalt": self.name}):
-            self.figure.savefig(buffer, format="svg", metadata=dict.fromkeys(SVG_METADATA))
-        text = buffer.getvalue()
-        return SVG_ID.sub(rf"\g<0>{self.name}-", text[text.index("<svg") :])
+
+def draw(name: str, figure: Figure) -> Plot:
+    """Lay a figure out and draw it as PNG, then draw it once more, as it was laid out, as an
+    <svg> element for a page holding several: text stays text (small, searchable, in the
+    reader's own sans-serif font), no metadata (the same results give the same page, and nothing
+    in it names a URL), every id prefixed with the figure's name."""
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    figure.set_layout_engine("none")
+    svg = io.StringIO()
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": name}):
+        figure.savefig(svg, format="svg", metadata=dict.fromkeys(SVG_METADATA))
+    text = svg.getvalue()
+    return Plot(name, png.getvalue(), SVG_ID.sub(rf"\g<0>{name}-", text[text.index("<svg") :]))
 
 
 def slug(parts: tuple[str, ...] | list[str]) -> str:
@@ -139,7 +140,7 @@ def step_rates(run: pd.Series) -> pd.Series | None:
     return pd.Series(rates, index=np.arange(1, total + 1) / steps_per_epoch)
 
 
-def lr_curves(chosen: pd.DataFrame, curves: Curves, colour: dict) -> Plot:
+def lr_curves(chosen: pd.DataFrame, curves: Curves, colour: dict) -> Figure:
     """Each schedule's rate from one run at its largest budget, one panel per optimizer: every
     step where the schedule can be rebuilt from its spec, else the last step of each epoch as
     metrics.csv has it (reactive, imported or unknown schedules: dots)."""
@@ -173,49 +174,57 @@ def lr_curves(chosen: pd.DataFrame, curves: Curves, colour: dict) -> Plot:
         ax.grid(alpha=0.3)
         if runs.size:  # beside the panel, never over the curves
             ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    return Plot("lr_curves", fig)
+    return fig
 
 
 def accuracy_curves(
     chosen: pd.DataFrame, curves: Curves, colour: dict, metric: str | Metric = "error"
-) -> list[Plot]:
-    """Per setting, the report's metric per epoch (mean over seeds), one panel per budget; the
-    means of every line come from one grouping of all runs' rows."""
-    m = metric_named(metric)
-    plots = []
+) -> dict[str, Callable[[], Figure]]:
+    """Per setting (test_acc_<setting>), its metric per epoch (mean over seeds; a setting's
+    runs are scored by their own metric, `metric` where they name none), one panel per budget;
+    the means of every line come from one grouping of all runs' rows."""
     done = chosen[chosen["status"] == "done"]
     keys = [*SETTING, "budget", "schedule"]
     rows = curves.of(done["path"]).merge(done[["path", *keys]], on="path")
     means = rows.groupby([*keys, "epoch"], sort=True)["score"].mean().dropna()
-    for setting, group in done.groupby(SETTING, sort=True):
-        budgets = sorted(group["budget"].unique())
-        fig, axes = _grid(len(budgets))
-        for ax, budget in zip(axes, budgets, strict=True):
-            cell = group[group["budget"] == budget]
-            for schedule in sorted(cell["schedule"].unique()):
-                try:
-                    curve = means.loc[(*setting, budget, schedule)]
-                except KeyError:
-                    continue
-                ax.plot(
-                    curve.index,
-                    m.shown(curve.to_numpy()),
-                    marker="." if len(curve) < 40 else None,
-                    color=colour[schedule],
-                    label=str(schedule),
-                )
-            epochs = int(cell["epochs"].max())
-            ax.set_title(f"budget {100 * budget:g}% ({epochs} epoch{'s' if epochs != 1 else ''})")
-            _epoch_axis(ax)
-            ax.set_ylabel(m.label)
-            ax.grid(alpha=0.3)
-        fig.suptitle(f"{' · '.join(map(str, setting))}: {m.title} per epoch, mean over seeds")
-        _legend(fig, axes)
-        plots.append(Plot(f"test_acc_{slug(setting)}", fig))
-    return plots
+    return {
+        f"test_acc_{slug(setting)}": partial(
+            _accuracy_curve, setting, group, means, colour, _setting_metric(group, metric)
+        )
+        for setting, group in done.groupby(SETTING, sort=True)
+    }
 
 
-def error_vs_budget(summary: pd.DataFrame, colour: dict, metric: str = "error") -> Plot:
+def _accuracy_curve(
+    setting: tuple, group: pd.DataFrame, means: pd.Series, colour: dict, m: Metric
+) -> Figure:
+    budgets = sorted(group["budget"].unique())
+    fig, axes = _grid(len(budgets))
+    for ax, budget in zip(axes, budgets, strict=True):
+        cell = group[group["budget"] == budget]
+        for schedule in sorted(cell["schedule"].unique()):
+            try:
+                curve = means.loc[(*setting, budget, schedule)]
+            except KeyError:
+                continue
+            ax.plot(
+                curve.index,
+                m.shown(curve.to_numpy()),
+                marker="." if len(curve) < 40 else None,
+                color=colour[schedule],
+                label=str(schedule),
+            )
+        epochs = int(cell["epochs"].max())
+        ax.set_title(f"budget {100 * budget:g}% ({epochs} epoch{'s' if epochs != 1 else ''})")
+        _epoch_axis(ax)
+        ax.set_ylabel(m.label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{' · '.join(map(str, setting))}: {m.title} per epoch, mean over seeds")
+    _legend(fig, axes)
+    return fig
+
+
+def error_vs_budget(summary: pd.DataFrame, colour: dict, metric: str = "error") -> Figure:
     """Per setting, the final metric (mean ± std over seeds) against budget on a log axis."""
     settings = list(summary.groupby(SETTING, sort=True)) or [(("(no runs)",), summary)]
     fig, axes = _grid(len(settings))
@@ -240,10 +249,10 @@ def error_vs_budget(summary: pd.DataFrame, colour: dict, metric: str = "error") 
     what = shown.pop() if len(shown) == 1 else "metric (each setting's own)"
     fig.suptitle(f"Final {what} against budget (mean ± std over seeds)")
     _legend(fig, axes)
-    return Plot("error_vs_budget", fig)
+    return fig
 
 
-def p_top1(summary: pd.DataFrame, colour: dict) -> Plot:
+def p_top1(summary: pd.DataFrame, colour: dict) -> Figure:
     """Per setting, each schedule's probability of finishing top-1 against budget."""
     settings = list(summary.groupby(SETTING, sort=True)) or [(("(no runs)",), summary)]
     fig, axes = _grid(len(settings))
@@ -267,7 +276,7 @@ def p_top1(summary: pd.DataFrame, colour: dict) -> Plot:
         ax.grid(alpha=0.3)
     fig.suptitle("Probability of finishing top-1 (paired bootstrap over seeds; ties count for all)")
     _legend(fig, axes)
-    return Plot("p_top1", fig)
+    return fig
 
 
 def error_ratios(summary: pd.DataFrame, metric: str | Metric = "error") -> pd.DataFrame:
@@ -329,7 +338,7 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 def performance_profile(
     summary: pd.DataFrame, colour: dict, metric: str | Metric = "error"
-) -> Plot:
+) -> Figure:
     """The Dolan–Moré performance profile over the report's cells: for each tau >= 1, the
     fraction of all cells where a schedule's final cost (test error, or the metric where lower
     is better) is at most tau times the cell's best."""
@@ -365,10 +374,10 @@ def performance_profile(
     ax.grid(alpha=0.3)
     if len(shares):
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), title="schedule")
-    return Plot("performance_profile", fig)
+    return fig
 
 
-def rank_vs_budget(summary: pd.DataFrame, colour: dict) -> Plot:
+def rank_vs_budget(summary: pd.DataFrame, colour: dict) -> Figure:
     """Each schedule's rank averaged over the cells at each budget."""
     fig = Figure(figsize=(8, 4.8), layout="constrained", dpi=DPI)
     ax = fig.subplots()
@@ -388,7 +397,7 @@ def rank_vs_budget(summary: pd.DataFrame, colour: dict) -> Plot:
     ax.grid(alpha=0.3)
     if len(summary):
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), title="schedule")
-    return Plot("rank_vs_budget", fig)
+    return fig
 
 
 def anytime_figure(anytime: Anytime, colour: dict) -> Figure:
@@ -435,7 +444,7 @@ def anytime_figure(anytime: Anytime, colour: dict) -> Figure:
 
 @dataclass(frozen=True)
 class Figures:
-    """Every figure of a report, named for what report.html shows where."""
+    """Every figure of a report, drawn, named for what report.html shows where."""
 
     error_vs_budget: Plot
     rank_vs_budget: Plot
@@ -444,6 +453,19 @@ class Figures:
     lr_curves: Plot
     test_acc: list[Plot]  # one per setting
     anytime: Plot | None
+
+    @classmethod
+    def of(cls, plots: list[Plot]) -> Figures:
+        named = {plot.name: plot for plot in plots}
+        return cls(
+            error_vs_budget=named["error_vs_budget"],
+            rank_vs_budget=named["rank_vs_budget"],
+            p_top1=named["p_top1"],
+            performance_profile=named["performance_profile"],
+            lr_curves=named["lr_curves"],
+            test_acc=[plot for plot in plots if plot.name.startswith("test_acc_")],
+            anytime=named.get("anytime"),
+        )
 
     def all(self) -> list[Plot]:
         return [
@@ -457,22 +479,43 @@ class Figures:
         ]
 
 
-def all_figures(
+Build = Callable[[], Figure]
+
+
+def curve_figures(chosen: pd.DataFrame, curves: Curves) -> dict[str, Build]:
+    """How to build the figures drawn from the runs' per-epoch rows, by name (its PNG file's,
+    without .png): they need the chosen runs and nothing ranked, so they can be drawn while
+    the ranking goes on. A row with a variant is drawn as its own line, named with it."""
+    chosen = named_rows(chosen)
+    colour = colours(sorted(set(chosen["schedule"])))
+    return {
+        "lr_curves": partial(lr_curves, chosen, curves, colour),
+        **accuracy_curves(chosen, curves, colour),
+    }
+
+
+def summary_figures(
     chosen: pd.DataFrame,
     summary: pd.DataFrame,
-    curves: Curves,
     metric: str = "error",
     anytime: Anytime | None = None,
-) -> Figures:
-    """Every figure; a row with a variant is drawn as its own line, named with it."""
-    chosen, summary = named_rows(chosen), named_rows(summary)
-    colour = colours(sorted(set(summary["schedule"]) | set(chosen["schedule"])))
-    return Figures(
-        error_vs_budget=error_vs_budget(summary, colour, metric),
-        rank_vs_budget=rank_vs_budget(summary, colour),
-        p_top1=p_top1(summary, colour),
-        performance_profile=performance_profile(summary, colour, metric),
-        lr_curves=lr_curves(chosen, curves, colour),
-        test_acc=accuracy_curves(chosen, curves, colour, metric),
-        anytime=Plot("anytime", anytime_figure(anytime, colour)) if anytime is not None else None,
-    )
+) -> dict[str, Build]:
+    """How to build the figures drawn from the ranked summary and the anytime analysis."""
+    summary = named_rows(summary)
+    colour = colours(sorted(set(named_rows(chosen)["schedule"])))  # as curve_figures'
+    return {
+        "error_vs_budget": partial(error_vs_budget, summary, colour, metric),
+        "rank_vs_budget": partial(rank_vs_budget, summary, colour),
+        "p_top1": partial(p_top1, summary, colour),
+        "performance_profile": partial(performance_profile, summary, colour, metric),
+        **({"anytime": partial(anytime_figure, anytime, colour)} if anytime is not None else {}),
+    }
+
+
+def draw_figures(builds: dict[str, Build], processes: int = 0) -> Forked[Plot]:
+    """Start drawing figures in up to `processes` forked processes, in the background (they
+    are independent, and drawing them is most of a large report's time; 0: here, when their
+    results are asked for); Figures.of(drawing.results()) has them."""
+    # the costliest first, so that no worker is left drawing it while the others wait
+    order = sorted(builds, key=lambda name: name != "anytime")
+    return fork_start(lambda name: draw(name, builds[name]()), order, processes)

@@ -21,6 +21,7 @@ from lrbench.data import load_splits
 from lrbench.data.splits import Splits
 from lrbench.errors import RunFailed, UserError
 from lrbench.executors.base import Msg, Pack
+from lrbench.forked import usable_cores
 from lrbench.imports import search_paths
 from lrbench.specs import RunSpec
 from lrbench.sweep.packs import pack_size, parse_pack, plan_work
@@ -33,7 +34,6 @@ from lrbench.sweep.plan import (
 from lrbench.train.runtime import (
     PRECISIONS,
     Runtime,
-    cpu_cores,
     default_threads,
     resolve_device,
     resolve_precision,
@@ -283,7 +283,7 @@ class Sweep:
 
         devices = parse_devices(self.options.device, self.options.jobs)
         if self.options.jobs is None and devices == ["cpu"]:
-            devices = ["cpu"] * min(cpu_cores(), max(1, len(self.todo)))
+            devices = ["cpu"] * min(usable_cores(), max(1, len(self.todo)))
         return devices
 
     def run_local(self, display: DisplayFactory, say: Say) -> SweepOutcome:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from lrbench.data import DeviceData, Splits, load_splits
 from lrbench.errors import UserError, one_line
+from lrbench.forked import usable_cores
 from lrbench.models import build_model
 from lrbench.specs import DEFAULT_BATCH_SIZE, DatasetSpec
 from lrbench.train import Runtime, resolve_device, resolve_precision
@@ -97,8 +98,7 @@ def dataset_spec(data: str) -> DatasetSpec:
 def default_workers(device: torch.device) -> int:
     """DataLoader workers for the baseline: on a GPU box most cores (up to 8) feed the GPU;
     on the CPU the workers compete with the training itself, so half the cores (at least 1)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpus = cpus or 1
+    cpus = usable_cores()
     return min(8, max(1, cpus - 1)) if device.type == "cuda" else max(1, cpus // 2)
 
 

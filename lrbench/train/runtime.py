@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from lrbench.errors import UserError
+from lrbench.forked import usable_cores
 from lrbench.specs import Log
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp64")
@@ -185,12 +186,6 @@ def apply_threads(runtime: Runtime) -> None:
 CPU_THREADS = 1  # threads of a worker training on the CPU, unless --threads says otherwise
 
 
-def cpu_cores() -> int:
-    """The cores this process may run on."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, cores or 1)
-
-
 def default_threads(device: str, workers: int) -> int:
     """CPU threads per worker when nothing says otherwise.
 
@@ -202,4 +197,4 @@ def default_threads(device: str, workers: int) -> int:
     the workers: there the CPU only feeds the GPU."""
     if device == "cpu":
         return CPU_THREADS
-    return max(1, cpu_cores() // max(1, workers))
+    return max(1, usable_cores() // max(1, workers))

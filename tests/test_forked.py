@@ -1,0 +1,84 @@
+"""Work spread over forked processes (lrbench.forked) gives what a loop gives, in its order,
+raises what the loop would raise, and leaves no process behind, however it ends."""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lrbench.forked import can_fork, fork_map, fork_start
+
+pytestmark = pytest.mark.skipif(not can_fork(), reason="forked workers are Linux's")
+
+
+@settings(max_examples=15, deadline=None)
+@given(items=st.lists(st.integers(-1000, 1000), max_size=12), workers=st.integers(1, 4))
+def test_forked_work_gives_what_a_loop_gives_in_its_order(items: list[int], workers: int) -> None:
+    assert fork_map(lambda x: (x * x, x), items, workers) == [(x * x, x) for x in items]
+
+
+def test_workers_see_the_parents_memory_unpickled() -> None:
+    lock = threading.Lock()  # cannot be pickled: the workers inherit it
+    assert fork_map(lambda i: (i, lock.locked()), [1, 2, 3], 2) == [
+        (1, False),
+        (2, False),
+        (3, False),
+    ]
+
+
+def test_an_error_in_a_worker_is_raised_in_the_parent() -> None:
+    def work(i: int) -> int:
+        if i == 3:
+            raise ValueError(f"piece {i} is bad")
+        return i
+
+    with pytest.raises(ValueError, match="piece 3 is bad"):
+        fork_map(work, range(6), 2)
+    assert multiprocessing.active_children() == []
+
+
+def test_started_work_goes_on_in_the_background_while_the_parent_works() -> None:
+    started = time.monotonic()
+    with fork_start(lambda _: time.monotonic(), [0], 1) as drawing:
+        mine = time.monotonic()
+        assert drawing.results()[0] >= started  # done by the worker...
+    assert mine - started < 1.0  # ...while the parent did not wait for it
+    assert multiprocessing.active_children() == []
+
+
+def test_work_left_unasked_is_stopped_with_its_workers() -> None:
+    with fork_start(lambda _: time.sleep(30), range(4), 2):
+        assert len(multiprocessing.active_children()) == 2
+    assert multiprocessing.active_children() == []
+
+
+def test_no_process_is_forked_for_one_worker_or_none() -> None:
+    pids = fork_map(lambda _: multiprocessing.current_process().pid, range(3), 1)
+    assert set(pids) == {multiprocessing.current_process().pid}
+    drawing = fork_start(lambda _: multiprocessing.current_process().pid, range(3), 0)
+    assert multiprocessing.active_children() == []
+    assert set(drawing.results()) == {multiprocessing.current_process().pid}
+
+
+def test_workers_end_under_lrbench_s_own_signal_handlers() -> None:
+    """lrbench's console turns SIGTERM into KeyboardInterrupt; a pool that ended its workers
+    that way once hung in a worker's wait. Many short pools under that handler all end."""
+    script = (
+        "import signal\n"
+        "from lrbench.console import _interrupt\n"
+        "from lrbench.forked import fork_map, fork_start\n"
+        "signal.signal(signal.SIGTERM, _interrupt)\n"
+        "for n in range(150):\n"
+        "    assert fork_map(lambda i: i, range(n % 7 + 2), 2) == list(range(n % 7 + 2))\n"
+        "    with fork_start(lambda i: i, range(3), 2):\n"
+        "        pass\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], timeout=240, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
