@@ -109,6 +109,16 @@ def fork_start(work: Callable[[Item], Result], items: Sequence[Item], processes:
     return Forked(work, items, processes)
 
 
+def slices(items: Sequence[Item], workers: int, smallest: int = 256) -> list[Sequence[Item]]:
+    """Contiguous slices of `items` to hand to workers: a few per worker (so that one slow
+    slice does not keep the others waiting), each of at least `smallest` items; one slice for
+    one worker."""
+    if workers <= 1:
+        return [items]
+    size = max(smallest, -(-len(items) // (4 * workers)))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 def _worker_signals() -> None:
     """Ctrl-C is the parent's to handle: it stops the pool, and the workers with it, by SIGTERM,
     which must end a worker wherever it waits (not raise in it, as lrbench.console's handler

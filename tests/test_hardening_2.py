@@ -148,6 +148,19 @@ def test_status_reads_each_file_of_a_run_once(results, monkeypatch):
     assert per_file and max(per_file.values()) == 1, per_file
 
 
+def test_status_by_several_workers_is_the_status_of_one(results, monkeypatch):
+    """Twins: each run judged in its own forked worker gives the same counts, problems and
+    progress as every run judged here."""
+    from lrbench.sweep import status
+
+    monkeypatch.setattr(status, "SMALLEST_SHARE", 1)
+    DAMAGE["a NaN test_acc"][0](results.runs[0])
+    results.runs[1].summary.unlink()  # unfinished: its epochs and time left
+    one, several = status.sweep_status(results.results), status.sweep_status(results.results, 3)
+    assert one == several
+    assert one[0].counts["damaged"] == 1 and one[0].counts["partial"] == 1
+
+
 # --- checkpoints belong to their run --------------------------------------------------------
 
 

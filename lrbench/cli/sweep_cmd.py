@@ -243,13 +243,21 @@ def _show_plan(sweep: Sweep, jobs: int | None) -> None:
 @app.command("status")
 def status_command(
     results: Path = typer.Argument(Path("results"), help="A results root or one sweep folder."),
+    jobs: int | None = typer.Option(
+        None,
+        "--jobs",
+        "-j",
+        min=1,
+        help="Processes that read the runs (default: one per core; 1 on a busy machine).",
+    ),
 ) -> None:
     """Runs by state for each sweep under RESULTS; each failed or damaged run with its reason;
     each unfinished run with its epoch and the time left (at its own epoch times)."""
     from lrbench.durations import fmt_duration
+    from lrbench.forked import usable_cores
     from lrbench.sweep.status import STATES, sweep_status
 
-    statuses = sweep_status(results)
+    statuses = sweep_status(results, jobs or usable_cores())
     table = Table(header_style="bold")
     names = [literal(s.path.name) for s in statuses]
     table.add_column("sweep", no_wrap=True, min_width=max(map(len, names), default=5))

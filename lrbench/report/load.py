@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from lrbench.errors import UserError
-from lrbench.forked import fork_map
+from lrbench.forked import fork_map, slices
 from lrbench.plainfiles import NotPlainFile, read_json_bounded
 from lrbench.report.curves import CurveBuilder, Curves, number
 from lrbench.report.duplicates import one_result_per_run_id
@@ -161,7 +161,7 @@ def load_runs(
         sweep = _sweep_dir(run_dir)
         if sweep is not None and sweep not in plans:
             plans[sweep] = _read_plan(sweep, problems)
-    shares = _shares(run_dirs, workers)
+    shares = slices(run_dirs, workers, SMALLEST_SHARE)
     read = fork_map(lambda share: _read_share(share, plans, include_stale, metric), shares, workers)
     rows = [row for share in read for row in share.rows]
     stale: dict[Path, list[dict[str, Any]]] = {}
@@ -186,15 +186,6 @@ class _Share:
     stale: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     curves: CurveBuilder = field(default_factory=CurveBuilder)
-
-
-def _shares(run_dirs: list[Path], workers: int) -> list[list[Path]]:
-    """Contiguous slices of the run folders, a few per worker (so that one slow share does not
-    keep the others waiting); one slice for one worker."""
-    if workers <= 1:
-        return [run_dirs]
-    size = max(SMALLEST_SHARE, -(-len(run_dirs) // (4 * workers)))
-    return [run_dirs[i : i + size] for i in range(0, len(run_dirs), size)]
 
 
 def _read_share(

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lrbench.errors import UserError
+from lrbench.forked import fork_map, slices
 from lrbench.results import RunDir, run_dirs, sweep_folders
 from lrbench.sweep.plan import planned_run_ids
 
+SMALLEST_SHARE = 512  # run folders a worker judges at a time, at least
 STATES = ("done", "diverged", "failed", "damaged", "running", "partial", "new")
 
 
@@ -41,7 +44,9 @@ class SweepStatus:
         return sum(self.counts.values())
 
 
-def sweep_status(results: Path) -> list[SweepStatus]:
+def sweep_status(results: Path, workers: int = 1) -> list[SweepStatus]:
+    """Each sweep's runs by state; `workers`: forked processes that judge a share of the runs
+    each (lrbench.forked; the same answer for any number)."""
     if not results.exists():
         raise UserError(f"{results}: no such folder")
     if not results.is_dir():
@@ -49,37 +54,60 @@ def sweep_status(results: Path) -> list[SweepStatus]:
     sweeps = sweep_folders(results)
     if not sweeps:
         raise UserError(f"{results}: holds no sweep (no runs/ folder)")
-    return [_one(sweep) for sweep in sweeps]
+    return [_one(sweep, workers) for sweep in sweeps]
 
 
-def _one(sweep: Path) -> SweepStatus:
+@dataclass
+class _Tally:
+    """What the runs of one share hold, in their order."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+    unfinished: list[Progress] = field(default_factory=list)
+    epoch_times: list[float] = field(default_factory=list)
+    spec_epochs: list[int] = field(default_factory=list)
+
+
+def _one(sweep: Path, workers: int) -> SweepStatus:
     """A sweep's runs, each judged once by its verdict (every file read once)."""
     status = SweepStatus(sweep)
     runs = run_dirs(sweep)
+    tallies = fork_map(_tally, slices(runs, workers, SMALLEST_SHARE), workers)
     epoch_times: list[float] = []
     spec_epochs: list[int] = []
+    for tally in tallies:
+        status.counts.update(tally.counts)
+        status.problems += tally.problems
+        status.unfinished += tally.unfinished
+        epoch_times += tally.epoch_times
+        spec_epochs += tally.spec_epochs
+    planned = planned_run_ids(sweep)
+    if planned is not None:
+        on_disk = {r.path.name for r in runs}
+        status.counts["new"] += sum(1 for r in planned if r not in on_disk)
+    status.seconds_left = _seconds_left(status, epoch_times, spec_epochs[:20])
+    return status
+
+
+def _tally(runs: Sequence[RunDir]) -> _Tally:
+    tally = _Tally()
     for run in runs:
         verdict = run.verdict()
         state = verdict.state
         if state in ("partial", "new") and run.is_locked():
             state = "running"
-        status.counts[state] += 1
+        tally.counts[state] += 1
         if state in ("failed", "damaged"):
-            status.problems.append((state, run.path.name, verdict.reason or "unreadable"))
+            tally.problems.append((state, run.path.name, verdict.reason or "unreadable"))
         times = [r["epoch_time_s"] for r in verdict.rows
                  if isinstance(r.get("epoch_time_s"), float | int)]  # fmt: skip
-        epoch_times += times
+        tally.epoch_times += times
         epochs = _epochs(verdict.spec)
-        if epochs and len(spec_epochs) < 20:
-            spec_epochs.append(epochs)
+        if epochs and len(tally.spec_epochs) < 20:
+            tally.spec_epochs.append(epochs)
         if state in ("running", "partial"):
-            status.unfinished.append(_progress(run, state, times, epochs))
-    planned = planned_run_ids(sweep)
-    if planned is not None:
-        on_disk = {r.path.name for r in runs}
-        status.counts["new"] += sum(1 for r in planned if r not in on_disk)
-    status.seconds_left = _seconds_left(status, epoch_times, spec_epochs)
-    return status
+            tally.unfinished.append(_progress(run, state, times, epochs))
+    return tally
 
 
 def _epochs(spec: dict | None) -> int:
