@@ -87,35 +87,16 @@ def _kind(mode: int) -> str | None:
 def open_plain(path: Path) -> BinaryIO:
     """A plain file of its own, open for reading; FileNotFoundError when missing, NotPlainFile
     for a link, FIFO, device or folder. Opening never follows a link and never blocks."""
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise NotPlainFile(f"{path.name} is a symbolic link, not a file of its own") from None
-        raise
-    fh = os.fdopen(fd, "rb")
-    what = _kind(os.fstat(fd).st_mode)
-    if what is not None:
-        fh.close()
-        raise NotPlainFile(f"{path.name} is {what}, not a plain file")
-    return fh
+    fd, _ = _open_plain_fd(path)
+    return os.fdopen(fd, "rb")
 
 
 def read_bounded(path: Path, limit: int) -> bytes:
     """A plain file's bytes, at most `limit` of them; FileNotFoundError when missing,
     NotPlainFile for a link, FIFO, device, folder or a larger file. Unbuffered: the run folders
     of a large report are many small files, read whole."""
+    fd, info = _open_plain_fd(path)
     try:
-        fd = os.open(path, _READ_FLAGS)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise NotPlainFile(f"{path.name} is a symbolic link, not a file of its own") from None
-        raise
-    try:
-        info = os.fstat(fd)
-        what = _kind(info.st_mode)
-        if what is not None:
-            raise NotPlainFile(f"{path.name} is {what}, not a plain file")
         chunks: list[bytes] = []
         size = 0
         # the size read, not the bound: a read of `limit` bytes would allocate them all
@@ -133,6 +114,22 @@ def read_bounded(path: Path, limit: int) -> bytes:
             f"{path.name} holds more than {limit:,} bytes, more than lrbench ever writes there"
         )
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _open_plain_fd(path: Path) -> tuple[int, os.stat_result]:
+    """open_plain's file descriptor and what fstat says of it."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise NotPlainFile(f"{path.name} is a symbolic link, not a file of its own") from None
+        raise
+    info = os.fstat(fd)
+    what = _kind(info.st_mode)
+    if what is not None:
+        os.close(fd)
+        raise NotPlainFile(f"{path.name} is {what}, not a plain file")
+    return fd, info
 
 
 def json_depth(text: str) -> int:
