@@ -10,12 +10,13 @@ asked for, the same pieces run here, in order, with the same results.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -66,7 +67,10 @@ class Forked(Generic[Result]):
                 warnings.filterwarnings(
                     "ignore", "This process .* is multi-threaded", DeprecationWarning
                 )
-                self._pool = multiprocessing.get_context("fork").Pool(processes, _worker_signals)
+                with _sigterm_held():
+                    self._pool = multiprocessing.get_context("fork").Pool(
+                        processes, _worker_signals
+                    )
         finally:
             _work, _items = None, ()
         self._pending = self._pool.map_async(_run, range(len(items)), chunksize=1)
@@ -119,12 +123,29 @@ def slices(items: Sequence[Item], workers: int, smallest: int = 256) -> list[Seq
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+@contextlib.contextmanager
+def _sigterm_held() -> Iterator[None]:
+    """SIGTERM is held back while workers are forked: a worker is born holding it and lets it
+    in once it ends at it (stopping a pool sends SIGTERM, maybe before a worker has set that
+    up); here, one that came meanwhile arrives as the workers are forked."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def _worker_signals() -> None:
     """Ctrl-C is the parent's to handle: it stops the pool, and the workers with it, by SIGTERM,
     which must end a worker wherever it waits (not raise in it, as lrbench.console's handler
     would)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def _run(index: int) -> Any:

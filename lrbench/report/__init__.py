@@ -5,6 +5,7 @@ Nothing here imports torch: a report is read on laptops that only hold results.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,28 +83,48 @@ def choose(
     return Chosen(loaded, chosen, [*loaded.problems, *lr_problems, *variant_notes])
 
 
-def rank(found: Chosen, target: float | None = None, metric: str | None = None) -> Analysis:
-    """Rank, bootstrap, count finishes, anytime (analyse's second half)."""
-    chosen, runs = found.chosen, found.loaded.runs
-    summary = summarize(chosen)
-    sure = paired_bootstrap(chosen, summary)
-    summary = summary.join(sure.intervals)
-    finished = finishes(summary).merge(sure.expected, on=FINISH_ROW, how="left")
+@dataclass
+class Ranked:
+    """The second step: every row of the chosen runs summarised and ranked in its cell, and the
+    anytime analysis (no resampling yet)."""
+
+    first: Chosen
+    summary: pd.DataFrame
+    anytime: Anytime
+
+
+def rank(first: Chosen, target: float | None = None, metric: str | None = None) -> Ranked:
+    """Summarise and rank the rows, and the anytime analysis of their runs."""
+    summary = summarize(first.chosen)
     anytime = analyse_anytime(
-        named_rows(chosen),
-        found.loaded.curves,
+        named_rows(first.chosen),
+        first.loaded.curves,
         named_rows(summary),
         target,
         metric or report_metric(summary),
     )
-    problems = [*found.problems, *notes(runs, chosen), *sure.problems, *anytime.problems]
+    return Ranked(first, summary, anytime)
+
+
+def conclude(ranked: Ranked) -> Analysis:
+    """The last step: how sure each number is (paired bootstrap), finishes, notes, verdicts."""
+    first, chosen = ranked.first, ranked.first.chosen
+    sure = paired_bootstrap(chosen, ranked.summary)
+    summary = ranked.summary.join(sure.intervals)
+    finished = finishes(summary).merge(sure.expected, on=FINISH_ROW, how="left")
+    problems = [
+        *first.problems,
+        *notes(first.loaded.runs, chosen),
+        *sure.problems,
+        *ranked.anytime.problems,
+    ]
     return Analysis(
-        found.loaded,
+        first.loaded,
         chosen,
         summary,
         finished[FINISH_CSV_COLUMNS],
         problems,
-        anytime,
+        ranked.anytime,
         verdicts(chosen, summary),
     )
 
@@ -125,7 +146,7 @@ def analyse(
     report runs a sweep's plan.json no longer lists, as settings of their own. `workers`:
     forked processes that read the run folders (lrbench.forked; the same numbers for any).
     """
-    return rank(choose(paths, include_stale, metric, workers), target, metric)
+    return conclude(rank(choose(paths, include_stale, metric, workers), target, metric))
 
 
 def build_report(
@@ -147,20 +168,28 @@ def build_report(
     processes that read the runs and draw the figures (the same files for any number).
     """
     ref = load_reference(reference) if reference is not None else None
-    from lrbench.report.plots import curve_figures, draw_figures, summary_figures
+    from lrbench.report.plots import anytime_figures, curve_figures, draw_figures, summary_figures
 
-    first = choose(paths, include_stale, metric, workers)
-    # Figures are drawn while the rest goes on: the per-epoch ones while the runs are ranked,
-    # on every worker's core but the one that ranks, the others while the tables are written
-    # (lrbench.forked; with one worker, everything is done here, in turn).
-    early = curve_figures(first.chosen, first.loaded.curves)
-    with draw_figures(early, workers - 1) as drawing_early:
-        found = rank(first, target, metric)
+    # Each group of figures is drawn in the background as soon as what it shows is known: the
+    # per-epoch ones while the runs are ranked, the anytime one (the largest) while the seeds
+    # are resampled, the others while the tables are written (lrbench.forked: on every worker's
+    # core but the one that goes on here; with one worker, everything is done here, in turn).
+    background = workers - 1
+    with ExitStack() as stack:
+        drawings = []
+
+        def draw(builds: dict) -> None:
+            drawings.append(stack.enter_context(draw_figures(builds, background)))
+
+        first = choose(paths, include_stale, metric, workers)
+        draw(curve_figures(first.chosen, first.loaded.curves))
+        ranked = rank(first, target, metric)
+        draw(anytime_figures(first.chosen, ranked.anytime))
+        found = conclude(ranked)
         shown_in = metric or report_metric(found.summary)
-        late = summary_figures(found.chosen, found.summary, shown_in, found.anytime)
-        with draw_figures(late, workers if workers > 1 else 0) as drawing_late:
-            report = _assemble(found, Path(out_dir), metric, ref, baseline, paths[0])
-            _write(report, found.chosen, [drawing_early, drawing_late])
+        draw(summary_figures(found.chosen, found.summary, shown_in))
+        report = _assemble(found, Path(out_dir), metric, ref, baseline, paths[0])
+        _write(report, found.chosen, drawings)
     return report
 
 

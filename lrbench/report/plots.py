@@ -495,12 +495,9 @@ def curve_figures(chosen: pd.DataFrame, curves: Curves) -> dict[str, Build]:
 
 
 def summary_figures(
-    chosen: pd.DataFrame,
-    summary: pd.DataFrame,
-    metric: str = "error",
-    anytime: Anytime | None = None,
+    chosen: pd.DataFrame, summary: pd.DataFrame, metric: str = "error"
 ) -> dict[str, Build]:
-    """How to build the figures drawn from the ranked summary and the anytime analysis."""
+    """How to build the figures drawn from the ranked summary with its intervals."""
     summary = named_rows(summary)
     colour = colours(sorted(set(named_rows(chosen)["schedule"])))  # as curve_figures'
     return {
@@ -508,14 +505,20 @@ def summary_figures(
         "rank_vs_budget": partial(rank_vs_budget, summary, colour),
         "p_top1": partial(p_top1, summary, colour),
         "performance_profile": partial(performance_profile, summary, colour, metric),
-        **({"anytime": partial(anytime_figure, anytime, colour)} if anytime is not None else {}),
     }
+
+
+def anytime_figures(chosen: pd.DataFrame, anytime: Anytime | None) -> dict[str, Build]:
+    """How to build the anytime figure (none without an anytime analysis)."""
+    if anytime is None:
+        return {}
+    colour = colours(sorted(set(named_rows(chosen)["schedule"])))  # as curve_figures'
+    return {"anytime": partial(anytime_figure, anytime, colour)}
 
 
 def draw_figures(builds: dict[str, Build], processes: int = 0) -> Forked[Plot]:
     """Start drawing figures in up to `processes` forked processes, in the background (they
     are independent, and drawing them is most of a large report's time; 0: here, when their
     results are asked for); Figures.of(drawing.results()) has them."""
-    # the costliest first, so that no worker is left drawing it while the others wait
-    order = sorted(builds, key=lambda name: name != "anytime")
-    return fork_start(lambda name: draw(name, builds[name]()), order, processes)
+    names = list(builds)
+    return fork_start(lambda name: draw(name, builds[name]()), names, processes)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from lrbench.data import DeviceData, Splits, load_splits
 from lrbench.errors import UserError, one_line
 from lrbench.forked import usable_cores
-from lrbench.models import build_model
+from lrbench.models import build_model, count_parameters
 from lrbench.specs import DEFAULT_BATCH_SIZE, DatasetSpec
 from lrbench.train import Runtime, resolve_device, resolve_precision
 from lrbench.train.packed.stepper import PackedStepper
@@ -201,12 +201,25 @@ class Probe:
         precision = resolve_precision(self.runtime.precision, self.device)
         rows = []
         for g in packs:
+            self._refuse_what_cannot_fit(g)
             with _fits(f"--pack {g}"):
                 stepper, step = self.step(g, precision, self.runtime)
             config = f"{precision} channels_last, {_how_packed(stepper)}"
             self.say(f"packed: G={g}, {config}")
             rows.append((Row("packed", g, 0.0, config=config), step))
         return rows
+
+    def _refuse_what_cannot_fit(self, models: int) -> None:
+        """A pack whose weights, gradients and momenta alone exceed the free memory is refused
+        before anything is built (building its runs first took minutes and gigabytes)."""
+        weights = count_parameters(build_model(self.model, self.splits.num_classes))
+        needs = 3 * 4 * weights * models  # fp32 weights, gradients and momenta
+        free = _free_memory(self.device)
+        if free is not None and needs > free:
+            raise UserError(
+                f"--pack {models}: does not fit in memory (its weights, gradients and momenta "
+                f"alone need {needs / 2**30:,.1f} GiB; {free / 2**30:,.1f} GiB are free)"
+            )
 
     def step(self, models: int, precision: str, runtime: Runtime) -> tuple[Stepper, Step]:
         data = DeviceData(self.splits, self.device, channels_last=runtime.channels_last)
@@ -235,6 +248,20 @@ def _how_packed(stepper: Any) -> str:
     if not isinstance(stepper, PackedStepper):
         return "alone"
     return stepper.impl + (f", compile {stepper.compiled}" if stepper.compiled else "")
+
+
+def _free_memory(device: torch.device) -> int | None:
+    """Bytes the device can still give (None where it cannot be asked)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:  # Linux: free memory and the page cache the kernel would give back
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 @contextlib.contextmanager
