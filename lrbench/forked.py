@@ -1,11 +1,16 @@
 """Work spread over this machine's cores in forked processes: the report's reading of run
 folders and drawing of figures, and status's verdicts, which are each many independent pieces.
 
-A forked worker starts in milliseconds and sees the parent's memory as it was when the pool
-started (the list of run folders, the analysis, patched functions in a test) without pickling
-it: only each piece's index goes out, and only its result comes back. Where fork is not the
-platform's way (Windows; macOS, whose system libraries are not fork-safe) or one worker is
-asked for, the same pieces run here, in order, with the same results.
+A forked worker starts in milliseconds and sees the parent's memory as it was when it was
+forked (the list of run folders, the analysis, patched functions in a test) without pickling
+it: workers take the next piece's index from a shared counter, and each result comes back
+pickled in a file of a private temporary folder. Where fork is not the platform's way
+(Windows; macOS, whose system libraries are not fork-safe) or no worker is asked for, the same
+pieces run here, in order, with the same results.
+
+No multiprocessing.Pool: stopping a pool at once (an error in the parent) raced with its own
+threads and could hang (and lrbench's console turns SIGTERM, which a pool stops workers with,
+into an exception). Here the parent has no thread of its own, and stopping is SIGKILL.
 """
 
 from __future__ import annotations
@@ -13,17 +18,19 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import pickle
+import shutil
 import signal
 import sys
+import tempfile
+import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-
-_work: Callable[[Any], Any] | None = None
-_items: Sequence[Any] = ()
 
 
 def usable_cores() -> int:
@@ -44,59 +51,80 @@ def fork_map(work: Callable[[Item], Result], items: Sequence[Item], workers: int
     exception in a worker is raised here, as it would be in a loop."""
     if workers <= 1:
         return [work(item) for item in items]
-    return fork_start(work, items, workers).results()
+    with fork_start(work, items, workers) as started:
+        return started.results()
 
 
 class Forked(Generic[Result]):
     """Pieces of work under way in forked processes (or, without them, still to do here):
-    `results()` waits for them and gives their results in the order of the items."""
+    `results()` waits for them and gives their results in the order of the items; leaving a
+    `with` block ends the workers, done or not."""
 
     def __init__(self, work: Callable[[Any], Result], items: Sequence[Any], processes: int) -> None:
         self._work, self._items = work, items
         self._results: list[Result] | None = None
-        self._pool: Any = None
+        self.pids: list[int] = []  # the workers, until they are waited for
+        self._folder: Path | None = None
         processes = min(processes, len(items))
         if processes < 1 or not can_fork():
             return
-        global _work, _items
-        _work, _items = work, items  # what the workers see: they are forked right here
-        try:
-            with warnings.catch_warnings():
-                # Python 3.12+ warns on fork in a process with threads (numpy's BLAS pool is
-                # one): they hold no lock the workers take, and the workers start none
-                warnings.filterwarnings(
-                    "ignore", "This process .* is multi-threaded", DeprecationWarning
-                )
-                with _sigterm_held():
-                    self._pool = multiprocessing.get_context("fork").Pool(
-                        processes, _worker_signals
-                    )
-        finally:
-            _work, _items = None, ()
-        self._pending = self._pool.map_async(_run, range(len(items)), chunksize=1)
+        self._folder = Path(tempfile.mkdtemp(prefix="lrbench-forked-"))
+        # the next piece's index, in shared memory kept (here) until the workers end: freed, its
+        # block would be another Forked's counter
+        taken = self._taken = multiprocessing.get_context("fork").Value("q", 0)
+        with warnings.catch_warnings():
+            # Python 3.12+ warns on fork in a process with threads (numpy's BLAS pool is one):
+            # they hold no lock the workers take, and the workers start none
+            warnings.filterwarnings(
+                "ignore", "This process .* is multi-threaded", DeprecationWarning
+            )
+            for _ in range(processes):
+                pid = os.fork()
+                if pid == 0:
+                    _worker(work, items, taken, self._folder)  # never returns
+                self.pids.append(pid)
 
     def results(self) -> list[Result]:
         if self._results is None:
-            if self._pool is None:
+            if self._folder is None:
                 self._results = [self._work(item) for item in self._items]
             else:
                 try:
-                    self._results = self._pending.get()
+                    self._results = self._collect()
                 finally:
                     self.stop()
         return self._results
 
+    def _collect(self) -> list[Result]:
+        assert self._folder is not None
+        endings = [os.waitpid(pid, 0)[1] for pid in self.pids]
+        self.pids = []
+        results = []
+        for index in range(len(self._items)):
+            path = self._folder / f"{index}.pickle"
+            if not path.exists():
+                how = ", ".join(sorted({_ending(status) for status in endings}))
+                raise RuntimeError(
+                    f"a worker process ended without piece {index}'s result (workers: {how})"
+                )
+            done, value = pickle.loads(path.read_bytes())
+            if not done:
+                raise value
+            results.append(value)
+        return results
+
     def stop(self) -> None:
-        """End the workers: at once when their work is not done (what they were doing is lost),
-        else as each takes the end of its queue."""
-        if self._pool is None:
-            return
-        if self._results is None:
-            self._pool.terminate()
-        else:
-            self._pool.close()
-        self._pool.join()
-        self._pool = None
+        """End the workers now (what they were doing is lost) and remove their files."""
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in self.pids:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self.pids = []
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
     def __enter__(self) -> Forked[Result]:
         return self
@@ -123,31 +151,40 @@ def slices(items: Sequence[Item], workers: int, smallest: int = 256) -> list[Seq
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-@contextlib.contextmanager
-def _sigterm_held() -> Iterator[None]:
-    """SIGTERM is held back while workers are forked: a worker is born holding it and lets it
-    in once it ends at it (stopping a pool sends SIGTERM, maybe before a worker has set that
-    up); here, one that came meanwhile arrives as the workers are forked."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+def _ending(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
+
+
+def _worker(work: Callable[[Any], Any], items: Sequence[Any], taken: Any, folder: Path) -> None:
+    """A forked worker's life: take the next piece until none is left or one fails, write each
+    outcome to `folder`, and end without running anything of the parent's (os._exit)."""
+    code = 0
     try:
-        yield
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us
+        while True:
+            with taken.get_lock():
+                index = taken.value
+                taken.value += 1
+            if index >= len(items):
+                break
+            try:
+                outcome = (True, work(items[index]))
+            except BaseException as err:  # raised in the parent, as a loop would raise it
+                outcome = (False, err)
+            try:
+                data = pickle.dumps(outcome)
+            except Exception as err:  # an exception or result that cannot be pickled
+                data = pickle.dumps((False, RuntimeError(f"piece {index}: {outcome[1]!r} ({err})")))
+            partial = folder / f"{index}.partial"
+            partial.write_bytes(data)
+            partial.rename(folder / f"{index}.pickle")
+            if not outcome[0]:
+                break
+    except BaseException:
+        traceback.print_exc()  # the parent then says which piece has no result
+        code = 1
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
-
-
-def _worker_signals() -> None:
-    """Ctrl-C is the parent's to handle: it stops the pool, and the workers with it, by SIGTERM,
-    which must end a worker wherever it waits (not raise in it, as lrbench.console's handler
-    would)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-
-
-def _run(index: int) -> Any:
-    assert _work is not None
-    return _work(_items[index])
+        sys.stderr.flush()
+        os._exit(code)

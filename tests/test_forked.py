@@ -4,6 +4,7 @@ raises what the loop would raise, and leaves no process behind, however it ends.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import subprocess
 import sys
 import threading
@@ -18,11 +19,12 @@ from lrbench.forked import can_fork, fork_map, fork_start
 pytestmark = pytest.mark.skipif(not can_fork(), reason="forked workers are Linux's")
 
 
-@pytest.fixture
-def new_children():
-    """The child processes started since the test began (earlier tests' may still be there)."""
-    before = {p.pid for p in multiprocessing.active_children()}
-    return lambda: {p.pid for p in multiprocessing.active_children()} - before
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @settings(max_examples=15, deadline=None)
@@ -40,7 +42,7 @@ def test_workers_see_the_parents_memory_unpickled() -> None:
     ]
 
 
-def test_an_error_in_a_worker_is_raised_in_the_parent(new_children) -> None:
+def test_an_error_in_a_worker_is_raised_in_the_parent() -> None:
     def work(i: int) -> int:
         if i == 3:
             raise ValueError(f"piece {i} is bad")
@@ -48,29 +50,54 @@ def test_an_error_in_a_worker_is_raised_in_the_parent(new_children) -> None:
 
     with pytest.raises(ValueError, match="piece 3 is bad"):
         fork_map(work, range(6), 2)
-    assert new_children() == set()
 
 
-def test_started_work_goes_on_in_the_background_while_the_parent_works(new_children) -> None:
+def test_the_first_error_in_the_items_order_is_the_one_raised() -> None:
+    def work(i: int) -> int:
+        if i in (2, 4):
+            raise KeyError(i)
+        return i
+
+    with pytest.raises(KeyError, match="2"):
+        fork_map(work, range(6), 3)
+
+
+def test_started_work_goes_on_in_the_background_while_the_parent_works() -> None:
     go = multiprocessing.get_context("fork").Event()  # the worker waits for the parent's word
     with fork_start(lambda _: go.wait(timeout=120), [0], 1) as started:
+        workers = list(started.pids)
         go.set()  # reached only because starting the work did not wait for it
         assert started.results() == [True]
-    assert new_children() == set()
+    assert workers and not any(map(_alive, workers))
 
 
-def test_work_left_unasked_is_stopped_with_its_workers(new_children) -> None:
-    with fork_start(lambda _: time.sleep(30), range(4), 2):
-        assert len(new_children()) == 2
-    assert new_children() == set()
+def test_work_started_side_by_side_keeps_each_its_own_pieces() -> None:
+    """Each start shares its next-piece counter with its own workers only (a counter freed
+    early was once reused by the next start, whose workers then took the first's pieces)."""
+    with (
+        fork_start(lambda i: ("a", i), range(8), 1) as a,
+        fork_start(lambda i: ("b", i), range(8), 1) as b,
+    ):
+        assert a.results() == [("a", i) for i in range(8)]
+        assert b.results() == [("b", i) for i in range(8)]
 
 
-def test_no_process_is_forked_for_one_worker_or_none(new_children) -> None:
-    pids = fork_map(lambda _: multiprocessing.current_process().pid, range(3), 1)
-    assert set(pids) == {multiprocessing.current_process().pid}
-    drawing = fork_start(lambda _: multiprocessing.current_process().pid, range(3), 0)
-    assert new_children() == set()
-    assert set(drawing.results()) == {multiprocessing.current_process().pid}
+def test_work_left_unasked_is_stopped_with_its_workers() -> None:
+    with fork_start(lambda _: time.sleep(60), range(4), 2) as started:
+        workers = list(started.pids)
+        assert len(workers) == 2 and all(map(_alive, workers))
+    assert not any(map(_alive, workers))
+
+
+def test_no_process_is_forked_for_one_worker_or_none() -> None:
+    here = os.getpid()
+    assert set(fork_map(lambda _: os.getpid(), range(3), 1)) == {here}
+    started = fork_start(lambda _: os.getpid(), range(3), 0)
+    assert started.pids == [] and set(started.results()) == {here}
+
+
+def test_each_piece_is_done_by_a_worker_not_here() -> None:
+    assert os.getpid() not in fork_map(lambda _: os.getpid(), range(5), 2)
 
 
 def test_workers_end_under_lrbench_s_own_signal_handlers() -> None:
