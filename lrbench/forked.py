@@ -78,11 +78,15 @@ class Forked(Generic[Result]):
             warnings.filterwarnings(
                 "ignore", "This process .* is multi-threaded", DeprecationWarning
             )
-            for _ in range(processes):
-                pid = os.fork()
-                if pid == 0:
-                    _worker(work, items, taken, self._folder)  # never returns
-                self.pids.append(pid)
+            try:
+                for _ in range(processes):
+                    pid = os.fork()
+                    if pid == 0:
+                        _worker(work, items, taken, self._folder)  # never returns
+                    self.pids.append(pid)
+            except BaseException:  # no fork left (a process limit): end those already forked
+                self.stop()
+                raise
 
     def results(self) -> list[Result]:
         if self._results is None:
