@@ -12,6 +12,8 @@ from typing import Any
 
 from lrbench.plainfiles import MAX_METRICS_BYTES, NotPlainFile, read_bounded, read_json_bounded
 
+SPEC, METRICS, SUMMARY, CHECKPOINT = "spec.json", "metrics.csv", "summary.json", "checkpoint.pt"
+
 
 @dataclass(frozen=True)
 class RunFiles:
@@ -21,19 +23,19 @@ class RunFiles:
 
     @property
     def spec(self) -> Path:
-        return self.path / "spec.json"
+        return self.path / SPEC
 
     @property
     def metrics(self) -> Path:
-        return self.path / "metrics.csv"
+        return self.path / METRICS
 
     @property
     def summary(self) -> Path:
-        return self.path / "summary.json"
+        return self.path / SUMMARY
 
     @property
     def checkpoint(self) -> Path:
-        return self.path / "checkpoint.pt"
+        return self.path / CHECKPOINT
 
     @property
     def log(self) -> Path:

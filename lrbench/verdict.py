@@ -19,21 +19,31 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 from lrbench.plainfiles import kind_of, kinds_in
-from lrbench.runfiles import MetricsFile, RunFiles, read_json_object
+from lrbench.runfiles import (
+    CHECKPOINT,
+    METRICS,
+    SPEC,
+    SUMMARY,
+    MetricsFile,
+    RunFiles,
+    read_json_object,
+)
 
 FINISHED = ("done", "diverged", "failed")
 # What a sweep does with a run in each state (lrbench.sweep plans by them, executors train by them)
 TRAIN_STATES = ("new", "partial")  # trained; a partial run resumes
 SKIP_STATES = ("done", "diverged")  # ended for good: never trained again
 RETRY_STATES = ("failed", "damaged")  # trained again from the start with --retry-failed
-RUN_FILES = ("spec.json", "metrics.csv", "summary.json", "checkpoint.pt", "run.log")
+RUN_FILES = (SPEC, METRICS, SUMMARY, CHECKPOINT, "run.log")
 MAX_EPOCHS = 1_000_000
 MAX_STEPS_PER_EPOCH = 1_000_000_000
 NUMBER_COLUMNS = ("lr", "momentum", "epoch_time_s")  # numbers (momentum may be empty)
+MAX_FLOAT = sys.float_info.max
 OPTIONAL_PREFIX = "ensemble_"  # filled only in epochs that took a snapshot
 
 
@@ -65,13 +75,13 @@ def judge(run: RunFiles) -> Verdict:
     foreign = _foreign(present)
     if foreign:
         return Verdict("damaged", foreign, foreign=True)
-    metrics = run.read_metrics() if run.metrics.name in present else MetricsFile([], [], [], [])
-    if run.summary.name not in present:
+    metrics = run.read_metrics() if METRICS in present else MetricsFile([], [], [], [])
+    if SUMMARY not in present:
         spec, _ = read_json_object(run.spec)
-        why = _checkpoint_fault(run, spec) if run.checkpoint.name in present else None
+        why = _checkpoint_fault(run, spec) if CHECKPOINT in present else None
         if why:
             return Verdict("damaged", why, spec=spec, metrics=metrics, restart=True)
-        started = run.checkpoint.name in present or run.metrics.name in present
+        started = CHECKPOINT in present or METRICS in present
         return Verdict("partial" if started else "new", spec=spec, metrics=metrics)
     summary, why = read_json_object(run.summary)
     if summary is None:
@@ -84,7 +94,7 @@ def judge(run: RunFiles) -> Verdict:
         return Verdict("failed", _error_line(summary), spec, summary, metrics)
     why = why or spec_fault(spec)  # type: ignore[arg-type]
     if why is None and status == "done":
-        why = metrics_fault(run.metrics.name, metrics, summary, run.metrics.name in present)
+        why = metrics_fault(METRICS, metrics, summary, METRICS in present)
     if why:
         return Verdict("damaged", why, spec, summary, metrics)
     return Verdict(status, None, spec, summary, metrics)
@@ -166,7 +176,10 @@ def _whole(value: Any) -> bool:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number that is one as a float too (an integer of 400 digits is not)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_FLOAT
 
 
 def metrics_fault(
@@ -187,45 +200,68 @@ def metrics_fault(
     expected = summary.get("epochs_completed")
     if _whole(expected) and len(found.rows) != expected:
         return f"{name} ends at epoch {len(found.rows)} but summary.json counts {expected} epochs"
-    checks = [(column, *_column_check(column)) for column in found.header]
-    checks = [(column, ok, kind, empty) for column, ok, kind, empty in checks if ok is not None]
-    for column, ok, _, empty_ok in checks:  # column by column: one pass over each column
-        values = [row[column] for row in found.rows]
-        if not all(ok(v) or (empty_ok and v == "") for v in values):
+    checks = [(column, kind) for column in found.header if (kind := column_kind(column))]
+    for column, kind in checks:  # column by column: one pass over each column
+        if not kind.all_ok([row[column] for row in found.rows]):
             break
     else:
         return _final_fault(found.rows[-1], summary.get("final"))
     for row in found.rows:  # the first bad value, in the order of the file
-        for column, ok, kind, empty_ok in checks:
-            value = row[column]
-            if not (ok(value) or (empty_ok and value == "")):
-                return f"{name}, epoch {row['epoch']}: {column} is {value!r}, not {kind}"
+        for column, kind in checks:
+            if not kind.ok(row[column]):
+                return f"{name}, epoch {row['epoch']}: {column} is {row[column]!r}, not {kind.what}"
     raise AssertionError("a bad value was found and then not found")
 
 
-def _column_check(column: str) -> tuple[Any, str, bool]:
-    """How a column's values are judged: a test, what it asks for, whether a value may be empty
-    (a test of None: not judged). Accuracies are fractions in [0, 1], losses finite (a run whose
-    loss is not finite is diverged, not done), steps whole, rates numbers; columns of other
-    kinds (a custom task's) are not judged."""
+@dataclass(frozen=True)
+class ColumnKind:
+    """What a metrics.csv column's values must be: finite numbers from `low` to `high`, whole
+    numbers where `whole`, empty ("") where `empty_ok`."""
+
+    what: str
+    low: float = -math.inf
+    high: float = math.inf
+    whole: bool = False
+    empty_ok: bool = False
+
+    def ok(self, value: Any) -> bool:
+        if self.empty_ok and value == "":
+            return True
+        number = _whole(value) if self.whole else _number(value)
+        return number and self.low <= value <= self.high
+
+    def all_ok(self, values: list[Any]) -> bool:
+        """Whether every value is ok: for a column of plain numbers (every column lrbench
+        writes) a few passes in C (their types, sum, min and max), not a call per value."""
+        if self.empty_ok:
+            values = [v for v in values if v != ""]
+        if not values:
+            return True
+        if set(map(type, values)) <= ({int} if self.whole else {int, float}):
+            try:
+                finite = self.whole or math.isfinite(sum(values, 0.0))  # NaN and inf spread
+            except OverflowError:  # an integer past any float
+                finite = False
+            if finite and self.low <= min(values) and max(values) <= self.high:
+                return True
+        return all(map(self.ok, values))  # a sum of finite values past any float lands here
+
+
+def column_kind(column: str) -> ColumnKind | None:
+    """How a column's values are judged (None: not judged). Accuracies are fractions in [0, 1],
+    losses finite (a run whose loss is not finite is diverged, not done), steps whole, rates
+    numbers; columns of other kinds (a custom task's) are not judged; snapshot columns and
+    momentum may be empty."""
     empty_ok = column.startswith(OPTIONAL_PREFIX) or column == "momentum"
     if column.endswith("_acc"):
-        return _fraction, "a fraction in [0, 1]", empty_ok
+        return ColumnKind("a fraction in [0, 1]", 0.0, 1.0, empty_ok=empty_ok)
     if column.endswith("_loss"):
-        return _number, "a finite number (the run is done, not diverged)", empty_ok
+        return ColumnKind("a finite number (the run is done, not diverged)", empty_ok=empty_ok)
     if column in ("step", "ensemble_size"):
-        return _count, "a whole number from 1", empty_ok
+        return ColumnKind("a whole number from 1", 1, whole=True, empty_ok=empty_ok)
     if column in NUMBER_COLUMNS:
-        return _number, "a finite number", empty_ok
-    return None, "", empty_ok
-
-
-def _fraction(value: Any) -> bool:
-    return _number(value) and 0.0 <= value <= 1.0
-
-
-def _count(value: Any) -> bool:
-    return _whole(value) and value >= 1
+        return ColumnKind("a finite number", empty_ok=empty_ok)
+    return None
 
 
 def _final_fault(last: dict[str, Any], final: Any) -> str | None:

@@ -58,6 +58,10 @@ DAMAGE = {
         lambda r: last_row_set(r, "test_loss", "inf"),
         "test_loss is inf",
     ),
+    "a loss of 400 digits": (
+        lambda r: last_row_set(r, "test_loss", "1" * 400),
+        "test_loss is 1111",
+    ),
     "a NUL byte in the header": (header_with_nul, "control character"),
     "a NaN budget in spec.json": (
         lambda r: spec_set(r, "budget", "NaN"),

@@ -48,3 +48,16 @@ def test_status_and_report_import_no_torch(tmp_path: Path) -> None:
     done = _light([["status", str(DEMO)], ["report", str(DEMO), "--out", str(out)]])
     assert done.returncode == 0, done.stderr
     assert (out / "report.html").is_file()
+
+
+def test_reading_runs_imports_neither_scipy_nor_matplotlib() -> None:
+    """A report reads its runs before the seconds of importing scipy and matplotlib, which
+    then overlap the work of the forked workers."""
+    code = (
+        "import sys\nfrom lrbench.report import choose\n"
+        f"choose([{str(DEMO)!r}], workers=2)\n"
+        "heavy = sorted(m for m in ('scipy', 'matplotlib') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr

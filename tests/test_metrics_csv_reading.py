@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from lrbench.runfiles import read_metrics
+from lrbench.verdict import column_kind
 
 
 def test_plain_and_quoted_lines_read_as_the_csv_module_reads_them(tmp_path: Path) -> None:
@@ -36,3 +41,27 @@ def test_an_empty_line_has_no_fields(tmp_path: Path) -> None:
     path = tmp_path / "metrics.csv"
     path.write_text("epoch,test_acc\n1,0.5\n\n")
     assert read_metrics(path).damage == "line 3 has 0 fields, the header has 2"
+
+
+CELLS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.booleans(),
+    st.sampled_from(["", "abc", "0.5"]),
+    st.floats(min_value=-1e308, max_value=1e308).map(lambda x: x * 4),  # sums past any float
+)
+
+
+@pytest.mark.parametrize("column", ["test_acc", "train_loss", "step", "lr", "momentum"])
+@given(values=st.lists(CELLS, max_size=12))
+def test_a_column_is_judged_at_once_as_it_is_value_by_value(column: str, values: list) -> None:
+    kind = column_kind(column)
+    assert kind is not None
+    assert kind.all_ok(values) == all(kind.ok(v) for v in values)
+
+
+def test_an_integer_no_float_can_hold_is_no_finite_number() -> None:
+    loss = column_kind("test_loss")
+    assert loss is not None and not loss.all_ok([1.5, int("1" * 400)])
+    step = column_kind("step")
+    assert step is not None and step.all_ok([1, int("1" * 400)])

@@ -198,3 +198,26 @@ def test_performance_profile_counts_cells_within_tau_of_the_best(tmp_path: Path)
     assert list(taus) == pytest.approx([1.0, 1.25, 2.0])
     assert share.loc["rex"].tolist() == [0.5, 1.0, 1.0]
     assert share.loc["step"].tolist() == [0.5, 0.5, 1.0]
+
+
+def test_panel_titles_sit_above_tick_labels_written_in_full(tmp_path: Path) -> None:
+    """Scores that differ in the fifth digit would get an offset (+9.12e1) written above the
+    panel, under its title: the report writes every tick label in full instead."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from lrbench.report import analyse
+    from lrbench.report.plots import draw, error_vs_budget
+
+    for budget in (0.25, 1.0):
+        write_cell(tmp_path, {"rex": [0.912341, 0.912342], "linear": [0.912345, 0.912347]},
+                   budget=budget)  # fmt: skip
+    summary = analyse([tmp_path], metric="accuracy").summary
+    fig = error_vs_budget(summary, {"rex": (0, 0, 1, 1), "linear": (1, 0, 0, 1)}, "accuracy")
+    draw("error_vs_budget", fig)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    for ax in fig.axes:
+        assert ax.yaxis.get_offset_text().get_text() == ""
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        assert all(label.startswith("91.23") for label in labels if label)
+        title = ax.title.get_window_extent(renderer)
+        assert title.y0 >= ax.get_window_extent(renderer).y1

@@ -33,8 +33,6 @@ from itertools import combinations_with_replacement
 
 import numpy as np
 import pandas as pd
-from scipy.special import gammaln
-from scipy.stats import bootstrap, t
 
 from lrbench.report.metric import in_metric, interval_in_metric, metric_named, rounded
 from lrbench.report.problems import NOTE, Problem, common_parent
@@ -159,6 +157,9 @@ def resamples(m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]
 @functools.lru_cache(maxsize=16)
 def _every_resample(m: int) -> tuple[np.ndarray, np.ndarray]:
     """All multisets of m out of m seeds as counts, with their probabilities (read-only)."""
+    # scipy is imported where used: its second of import then overlaps the figures' drawing
+    from scipy.special import gammaln
+
     counts = np.zeros((math.comb(2 * m - 1, m), m))
     for b, drawn in enumerate(combinations_with_replacement(range(m), m)):
         for j in drawn:
@@ -185,6 +186,8 @@ def bootstrap_interval(scores: np.ndarray, rng: np.random.Generator) -> tuple[fl
     """The 95% percentile bootstrap interval of the mean of `scores` (exact when few)."""
     n = len(scores)
     if math.comb(2 * n - 1, n) > EXACT_LIMIT:
+        from scipy.stats import bootstrap
+
         ci = bootstrap(
             (scores,),
             np.mean,
@@ -203,6 +206,8 @@ def bootstrap_interval(scores: np.ndarray, rng: np.random.Generator) -> tuple[fl
 
 def t_interval(scores: np.ndarray) -> tuple[float, float]:
     """The 95% Student-t interval of the mean: mean ± t(0.975, n-1) · s / √n."""
+    from scipy.stats import t
+
     n = len(scores)
     mean = math.fsum(scores) / n
     half = float(t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * float(np.std(scores, ddof=1)) / math.sqrt(n)

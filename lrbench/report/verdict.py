@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import t
 
 from lrbench.report.metric import Metric, metric_named, rounded
 from lrbench.report.rank import CELL, COMPARED, ROW, order_key
@@ -76,6 +75,9 @@ class Paired:
         """The t-interval of the mean difference; NaN with fewer than two seeds."""
         if self.n < 2:
             return math.nan, math.nan
+        # scipy is imported where used: its second of import then overlaps the figures' drawing
+        from scipy.stats import t
+
         half = float(t.ppf(0.5 + level / 2, self.n - 1)) * self.std / math.sqrt(self.n)
         return self.mean - half, self.mean + half
 
@@ -85,6 +87,8 @@ class Paired:
             return math.nan
         if self.std == 0:
             return 1.0 if self.mean == 0 else 0.0
+        from scipy.stats import t
+
         return float(2 * t.sf(abs(self.mean) / (self.std / math.sqrt(self.n)), self.n - 1))
 
     def seeds_needed(self) -> float:
@@ -95,6 +99,8 @@ class Paired:
             return math.nan
         if self.mean <= 0 or self.n < 2:
             return math.inf
+        from scipy.stats import t
+
         n = np.arange(max(self.n, 2), MAX_SEEDS_NEEDED + 1)  # every count at once: one ppf call
         clears = t.ppf(0.5 + (1 - ALPHA) / 2, n - 1) * self.std / np.sqrt(n) < self.mean
         return float(n[clears.argmax()]) if clears.any() else math.inf
