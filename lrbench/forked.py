@@ -60,7 +60,9 @@ class Forked(Generic[Result]):
     `results()` waits for them and gives their results in the order of the items; leaving a
     `with` block ends the workers, done or not."""
 
-    def __init__(self, work: Callable[[Any], Result], items: Sequence[Any], processes: int) -> None:
+    def __init__(
+        self, work: Callable[[Any], Result], items: Sequence[Any], processes: int, niceness: int = 0
+    ) -> None:
         self._work, self._items = work, items
         self._results: list[Result] | None = None
         self.pids: list[int] = []  # the workers, until they are waited for
@@ -82,7 +84,7 @@ class Forked(Generic[Result]):
                 for _ in range(processes):
                     pid = os.fork()
                     if pid == 0:
-                        _worker(work, items, taken, self._folder)  # never returns
+                        _worker(work, items, taken, self._folder, niceness)  # never returns
                     self.pids.append(pid)
             except BaseException:  # no fork left (a process limit): end those already forked
                 self.stop()
@@ -137,12 +139,15 @@ class Forked(Generic[Result]):
         self.stop()
 
 
-def fork_start(work: Callable[[Item], Result], items: Sequence[Item], processes: int) -> Forked:
+def fork_start(
+    work: Callable[[Item], Result], items: Sequence[Item], processes: int, niceness: int = 0
+) -> Forked:
     """Start [work(item) for item in items] in up to `processes` forked processes, one of them
     enough to work in the background, and return at once: the caller goes on with other work
     and asks `results()` when it needs them. With 0 processes (or no fork) the work is done
-    here, when asked."""
-    return Forked(work, items, processes)
+    here, when asked. `niceness`: how much lower the workers' priority is (os.nice), so that
+    the work the caller goes on with, which it waits for first, is not slowed by them."""
+    return Forked(work, items, processes, niceness)
 
 
 def slices(items: Sequence[Item], workers: int, smallest: int = 256) -> list[Sequence[Item]]:
@@ -161,12 +166,17 @@ def _ending(status: int) -> str:
     return f"exit code {os.waitstatus_to_exitcode(status)}"
 
 
-def _worker(work: Callable[[Any], Any], items: Sequence[Any], taken: Any, folder: Path) -> None:
+def _worker(
+    work: Callable[[Any], Any], items: Sequence[Any], taken: Any, folder: Path, niceness: int
+) -> None:
     """A forked worker's life: take the next piece until none is left or one fails, write each
     outcome to `folder`, and end without running anything of the parent's (os._exit)."""
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us
+        if niceness:
+            with contextlib.suppress(OSError):
+                os.nice(niceness)
         while True:
             with taken.get_lock():
                 index = taken.value

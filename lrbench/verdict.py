@@ -17,6 +17,7 @@ A diverged run is judged by its summary and spec alone (its rows may end in any 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -247,6 +248,7 @@ class ColumnKind:
         return all(map(self.ok, values))  # a sum of finite values past any float lands here
 
 
+@functools.cache  # a study's runs share a few column names
 def column_kind(column: str) -> ColumnKind | None:
     """How a column's values are judged (None: not judged). Accuracies are fractions in [0, 1],
     losses finite (a run whose loss is not finite is diverged, not done), steps whole, rates

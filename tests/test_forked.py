@@ -100,6 +100,14 @@ def test_each_piece_is_done_by_a_worker_not_here() -> None:
     assert os.getpid() not in fork_map(lambda _: os.getpid(), range(5), 2)
 
 
+def test_background_workers_give_way_to_the_parent_and_the_parent_keeps_its_priority() -> None:
+    here = os.nice(0)
+    with fork_start(lambda _: os.nice(0), range(3), 2, niceness=5) as started:
+        assert set(started.results()) == {min(19, here + 5)}
+    assert os.nice(0) == here
+    assert fork_start(lambda _: os.nice(0), range(2), 0, niceness=5).results() == [here, here]
+
+
 def test_workers_end_under_lrbench_s_own_signal_handlers() -> None:
     """lrbench's console turns SIGTERM into KeyboardInterrupt; a pool that ended its workers
     that way once hung in a worker's wait. Many short pools under that handler all end."""

@@ -40,12 +40,13 @@ def report(tmp_path_factory: pytest.TempPathFactory):
 
 def _figure(report, name: str):
     """The report's figure of that name (its PNG file's, without .png), built, not drawn."""
-    from lrbench.report.plots import curve_figures, summary_figures
+    from lrbench.report.plots import curve_figures, ranked_figures, resampled_figures
 
     chosen = report_chosen(report)
     builds = {
         **curve_figures(chosen, report_curves(report)),
-        **summary_figures(chosen, report.summary),
+        **ranked_figures(chosen, report.summary),
+        **resampled_figures(chosen, report.summary),
     }
     return builds[next(b for b in builds if b.startswith(name))]()
 

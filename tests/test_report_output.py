@@ -221,3 +221,35 @@ def test_panel_titles_sit_above_tick_labels_written_in_full(tmp_path: Path) -> N
         assert all(label.startswith("91.23") for label in labels if label)
         title = ax.title.get_window_extent(renderer)
         assert title.y0 >= ax.get_window_extent(renderer).y1
+
+
+@pytest.mark.parametrize("scores", [[0.91, 0.83], [0.9123411, 0.9123472]], ids=["short", "long"])
+def test_a_grid_of_panels_keeps_every_label_inside_the_figure_and_off_its_neighbours(
+    tmp_path: Path, scores: list[float]
+) -> None:
+    """Four settings, two rows: each panel's ticks, labels and title, the figure's title and
+    its legend each keep to their own space, with tick labels of any width."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from lrbench.report import analyse
+    from lrbench.report.plots import draw, error_vs_budget
+
+    for model in ("resnet8", "resnet20", "resnet32", "wrn16_4"):
+        for budget in (0.1, 1.0):
+            write_cell(tmp_path, {"a-long-schedule-name": scores, "rex": scores[::-1]},
+                       model=model, budget=budget)  # fmt: skip
+    summary = analyse([tmp_path], metric="accuracy").summary
+    colours = {"a-long-schedule-name": (1, 0, 0, 1), "rex": (0, 0, 1, 1)}
+    fig = error_vs_budget(summary, colours, "accuracy")
+    draw("error_vs_budget", fig)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    whole = fig.bbox
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]
+    boxes += [fig.legends[0].get_window_extent(renderer)]
+    boxes += [t.get_window_extent(renderer) for t in fig.texts if t.get_text()]  # the suptitle
+    assert len(boxes) == 6
+    for i, box in enumerate(boxes):
+        assert whole.x0 <= box.x0 and box.x1 <= whole.x1
+        assert whole.y0 <= box.y0 and box.y1 <= whole.y1
+        for other in boxes[i + 1 :]:
+            assert not box.overlaps(other), (box, other)

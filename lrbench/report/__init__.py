@@ -168,12 +168,20 @@ def build_report(
     processes that read the runs and draw the figures (the same files for any number).
     """
     ref = load_reference(reference) if reference is not None else None
-    from lrbench.report.plots import anytime_figures, curve_figures, draw_figures, summary_figures
+    from lrbench.report.plots import (
+        anytime_figures,
+        curve_figures,
+        draw_figures,
+        ranked_figures,
+        resampled_figures,
+    )
 
     # Each group of figures is drawn in the background as soon as what it shows is known: the
-    # per-epoch ones while the runs are ranked, the anytime one (the largest) while the seeds
-    # are resampled, the others while the tables are written (lrbench.forked: on every worker's
-    # core but the one that goes on here; with one worker, everything is done here, in turn).
+    # per-epoch ones while the runs are ranked; the anytime one (the largest) and those of the
+    # ranked rows while the seeds are resampled; P(top-1) while the tables are written. The
+    # drawing workers (lrbench.forked, one a group with two workers or more; with one worker,
+    # everything is done here, in turn) give way to the analysis here, which the later groups
+    # and the tables wait for.
     background = workers - 1
     with ExitStack() as stack:
         drawings = []
@@ -184,10 +192,11 @@ def build_report(
         first = choose(paths, include_stale, metric, workers)
         draw(curve_figures(first.chosen, first.loaded.curves))
         ranked = rank(first, target, metric)
+        shown_in = metric or report_metric(ranked.summary)
         draw(anytime_figures(first.chosen, ranked.anytime))
+        draw(ranked_figures(first.chosen, ranked.summary, shown_in))
         found = conclude(ranked)
-        shown_in = metric or report_metric(found.summary)
-        draw(summary_figures(found.chosen, found.summary, shown_in))
+        draw(resampled_figures(found.chosen, found.summary))
         report = _assemble(found, Path(out_dir), metric, ref, baseline, paths[0])
         _write(report, found.chosen, drawings)
     return report
