@@ -10,7 +10,8 @@ differs from panel to panel), its axis labels and title, and one panel's x tick 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from matplotlib import rcParams
 from matplotlib.backends.backend_agg import RendererAgg
@@ -18,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 PAD = 0.06  # inches left free around each thing placed
+TICK_WIDTH_GUESS = 0.4  # inches, for placing the panels before their tick labels are measured
 
 
 @dataclass(frozen=True)
@@ -45,40 +47,36 @@ def lay_out_grid(fig: Figure, axes: list, title: Text | None) -> None:
     if title is not None:  # its top PAD below the figure's
         title.set(y=1 - PAD / fig.get_size_inches()[1], verticalalignment="top")
     renderer = RendererAgg(1, 1, fig.dpi)
-    margins = _estimate(fig, axes, title, renderer, tick_width=0.4)
-    _place(fig, axes, rows, cols, margins)
-    _place(fig, axes, rows, cols, _estimate(fig, axes, title, renderer))
+    guessed = _margins(fig, axes, title, renderer, TICK_WIDTH_GUESS)
+    _place(fig, axes, rows, cols, guessed)
+    tick_width = _extent(renderer, fig, (t for ax in axes for t in ax.get_yticklabels()))[0]
+    _place(
+        fig, axes, rows, cols, replace(guessed, left=guessed.left - TICK_WIDTH_GUESS + tick_width)
+    )
 
 
-def _estimate(
-    fig: Figure,
-    axes: list,
-    title: Text | None,
-    renderer: RendererAgg,
-    tick_width: float | None = None,
+def _extent(renderer: RendererAgg, fig: Figure, texts: Iterable[Text]) -> tuple[float, float]:
+    """The widest and tallest of the shown texts, in inches."""
+    boxes = [t.get_window_extent(renderer) for t in texts if t.get_visible() and t.get_text()]
+    return (
+        max((b.width for b in boxes), default=0.0) / fig.dpi,
+        max((b.height for b in boxes), default=0.0) / fig.dpi,
+    )
+
+
+def _margins(
+    fig: Figure, axes: list, title: Text | None, renderer: RendererAgg, tick_width: float
 ) -> Margins:
-    """The margins the panels' decorations need; `tick_width`: inches assumed for the widest y
-    tick label instead of measuring it (before the panels are in place)."""
-
-    def inches(texts) -> tuple[float, float]:
-        """The widest and tallest of the shown texts, in inches."""
-        boxes = [t.get_window_extent(renderer) for t in texts if t.get_visible() and t.get_text()]
-        return (
-            max((b.width for b in boxes), default=0.0) / fig.dpi,
-            max((b.height for b in boxes), default=0.0) / fig.dpi,
-        )
-
+    """The margins the panels' decorations need, for y tick labels `tick_width` inches wide."""
     points = 1 / 72
     xtick = (rcParams["xtick.major.size"] + rcParams["xtick.major.pad"]) * points
     ytick = (rcParams["ytick.major.size"] + rcParams["ytick.major.pad"]) * points
     label_pad = rcParams["axes.labelpad"] * points
-    if tick_width is None:
-        tick_width = inches(label for ax in axes for label in ax.get_yticklabels())[0]
-    tick_height = inches(axes[0].get_xticklabels())[1]
-    ylabel = inches(ax.yaxis.label for ax in axes)[0]  # turned upright: its width is across
-    xlabel = inches(ax.xaxis.label for ax in axes)[1]
-    panel_title = inches(ax.title for ax in axes)[1]
-    suptitle = inches([title] if title is not None else [])[1]
+    tick_height = _extent(renderer, fig, axes[0].get_xticklabels())[1]
+    ylabel = _extent(renderer, fig, (ax.yaxis.label for ax in axes))[0]  # upright: width across
+    xlabel = _extent(renderer, fig, (ax.xaxis.label for ax in axes))[1]
+    panel_title = _extent(renderer, fig, (ax.title for ax in axes))[1]
+    suptitle = _extent(renderer, fig, [title] if title is not None else [])[1]
     legend = max((leg.get_window_extent(renderer).width for leg in fig.legends), default=0.0)
     return Margins(
         left=ylabel + label_pad + tick_width + ytick + 2 * PAD,
